@@ -1,0 +1,33 @@
+"""Data sets: digits (default, offline), CIFAR-10, PAMAP2 and synthetic, each loaded as whole tensors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import DataBundle, DataError, stratified_split
+
+__all__ = ["DataBundle", "DataError", "stratified_split", "load_dataset", "DATASET_NAMES"]
+
+DATASET_NAMES = ("digits", "cifar10", "pamap2", "synthetic")
+
+
+def load_dataset(name: str, root: str | Path | None = None, download: bool = False,
+                 synthetic_size: int = 2000, seed: int = 0) -> DataBundle:
+    """One entry for every data set, so the engine and the GUI never special-case a loader."""
+    if name == "digits":
+        from .digits import load_digits
+        return load_digits()
+    if name == "synthetic":
+        from .synthetic import load_synthetic
+        return load_synthetic(n_train=synthetic_size, seed=seed)
+    if name in ("cifar10", "pamap2"):
+        if root is None:
+            raise DataError(f"{name}: no data folder given (use --data-root)")
+        root = Path(root).expanduser()
+        if name == "cifar10":
+            from .cifar10 import load_cifar10
+            return load_cifar10(root, download=download)
+        from .pamap2 import load_pamap2
+        if download:
+            raise DataError("pamap2: downloading is not offered; put the Protocol/*.dat files under the data folder")
+        return load_pamap2(root)
+    raise DataError(f"unknown data set {name!r}; expected one of {', '.join(DATASET_NAMES)}")

@@ -1,0 +1,31 @@
+"""Checkpoints: written to a temporary name and renamed into place, loaded with weights_only=True."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .files import atomic_write_bytes
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, unreadable or belongs to another model; the message names the file."""
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt / unsafe files
+        raise CheckpointError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e})") from e

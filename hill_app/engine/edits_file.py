@@ -1,0 +1,107 @@
+"""The edits file: a script of interventions applied when training pauses at the named epochs.
+
+    {"interventions": [{"epoch": 25, "edits": [...], "commands": [{"command": ..., "args": {...}}]}]}
+
+It is checked whole before training starts; a malformed file is refused naming the entry and the problem.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hill_app.losses import EditError, validate_edit
+
+from .commands import SPECS, CommandError
+
+
+class EditsFileError(ValueError):
+    pass
+
+
+@dataclass
+class Intervention:
+    epoch: int
+    edits: list[dict[str, Any]] = field(default_factory=list)
+    commands: list[dict[str, Any]] = field(default_factory=list)
+
+
+def parse_edits(data: Any, *, pause_at: list[int], num_classes: int, view_size: int,
+                source: str = "edits") -> list[Intervention]:
+    if not isinstance(data, dict) or not isinstance(data.get("interventions"), list):
+        raise EditsFileError(f"{source}: expected an object with a list 'interventions'")
+    extra = set(data) - {"interventions", "description"}
+    if extra:
+        raise EditsFileError(f"{source}: unexpected top-level key(s) {sorted(extra)}")
+    out: list[Intervention] = []
+    seen: set[int] = set()
+    for i, entry in enumerate(data["interventions"]):
+        where = f"{source}: interventions[{i}]"
+        if not isinstance(entry, dict):
+            raise EditsFileError(f"{where}: expected an object, got {type(entry).__name__}")
+        bad = set(entry) - {"epoch", "edits", "commands", "note"}
+        if bad:
+            raise EditsFileError(f"{where}: unexpected key(s) {sorted(bad)}")
+        ep = entry.get("epoch")
+        if isinstance(ep, bool) or not isinstance(ep, int):
+            raise EditsFileError(f"{where}: 'epoch' must be an integer, got {ep!r}")
+        if ep not in pause_at:
+            raise EditsFileError(f"{where}: epoch {ep} is not a pause epoch (pauses: "
+                                 f"{', '.join(map(str, pause_at)) or 'none'}); edits apply only when training pauses")
+        if ep in seen:
+            raise EditsFileError(f"{where}: a second intervention for epoch {ep}; put all its edits in one entry")
+        seen.add(ep)
+        edits = entry.get("edits", [])
+        if not isinstance(edits, list):
+            raise EditsFileError(f"{where}: 'edits' must be a list")
+        try:
+            [validate_edit(e, num_classes, view_size, where=f"{where}.edits[{j}]") for j, e in enumerate(edits)]
+        except EditError as e:
+            raise EditsFileError(str(e)) from None
+        cmds = entry.get("commands", [])
+        if not isinstance(cmds, list):
+            raise EditsFileError(f"{where}: 'commands' must be a list")
+        for j, c in enumerate(cmds):
+            cw = f"{where}.commands[{j}]"
+            if not isinstance(c, dict) or not isinstance(c.get("command"), str):
+                raise EditsFileError(f"{cw}: expected {{\"command\": name, \"args\": {{...}}}}")
+            spec = SPECS.get(c["command"])
+            if spec is None:
+                raise EditsFileError(f"{cw}: unknown command {c['command']!r}")
+            if c["command"] in ("pause_training", "resume_training"):
+                raise EditsFileError(f"{cw}: {c['command']} is implied by the intervention itself")
+            try:
+                spec.check_args(c.get("args", {}))
+            except CommandError as e:
+                raise EditsFileError(f"{cw}: {e}") from None
+        out.append(Intervention(ep, [dict(e) for e in edits], list(cmds)))
+    return sorted(out, key=lambda iv: iv.epoch)
+
+
+def load_edits_file(path: str | Path, **kw: Any) -> list[Intervention]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise EditsFileError(f"{path}: cannot read the edits file ({e.strerror or e})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise EditsFileError(f"{path} line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") from None
+    return parse_edits(data, source=str(path), **kw)
+
+
+def scripted_pause_handler(interventions: list[Intervention]) -> Any:
+    """A pause handler that plays a script: commit the pause's edits, send its commands, resume."""
+    by_epoch = {iv.epoch: iv for iv in interventions}
+
+    def handler(session: Any, info: Any) -> None:
+        iv = by_epoch.get(info.epoch)
+        if iv is not None:
+            if iv.edits:
+                session.submit("set_latent_targets", {"edits": iv.edits}, source="script")
+            for c in iv.commands:
+                session.submit(c["command"], c.get("args", {}), source="script")
+        session.submit("resume_training", {}, source="script")
+    return handler

@@ -1,0 +1,72 @@
+"""The frozen linear 2D view of the penultimate features.
+
+Fitted once (after epoch 1) and then frozen, so what moves on screen is the model learning, not the
+projection. Stored as ``z = g @ weight.T + bias``, normalised at fit time so the view set's RMS radius is 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+Method = Literal["lda", "pca"]
+METHODS: tuple[str, ...] = ("lda", "pca")
+
+
+@dataclass
+class Projection:
+    weight: torch.Tensor  # (2, D) float32, requires_grad False
+    bias: torch.Tensor    # (2,)
+    method: str
+    fitted_epoch: int
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        w = self.weight.to(features.device, features.dtype)
+        b = self.bias.to(features.device, features.dtype)
+        return torch.addmm(b, features, w.t())
+
+    def to(self, device: torch.device | str) -> "Projection":
+        return Projection(self.weight.to(device), self.bias.to(device), self.method, self.fitted_epoch)
+
+    def state_dict(self) -> dict:
+        return {"weight": self.weight.detach().cpu(), "bias": self.bias.detach().cpu(),
+                "method": self.method, "fitted_epoch": self.fitted_epoch}
+
+    @classmethod
+    def from_state_dict(cls, d: dict) -> "Projection":
+        return cls(d["weight"].float(), d["bias"].float(), str(d["method"]), int(d["fitted_epoch"]))
+
+
+def fit_projection(features: np.ndarray, labels: np.ndarray, method: Method = "lda", epoch: int = 1) -> Projection:
+    """Fit a linear 2D map on the view set's features and normalise it to RMS radius 1.
+
+    LDA is the default: it picks the two directions that best separate the classes, so on digits the
+    clusters a user is meant to drag are visibly apart from epoch 1 on (PCA's top-variance directions
+    mix several classes on top of each other; ``bench/projection_quality.py`` measures both).
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 3:
+        raise ValueError(f"need a (N, D) feature matrix with N >= 3, got shape {x.shape}")
+    if method == "pca":
+        pca = PCA(n_components=2, svd_solver="full").fit(x)
+        w, mean = pca.components_, pca.mean_
+    elif method == "lda":
+        n_classes = len(np.unique(labels))
+        if n_classes < 3:  # LDA gives at most n_classes - 1 directions; fall back loudly is not allowed
+            raise ValueError(f"LDA needs at least 3 classes in the view set for a 2D view, found {n_classes}; "
+                             "use the 'pca' projection")
+        lda = LinearDiscriminantAnalysis(n_components=2, solver="svd").fit(x, labels)
+        w, mean = lda.scalings_[:, :2].T, lda.xbar_
+    else:
+        raise ValueError(f"unknown projection method {method!r}; expected one of {', '.join(METHODS)}")
+    z = (x - mean) @ w.T
+    rms = float(np.sqrt((z ** 2).sum(axis=1).mean()))
+    if not np.isfinite(rms) or rms < 1e-12:
+        raise ValueError("the features do not vary on the view set; cannot fit a projection")
+    w = w / rms
+    bias = -(mean @ w.T)
+    return Projection(torch.tensor(w, dtype=torch.float32), torch.tensor(bias, dtype=torch.float32), method, epoch)

@@ -1,0 +1,607 @@
+"""The training session: one thread owns the model, the optimiser and the data; everything else talks to it
+through the command queue and listens on the event channel.
+
+The loop is small and readable (minGPT's lesson): the session knows nothing about a model's insides
+beyond ``forward -> (logits, features)``. Commands are applied at the next step boundary, also while
+paused (a pause waits on the queue). Every command status change, edit and epoch metric goes to the journal.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hill_app.datasets import DataBundle, load_dataset, stratified_split
+from hill_app.datasets.augment import flip_crop
+from hill_app.losses import (LossWeights, TargetLayout, apply_edits, class_stats, combine_terms, hill_terms,
+                             layout_from_points)
+
+from . import handlers
+from .branches import CheckpointTree
+from .commands import SPECS, Command, CommandError
+from .config import ConfigError, RunConfig
+from .events import EventChannel
+from .journal import Journal
+from .models import build_model
+from .projection import Projection, fit_projection
+from .snapshots import SnapshotStore
+
+STEP_STATS = ("loss", "ce", "center", "spread", "sep", "point", "scale", "grad_norm", "correct")
+
+
+def resolve_device(spec: str) -> torch.device:
+    """'auto' takes CUDA where there is one; naming CUDA where there is none is an error, not a fallback."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {spec!r} asked for, but this machine has no CUDA device (use cpu or auto)")
+        return torch.device(spec)
+    if spec == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"device: expected auto, cpu or cuda[:N], got {spec!r}")
+
+
+@dataclass
+class PauseInfo:
+    epoch: int          # the epoch about to start (1-based)
+    step: int
+    reason: str
+
+
+class TrainingSession:
+    """A run in a run folder. ``run()`` trains until done or stopped; ``submit()`` is safe from any thread."""
+
+    def __init__(self, config: RunConfig, run_dir: str | Path, *, bundle: DataBundle | None = None,
+                 events: EventChannel | None = None,
+                 pause_handler: Callable[["TrainingSession", PauseInfo], None] | None = None,
+                 resume: bool = False):
+        self.config = config.resolved()
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.events = events if events is not None else EventChannel()
+        self.pause_handler = pause_handler
+        self.device = resolve_device(self.config.device)
+        self.journal = Journal(self.run_dir / "journal.jsonl")
+        self.tree = CheckpointTree(self.run_dir / "checkpoints")
+        self.snapshots = SnapshotStore(self.run_dir / "snapshots.h5")
+        self._queue: "queue.Queue[Command]" = queue.Queue()
+        self._lock = threading.Lock()
+        self.commands: dict[str, Command] = {}
+
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % (2 ** 32))
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.data = bundle if bundle is not None else load_dataset(
+            cfg.dataset, cfg.data_root, download=cfg.download, synthetic_size=cfg.synthetic_size, seed=cfg.seed)
+        self._place_data()
+        self.model = build_model(cfg.model, self.data.input_shape, self.data.num_classes).to(self.device)
+        if self._channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = self._make_optimizer()
+        self.weights = LossWeights(cfg.w_center, cfg.w_spread, cfg.w_sep, cfg.w_point)
+        self.alpha = cfg.alpha
+        self.lam = cfg.lam
+        self.grad_clip = cfg.grad_clip
+        self.projection: Projection | None = None
+        self.layout: TargetLayout | None = None       # the committed teacher layout
+        self.targets = None                            # its tensors on the device
+        self.class_weights: torch.Tensor | None = None
+        self.epoch = 0          # epochs completed
+        self.step = 0           # optimiser steps taken by the current model lineage
+        self.branch = "main"
+        self.parent_ckpt: str | None = None
+        self.paused = False
+        self.pause_reason = ""
+        self.stop_requested = False
+        self.finished = False
+        self.last_metrics: dict[str, Any] = {}
+        self.edits_applied = 0
+        self.schedule: list[Command] | None = None    # replay: journaled commands applied at their steps
+        self._paused_for: set[tuple[str, int]] = set()
+        self._wall = 0.0
+        self._compiled_step = None
+        self._nonfinite = False
+        self.report_every = 1 if self.device.type == "cpu" else 50
+
+        if resume:
+            self._resume_from_disk()
+        else:
+            cfg.save(self.run_dir / "config.json")
+            self.journal.write("run_started", config=cfg.to_json(), device=str(self.device),
+                               torch=torch.__version__, n_train=int(self.n_train), view_size=len(self.view_idx))
+
+    # ------------------------------------------------------------------ data
+
+    def _place_data(self) -> None:
+        d, dev = self.data, self.device
+        self._channels_last = dev.type == "cuda" and d.kind == "image"
+        self.train_x, self.train_y = d.train_x.to(dev), d.train_y.to(dev)
+        self.val_x, self.val_y = d.val_x.to(dev), d.val_y.to(dev)
+        self.test_x, self.test_y = d.test_x.to(dev), d.test_y.to(dev)
+        shape = (1, -1) + (1,) * (d.train_x.dim() - 2)
+        self._mean = d.mean.to(dev).view(shape).float()
+        self._std = d.std.to(dev).view(shape).float()
+        self.n_train = d.train_x.shape[0]
+        self.active = torch.ones(self.n_train, dtype=torch.bool)
+        vs = self.config.view_size or 0
+        if vs <= 0 or vs >= self.n_train:
+            self.view_idx = np.arange(self.n_train)
+        else:
+            _, held = stratified_split(d.train_y, vs / self.n_train, seed=4321)
+            self.view_idx = held.numpy()
+        self._view_idx_t = torch.from_numpy(self.view_idx).to(dev)
+        self.view_labels = d.train_y[self.view_idx].numpy()
+
+    def _prep(self, x: torch.Tensor, augment: bool) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        x = (x - self._mean) / self._std
+        if augment and self.data.augment == "flip_crop":
+            x = flip_crop(x, pad=2, generator=self._aug_gen())
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _aug_gen(self) -> torch.Generator | None:
+        if self.device.type == "cpu":
+            return self.gen
+        if not hasattr(self, "_cuda_gen"):
+            self._cuda_gen = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        return self._cuda_gen
+
+    def _epoch_order(self) -> torch.Tensor:
+        active = torch.nonzero(self.active).flatten()
+        if self.class_weights is None:
+            return active[torch.randperm(active.numel(), generator=self.gen)]
+        w = self.class_weights[self.data.train_y[active]]
+        pick = torch.multinomial(w, active.numel(), replacement=True, generator=self.gen)
+        return active[pick]
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        params = [p for p in self.model.parameters()]
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                   nesterov=cfg.momentum > 0)
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    @property
+    def autocast(self) -> Any:
+        amp = self.config.amp
+        on = self.device.type == "cuda" and amp in ("auto", "bf16")
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=on)
+
+    # ------------------------------------------------------------------ commands
+
+    def submit(self, command: Any, args: Any = None, source: str = "user") -> Command:
+        """Queue a command from any thread. A malformed one fails at once with its reason; state is untouched."""
+        cmd = Command(command=command if isinstance(command, str) else repr(command)[:200],
+                      args=args if isinstance(args, dict) else ({} if args is None else {"_invalid": repr(args)[:200]}),
+                      source=source)
+        self._set_status(cmd, "requested")
+        spec = SPECS.get(command) if isinstance(command, str) else None
+        try:
+            if spec is None:
+                raise CommandError(f"unknown command {cmd.command!r}; known: {', '.join(sorted(SPECS))}")
+            cmd.args = spec.check_args({} if args is None else args)
+        except CommandError as e:
+            self._set_status(cmd, "failed", reason=str(e))
+            return cmd
+        self._set_status(cmd, "pending")
+        self._queue.put(cmd)
+        return cmd
+
+    def _set_status(self, cmd: Command, status: str, reason: str | None = None,
+                    result: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            cmd.status = status
+            if reason is not None:
+                cmd.reason = reason
+            if result is not None:
+                cmd.result = result
+            self.commands[cmd.uuid] = cmd
+            if len(self.commands) > 10000:  # bounded: forget the oldest finished ones
+                for k in [k for k, c in self.commands.items() if c.status in ("success", "failed")][:5000]:
+                    del self.commands[k]
+        rec = cmd.to_json()
+        rec["branch"] = self.branch if hasattr(self, "branch") else "main"
+        self.journal.write("command", **rec)
+        self.events.emit("command", **rec)
+
+    def _apply(self, cmd: Command, at_epoch_boundary: bool) -> bool:
+        """Apply one queued command; False if it must wait for an epoch boundary."""
+        spec = SPECS[cmd.command]
+        if spec.boundary == "epoch" and not at_epoch_boundary:
+            return False
+        cmd.step, cmd.epoch = self.step, self.epoch
+        self._set_status(cmd, "running")
+        try:
+            result = handlers.HANDLERS[cmd.command](self, cmd.args)
+        except CommandError as e:
+            self._set_status(cmd, "failed", reason=str(e))
+        except Exception as e:  # a bug in a handler must not kill training: report it as the reason
+            self._set_status(cmd, "failed", reason=f"{type(e).__name__}: {e}")
+            self.events.emit("log", level="error", message=traceback.format_exc())
+        else:
+            self._set_status(cmd, "success", result=result or {})
+        return True
+
+    def _process_commands(self, at_epoch_boundary: bool) -> None:
+        if self.schedule is not None:
+            self._apply_schedule()
+        deferred = []
+        while True:
+            try:
+                cmd = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if not self._apply(cmd, at_epoch_boundary or self.paused):
+                deferred.append(cmd)
+        for cmd in deferred:
+            self._queue.put(cmd)
+
+    def _apply_schedule(self) -> None:
+        while self.schedule and self.schedule[0].step == self.step and \
+                getattr(self.schedule[0], "branch", self.branch) == self.branch:
+            cmd = self.schedule.pop(0)
+            new = Command(cmd.command, cmd.args, source="replay")
+            self._set_status(new, "requested")
+            self._set_status(new, "pending")
+            self._apply(new, True)
+
+    # ------------------------------------------------------------------ pause
+
+    def _pause(self, reason: str) -> None:
+        self.paused = True
+        self.pause_reason = reason
+        info = PauseInfo(epoch=self.epoch + 1, step=self.step, reason=reason)
+        self.journal.write("paused", epoch=info.epoch, step=self.step, branch=self.branch, reason=reason)
+        self.events.emit("paused", epoch=info.epoch, step=self.step, reason=reason)
+        if self.pause_handler is not None:
+            self.pause_handler(self, info)
+        while self.paused and not self.stop_requested:
+            try:
+                cmd = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            self._apply(cmd, True)
+        self.journal.write("resumed", epoch=self.epoch + 1, step=self.step, branch=self.branch)
+        self.events.emit("resumed", epoch=self.epoch + 1, step=self.step)
+
+    # ------------------------------------------------------------------ the step
+
+    def _step_impl(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, hill: bool,
+                   alpha: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        with self.autocast:
+            logits, feats = self.model(x)
+        ce = F.cross_entropy(logits.float(), y)
+        zero = ce.detach() * 0.0
+        if hill:
+            z = self.projection(feats.float())
+            t = hill_terms(z, y, idx, self.targets)
+            loss = combine_terms(ce, t, self.weights, alpha, lam)
+            terms = [t[0], t[1], t[2], t[3], t[4]]
+        else:
+            loss = ce
+            terms = [zero] * 5
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        gn = torch.nn.utils.get_total_norm([p.grad for p in params]) if params else zero
+        if self.grad_clip is not None and params:
+            torch.nn.utils.clip_grads_with_norm_(params, self.grad_clip, gn)
+        self.optimizer.step()
+        correct = (logits.argmax(dim=1) == y).sum().float()
+        return torch.stack([loss.detach(), ce.detach(), *[t.detach() for t in terms], gn.detach().float(), correct])
+
+    def _train_step(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self._prep(self.train_x[idx], augment=True)
+        y = self.train_y[idx]
+        hill = self.targets is not None and self.alpha > 0 and self.projection is not None
+        fn = self._step_impl
+        if self.config.compile:
+            if self._compiled_step is None:
+                self._compiled_step = torch.compile(self._step_impl)
+            fn = self._compiled_step
+        a = torch.tensor(self.alpha, device=self.device)
+        lam = torch.tensor(self.lam, device=self.device)
+        return fn(x, y, idx, hill, a, lam)
+
+    def _train_epoch(self) -> dict[str, float]:
+        self.model.train()
+        order = self._epoch_order().to(self.device)
+        bs = self.config.batch_size
+        n_steps = order.numel() // bs if order.numel() >= bs else 1
+        pending: list[torch.Tensor] = []
+        totals = torch.zeros(len(STEP_STATS), dtype=torch.float64)
+        seen = 0
+        t0 = time.perf_counter()
+        for i in range(n_steps):
+            self._process_commands(at_epoch_boundary=False)
+            if self.paused:
+                self._pause(self.pause_reason)
+            if self.stop_requested:
+                break
+            idx = order[i * bs:(i + 1) * bs]
+            pending.append(self._train_step(idx))
+            self.step += 1
+            seen += idx.numel()
+            if len(pending) >= self.report_every or i == n_steps - 1:
+                stats = torch.stack(pending).double().cpu()  # one device sync per report
+                pending.clear()
+                totals += stats.sum(dim=0)
+                last = stats[-1]
+                self.events.emit("step", epoch=self.epoch + 1, step=self.step, steps_in_epoch=n_steps,
+                                 index_in_epoch=i + 1, loss=float(last[0]), grad_norm=float(last[7]),
+                                 images_per_s=seen / max(time.perf_counter() - t0, 1e-9),
+                                 lr=self.optimizer.param_groups[0]["lr"],
+                                 grad_norms=stats[:, 7].tolist())
+                if not torch.isfinite(stats[:, :8]).all():
+                    self._nonfinite = True
+                    self.paused = True
+                    self.pause_reason = (f"the loss or gradient became non-finite (NaN or inf) by step {self.step}; "
+                                         "lower the learning rate, clip gradients or load a checkpoint")
+                    self.events.emit("log", level="error", message=self.pause_reason)
+        steps_done = max(1, n_steps if not self.stop_requested else i)
+        secs = time.perf_counter() - t0
+        m = {f"train_{k}": float(totals[j] / steps_done) for j, k in enumerate(STEP_STATS[:8])}
+        m["train_accuracy"] = float(totals[8] / max(seen, 1))
+        m["epoch_seconds"] = secs
+        m["images_per_s"] = seen / max(secs, 1e-9)
+        return m
+
+    # ------------------------------------------------------------------ evaluation and views
+
+    @torch.no_grad()
+    def _forward_all(self, x: torch.Tensor, batch: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+        was = self.model.training
+        self.model.eval()
+        logits, feats = [], []
+        for i in range(0, x.shape[0], batch):
+            with self.autocast:
+                lo, fe = self.model(self._prep(x[i:i + batch], augment=False))
+            logits.append(lo.float())
+            feats.append(fe.float())
+        self.model.train(was)
+        return torch.cat(logits), torch.cat(feats)
+
+    def evaluate(self, split: str = "val") -> dict[str, Any]:
+        x, y = (self.val_x, self.val_y) if split == "val" else (self.test_x, self.test_y)
+        k = self.data.num_classes
+        if y.numel() == 0:
+            return {f"{split}_accuracy": float("nan"), f"{split}_loss": float("nan")}
+        logits, _ = self._forward_all(x)
+        pred = logits.argmax(dim=1)
+        conf = torch.bincount(y * k + pred, minlength=k * k).view(k, k).cpu()
+        per_class = (conf.diag().double() / conf.sum(dim=1).clamp(min=1).double())
+        return {f"{split}_accuracy": float((pred == y).float().mean()),
+                f"{split}_loss": float(F.cross_entropy(logits, y)),
+                f"{split}_per_class_accuracy": per_class.tolist(),
+                f"{split}_confusion": conf.tolist()}
+
+    def view_features(self) -> tuple[np.ndarray, np.ndarray]:
+        """Penultimate features and predictions of the view set (eval mode), on the CPU."""
+        logits, feats = self._forward_all(self.train_x[self._view_idx_t])
+        return feats.cpu().numpy(), logits.argmax(dim=1).cpu().numpy()
+
+    def snapshot(self, kind: str = "epoch") -> dict[str, Any] | None:
+        """Project the view set through the frozen map; emit it and (at pauses) store it in HDF5."""
+        if self.projection is None:
+            return None
+        feats, preds = self.view_features()
+        z = self.projection(torch.from_numpy(feats)).numpy()
+        snap = {"epoch": self.epoch, "step": self.step, "branch": self.branch, "z": z.astype(np.float32),
+                "labels": self.view_labels, "preds": preds, "kind": kind,
+                "layout": None if self.layout is None else self.layout.to_json()}
+        if self.layout is not None:
+            now = layout_from_points(z, self.view_labels, self.data.num_classes)
+            snap["target_distance"] = np.linalg.norm(now.centers - self.layout.centers, axis=1).tolist()
+        self._last_z = z
+        if kind != "epoch":
+            self.snapshots.write_snapshot(snap, self.view_idx)
+        self.events.emit("snapshot", **snap)
+        return snap
+
+    def current_layout(self) -> TargetLayout:
+        """The layout as the model stands now (fresh features), the base that edits apply to."""
+        feats, _ = self.view_features()
+        z = self.projection(torch.from_numpy(feats)).numpy()
+        return layout_from_points(z, self.view_labels, self.data.num_classes)
+
+    def fit_projection(self, method: str | None = None) -> Projection:
+        feats, _ = self.view_features()
+        self.projection = fit_projection(feats, self.view_labels, method or self.config.projection,
+                                         epoch=self.epoch).to(self.device)
+        self.snapshots.write_projection(self.projection)
+        self.journal.write("projection_fitted", method=self.projection.method, epoch=self.epoch, step=self.step,
+                           branch=self.branch)
+        return self.projection
+
+    def commit_layout(self, layout: TargetLayout | None) -> None:
+        self.layout = layout
+        self.targets = None if layout is None else layout.to_tensors(
+            self.view_idx, self.n_train, self.device, self.weights)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        import json
+        state = {
+            "format": "hill-app/1", "model_name": self.config.model, "dataset": self.config.dataset,
+            "num_classes": self.data.num_classes, "input_shape": list(self.data.input_shape),
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "projection": None if self.projection is None else self.projection.state_dict(),
+            "layout_json": None if self.layout is None else json.dumps(self.layout.to_json()),
+            "alpha": self.alpha, "lam": self.lam, "grad_clip": self.grad_clip,
+            "epoch": self.epoch, "step": self.step, "branch": self.branch,
+            "rng_cpu": torch.get_rng_state(), "rng_gen": self.gen.get_state(),
+            "active": self.active.clone(),
+            "class_weights": self.class_weights,
+            "frozen": [n for n, p in self.model.named_parameters() if not p.requires_grad],
+        }
+        if self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def save_checkpoint(self, note: str = "") -> dict[str, Any]:
+        node = self.tree.add(self.checkpoint_state(), branch=self.branch, parent=self.parent_ckpt,
+                             step=self.step, epoch=self.epoch,
+                             metrics={k: v for k, v in self.last_metrics.items() if isinstance(v, (int, float))},
+                             note=note)
+        self.parent_ckpt = node["uuid"]
+        self.journal.write("checkpoint", **node)
+        self.events.emit("checkpoint", **node)
+        return node
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Load a checkpoint's state into this session (same model and data set, else CheckpointError)."""
+        import json
+        from .checkpoints import CheckpointError
+        if state.get("model_name") != self.config.model or state.get("num_classes") != self.data.num_classes \
+                or list(state.get("input_shape", [])) != list(self.data.input_shape):
+            raise CheckpointError(
+                f"checkpoint is for model {state.get('model_name')!r} with {state.get('num_classes')} classes and "
+                f"input {state.get('input_shape')}; this run has {self.config.model!r}, "
+                f"{self.data.num_classes} classes, input {list(self.data.input_shape)}")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"checkpoint does not fit this model: {e}") from e
+        frozen = set(state.get("frozen", []))
+        for n, p in self.model.named_parameters():
+            p.requires_grad_(n not in frozen)
+        self.projection = None if state["projection"] is None else \
+            Projection.from_state_dict(state["projection"]).to(self.device)
+        self.commit_layout(None if state["layout_json"] is None else TargetLayout.from_json(
+            json.loads(state["layout_json"])))
+        self.alpha, self.lam, self.grad_clip = state["alpha"], state["lam"], state["grad_clip"]
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        torch.set_rng_state(state["rng_cpu"])
+        self.gen.set_state(state["rng_gen"])
+        if "rng_cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        self.active = state["active"].clone()
+        self.class_weights = state["class_weights"]
+        self._compiled_step = None
+
+    def _resume_from_disk(self) -> None:
+        node = self.tree.latest()
+        if node is None:
+            raise ConfigError(f"{self.run_dir}: no checkpoint to resume from (the run stopped before its first one)")
+        state = self.tree.load(node["uuid"])
+        self.restore_state(state)
+        self.branch, self.parent_ckpt = node["branch"], node["uuid"]
+        self._paused_for = {(self.branch, e) for e in self.config.pause_at if e <= self.epoch + 1}
+        self.journal.write("resumed_after_crash", checkpoint=node["uuid"], epoch=self.epoch, step=self.step,
+                           branch=self.branch)
+
+    # ------------------------------------------------------------------ the run
+
+    def _end_of_epoch(self, train_metrics: dict[str, float]) -> None:
+        self.epoch += 1
+        m: dict[str, Any] = {"epoch": self.epoch, "step": self.step, "branch": self.branch, **train_metrics}
+        m.update(self.evaluate("val"))
+        m["lr"] = self.optimizer.param_groups[0]["lr"]
+        m["alpha"], m["lam"] = self.alpha, self.lam
+        if self.projection is None and self.epoch >= 1:
+            self.fit_projection()
+        next_pause = (self.epoch + 1) in self.config.pause_at and self.epoch < self.config.epochs
+        snap = self.snapshot("pause" if next_pause else "epoch")
+        if snap is not None and "target_distance" in snap:
+            m["target_distance"] = snap["target_distance"]
+        self.last_metrics = m
+        self.journal.write("epoch", **m)
+        self.events.emit("epoch", **m)
+        every = self.config.checkpoint_every
+        if next_pause or (every and self.epoch % every == 0):
+            self.save_checkpoint(note="pause" if next_pause else "periodic")
+
+    def run(self) -> dict[str, Any]:
+        """Train to the end (or a stop), then evaluate on test and write summary.json."""
+        t_start = time.perf_counter()
+        try:
+            while self.epoch < self.config.epochs and not self.stop_requested:
+                nxt = self.epoch + 1
+                self._process_commands(at_epoch_boundary=True)
+                if nxt in self.config.pause_at and (self.branch, nxt) not in self._paused_for \
+                        and self.schedule is None:
+                    self._paused_for.add((self.branch, nxt))
+                    self.paused = True
+                    self.pause_reason = f"scheduled pause before epoch {nxt}"
+                if self.paused:
+                    self._pause(self.pause_reason)
+                    if self.stop_requested:
+                        break
+                    self._process_commands(at_epoch_boundary=True)
+                m = self._train_epoch()
+                if self.stop_requested and m["epoch_seconds"] == 0:
+                    break
+                self._end_of_epoch(m)
+        except Exception as e:
+            self.events.emit("error", message=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+            self.journal.write("error", message=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+            self.journal.close()
+            raise
+        self._wall += time.perf_counter() - t_start
+        return self._finish()
+
+    def _finish(self) -> dict[str, Any]:
+        self._process_commands(at_epoch_boundary=True)
+        self.save_checkpoint(note="final")
+        test = self.evaluate("test")
+        val = self.evaluate("val")
+        summary = {
+            "test_accuracy": test["test_accuracy"], "val_accuracy": val["val_accuracy"],
+            "test_per_class_accuracy": test.get("test_per_class_accuracy"),
+            "epochs": self.epoch, "steps": self.step, "edits_applied": self.edits_applied,
+            "wall_seconds": self._wall, "stopped_early": self.epoch < self.config.epochs,
+            "branch": self.branch, "device": str(self.device), "seed": self.config.seed,
+            "alpha": self.alpha, "lam": self.lam, "dataset": self.config.dataset, "model": self.config.model,
+            "events_dropped": self.events.dropped,
+        }
+        import json
+        from .files import atomic_write_text
+        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        self.journal.write("finished", **{k: v for k, v in summary.items() if k != "test_per_class_accuracy"})
+        self.events.emit("finished", **summary)
+        self.finished = True
+        self.journal.close()
+        return summary
+
+    # ------------------------------------------------------------------ conveniences for callers
+
+    def request_pause(self) -> Command:
+        return self.submit("pause_training", {})
+
+    def commit_edits(self, edits: list[dict], source: str = "user") -> Command:
+        return self.submit("set_latent_targets", {"edits": edits}, source=source)
+
+    def apply_edits_to_current(self, edits: list[dict]) -> TargetLayout:
+        """Validate edits and build the teacher layout they describe, on the model as it stands now."""
+        from hill_app.losses import validate_edit
+        if self.projection is None:
+            raise CommandError("no projection yet: edits are possible once epoch 1 has run")
+        if not isinstance(edits, list):
+            raise CommandError("set_latent_targets: 'edits' must be a list of edit objects")
+        clean = [validate_edit(e, self.data.num_classes, len(self.view_idx), where=f"edits[{i}]")
+                 for i, e in enumerate(edits)]
+        return apply_edits(self.current_layout(), clean)
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

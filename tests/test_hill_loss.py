@@ -1,0 +1,171 @@
+"""The HILL loss terms each move a model the right way on a fixed batch, and reduce to CE without edits."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hill_app.losses import LossWeights, TargetLayout, class_stats, hill_loss, hill_terms, layout_from_points
+
+K, D, B = 3, 6, 60
+
+
+def setup_problem(seed=0):
+    torch.manual_seed(seed)
+    x = torch.randn(B, D)
+    y = torch.arange(B) % K
+    x = x + F.one_hot(y, D).float() * 3.0  # classes start apart
+    g = torch.nn.Sequential(torch.nn.Linear(D, 16), torch.nn.Tanh(), torch.nn.Linear(16, 8))
+    head = torch.nn.Linear(8, K)
+    P = torch.randn(2, 8) * 0.5  # frozen projection
+    idx = torch.arange(B)
+    return x, y, idx, g, head, P
+
+
+def current_layout(g, P, x, y):
+    with torch.no_grad():
+        z = g(x) @ P.T
+    return layout_from_points(z.numpy(), y.numpy(), K), z
+
+
+def train_on_term(term, targets, steps=60, lr=0.02, seed=0):
+    x, y, idx, g, head, P = setup_problem(seed)
+    opt = torch.optim.Adam(g.parameters(), lr=lr)
+    for _ in range(steps):
+        z = g(x) @ P.T
+        t = hill_terms(z, y, idx, targets)
+        loss = t[term]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return g(x) @ P.T
+
+
+def make_targets(layout, n=B):
+    return layout.to_tensors(np.arange(n), n)
+
+
+def test_center_term_moves_centroid_toward_target():
+    x, y, idx, g, head, P = setup_problem()
+    layout, z0 = current_layout(g, P, x, y)
+    goal = layout.centers[1] + np.array([1.5, -1.0])
+    layout.centers[1] = goal
+    z1 = train_on_term(0, make_targets(layout))
+    before = np.linalg.norm(z0[y == 1].mean(0).numpy() - goal)
+    after = np.linalg.norm(z1[y == 1].mean(0).numpy() - goal)
+    assert after < 0.3 * before
+    # untouched classes were pinned where they stood
+    for c in (0, 2):
+        assert np.linalg.norm(z1[y == c].mean(0).numpy() - layout.centers[c]) < 0.3
+
+
+def test_spread_term_moves_spread_toward_target():
+    x, y, idx, g, head, P = setup_problem()
+    layout, z0 = current_layout(g, P, x, y)
+    goal = layout.spreads[2] * 0.4
+    layout.spreads[2] = goal
+    z1 = train_on_term(1, make_targets(layout))
+    _, _, rms0 = class_stats(z0, y, K)
+    _, _, rms1 = class_stats(z1, y, K)
+    assert abs(rms1[2].item() - goal) < 0.3 * abs(rms0[2].item() - goal)
+
+
+def test_separation_term_pushes_close_classes_apart_and_leaves_far_ones():
+    x, y, idx, g, head, P = setup_problem()
+    layout, z0 = current_layout(g, P, x, y)
+    d0 = np.linalg.norm(layout.centers[0] - layout.centers[1])
+    layout.sep_min[0, 1] = layout.sep_min[1, 0] = d0 + 2.0
+    z1 = train_on_term(2, make_targets(layout))
+    d1 = torch.linalg.norm(z1[y == 0].mean(0) - z1[y == 1].mean(0)).item()
+    assert d1 > d0 + 1.0
+    # a pair already farther apart than its target feels no force: zero loss, zero gradient
+    layout2, _ = current_layout(g, P, x, y)
+    layout2.sep_min[0, 1] = layout2.sep_min[1, 0] = d0 * 0.5
+    z = (g(x) @ P.T).requires_grad_()
+    t = hill_terms(z, y, idx, make_targets(layout2))
+    assert t[2].item() == 0.0
+
+
+def test_point_term_moves_dropped_point_toward_its_position():
+    x, y, idx, g, head, P = setup_problem()
+    layout, z0 = current_layout(g, P, x, y)
+    drop = np.array([2.0, 2.0])
+    layout.points[7] = tuple(drop)
+    z1 = train_on_term(3, make_targets(layout))
+    assert np.linalg.norm(z1[7].numpy() - drop) < 0.3 * np.linalg.norm(z0[7].numpy() - drop)
+
+
+def test_scale_term_pulls_rms_radius_back_to_one():
+    x, y, idx, g, head, P = setup_problem()
+    layout, z0 = current_layout(g, P, x, y)
+    r0 = z0.pow(2).sum(1).mean().sqrt().item()
+    assert layout.ref_radius == pytest.approx(r0), "the reference is the radius when the layout was taken"
+    layout.ref_radius = 1.0
+    targets = make_targets(layout)
+    assert abs(r0 - 1.0) > 0.2, "the fixture should start away from radius 1"
+    x_, y_, idx_, g_, head_, P_ = setup_problem()
+    opt = torch.optim.Adam(g_.parameters(), lr=0.02)
+    for _ in range(80):
+        t = hill_terms(g_(x_) @ P_.T, y_, idx_, targets)
+        loss = (1 - t[4]).abs()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    r1 = (g_(x_) @ P_.T).pow(2).sum(1).mean().sqrt().item()
+    assert abs(r1 - 1.0) < 0.2 * abs(r0 - 1.0)
+
+
+def test_no_targets_is_exactly_cross_entropy():
+    x, y, idx, g, head, P = setup_problem()
+    f = g(x)
+    logits = head(f)
+    loss, terms = hill_loss(logits, f @ P.T, y, idx, None, alpha=0.5, lam=0.1)
+    assert torch.equal(loss, F.cross_entropy(logits, y))
+    assert terms.shape == (6,) and torch.all(terms[1:] == 0)
+
+
+def test_alpha_zero_is_exactly_cross_entropy_even_with_targets():
+    x, y, idx, g, head, P = setup_problem()
+    layout, _ = current_layout(g, P, x, y)
+    layout.centers[0] += 3.0
+    f = g(x)
+    logits = head(f)
+    loss, _ = hill_loss(logits, f @ P.T, y, idx, make_targets(layout), alpha=0.0, lam=0.1)
+    assert torch.equal(loss, F.cross_entropy(logits, y))
+
+
+def test_blend_matches_formula():
+    x, y, idx, g, head, P = setup_problem()
+    layout, _ = current_layout(g, P, x, y)
+    layout.centers[0] += 1.0
+    layout.spreads *= 0.5
+    w = LossWeights(center=1.0, spread=2.0, sep=1.0, point=0.5)
+    targets = layout.to_tensors(np.arange(B), B, weights=w)
+    f = g(x)
+    logits, z = head(f), f @ P.T
+    loss, terms = hill_loss(logits, z, y, idx, targets, alpha=0.3, lam=0.2)
+    ce, c, s, sep, pt, scale = terms.tolist()
+    expected = 0.7 * ce + 0.3 * (c + 2 * s + sep + 0.5 * pt) + 0.2 * abs(1 - scale)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert c > 0 and s > 0
+
+
+def test_terms_ignore_classes_absent_from_batch():
+    x, y, idx, g, head, P = setup_problem()
+    layout, _ = current_layout(g, P, x, y)
+    layout.centers[2] += 5.0  # only class 2 is off target
+    targets = make_targets(layout)
+    keep = y != 2
+    with torch.no_grad():
+        t = hill_terms(g(x[keep]) @ P.T, y[keep], idx[keep], targets)
+    assert t[0].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_loss_is_finite_for_single_sample_classes_and_coincident_centres():
+    y = torch.tensor([0, 1, 1])
+    z = torch.zeros(3, 2, requires_grad=True)
+    layout = TargetLayout(centers=np.zeros((K, 2)), spreads=np.ones(K), sep_min=np.ones((K, K)) - np.eye(K),
+                          group=np.arange(K), ref_radius=1.0)
+    t = hill_terms(z, y, torch.arange(3), layout.to_tensors(np.arange(3), 3))
+    t.sum().backward()
+    assert torch.isfinite(t).all() and torch.isfinite(z.grad).all()
