@@ -106,7 +106,31 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     t.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     t.set_defaults(fn=cmd_train)
+
+    r = sub.add_parser("replay", help="re-run a run's journal and compare every logged metric")
+    r.add_argument("run_dir")
+    r.add_argument("--out", help="folder for the replayed run (default: RUN_DIR/replay)")
+    r.add_argument("--device", default="cpu", help="replays are exact on the CPU")
+    r.set_defaults(fn=lambda a: _lazy("hill_app.engine.replay", "replay_main")(a))
+
+    st = sub.add_parser("study", help="run a user-study session from a protocol file")
+    st.add_argument("protocol", help="a protocol TOML file (see studies/protocols/)")
+    st.add_argument("--participant", required=True, help="participant id, e.g. P07")
+    st.add_argument("--out", default="studies_out", help="study folder (one sub-folder per session)")
+    st.add_argument("--scripted", metavar="EDITS_JSON", help="a scripted participant (edits file); no window")
+    st.set_defaults(fn=lambda a: _lazy("hill_app.studies.cli", "study_main")(a))
+
+    rp = sub.add_parser("report", help="turn a study folder into an HTML report with figures and a CSV")
+    rp.add_argument("study_dir")
+    rp.add_argument("--out", help="report folder (default: STUDY_DIR/report)")
+    rp.set_defaults(fn=lambda a: _lazy("hill_app.studies.cli", "report_main")(a))
     return p
+
+
+def _lazy(module: str, name: str):
+    """Import a subcommand's code only when it runs, so `hill-app train` starts fast."""
+    import importlib
+    return getattr(importlib.import_module(module), name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -126,7 +126,7 @@ def model_layer_operation(s: "TrainingSession", a: dict[str, Any]) -> dict[str, 
             raise CommandError(f"model_layer_operation: layer {a['layer_name']!r} has no parameters to reset")
         for x in targets:
             x.reset_parameters()
-        s._compiled_step = None
+        s.train_step.invalidate()
         return {"reset": len(targets)}
     if not params:
         raise CommandError(f"model_layer_operation: layer {a['layer_name']!r} has no parameters to {op}")
@@ -134,7 +134,7 @@ def model_layer_operation(s: "TrainingSession", a: dict[str, Any]) -> dict[str, 
         p.requires_grad_(op == "unfreeze")
         if op == "freeze":
             p.grad = None
-    s._compiled_step = None
+    s.train_step.invalidate()
     return {"parameters": sum(p.numel() for p in params), "trainable": op == "unfreeze"}
 
 
@@ -153,7 +153,7 @@ def model_layer_parameter_update(s: "TrainingSession", a: dict[str, Any]) -> dic
             raise CommandError(f"model_layer_parameter_update: 'momentum' applies to batch-norm layers; "
                                f"{a['layer_name']!r} is {type(m).__name__}")
         old, m.momentum = m.momentum, float(v)
-    s._compiled_step = None
+    s.train_step.invalidate()
     return {"old": old, "new": float(v)}
 
 

@@ -7,7 +7,6 @@ paused (a pause waits on the queue). Every command status change, edit and epoch
 """
 from __future__ import annotations
 
-import math
 import queue
 import threading
 import time
@@ -22,8 +21,7 @@ import torch.nn.functional as F
 
 from hill_app.datasets import DataBundle, load_dataset, stratified_split
 from hill_app.datasets.augment import flip_crop
-from hill_app.losses import (LossWeights, TargetLayout, apply_edits, class_stats, combine_terms, hill_terms,
-                             layout_from_points)
+from hill_app.losses import LossWeights, TargetLayout, apply_edits, layout_from_points
 
 from . import handlers
 from .branches import CheckpointTree
@@ -34,8 +32,8 @@ from .journal import Journal
 from .models import build_model
 from .projection import Projection, fit_projection
 from .snapshots import SnapshotStore
+from .step import STEP_STATS, TrainStep
 
-STEP_STATS = ("loss", "ce", "center", "spread", "sep", "point", "scale", "grad_norm", "correct")
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -110,7 +108,7 @@ class TrainingSession:
         self.schedule: list[Command] | None = None    # replay: journaled commands applied at their steps
         self._paused_for: set[tuple[str, int]] = set()
         self._wall = 0.0
-        self._compiled_step = None
+        self.train_step = TrainStep(self)
         self._nonfinite = False
         self.report_every = 1 if self.device.type == "cpu" else 50
 
@@ -283,42 +281,9 @@ class TrainingSession:
 
     # ------------------------------------------------------------------ the step
 
-    def _step_impl(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, hill: bool,
-                   alpha: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-        with self.autocast:
-            logits, feats = self.model(x)
-        ce = F.cross_entropy(logits.float(), y)
-        zero = ce.detach() * 0.0
-        if hill:
-            z = self.projection(feats.float())
-            t = hill_terms(z, y, idx, self.targets)
-            loss = combine_terms(ce, t, self.weights, alpha, lam)
-            terms = [t[0], t[1], t[2], t[3], t[4]]
-        else:
-            loss = ce
-            terms = [zero] * 5
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        gn = torch.nn.utils.get_total_norm([p.grad for p in params]) if params else zero
-        if self.grad_clip is not None and params:
-            torch.nn.utils.clip_grads_with_norm_(params, self.grad_clip, gn)
-        self.optimizer.step()
-        correct = (logits.argmax(dim=1) == y).sum().float()
-        return torch.stack([loss.detach(), ce.detach(), *[t.detach() for t in terms], gn.detach().float(), correct])
-
     def _train_step(self, idx: torch.Tensor) -> torch.Tensor:
         x = self._prep(self.train_x[idx], augment=True)
-        y = self.train_y[idx]
-        hill = self.targets is not None and self.alpha > 0 and self.projection is not None
-        fn = self._step_impl
-        if self.config.compile:
-            if self._compiled_step is None:
-                self._compiled_step = torch.compile(self._step_impl)
-            fn = self._compiled_step
-        a = torch.tensor(self.alpha, device=self.device)
-        lam = torch.tensor(self.lam, device=self.device)
-        return fn(x, y, idx, hill, a, lam)
+        return self.train_step(x, self.train_y[idx], idx)
 
     def _train_epoch(self) -> dict[str, float]:
         self.model.train()
@@ -497,7 +462,7 @@ class TrainingSession:
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         self.active = state["active"].clone()
         self.class_weights = state["class_weights"]
-        self._compiled_step = None
+        self.train_step.invalidate()
 
     def _resume_from_disk(self) -> None:
         node = self.tree.latest()
@@ -601,7 +566,3 @@ class TrainingSession:
         clean = [validate_edit(e, self.data.num_classes, len(self.view_idx), where=f"edits[{i}]")
                  for i, e in enumerate(edits)]
         return apply_edits(self.current_layout(), clean)
-
-
-def _finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
