@@ -39,6 +39,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--view-size", type=int, help="points in the latent view (0: the whole training split)")
     p.add_argument("--grad-clip", type=float)
     p.add_argument("--compile", action="store_true", help="torch.compile the training step (CUDA)")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="also checkpoint every N epochs (default: only at pauses and at the end)")
 
 
 def config_from_args(a: argparse.Namespace):
@@ -47,7 +49,8 @@ def config_from_args(a: argparse.Namespace):
     return RunConfig(dataset=a.dataset, data_root=a.data_root, download=a.download, model=a.model,
                      epochs=a.epochs, pause_at=pause, alpha=a.alpha, lam=a.lam, seed=a.seed, device=a.device,
                      batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer, projection=a.projection,
-                     view_size=a.view_size, grad_clip=a.grad_clip, compile=a.compile)
+                     view_size=a.view_size, grad_clip=a.grad_clip, compile=a.compile,
+                     checkpoint_every=a.checkpoint_every)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -55,8 +58,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     from hill_app.engine.edits_file import EditsFileError, load_edits_file, scripted_pause_handler
     from hill_app.engine.events import EventChannel
     from hill_app.engine.progress import ProgressBar
-    from hill_app.engine.session import TrainingSession
-    from hill_app.datasets import DataError
+    from hill_app.engine.session import TrainingSession, view_set_indices
+    from hill_app.datasets import DataError, load_dataset
 
     events = EventChannel()
     try:
@@ -71,18 +74,22 @@ def cmd_train(a: argparse.Namespace) -> int:
                       f"--resume {run_dir}", file=sys.stderr)
                 return EXIT_USAGE
         cfg = cfg.resolved()
+        edits_path = Path(a.edits) if a.edits else (run_dir / "edits.json" if a.resume else None)
+        if edits_path is not None and not edits_path.exists() and not a.edits:
+            edits_path = None
+        bundle = load_dataset(cfg.dataset, cfg.data_root, download=cfg.download,
+                              synthetic_size=cfg.synthetic_size, seed=cfg.seed)
+        interventions = []
+        if edits_path is not None:  # checked whole against the data before anything is written
+            interventions = load_edits_file(edits_path, pause_at=cfg.pause_at, num_classes=bundle.num_classes,
+                                            view_size=len(view_set_indices(cfg, bundle.train_y)))
         bar = ProgressBar(cfg.epochs)
         events.subscribe(bar)
-        session = TrainingSession(cfg, run_dir, events=events, resume=bool(a.resume))
-        interventions = []
-        if a.edits:
-            interventions = load_edits_file(a.edits, pause_at=cfg.pause_at, num_classes=session.data.num_classes,
-                                            view_size=len(session.view_idx))
-        elif a.resume and (run_dir / "edits.json").exists():
-            interventions = load_edits_file(run_dir / "edits.json", pause_at=cfg.pause_at,
-                                            num_classes=session.data.num_classes, view_size=len(session.view_idx))
-        if a.edits:
-            (run_dir / "edits.json").write_text(Path(a.edits).read_text())
+        session = TrainingSession(cfg, run_dir, bundle=bundle, events=events, resume=bool(a.resume))
+        if edits_path is not None:
+            if a.edits and not a.resume:
+                from hill_app.engine.files import atomic_write_text
+                atomic_write_text(run_dir / "edits.json", edits_path.read_text())
         session.pause_handler = scripted_pause_handler(interventions)
         summary = session.run()
     except (ConfigError, EditsFileError, DataError) as e:

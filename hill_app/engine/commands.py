@@ -31,6 +31,7 @@ class Command:
     source: str = "user"
     step: int | None = None     # global step at which it was applied (for replay)
     epoch: int | None = None
+    branch: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"command": self.command, "args": self.args, "uuid": self.uuid, "time": self.time,

@@ -28,7 +28,8 @@ from .branches import CheckpointTree
 from .commands import SPECS, Command, CommandError
 from .config import ConfigError, RunConfig
 from .events import EventChannel
-from .journal import Journal
+from .history import completed_pauses, effective_commands
+from .journal import Journal, read_journal
 from .models import build_model
 from .projection import Projection, fit_projection
 from .snapshots import SnapshotStore
@@ -49,6 +50,39 @@ def resolve_device(spec: str) -> torch.device:
     raise ConfigError(f"device: expected auto, cpu or cuda[:N], got {spec!r}")
 
 
+def view_set_indices(config: RunConfig, train_y: torch.Tensor) -> np.ndarray:
+    """The fixed, stratified subset of training samples shown in the latent view (all of them for digits)."""
+    n = len(train_y)
+    vs = config.view_size or 0
+    if vs <= 0 or vs >= n:
+        return np.arange(n)
+    _, held = stratified_split(train_y, vs / n, seed=4321)
+    return held.numpy()
+
+
+@dataclass
+class EpochProgress:
+    """Where the current epoch stands, so a checkpoint taken mid-epoch resumes at the same sample."""
+
+    order: torch.Tensor          # this epoch's sample order (CPU int64)
+    pos: int                     # next step within the epoch
+    n_steps: int
+    totals: torch.Tensor         # running sums of STEP_STATS
+    seen: int = 0
+    seconds: float = 0.0
+
+    def to_state(self) -> dict[str, Any]:
+        return {"order": self.order.clone(), "pos": self.pos, "n_steps": self.n_steps, "totals": self.totals.clone(),
+                "seen": self.seen, "seconds": self.seconds}
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any] | None) -> "EpochProgress | None":
+        if d is None:
+            return None
+        return cls(d["order"].clone(), int(d["pos"]), int(d["n_steps"]), d["totals"].clone(), int(d["seen"]),
+                   float(d["seconds"]))
+
+
 @dataclass
 class PauseInfo:
     epoch: int          # the epoch about to start (1-based)
@@ -66,6 +100,8 @@ class TrainingSession:
         self.config = config.resolved()
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:  # first, so that a kill at any later moment leaves a folder that --resume can continue
+            self.config.save(self.run_dir / "config.json")
         self.events = events if events is not None else EventChannel()
         self.pause_handler = pause_handler
         self.device = resolve_device(self.config.device)
@@ -105,7 +141,11 @@ class TrainingSession:
         self.finished = False
         self.last_metrics: dict[str, Any] = {}
         self.edits_applied = 0
-        self.schedule: list[Command] | None = None    # replay: journaled commands applied at their steps
+        self.schedule: list[Command] = []             # journaled commands re-applied at their (branch, step)
+        self.replaying = False                        # exact replay: no scheduled pauses, no pause handler
+        self.translate_uuid: dict[str, str] = {}      # replay: original checkpoint uuid -> this run's
+        self._ep: EpochProgress | None = None
+        self._pending: list[torch.Tensor] = []
         self._paused_for: set[tuple[str, int]] = set()
         self._wall = 0.0
         self.train_step = TrainStep(self)
@@ -115,7 +155,6 @@ class TrainingSession:
         if resume:
             self._resume_from_disk()
         else:
-            cfg.save(self.run_dir / "config.json")
             self.journal.write("run_started", config=cfg.to_json(), device=str(self.device),
                                torch=torch.__version__, n_train=int(self.n_train), view_size=len(self.view_idx))
 
@@ -132,12 +171,7 @@ class TrainingSession:
         self._std = d.std.to(dev).view(shape).float()
         self.n_train = d.train_x.shape[0]
         self.active = torch.ones(self.n_train, dtype=torch.bool)
-        vs = self.config.view_size or 0
-        if vs <= 0 or vs >= self.n_train:
-            self.view_idx = np.arange(self.n_train)
-        else:
-            _, held = stratified_split(d.train_y, vs / self.n_train, seed=4321)
-            self.view_idx = held.numpy()
+        self.view_idx = view_set_indices(self.config, d.train_y)
         self._view_idx_t = torch.from_numpy(self.view_idx).to(dev)
         self.view_labels = d.train_y[self.view_idx].numpy()
 
@@ -238,7 +272,7 @@ class TrainingSession:
         return True
 
     def _process_commands(self, at_epoch_boundary: bool) -> None:
-        if self.schedule is not None:
+        if self.schedule:
             self._apply_schedule()
         deferred = []
         while True:
@@ -252,10 +286,12 @@ class TrainingSession:
             self._queue.put(cmd)
 
     def _apply_schedule(self) -> None:
-        while self.schedule and self.schedule[0].step == self.step and \
-                getattr(self.schedule[0], "branch", self.branch) == self.branch:
+        while self.schedule and self.schedule[0].step == self.step and self.schedule[0].branch == self.branch:
             cmd = self.schedule.pop(0)
-            new = Command(cmd.command, cmd.args, source="replay")
+            args = dict(cmd.args)
+            if cmd.command == "load_checkpoint" and args.get("uuid") in self.translate_uuid:
+                args["uuid"] = self.translate_uuid[args["uuid"]]
+            new = Command(cmd.command, args, source="replay")
             self._set_status(new, "requested")
             self._set_status(new, "pending")
             self._apply(new, True)
@@ -268,7 +304,11 @@ class TrainingSession:
         info = PauseInfo(epoch=self.epoch + 1, step=self.step, reason=reason)
         self.journal.write("paused", epoch=info.epoch, step=self.step, branch=self.branch, reason=reason)
         self.events.emit("paused", epoch=info.epoch, step=self.step, reason=reason)
-        if self.pause_handler is not None:
+        if self.schedule:
+            self._apply_schedule()
+        if self.replaying:  # the original resumed here; what it did while paused was just re-applied
+            self.paused = False
+        elif self.pause_handler is not None:
             self.pause_handler(self, info)
         while self.paused and not self.stop_requested:
             try:
@@ -285,47 +325,66 @@ class TrainingSession:
         x = self._prep(self.train_x[idx], augment=True)
         return self.train_step(x, self.train_y[idx], idx)
 
-    def _train_epoch(self) -> dict[str, float]:
-        self.model.train()
-        order = self._epoch_order().to(self.device)
+    def _new_epoch_progress(self) -> EpochProgress:
+        order = self._epoch_order()
         bs = self.config.batch_size
-        n_steps = order.numel() // bs if order.numel() >= bs else 1
-        pending: list[torch.Tensor] = []
-        totals = torch.zeros(len(STEP_STATS), dtype=torch.float64)
-        seen = 0
-        t0 = time.perf_counter()
-        for i in range(n_steps):
+        n_steps = max(1, order.numel() // bs)
+        return EpochProgress(order=order, pos=0, n_steps=n_steps,
+                             totals=torch.zeros(len(STEP_STATS), dtype=torch.float64))
+
+    def _flush_stats(self) -> torch.Tensor | None:
+        """Move the pending per-step stats off the device in one sync and add them to the epoch totals."""
+        if not self._pending:
+            return None
+        stats = torch.stack(self._pending).double().cpu()
+        self._pending.clear()
+        if self._ep is not None:
+            self._ep.totals += stats.sum(dim=0)
+        return stats
+
+    def _train_epoch(self) -> dict[str, float] | None:
+        """Train the current epoch to its end; None if it was abandoned (checkpoint loaded) or stopped."""
+        self.model.train()
+        if self._ep is None:
+            self._ep = self._new_epoch_progress()
+        ep = self._ep
+        order = ep.order.to(self.device)
+        bs = self.config.batch_size
+        while ep.pos < ep.n_steps:
             self._process_commands(at_epoch_boundary=False)
             if self.paused:
                 self._pause(self.pause_reason)
+            if self._ep is not ep:  # a checkpoint was loaded: continue from its position instead
+                return None
             if self.stop_requested:
-                break
-            idx = order[i * bs:(i + 1) * bs]
-            pending.append(self._train_step(idx))
+                return None
+            t0 = time.perf_counter()
+            idx = order[ep.pos * bs:(ep.pos + 1) * bs]
+            self._pending.append(self._train_step(idx))
             self.step += 1
-            seen += idx.numel()
-            if len(pending) >= self.report_every or i == n_steps - 1:
-                stats = torch.stack(pending).double().cpu()  # one device sync per report
-                pending.clear()
-                totals += stats.sum(dim=0)
+            ep.pos += 1
+            ep.seen += idx.numel()
+            if len(self._pending) >= self.report_every or ep.pos == ep.n_steps:
+                stats = self._flush_stats()
+                ep.seconds += time.perf_counter() - t0
                 last = stats[-1]
-                self.events.emit("step", epoch=self.epoch + 1, step=self.step, steps_in_epoch=n_steps,
-                                 index_in_epoch=i + 1, loss=float(last[0]), grad_norm=float(last[7]),
-                                 images_per_s=seen / max(time.perf_counter() - t0, 1e-9),
-                                 lr=self.optimizer.param_groups[0]["lr"],
-                                 grad_norms=stats[:, 7].tolist())
+                self.events.emit("step", epoch=self.epoch + 1, step=self.step, steps_in_epoch=ep.n_steps,
+                                 index_in_epoch=ep.pos, loss=float(last[0]), grad_norm=float(last[7]),
+                                 images_per_s=ep.seen / max(ep.seconds, 1e-9),
+                                 lr=self.optimizer.param_groups[0]["lr"], grad_norms=stats[:, 7].tolist())
                 if not torch.isfinite(stats[:, :8]).all():
                     self._nonfinite = True
                     self.paused = True
                     self.pause_reason = (f"the loss or gradient became non-finite (NaN or inf) by step {self.step}; "
                                          "lower the learning rate, clip gradients or load a checkpoint")
                     self.events.emit("log", level="error", message=self.pause_reason)
-        steps_done = max(1, n_steps if not self.stop_requested else i)
-        secs = time.perf_counter() - t0
-        m = {f"train_{k}": float(totals[j] / steps_done) for j, k in enumerate(STEP_STATS[:8])}
-        m["train_accuracy"] = float(totals[8] / max(seen, 1))
-        m["epoch_seconds"] = secs
-        m["images_per_s"] = seen / max(secs, 1e-9)
+            else:
+                ep.seconds += time.perf_counter() - t0
+        m = {f"train_{k}": float(ep.totals[j] / ep.n_steps) for j, k in enumerate(STEP_STATS[:8])}
+        m["train_accuracy"] = float(ep.totals[8] / max(ep.seen, 1))
+        m["epoch_seconds"] = ep.seconds
+        m["images_per_s"] = ep.seen / max(ep.seconds, 1e-9)
+        self._ep = None
         return m
 
     # ------------------------------------------------------------------ evaluation and views
@@ -404,6 +463,7 @@ class TrainingSession:
 
     def checkpoint_state(self) -> dict[str, Any]:
         import json
+        self._flush_stats()
         state = {
             "format": "hill-app/1", "model_name": self.config.model, "dataset": self.config.dataset,
             "num_classes": self.data.num_classes, "input_shape": list(self.data.input_shape),
@@ -417,6 +477,7 @@ class TrainingSession:
             "active": self.active.clone(),
             "class_weights": self.class_weights,
             "frozen": [n for n, p in self.model.named_parameters() if not p.requires_grad],
+            "epoch_progress": None if self._ep is None else self._ep.to_state(),
         }
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
@@ -462,18 +523,23 @@ class TrainingSession:
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         self.active = state["active"].clone()
         self.class_weights = state["class_weights"]
+        self._pending.clear()
+        self._ep = EpochProgress.from_state(state.get("epoch_progress"))
         self.train_step.invalidate()
 
     def _resume_from_disk(self) -> None:
+        """Continue after a crash: restore the last checkpoint and re-apply, at their steps, the commands that
+        took effect after it, so the run goes on exactly as it would have. With no checkpoint yet, start over
+        from the seed and re-apply everything."""
+        records = list(read_journal(self.journal.path))
         node = self.tree.latest()
-        if node is None:
-            raise ConfigError(f"{self.run_dir}: no checkpoint to resume from (the run stopped before its first one)")
-        state = self.tree.load(node["uuid"])
-        self.restore_state(state)
-        self.branch, self.parent_ckpt = node["branch"], node["uuid"]
-        self._paused_for = {(self.branch, e) for e in self.config.pause_at if e <= self.epoch + 1}
-        self.journal.write("resumed_after_crash", checkpoint=node["uuid"], epoch=self.epoch, step=self.step,
-                           branch=self.branch)
+        if node is not None:
+            self.restore_state(self.tree.load(node["uuid"]))
+            self.branch, self.parent_ckpt = node["branch"], node["uuid"]
+        self.schedule = effective_commands(records, after_checkpoint=node["uuid"] if node else None)
+        self._paused_for = completed_pauses(records)
+        self.journal.write("resumed_after_crash", checkpoint=node["uuid"] if node else None, epoch=self.epoch,
+                           step=self.step, branch=self.branch, reapply=len(self.schedule))
 
     # ------------------------------------------------------------------ the run
 
@@ -503,8 +569,8 @@ class TrainingSession:
             while self.epoch < self.config.epochs and not self.stop_requested:
                 nxt = self.epoch + 1
                 self._process_commands(at_epoch_boundary=True)
-                if nxt in self.config.pause_at and (self.branch, nxt) not in self._paused_for \
-                        and self.schedule is None:
+                if self._ep is None and nxt in self.config.pause_at and not self.replaying \
+                        and (self.branch, nxt) not in self._paused_for:
                     self._paused_for.add((self.branch, nxt))
                     self.paused = True
                     self.pause_reason = f"scheduled pause before epoch {nxt}"
@@ -514,9 +580,8 @@ class TrainingSession:
                         break
                     self._process_commands(at_epoch_boundary=True)
                 m = self._train_epoch()
-                if self.stop_requested and m["epoch_seconds"] == 0:
-                    break
-                self._end_of_epoch(m)
+                if m is not None:
+                    self._end_of_epoch(m)
         except Exception as e:
             self.events.emit("error", message=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
             self.journal.write("error", message=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())

@@ -1,10 +1,34 @@
-"""The training step, kept apart from the session so it can be fused (torch.compile) without the session
-knowing. It reads the session's current state (model, optimiser, projection, targets, alpha, lambda, clip)
-and returns one stats tensor per step, so the loop needs one device sync per report, not per step.
+"""The training step, kept apart from the session so it can be fused without the session knowing.
+
+It reads the session's current state (model, optimiser, projection, targets, alpha, lambda, clip) and returns
+one stats tensor per step (``STEP_STATS``), so the loop needs one device sync per report, not per step.
+
+Three ways to run the same step, all giving the same stats:
+
+- eager (the default, and the only way on a CPU unless ``config.compile``): plain PyTorch, exact and
+  deterministic, so CPU runs compare bit for bit.
+- compiled (``config.compile``): the forward pass and the loss are two ``torch.compile`` regions, so the HILL
+  terms (about a hundred tiny ops forward and backward) become a handful of fused kernels. The model is
+  compiled once and shared by the plain and the HILL loss; the backward runs through AOTAutograd.
+- CUDA graph (on CUDA, on by default when compiling; ``cuda_graphs`` overrides): the whole step (forward,
+  loss, backward, grad norm, clip, optimiser step) is captured once into one CUDA graph and replayed with the
+  batch copied into static buffers. A step on a GPU is bound by kernel launches, not arithmetic (airbench's
+  step is about 4 ms for ~500 kernels); one replay launches all of them at once.
+
+A graph bakes in every Python value and every memory address it read. So each step builds a key of all of
+them (the HILL switch, the loss weights, the clip, the optimiser's hyperparameters, the addresses of the
+parameters, buffers, optimiser state, targets and projection, which parameters train, the batch's shape) and
+replays only while the key is unchanged; any change runs a few steps the ordinary way and captures again.
+``alpha`` and ``lambda`` live in device tensors updated in place, so changing them neither recompiles nor
+recaptures. ``invalidate()`` (layer frozen or reset, checkpoint loaded, dropout or BN momentum changed) drops
+the graph and the compiled wrappers at once; torch.compile's own guards recompile whatever changed.
+Where a capture fails (an optimiser that cannot be captured, a model that syncs) the step says so once on the
+event channel and goes on uncaptured.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -18,48 +42,227 @@ if TYPE_CHECKING:
 STEP_STATS = ("loss", "ce", "center", "spread", "sep", "point", "scale", "grad_norm", "correct")
 
 
+@dataclass
+class _Captured:
+    key: tuple
+    graph: Any              # torch.cuda.CUDAGraph
+    x: torch.Tensor         # static inputs the batch is copied into
+    y: torch.Tensor
+    idx: torch.Tensor
+    out: torch.Tensor       # static stats, overwritten by every replay
+    refs: tuple             # objects whose id() is in the key: held so that no id can be reused
+
+
+def _hp(v: Any) -> Any:
+    """A comparable stand-in for an optimiser hyperparameter (a tensor compares by address and dtype)."""
+    if isinstance(v, torch.Tensor):
+        return ("tensor", v.data_ptr(), v.dtype, v.device)
+    if isinstance(v, list):
+        return tuple(_hp(x) for x in v)
+    return v
+
+
+def _capturable_optimizer(opt: torch.optim.Optimizer) -> bool:
+    """SGD captures as it is; Adam-family optimisers only with ``capturable=True`` (their step count)."""
+    if isinstance(opt, torch.optim.SGD):
+        return True
+    return all(g.get("capturable", False) for g in opt.param_groups)
+
+
 class TrainStep:
+    """One optimiser step on a batch; ``__call__(x, y, idx)`` returns the stats tensor (``STEP_STATS`` order).
+
+    ``grad_norm`` is the total gradient norm before clipping; with ``session.grad_clip`` set, the gradients
+    the optimiser applies are scaled so their norm is at most ``grad_clip``.
+    """
+
+    warmup_steps = 3        # ordinary steps after any change before a (re)capture
+
     def __init__(self, session: "TrainingSession"):
         self.s = session
-        self._compiled = None
+        self.cuda_graphs: bool | None = None      # None: on for CUDA when config.compile is set
+        self.compile_options: dict[str, Any] = {}  # passed to torch.compile (tests use backend='eager')
+        self._fwd_c: Callable | None = None
+        self._loss_c: Callable | None = None
+        self._captured: _Captured | None = None
+        self._key: tuple | None = None
+        self._since_change = 0
+        self._warm_needed = self.warmup_steps
+        self._graph_error: str | None = None
+        self.captures = 0
+        self._scalars: dict[str, tuple[float, torch.Tensor]] = {}
+
+    # ---------------------------------------------------------------- state
 
     def invalidate(self) -> None:
-        """Forget compiled graphs (after a layer was frozen, reset or a checkpoint loaded)."""
-        self._compiled = None
+        """Forget compiled wrappers and the captured graph (after a layer was frozen, reset or a checkpoint loaded)."""
+        self._fwd_c = None
+        self._loss_c = None
+        self._captured = None
+        self._key = None
+        self._since_change = 0
+        self._warm_needed = self.warmup_steps
 
-    def _impl(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, hill: bool,
-              alpha: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    @property
+    def graphed(self) -> bool:
+        """Whether the last step was a replay of a captured graph."""
+        return self._captured is not None and self._captured.key == self._key
+
+    def _graphs_on(self) -> bool:
         s = self.s
-        with s.autocast:
-            logits, feats = s.model(x)
+        if s.device.type != "cuda" or self._graph_error is not None:
+            return False
+        on = self.cuda_graphs if self.cuda_graphs is not None else bool(s.config.compile)
+        return on and _capturable_optimizer(s.optimizer)
+
+    def _scalar(self, name: str, value: float) -> torch.Tensor:
+        """A device scalar holding ``value``, updated in place so compiled code and graphs see the change."""
+        cur = self._scalars.get(name)
+        if cur is None or cur[1].device != self.s.device:
+            t = torch.tensor(float(value), device=self.s.device)
+            self._scalars[name] = (float(value), t)
+            return t
+        if cur[0] != float(value):
+            cur[1].fill_(float(value))
+            self._scalars[name] = (float(value), cur[1])
+        return cur[1]
+
+    def _fns(self) -> tuple[Callable, Callable]:
+        if not self.s.config.compile:
+            return self._forward, self._loss
+        if self._fwd_c is None or self._loss_c is None:
+            opts = {"dynamic": False, **self.compile_options}
+            self._fwd_c = torch.compile(self._forward, **opts)
+            self._loss_c = torch.compile(self._loss, **opts)
+        return self._fwd_c, self._loss_c
+
+    # ---------------------------------------------------------------- the step itself
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.s.autocast:
+            return self.s.model(x)
+
+    def _loss(self, logits: torch.Tensor, feats: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, hill: bool,
+              alpha: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss and the stats without the grad norm: loss, ce, 5 terms, correct."""
+        s = self.s
         ce = F.cross_entropy(logits.float(), y)
-        zero = ce.detach() * 0.0
         if hill:
             t = hill_terms(s.projection(feats.float()), y, idx, s.targets)
             loss = combine_terms(ce, t, s.weights, alpha, lam)
-            terms = [t[0], t[1], t[2], t[3], t[4]]
+            head = torch.cat([loss.detach().view(1), ce.detach().view(1), t.detach()])
         else:
             loss = ce
-            terms = [zero] * 5
+            head = torch.cat([ce.detach().view(1), ce.detach().view(1), ce.new_zeros(5)])
+        correct = (logits.argmax(dim=1) == y).sum().float()
+        return loss, torch.cat([head, correct.view(1)])
+
+    def _body(self, fwd: Callable, lossfn: Callable, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
+              hill: bool, alpha: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        s = self.s
+        logits, feats = fwd(x)
+        loss, head = lossfn(logits, feats, y, idx, hill, alpha, lam)
         s.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grads = [p.grad for p in s.model.parameters() if p.grad is not None]
-        gn = torch.nn.utils.get_total_norm(grads) if grads else zero
-        if s.grad_clip is not None and grads:
-            torch.nn.utils.clip_grads_with_norm_([p for p in s.model.parameters() if p.grad is not None],
-                                                 s.grad_clip, gn)
+        params = [p for p in s.model.parameters() if p.grad is not None]
+        if params:
+            gn = torch.nn.utils.get_total_norm([p.grad for p in params])
+            if s.grad_clip is not None:
+                torch.nn.utils.clip_grads_with_norm_(params, s.grad_clip, gn)
+        else:
+            gn = head.new_zeros(())
         s.optimizer.step()
-        correct = (logits.argmax(dim=1) == y).sum().float()
-        return torch.stack([loss.detach(), ce.detach(), *[t.detach() for t in terms], gn.detach().float(), correct])
+        return torch.cat([head[:7], gn.detach().float().view(1), head[7:]])
+
+    # ---------------------------------------------------------------- CUDA graphs
+
+    def _graph_key(self, hill: bool, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
+                   alpha: torch.Tensor, lam: torch.Tensor) -> tuple[tuple, tuple]:
+        """Everything a captured step baked in; ``refs`` are the objects named by id()."""
+        s = self.s
+        opt = s.optimizer
+        params = list(s.model.parameters())
+        hps = tuple(tuple((k, _hp(v)) for k, v in g.items() if k != "params") for g in opt.param_groups)
+        state = []
+        for p in params:
+            st = opt.state.get(p)
+            if st:
+                state.append(tuple((k, _hp(v)) for k, v in st.items()))
+            else:
+                state.append(None)
+        key = [
+            hill, bool(s.config.compile), s.model.training, s.grad_clip,
+            tuple(x.shape), x.stride(), x.dtype, tuple(y.shape), y.dtype, tuple(idx.shape), idx.dtype,
+            id(s.model), id(opt), hps, tuple(state),
+            tuple(p.data_ptr() for p in params), tuple(p.requires_grad for p in params),
+            tuple(b.data_ptr() for b in s.model.buffers()),
+            alpha.data_ptr(), lam.data_ptr(),
+        ]
+        refs: tuple = (s.model, opt)
+        if hill:
+            t, pr, w = s.targets, s.projection, s.weights
+            key += [id(t), id(pr), (w.center, w.spread, w.sep, w.point),
+                    tuple(v.data_ptr() for v in (t.centers, t.spreads, t.class_mask, t.sep_min, t.point_pos,
+                                                 t.point_mask, t.ref_radius)),
+                    pr.weight.data_ptr(), pr.bias.data_ptr(), pr.weight.dtype, pr.weight.device]
+            refs += (t, pr)
+        return tuple(key), refs
+
+    def _capture(self, key: tuple, refs: tuple, fwd: Callable, lossfn: Callable, x: torch.Tensor,
+                 y: torch.Tensor, idx: torch.Tensor, hill: bool, alpha: torch.Tensor, lam: torch.Tensor) -> None:
+        sx, sy, sidx = x.clone(), y.clone(), idx.clone()  # clone keeps channels_last strides
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = self._body(fwd, lossfn, sx, sy, sidx, hill, alpha, lam)
+        self._captured = _Captured(key, graph, sx, sy, sidx, out, refs)
+        self.captures += 1
+
+    def _replay(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        c = self._captured
+        c.x.copy_(x)
+        c.y.copy_(y)
+        c.idx.copy_(idx)
+        c.graph.replay()
+        return c.out.clone()  # the static output is overwritten by the next replay
+
+    # ---------------------------------------------------------------- entry
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         s = self.s
         hill = s.targets is not None and s.alpha > 0 and s.projection is not None
-        fn = self._impl
-        if s.config.compile:
-            if self._compiled is None:
-                self._compiled = torch.compile(self._impl)
-            fn = self._compiled
-        alpha = torch.tensor(s.alpha, device=s.device)
-        lam = torch.tensor(s.lam, device=s.device)
-        return fn(x, y, idx, hill, alpha, lam)
+        alpha = self._scalar("alpha", s.alpha)
+        lam = self._scalar("lam", s.lam)
+        fwd, lossfn = self._fns()
+        if not self._graphs_on():
+            return self._body(fwd, lossfn, x, y, idx, hill, alpha, lam)
+
+        key, refs = self._graph_key(hill, x, y, idx, alpha, lam)
+        c = self._captured
+        if c is not None and c.key == key:
+            self._since_change += 1
+            return self._replay(x, y, idx)
+        if key != self._key:
+            if self._captured is not None and self._since_change <= self._warm_needed + 1:
+                # the state keeps changing right after captures (an LR schedule, say): back off
+                self._warm_needed = min(2 * self._warm_needed, 256)
+            self._key = key
+            self._since_change = 0
+            self._captured = None
+        if self._since_change < self._warm_needed:
+            self._since_change += 1
+            return self._body(fwd, lossfn, x, y, idx, hill, alpha, lam)
+        try:
+            self._capture(key, refs, fwd, lossfn, x, y, idx, hill, alpha, lam)
+        except Exception as e:  # capture is an optimisation: report it once and train on without it
+            self._captured = None
+            self._graph_error = f"{type(e).__name__}: {e}"
+            try:
+                torch.cuda.synchronize(s.device)
+            except Exception:
+                pass
+            s.events.emit("log", level="warning",
+                          message=f"CUDA graph capture of the train step failed; training on without it "
+                                  f"({self._graph_error})")
+            return self._body(fwd, lossfn, x, y, idx, hill, alpha, lam)
+        self._since_change += 1
+        return self._replay(x, y, idx)

@@ -1,0 +1,669 @@
+"""The main window: the latent view in the middle, command panels and the log on the right, feedback plots
+below, run state in the banner, toolbar and status bar.
+
+Threads: training runs in :class:`TrainingWorker`; this window only ever *polls* the run's bounded event
+channel with a ~30 Hz timer and never waits on the training thread. Each poll drains a bounded number of
+events, handles command/log/epoch events in order, and draws only the newest snapshot and step of the drain,
+so a burst of events costs one redraw. ``poll_stats`` records how long each poll took (the main-thread
+stall budget is 50 ms).
+"""
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar,
+                               QPushButton, QSizePolicy, QToolBar, QVBoxLayout, QWidget)
+
+from hill_app.engine.config import ConfigError, RunConfig
+
+from .metrics_view import MetricsView
+from .new_run_dialog import NewRunDialog, last_base, make_settings, new_run_dir
+from .panels import ControlsPanel, LogConsole
+from .worker import TrainingWorker
+
+POLL_HZ = 30
+MAX_EVENTS_PER_POLL = 1000
+
+STYLE = """
+QMainWindow, QDialog { background: #f5f6f8; }
+QDockWidget { font-weight: 600; color: #2d3748; }
+QDockWidget::title { padding: 5px 8px; background: #e9ecf1; border-bottom: 1px solid #d9dee6; }
+QGroupBox { font-weight: 600; color: #2d3748; border: 1px solid #dfe3ea; border-radius: 6px;
+            margin-top: 14px; padding: 8px 8px 6px 8px; background: #ffffff; }
+QGroupBox::title { subcontrol-origin: margin; left: 10px; padding: 0 4px; }
+QGroupBox QLabel, QGroupBox QCheckBox { font-weight: 400; }
+QPushButton { padding: 4px 12px; border: 1px solid #c9d0da; border-radius: 4px; background: #ffffff; }
+QPushButton:hover { background: #eef2f7; }
+QPushButton:disabled { color: #a0aec0; border-color: #e2e8f0; background: #f7f8fa; }
+QPushButton#primary { background: #2563eb; color: white; border: 1px solid #1d4ed8; font-weight: 600;
+                      padding: 6px 16px; }
+QPushButton#primary:hover { background: #1d4ed8; }
+QPushButton#primary:disabled { background: #a9bde8; border-color: #a9bde8; color: #eef2ff; }
+QPushButton#danger { color: #c53030; }
+QToolBar { spacing: 4px; padding: 3px; background: #ffffff; border-bottom: 1px solid #dfe3ea; }
+QToolBar QToolButton { padding: 4px 10px; border-radius: 4px; }
+QToolBar QToolButton:hover { background: #eef2f7; }
+QStatusBar { background: #ffffff; border-top: 1px solid #dfe3ea; color: #4a5568; }
+QFrame#banner { border-radius: 6px; }
+"""
+
+BANNER_COLOURS = {
+    "idle": ("#eef2ff", "#c7d2fe", "#3730a3"),
+    "loading": ("#eef2ff", "#c7d2fe", "#3730a3"),
+    "running": ("#ecfdf5", "#a7f3d0", "#065f46"),
+    "paused": ("#fffbeb", "#fcd34d", "#92400e"),
+    "finished": ("#f0f9ff", "#bae6fd", "#075985"),
+    "failed": ("#fef2f2", "#fecaca", "#991b1b"),
+}
+
+
+@dataclass
+class PollStats:
+    """How long the timer callback ran (ms): the main-thread work per poll while training."""
+
+    count: int = 0
+    max_ms: float = 0.0
+    total_ms: float = 0.0
+    max_events: int = 0
+    slow: list[float] = field(default_factory=list)   # polls over 50 ms
+
+    def record(self, ms: float, n_events: int) -> None:
+        self.count += 1
+        self.total_ms += ms
+        self.max_ms = max(self.max_ms, ms)
+        self.max_events = max(self.max_events, n_events)
+        if ms > 50:
+            self.slow.append(ms)
+
+    @property
+    def mean_ms(self) -> float:
+        return self.total_ms / self.count if self.count else 0.0
+
+
+def _make_latent_view() -> QWidget:
+    from .latent_view import LatentView
+    return LatentView()
+
+
+class MainWindow(QMainWindow):
+    """One window, one run at a time; a failed or finished run leaves everything on screen."""
+
+    def __init__(self, settings: QSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or make_settings()
+        self.setWindowTitle("hill-app \u2014 human-in-the-loop latent steering")
+        self.setStyleSheet(STYLE)
+        self.worker: TrainingWorker | None = None
+        self.session: Any = None
+        self.state = "idle"
+        self.class_names: list[str] = []
+        self.next_config = RunConfig()             # the default protocol: digits, 40 epochs, pauses 25..40
+        self.next_run_dir: Path | None = None
+        self.error_box: QMessageBox | None = None
+        self.last_error: str | None = None
+        self.poll_stats = PollStats()
+        self._resume_after: str | None = None      # uuid of the set_latent_targets a resume waits for
+        self._pending_start: tuple[RunConfig, Path] | None = None
+        self._error_logged = False
+        self._snapshot: dict[str, Any] | None = None
+        self._fitted = False
+        self._pause_epoch: int | None = None
+        self._epochs_total = self.next_config.epochs
+
+        self._build_actions()
+        self._build_central()
+        self._build_docks()
+        self._build_status()
+        self.timer = QTimer(self)
+        self.timer.setInterval(int(1000 / POLL_HZ))
+        self.timer.timeout.connect(self._poll)
+        self._set_state("idle")
+        self.resize(1600, 1000)
+
+    # ------------------------------------------------------------------ building
+
+    def _action(self, text: str, slot: Any, shortcuts: list[Any] | None = None, tip: str = "") -> QAction:
+        a = QAction(text, self)
+        a.triggered.connect(slot)
+        if shortcuts:
+            a.setShortcuts([QKeySequence(s) for s in shortcuts])
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        if tip:
+            a.setToolTip(tip)
+            a.setStatusTip(tip)
+        self.addAction(a)   # shortcuts work even when the action is on no visible toolbar
+        return a
+
+    def _build_actions(self) -> None:
+        self.new_run_action = self._action("New run\u2026", self.new_run, [QKeySequence.StandardKey.New],
+                                           "choose a data set, model and protocol, then start")
+        self.start_action = self._action("\u25b6 Start", self.start_default, [],
+                                         "start training with the run shown in the banner")
+        self.pause_action = self._action("\u23f8 Pause", self.pause_on_demand, [Qt.Key.Key_Space],
+                                         "pause at the next step (Space)")
+        self.stop_action = self._action("\u25a0 Stop", self.stop_run, [], "stop and save a final checkpoint")
+        self.undo_action = self._action("Undo", self.undo_edit, [QKeySequence.StandardKey.Undo], "undo the last edit")
+        self.redo_action = self._action("Redo", self.redo_edit,
+                                        [QKeySequence.StandardKey.Redo, "Ctrl+Shift+Z", "Ctrl+Y"], "redo")
+        self.reset_action = self._action("Reset", self.reset_edits, [], "drop every edit made at this pause")
+        self.commit_action = self._action("Commit edits and resume", self.commit_and_resume,
+                                          ["Ctrl+Return", "Ctrl+Enter"],
+                                          "send the edits as the teacher layout and resume (Ctrl+Enter)")
+        self.fit_action = self._action("Fit view", self._fit_view, ["Ctrl+0"], "zoom the latent view to all points")
+        # QKeySequence.Redo may equal Ctrl+Shift+Z already: drop duplicates so no shortcut is ambiguous.
+        seen, uniq = set(), []
+        for s in self.redo_action.shortcuts():
+            if s.toString() not in seen and not s.isEmpty():
+                seen.add(s.toString())
+                uniq.append(s)
+        self.redo_action.setShortcuts(uniq)
+
+        tb = QToolBar("Run")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        for a in (self.new_run_action, self.start_action, self.pause_action, self.stop_action):
+            tb.addAction(a)
+        tb.addSeparator()
+        tb.addAction(self.fit_action)
+        spacer = QWidget()
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        tb.addWidget(spacer)
+        self.run_label = QLabel("")
+        self.run_label.setStyleSheet("color:#4a5568; padding-right:8px")
+        tb.addWidget(self.run_label)
+        self.addToolBar(tb)
+        self.toolbar = tb
+
+    def _build_central(self) -> None:
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(8, 8, 8, 4)
+        lay.setSpacing(6)
+
+        self.banner = QWidget()
+        self.banner.setObjectName("banner")
+        self.banner.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        bl = QHBoxLayout(self.banner)
+        bl.setContentsMargins(12, 6, 8, 6)
+        self.banner_title = QLabel("")
+        self.banner_title.setStyleSheet("font-weight:700; font-size:11pt")
+        self.banner_text = QLabel("")
+        self.banner_text.setWordWrap(True)
+        self.banner_text.setTextFormat(Qt.TextFormat.RichText)
+        self.undo_btn = QPushButton("\u21b6 Undo")
+        self.redo_btn = QPushButton("\u21b7 Redo")
+        self.reset_btn = QPushButton("Reset")
+        self.undo_btn.setToolTip("undo the last edit (Ctrl+Z)")
+        self.redo_btn.setToolTip("redo (Ctrl+Shift+Z)")
+        self.reset_btn.setToolTip("drop every edit made at this pause")
+        self.commit_btn = QPushButton("Commit edits and resume")
+        self.commit_btn.setObjectName("primary")
+        self.commit_btn.setToolTip("send the edits to the training as the teacher layout and resume (Ctrl+Enter)")
+        self.start_btn = QPushButton("\u25b6 Start training")
+        self.start_btn.setObjectName("primary")
+        self.undo_btn.clicked.connect(self.undo_action.trigger)
+        self.redo_btn.clicked.connect(self.redo_action.trigger)
+        self.reset_btn.clicked.connect(self.reset_action.trigger)
+        self.commit_btn.clicked.connect(self.commit_action.trigger)
+        self.start_btn.clicked.connect(self.start_action.trigger)
+        text_col = QVBoxLayout()
+        text_col.setSpacing(0)
+        text_col.addWidget(self.banner_title)
+        text_col.addWidget(self.banner_text)
+        bl.addLayout(text_col, 1)
+        for b in (self.undo_btn, self.redo_btn, self.reset_btn):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            bl.addWidget(b)
+        bl.addSpacing(8)
+        bl.addWidget(self.commit_btn)
+        bl.addWidget(self.start_btn)
+        lay.addWidget(self.banner)
+
+        self.view = _make_latent_view()
+        self.view.setMinimumSize(480, 360)
+        lay.addWidget(self.view, 1)
+        self.view.editsChanged.connect(self._edits_changed)
+        self.view.hovered.connect(self._hovered)
+        self.setCentralWidget(central)
+
+    def _build_docks(self) -> None:
+        self.controls = ControlsPanel(self.submit)
+        self.log = LogConsole()
+        self.metrics = MetricsView()
+
+        self.controls_dock = QDockWidget("Training controls", self)
+        self.controls_dock.setObjectName("controls")
+        self.controls_dock.setWidget(self.controls)
+        self.log_dock = QDockWidget("Command log", self)
+        self.log_dock.setObjectName("log")
+        self.log_dock.setWidget(self.log)
+        self.metrics_dock = QDockWidget("Feedback", self)
+        self.metrics_dock.setObjectName("feedback")
+        self.metrics_dock.setWidget(self.metrics)
+        feats = (QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        for d in (self.controls_dock, self.log_dock, self.metrics_dock):
+            d.setFeatures(feats)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.controls_dock)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.log_dock)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.metrics_dock)
+        self.resizeDocks([self.controls_dock], [420], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.controls_dock, self.log_dock], [560, 380], Qt.Orientation.Vertical)
+        self.resizeDocks([self.metrics_dock], [300], Qt.Orientation.Vertical)
+
+    def _build_status(self) -> None:
+        sb = self.statusBar()
+        self.progress = QProgressBar()
+        self.progress.setFixedWidth(260)
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("%p%")
+        self.stats_label = QLabel("")
+        self.stats_label.setStyleSheet("padding: 0 8px")
+        self.device_label = QLabel("")
+        self.device_label.setStyleSheet("padding: 0 8px; color:#718096")
+        sb.addPermanentWidget(self.stats_label)
+        sb.addPermanentWidget(self.device_label)
+        sb.addPermanentWidget(self.progress)
+
+    # ------------------------------------------------------------------ state
+
+    def _set_state(self, state: str, title: str | None = None, text: str | None = None) -> None:
+        self.state = state
+        bg, border, fg = BANNER_COLOURS.get(state, BANNER_COLOURS["idle"])
+        self.banner.setStyleSheet(f"QWidget#banner {{ background:{bg}; border:1px solid {border}; "
+                                  f"border-radius:6px; }} QWidget#banner QLabel {{ color:{fg}; }}")
+        if state == "idle":
+            title = title or "Ready"
+            text = text or self._describe(self.next_config) + " \u2014 press <b>Start training</b> or choose " \
+                                                             "<b>New run\u2026</b>"
+        self.banner_title.setText(title or state.capitalize())
+        self.banner_text.setText(text or "")
+        active = state in ("loading", "running", "paused")
+        self.start_btn.setVisible(state in ("idle", "finished", "failed"))
+        self.start_btn.setText("\u25b6 Start training" if state == "idle" else "New run\u2026")
+        self.start_action.setEnabled(not active)
+        self.new_run_action.setEnabled(True)
+        self.pause_action.setEnabled(state == "running")
+        self.stop_action.setEnabled(state in ("running", "paused"))
+        self.controls.set_active(state in ("running", "paused"))
+        self.view.set_editable(state == "paused")
+        editing = state == "paused"
+        for b in (self.commit_btn, self.undo_btn, self.redo_btn, self.reset_btn):
+            b.setVisible(editing)
+        self._update_edit_buttons()
+
+    def _describe(self, cfg: RunConfig) -> str:
+        try:
+            r = cfg.resolved()
+        except ConfigError:
+            r = cfg
+        pauses = ", ".join(map(str, r.pause_at)) or "none"
+        return (f"{r.dataset} \u00b7 {r.model} \u00b7 {r.epochs} epochs \u00b7 pauses before {pauses} \u00b7 "
+                f"\u03b1 {r.alpha:g} \u00b7 \u03bb {r.lam:g} \u00b7 device {r.device}")
+
+    def _update_edit_buttons(self) -> None:
+        paused = self.state == "paused" and self._resume_after is None
+        stack = getattr(self.view, "edit_stack", None)
+        n = len(self.view.edits()) if paused else 0
+        can_undo = bool(paused and stack is not None and stack.can_undo())
+        can_redo = bool(paused and stack is not None and stack.can_redo())
+        self.undo_action.setEnabled(can_undo)
+        self.redo_action.setEnabled(can_redo)
+        self.reset_action.setEnabled(paused and n > 0)
+        self.commit_action.setEnabled(paused)
+        self.undo_btn.setEnabled(can_undo)
+        self.redo_btn.setEnabled(can_redo)
+        self.reset_btn.setEnabled(paused and n > 0)
+        self.commit_btn.setEnabled(paused)
+        self.commit_btn.setText(f"Commit {n} edit{'s' if n != 1 else ''} and resume" if n
+                                else "Resume without edits")
+
+    # ------------------------------------------------------------------ starting runs
+
+    def start_default(self) -> None:
+        """Start the run described in the banner (the default protocol at launch), or open New Run after one."""
+        if self.state in ("finished", "failed"):
+            self.new_run()
+            return
+        run_dir = self.next_run_dir or new_run_dir(last_base(self.settings), self.next_config.dataset)
+        self.start_run(self.next_config, run_dir)
+
+    def new_run(self) -> None:
+        """Choose a run in the dialog; if one is training, it is stopped (final checkpoint) first."""
+        dlg = NewRunDialog(self, self.settings)
+        if dlg.exec() != NewRunDialog.DialogCode.Accepted:
+            return
+        cfg, run_dir = dlg.run_config(), dlg.run_dir()
+        if self.worker is not None and self.worker.isRunning():
+            ans = QMessageBox.question(self, "Stop the current run?",
+                                       "A run is in progress. Stop it (a final checkpoint is saved) and start "
+                                       "the new one?")
+            if ans != QMessageBox.StandardButton.Yes:
+                return
+            self._pending_start = (cfg, run_dir)
+            self.worker.cancel()
+            return
+        self.start_run(cfg, run_dir)
+
+    def start_run(self, config: RunConfig, run_dir: str | Path) -> bool:
+        """Start training ``config`` in ``run_dir`` in a worker thread; False (with a message) if it cannot."""
+        if self.worker is not None and self.worker.isRunning():
+            self.show_error("A run is in progress", "Stop the current run before starting another one.")
+            return False
+        try:
+            cfg = config.resolved()
+        except ConfigError as e:
+            self.show_error("Cannot start the run", str(e))
+            return False
+        run_dir = Path(run_dir).expanduser()
+        if (run_dir / "journal.jsonl").exists():
+            self.show_error("Cannot start the run", f"{run_dir} already holds a run; choose a new run folder.")
+            return False
+        self.next_config, self.next_run_dir = config, None
+        self.session = None
+        self.class_names = []
+        self._snapshot = None
+        self._fitted = False
+        self._error_logged = False
+        self._resume_after = None
+        self._epochs_total = cfg.epochs
+        self.last_error = None
+        self.metrics.clear()
+        self.log.add_info(f"starting {self._describe(cfg)} in {run_dir}")
+        self.worker = w = TrainingWorker(cfg, run_dir, self)
+        w.runFinished.connect(self._on_finished)
+        w.runFailed.connect(self._on_failed)
+        w.sessionReady.connect(self._on_session_ready)
+        self._set_state("loading", f"Loading {cfg.dataset}\u2026", f"{self._describe(cfg)} \u2192 {run_dir}")
+        self.run_label.setText(str(run_dir))
+        self.progress.setRange(0, 0)
+        self.stats_label.setText("")
+        self.device_label.setText("")
+        w.start()
+        self.timer.start()
+        return True
+
+    def _on_session_ready(self, session: Any = None) -> None:
+        """Idempotent: called from the poll (which may see the session first) and from the worker's signal."""
+        if self.worker is None or self.worker.session is None or self.session is self.worker.session:
+            return
+        s = self.session = self.worker.session
+        self.class_names = list(s.data.class_names)
+        self.metrics.set_class_names(self.class_names)
+        self.controls.load_from_config(s.config)
+        if self.worker.samples is not None and hasattr(self.view, "set_sample_renderer"):
+            self.view.set_sample_renderer(self.worker.samples.render)
+        self.device_label.setText(f"device: {s.device}")
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.setWindowTitle(f"hill-app \u2014 {s.run_dir.name}")
+        self._set_state("running", "Training", f"{self._describe(s.config)} \u2014 press Space to pause "
+                                               "and edit at any time")
+
+    # ------------------------------------------------------------------ commands
+
+    def submit(self, command: str, args: dict | None = None) -> Any:
+        """Send a command to the session (thread-safe queue); None when no run is active."""
+        if self.session is None or self.state not in ("running", "paused"):
+            return None
+        return self.session.submit(command, args or {}, source="user")
+
+    def pause_on_demand(self) -> None:
+        if self.state == "running":
+            self.submit("pause_training", {"reason": "paused on request"})
+            self.pause_action.setEnabled(False)
+
+    def stop_run(self) -> None:
+        if self.state in ("running", "paused"):
+            self.submit("stop_training", {})
+
+    def commit_and_resume(self) -> None:
+        """Send the edits (if any) as the teacher layout; resume once the engine accepted them."""
+        if self.state != "paused" or self._resume_after is not None:
+            return
+        edits = self.view.edits()
+        if edits:
+            cmd = self.submit("set_latent_targets", {"edits": edits})
+            if cmd is None or cmd.status == "failed":
+                return
+            self._resume_after = cmd.uuid
+            self.banner_text.setText(f"Committing {len(edits)} edit(s)\u2026")
+        else:
+            self.submit("resume_training", {})
+        self._update_edit_buttons()
+
+    def undo_edit(self) -> None:
+        self._stack_op("undo")
+
+    def redo_edit(self) -> None:
+        self._stack_op("redo")
+
+    def _stack_op(self, op: str) -> None:
+        if self.state != "paused":
+            return
+        fn = getattr(self.view, op, None)        # the view's own undo() redraws; fall back to the stack
+        if callable(fn):
+            fn()
+        else:
+            getattr(self.view.edit_stack, op)()
+        self._update_edit_buttons()
+
+    def reset_edits(self) -> None:
+        if self.state == "paused":
+            self.view.reset_edits()
+            self._update_edit_buttons()
+
+    def _fit_view(self) -> None:
+        if hasattr(self.view, "fit"):
+            self.view.fit()
+
+    def _edits_changed(self, edits: list) -> None:
+        self._update_edit_buttons()
+
+    def _hovered(self, i: int) -> None:
+        s = self._snapshot
+        if s is None or i is None or i < 0 or i >= len(s["labels"]):
+            self.statusBar().clearMessage()
+            return
+        y, p = int(s["labels"][i]), int(s["preds"][i])
+        names = self.class_names or [str(c) for c in range(max(y, p) + 1)]
+        ok = "correct" if y == p else f"predicted {names[p]}"
+        self.statusBar().showMessage(f"sample #{i}: {names[y]} ({ok})")
+
+    # ------------------------------------------------------------------ polling
+
+    def _poll(self) -> None:
+        """Drain the channel (bounded), handle events in order, draw the newest snapshot and step once."""
+        t0 = time.perf_counter()
+        w = self.worker
+        n = 0
+        if w is not None:
+            if self.session is None and w.session is not None:
+                self._on_session_ready()
+            evs = w.events.drain(max_events=MAX_EVENTS_PER_POLL)
+            n = len(evs)
+            if evs:
+                self._dispatch(evs)
+        self.poll_stats.record((time.perf_counter() - t0) * 1000.0, n)
+
+    def _dispatch(self, evs: list[Any]) -> None:
+        snap = step = None
+        for ev in evs:
+            k, d = ev.kind, ev.data
+            if k == "step":
+                step = d
+            elif k == "snapshot":
+                snap = d
+            elif k == "epoch":
+                self.metrics.add_epoch(d)
+                self._show_epoch(d)
+            elif k == "command":
+                self.log.add_command(d)
+                self.controls.on_command(d)
+                self._on_command(d)
+            elif k == "paused":
+                self._on_paused(d)
+            elif k == "resumed":
+                self._on_resumed(d)
+            elif k == "log":
+                self.log.add_log(str(d.get("level", "info")), str(d.get("message", "")), ev.time)
+            elif k == "error":
+                self._error_logged = True
+                self.log.add_error(str(d.get("message", "")), d.get("traceback"), ev.time)
+            elif k == "checkpoint":
+                self.log.add_log("info", f"checkpoint {str(d.get('uuid', ''))[:8]} saved at epoch {d.get('epoch')}, "
+                                         f"step {d.get('step')} ({d.get('note') or 'manual'})", ev.time)
+            elif k == "evaluation":
+                self.metrics.show_evaluation(d)
+                split = d.get("split", "val")
+                self.log.add_log("info", f"evaluation on {split}: accuracy "
+                                         f"{100 * float(d.get(f'{split}_accuracy', float('nan'))):.2f}%", ev.time)
+            elif k == "finished":
+                self.log.add_log("info", f"finished: test accuracy {100 * float(d.get('test_accuracy', 0)):.2f}%, "
+                                         f"val {100 * float(d.get('val_accuracy', 0)):.2f}%, {d.get('epochs')} "
+                                         f"epochs, {d.get('edits_applied')} edit(s)", ev.time)
+        if snap is not None:
+            self._show_snapshot(snap)
+        if step is not None:
+            self._show_step(step)
+        self.metrics.refresh()
+
+    def _show_snapshot(self, s: dict[str, Any]) -> None:
+        self._snapshot = s
+        names = self.class_names or [str(c) for c in range(int(np.max(s["labels"])) + 1)]
+        self.view.set_snapshot(s["z"], s["labels"], s["preds"], names, committed_layout=s.get("layout"),
+                               keep_edits=False)
+        if not self._fitted and hasattr(self.view, "fit"):
+            self.view.fit()
+            self._fitted = True
+        self._update_edit_buttons()
+
+    def _show_step(self, d: dict[str, Any]) -> None:
+        e, i, n = int(d.get("epoch", 1)), int(d.get("index_in_epoch", 0)), max(1, int(d.get("steps_in_epoch", 1)))
+        total = max(1, self._epochs_total)
+        self.progress.setValue(int(1000 * min(1.0, ((e - 1) + i / n) / total)))
+        self.progress.setFormat(f"epoch {e}/{total}  %p%")
+        ips = float(d.get("images_per_s", 0.0))
+        self.stats_label.setText(f"epoch {e}/{total} \u00b7 step {int(d.get('step', 0)):,} \u00b7 "
+                                 f"{ips:,.0f} images/s \u00b7 loss {float(d.get('loss', float('nan'))):.4f} \u00b7 "
+                                 f"lr {float(d.get('lr', float('nan'))):.3g}")
+
+    def _show_epoch(self, d: dict[str, Any]) -> None:
+        e = int(d.get("epoch", 0))
+        total = max(1, self._epochs_total)
+        self.progress.setValue(int(1000 * min(1.0, e / total)))
+        self.progress.setFormat(f"epoch {e}/{total}  %p%")
+        va = d.get("val_accuracy")
+        if isinstance(va, (int, float)):
+            self.statusBar().showMessage(f"epoch {e}: val accuracy {100 * va:.2f}%, "
+                                         f"{float(d.get('images_per_s', 0)):,.0f} images/s", 8000)
+
+    def _on_command(self, d: dict[str, Any]) -> None:
+        st = d.get("status")
+        if d.get("command") == "set_latent_targets" and st == "success":
+            ep = d.get("epoch")
+            if isinstance(ep, int):
+                self.metrics.add_commit(ep)
+        if self._resume_after is not None and d.get("uuid") == self._resume_after and st in ("success", "failed"):
+            self._resume_after = None
+            if st == "success":
+                self.submit("resume_training", {})
+            else:
+                self._set_state("paused", "Edits were not accepted",
+                                f"<span style='color:#c53030'>{html.escape(str(d.get('reason')))}</span> "
+                                "\u2014 change or reset the edits, then commit again")
+            self._update_edit_buttons()
+        if d.get("command") == "pause_training" and st == "failed" and self.state == "running":
+            self.pause_action.setEnabled(True)
+
+    def _on_paused(self, d: dict[str, Any]) -> None:
+        self._pause_epoch = d.get("epoch")
+        reason = str(d.get("reason", ""))
+        title = f"Paused before epoch {d.get('epoch')}"
+        if self._snapshot is None:
+            text = (f"{html.escape(reason)}. The latent view appears after epoch 1; "
+                    "press <b>Resume</b> (Ctrl+Enter) to continue.")
+        else:
+            text = (f"{html.escape(reason)}. Drag class centres (or points) to reshape the latent space, then "
+                    "<b>Commit edits and resume</b> (Ctrl+Enter).")
+        self._set_state("paused", title, text)
+
+    def _on_resumed(self, d: dict[str, Any]) -> None:
+        if self.state == "paused":
+            self._set_state("running", "Training", f"resumed at epoch {d.get('epoch')} \u2014 press Space to "
+                                                   "pause and edit at any time")
+
+    def _drain_all(self) -> None:
+        """Handle what is left in the channel (the thread has ended, so nothing new arrives)."""
+        for _ in range(100):
+            if self.worker is None or not len(self.worker.events):
+                break
+            self._poll()
+
+    def _on_finished(self, summary: dict) -> None:
+        self._on_session_ready()
+        self._drain_all()
+        self.timer.stop()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(1000)
+        acc = summary.get("test_accuracy")
+        text = (f"test accuracy {100 * acc:.2f}% after {summary.get('epochs')} epochs, "
+                f"{summary.get('edits_applied')} edit(s) \u2014 files in {self.worker.run_dir if self.worker else ''}"
+                if isinstance(acc, (int, float)) else "")
+        self._set_state("finished", "Stopped" if summary.get("stopped_early") else "Finished", text)
+        self._after_worker()
+
+    def _on_failed(self, message: str, tb: str) -> None:
+        self._on_session_ready()
+        self._drain_all()
+        self.timer.stop()
+        if not self._error_logged:
+            self.log.add_error(message, tb)
+        self.progress.setRange(0, 1000)
+        started = self.session is not None
+        self.last_error = message
+        self._set_state("failed", "Training failed" if started else "Could not start the run",
+                        html.escape(message) + " \u2014 details in the command log; start a new run with "
+                                               "<b>New run\u2026</b>")
+        self.show_error("Training failed" if started else "Could not start the run", message)
+        self._after_worker()
+
+    def _after_worker(self) -> None:
+        if self._pending_start is not None:
+            cfg, run_dir = self._pending_start
+            self._pending_start = None
+            QTimer.singleShot(0, lambda: self.start_run(cfg, run_dir))
+
+    # ------------------------------------------------------------------ errors and closing
+
+    def show_error(self, title: str, message: str) -> QMessageBox:
+        """A window-modal message box that does not block the event loop (tests find it as ``error_box``)."""
+        if self.error_box is not None:
+            self.error_box.close()
+        box = QMessageBox(QMessageBox.Icon.Critical, title, message, QMessageBox.StandardButton.Ok, self)
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.open()
+        self.error_box = box
+        return box
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Stop a running session (it saves a final checkpoint) and wait for its thread before closing."""
+        w = self.worker
+        if w is not None and w.isRunning():
+            self.statusBar().showMessage("stopping the run and saving a final checkpoint\u2026")
+            w.cancel()
+            w.wait()
+        self.timer.stop()
+        super().closeEvent(event)
+
+    def wait_for_worker(self, timeout_ms: int = 30000) -> bool:
+        """For scripts and tests: block until the worker thread has ended (never used by the GUI itself)."""
+        return self.worker is None or self.worker.wait(timeout_ms)

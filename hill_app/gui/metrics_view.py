@@ -1,0 +1,297 @@
+"""Feedback plots, updated once per epoch event: did the edits land, and what did they cost?
+
+Five pyqtgraph plots share one look (white background, the class colours of the latent view, a fixed
+colour per loss term): loss terms, train/val accuracy, each class's distance to its target, per-class
+validation accuracy (horizontal bars, so long CIFAR-10 names stay readable) and the confusion matrix as a
+heat map. Curves are updated with one ``setData`` each; nothing is rebuilt per epoch.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import QGridLayout, QSizePolicy, QWidget
+
+FOREGROUND = "#404040"
+GRID_ALPHA = 0.18
+
+# One colour per loss term, kept apart from the class colours (those belong to the classes).
+LOSS_TERMS: list[tuple[str, str, str]] = [
+    ("train_loss", "total", "#222222"),
+    ("train_ce", "cross-entropy", "#4c72b0"),
+    ("train_center", "centre", "#dd8452"),
+    ("train_spread", "spread", "#55a868"),
+    ("train_sep", "separation", "#c44e52"),
+    ("train_point", "points", "#8172b3"),
+    ("train_scale", "scale", "#937860"),
+]
+TRAIN_COLOUR, VAL_COLOUR = "#4c72b0", "#dd8452"
+EDIT_LINE_COLOUR = "#b0b0b0"
+
+
+
+def class_colours(n: int) -> list[QColor]:
+    """The class colours of the latent view (palette.py), so a class is the same colour in every plot."""
+    from .palette import class_colors
+    return [QColor(*rgb) for rgb in class_colors(n)]
+
+
+def configure_pyqtgraph() -> None:
+    """One look for every plot in the app: white background, dark grey text, antialiased lines."""
+    pg.setConfigOptions(antialias=True, background="w", foreground=FOREGROUND)
+
+
+def _style_plot(p: pg.PlotItem, title: str, left: str, bottom: str) -> None:
+    p.setTitle(f"<span style='font-size:10.5pt; font-weight:600; color:{FOREGROUND}'>{title}</span>")
+    p.setLabel("left", left, **{"font-size": "9pt"})
+    p.setLabel("bottom", bottom, **{"font-size": "9pt"})
+    p.showGrid(x=True, y=True, alpha=GRID_ALPHA)
+    font = QFont()
+    font.setPointSizeF(8.5)
+    for ax in ("left", "bottom"):
+        a = p.getAxis(ax)
+        a.setTickFont(font)
+        a.setPen(pg.mkPen("#9a9a9a"))
+        a.setTextPen(pg.mkPen(FOREGROUND))
+    p.setMenuEnabled(False)
+    p.hideButtons()
+
+
+class MetricsView(QWidget):
+    """The feedback plots of one run. ``add_epoch`` stores an epoch event; ``refresh`` draws (once per poll)."""
+
+    def __init__(self, parent: QWidget | None = None, columns: int = 5) -> None:
+        super().__init__(parent)
+        configure_pyqtgraph()
+        self.class_names: list[str] = []
+        self.colours: list[QColor] = []
+        self.epochs: list[dict[str, Any]] = []
+        self.commit_epochs: list[float] = []
+        self._dirty = False
+        self._last_eval: dict[str, Any] | None = None
+
+        grid = QGridLayout(self)
+        grid.setContentsMargins(4, 4, 4, 4)
+        grid.setSpacing(6)
+        self.loss_plot = self._plot("Loss terms", "loss", "epoch")
+        self.acc_plot = self._plot("Accuracy", "%", "epoch")
+        self.dist_plot = self._plot("Distance to target", "distance (view units)", "epoch")
+        self.class_plot = self._plot("Val accuracy per class", "", "%")
+        self.conf_plot = self._plot("Confusion (val)", "true", "predicted")
+        self.plots = [self.loss_plot, self.acc_plot, self.dist_plot, self.class_plot, self.conf_plot]
+        for i, w in enumerate(self.plots):
+            grid.addWidget(w, i // columns, i % columns)
+            w.setMinimumSize(220, 200)
+            w.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+        lp = self.loss_plot.getPlotItem()
+        self.loss_legend = lp.addLegend(offset=(-4, 4), labelTextSize="8pt", verSpacing=-6)
+        self.loss_curves = {}
+        for key, label, col in LOSS_TERMS:
+            pen = pg.mkPen(col, width=2.2 if key == "train_loss" else 1.6,
+                           style=Qt.PenStyle.DashLine if key == "train_loss" else Qt.PenStyle.SolidLine)
+            self.loss_curves[key] = lp.plot([], [], pen=pen, name=label, connect="finite")
+
+        ap = self.acc_plot.getPlotItem()
+        ap.addLegend(offset=(-4, -4), labelTextSize="8pt", verSpacing=-6)
+        self.train_acc = ap.plot([], [], pen=pg.mkPen(TRAIN_COLOUR, width=2), name="train",
+                                 symbol="o", symbolSize=4, symbolBrush=TRAIN_COLOUR, symbolPen=None)
+        self.val_acc = ap.plot([], [], pen=pg.mkPen(VAL_COLOUR, width=2), name="val",
+                               symbol="o", symbolSize=4, symbolBrush=VAL_COLOUR, symbolPen=None)
+        ap.setYRange(0, 100, padding=0.02)
+
+        self.dist_curves: list[pg.PlotDataItem] = []
+        self.dist_hint = pg.TextItem("appears once edits are committed", color="#9a9a9a", anchor=(0.5, 0.5))
+        self.dist_plot.getPlotItem().addItem(self.dist_hint, ignoreBounds=True)
+        self.dist_hint.setPos(0.5, 0.5)
+        self.dist_plot.getPlotItem().getViewBox().setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+
+        cp = self.class_plot.getPlotItem()
+        self.bars: pg.BarGraphItem | None = None
+        cp.setXRange(0, 100, padding=0.02)
+        cp.invertY(True)
+
+        fp = self.conf_plot.getPlotItem()
+        self.conf_image = pg.ImageItem()
+        self.conf_image.setColorMap(pg.ColorMap([0.0, 0.5, 1.0], [QColor("#f7fbff"), QColor("#6baed6"),
+                                                                  QColor("#08306b")]))
+        fp.addItem(self.conf_image)
+        fp.invertY(True)
+        fp.setAspectLocked(True)
+        self.conf_text: list[pg.TextItem] = []
+        self.edit_lines: list[pg.InfiniteLine] = []
+
+    # ------------------------------------------------------------------ building
+
+    def _plot(self, title: str, left: str, bottom: str) -> pg.PlotWidget:
+        w = pg.PlotWidget(background="w")
+        _style_plot(w.getPlotItem(), title, left, bottom)
+        return w
+
+    def set_class_names(self, names: Sequence[str]) -> None:
+        """A new run: reset every plot and build the per-class items (curves, bars, matrix labels)."""
+        self.clear()
+        self.class_names = list(names)
+        k = len(self.class_names)
+        self.colours = class_colours(k)
+        dp = self.dist_plot.getPlotItem()
+        for c in self.dist_curves:
+            dp.removeItem(c)
+        self.dist_curves = [dp.plot([], [], pen=pg.mkPen(self.colours[c], width=1.8), connect="finite",
+                                    symbol="o", symbolSize=4, symbolBrush=self.colours[c], symbolPen=None)
+                            for c in range(k)]
+        short = [n if len(n) <= 6 else n[:5] + "." for n in self.class_names]
+        cp = self.class_plot.getPlotItem()
+        cp.getAxis("left").setTicks([[(i, n) for i, n in enumerate(self.class_names)]])
+        cp.setYRange(-0.6, k - 0.4, padding=0)
+        fp = self.conf_plot.getPlotItem()
+        fp.getAxis("left").setTicks([[(i + 0.5, n) for i, n in enumerate(short)]])
+        fp.getAxis("bottom").setTicks([[(i + 0.5, n) for i, n in enumerate(short)]])
+        for t in self.conf_text:
+            fp.removeItem(t)
+        self.conf_text = []
+        if k <= 12:
+            font = QFont()
+            font.setPointSizeF(7.5)
+            for i in range(k):
+                for j in range(k):
+                    t = pg.TextItem("", color="#333333", anchor=(0.5, 0.5))
+                    t.setFont(font)
+                    t.setPos(j + 0.5, i + 0.5)
+                    fp.addItem(t)
+                    self.conf_text.append(t)
+        self.conf_image.setImage(np.zeros((k, k)), levels=(0, 1))
+        fp.setRange(xRange=(0, k), yRange=(0, k), padding=0.02)
+
+    def clear(self) -> None:
+        self.epochs = []
+        self.commit_epochs = []
+        self._last_eval = None
+        for c in [*self.loss_curves.values(), self.train_acc, self.val_acc, *self.dist_curves]:
+            c.setData([], [])
+        for line in self.edit_lines:
+            for p in (self.loss_plot, self.acc_plot, self.dist_plot):
+                p.getPlotItem().removeItem(line)
+        self.edit_lines = []
+        self.dist_hint.setVisible(True)
+        if self.bars is not None:
+            self.class_plot.getPlotItem().removeItem(self.bars)
+            self.bars = None
+
+    # ------------------------------------------------------------------ data in
+
+    def add_epoch(self, m: dict[str, Any]) -> None:
+        """Store one epoch event. A branch that restarts from an earlier epoch replaces the later history."""
+        e = m.get("epoch")
+        if not isinstance(e, (int, float)):
+            return
+        self.epochs = [r for r in self.epochs if r["epoch"] < e]
+        self.epochs.append(m)
+        self._last_eval = None
+        self._dirty = True
+
+    def add_commit(self, after_epoch: int) -> None:
+        """Edits were committed after ``after_epoch`` epochs: a dashed line between that epoch and the next."""
+        x = after_epoch + 0.5
+        if x in self.commit_epochs:
+            return
+        self.commit_epochs.append(x)
+        for p in (self.loss_plot, self.acc_plot, self.dist_plot):
+            line = pg.InfiniteLine(pos=x, angle=90, pen=pg.mkPen(EDIT_LINE_COLOUR, width=1,
+                                                                 style=Qt.PenStyle.DashLine),
+                                   label="edit", labelOpts={"position": 0.93, "color": "#8a8a8a"})
+            p.getPlotItem().addItem(line, ignoreBounds=True)
+            self.edit_lines.append(line)
+
+    def show_evaluation(self, m: dict[str, Any]) -> None:
+        """An on-demand evaluation (val or test): show its per-class accuracy and confusion at once."""
+        split = m.get("split", "val")
+        self._last_eval = {"per_class": m.get(f"{split}_per_class_accuracy"),
+                           "confusion": m.get(f"{split}_confusion"), "split": split}
+        self._dirty = True
+
+    # ------------------------------------------------------------------ drawing
+
+    def refresh(self) -> None:
+        """Redraw from the stored epochs; cheap (a handful of setData calls), and only when something changed."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        ep = np.array([r["epoch"] for r in self.epochs], dtype=float)
+
+        def col(key: str) -> np.ndarray:
+            return np.array([_num(r.get(key)) for r in self.epochs], dtype=float)
+
+        for key, curve in self.loss_curves.items():
+            y = col(key)
+            # Terms that never left zero (no edits yet) stay out of the legend's way: hide them.
+            shown = bool(np.nanmax(np.abs(y)) > 0) if len(y) and np.isfinite(y).any() else False
+            curve.setData(ep, y) if shown else curve.setData([], [])
+        self.train_acc.setData(ep, 100 * col("train_accuracy"))
+        self.val_acc.setData(ep, 100 * col("val_accuracy"))
+
+        k = len(self.class_names)
+        if k and self.dist_curves:
+            d = np.full((len(self.epochs), k), np.nan)
+            for i, r in enumerate(self.epochs):
+                td = r.get("target_distance")
+                if isinstance(td, list) and len(td) == k:
+                    d[i] = [_num(v) for v in td]
+            have = np.isfinite(d).any()
+            self.dist_hint.setVisible(not have)
+            for c, curve in enumerate(self.dist_curves):
+                curve.setData(ep, d[:, c]) if have else curve.setData([], [])
+            if have:
+                self.dist_plot.getPlotItem().enableAutoRange()
+
+        per_class = conf = None
+        title_split = "val"
+        if self._last_eval is not None:
+            per_class, conf, title_split = (self._last_eval["per_class"], self._last_eval["confusion"],
+                                            self._last_eval["split"])
+        elif self.epochs:
+            per_class = self.epochs[-1].get("val_per_class_accuracy")
+            conf = self.epochs[-1].get("val_confusion")
+        if isinstance(per_class, list) and len(per_class) == k:
+            self._draw_bars(np.array([_num(v) for v in per_class]) * 100)
+        if isinstance(conf, list) and len(conf) == k:
+            self._draw_confusion(np.asarray(conf, dtype=float), title_split)
+
+    def _draw_bars(self, acc: np.ndarray) -> None:
+        cp = self.class_plot.getPlotItem()
+        k = len(acc)
+        brushes = [pg.mkBrush(c) for c in self.colours]
+        if self.bars is None:
+            self.bars = pg.BarGraphItem(x0=np.zeros(k), y=np.arange(k), height=0.7, width=np.nan_to_num(acc),
+                                        brushes=brushes, pen=pg.mkPen(None))
+            cp.addItem(self.bars)
+        else:
+            self.bars.setOpts(width=np.nan_to_num(acc))
+        mean = float(np.nanmean(acc)) if np.isfinite(acc).any() else float("nan")
+        if math.isfinite(mean):
+            cp.setTitle(f"<span style='font-size:10.5pt; font-weight:600; color:{FOREGROUND}'>Val accuracy per "
+                        f"class</span> <span style='font-size:9pt; color:#808080'>(mean {mean:.1f}%)</span>")
+
+    def _draw_confusion(self, conf: np.ndarray, split: str) -> None:
+        rows = conf.sum(axis=1, keepdims=True)
+        norm = conf / np.maximum(rows, 1)
+        # ImageItem is column-major (image[x, y]); x = predicted, y = true.
+        self.conf_image.setImage(norm.T, levels=(0, 1), autoLevels=False)
+        k = conf.shape[0]
+        if self.conf_text:
+            for i in range(k):
+                for j in range(k):
+                    t = self.conf_text[i * k + j]
+                    n = int(conf[i, j])
+                    t.setText(str(n) if n else "")
+                    t.setColor("#ffffff" if norm[i, j] > 0.55 else "#333333")
+        self.conf_plot.getPlotItem().setTitle(
+            f"<span style='font-size:10.5pt; font-weight:600; color:{FOREGROUND}'>Confusion ({split})</span>")
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")

@@ -1,0 +1,318 @@
+"""The New Run dialog: data set, model, protocol, HILL weights, device, seed and run folder.
+
+Inputs are checked inline while the user types (the Start button stays disabled and the message says
+which field is wrong), so a run never starts from a config the engine would reject. What cannot be known
+without loading (a folder that exists but holds no CIFAR-10 batches) is reported by the window when the
+worker fails. The last accepted choice is remembered in QSettings.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
+                               QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout,
+                               QWidget)
+
+from hill_app.engine.config import ConfigError, RunConfig
+from hill_app.engine.models import MODELS, default_model
+
+ORGANIZATION = "hill-app"
+APPLICATION = "hill-app"
+
+DATASET_LABELS = [
+    ("digits", "Digits (scikit-learn, 8\u00d78, offline)"),
+    ("cifar10", "CIFAR-10 (folder or archive)"),
+    ("pamap2", "PAMAP2 (Protocol folder)"),
+    ("synthetic", "Synthetic (quick tests)"),
+]
+NEEDS_FOLDER = ("cifar10", "pamap2")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def make_settings() -> QSettings:
+    """The app's settings file (INI, user scope). Tests redirect it with QSettings.setPath to a temp folder."""
+    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
+
+
+def default_runs_base() -> Path:
+    return Path.home() / "hill-runs"
+
+
+def new_run_dir(base: str | Path, dataset: str) -> Path:
+    """A fresh, time-stamped folder name under ``base`` that does not exist yet."""
+    base = Path(base).expanduser()
+    stem = f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    p, n = base / stem, 1
+    while p.exists():
+        n += 1
+        p = base / f"{stem}-{n}"
+    return p
+
+
+def parse_epochs(text: str) -> list[int]:
+    """'25, 30 35,40' -> [25, 30, 35, 40]; raises ValueError naming the bad token."""
+    out = []
+    for tok in text.replace(",", " ").replace(";", " ").split():
+        try:
+            out.append(int(tok))
+        except ValueError:
+            raise ValueError(f"pause epochs: {tok!r} is not a whole number") from None
+    return sorted(set(out))
+
+
+def last_base(settings: QSettings | None = None) -> Path:
+    s = settings or make_settings()
+    return Path(str(s.value("new_run/run_base", str(default_runs_base()))))
+
+
+class NewRunDialog(QDialog):
+    """Choose a run. ``run_config()`` and ``run_dir()`` are valid once the dialog is accepted."""
+
+    def __init__(self, parent: QWidget | None = None, settings: QSettings | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("New run")
+        self.setMinimumWidth(560)
+        self.settings = settings or make_settings()
+        self._run_dir_edited = False
+        self._cuda = None
+
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.dataset = QComboBox()
+        for key, label in DATASET_LABELS:
+            self.dataset.addItem(label, key)
+        form.addRow("Data set", self.dataset)
+
+        self.data_root = QLineEdit()
+        self.data_root.setPlaceholderText("folder with the data set's files")
+        self.data_browse = QPushButton("Browse\u2026")
+        self.data_browse.clicked.connect(self._browse_data)
+        row = QHBoxLayout()
+        row.addWidget(self.data_root, 1)
+        row.addWidget(self.data_browse)
+        form.addRow("Data folder", row)
+        self.download = QCheckBox("download CIFAR-10 if it is not there (MD5-checked)")
+        form.addRow("", self.download)
+
+        self.model = QComboBox()
+        self.model.addItem("default for the data set", None)
+        for name, doc in MODELS.items():
+            self.model.addItem(name, name)
+            self.model.setItemData(self.model.count() - 1, doc, Qt.ItemDataRole.ToolTipRole)
+        form.addRow("Model", self.model)
+
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 100000)
+        form.addRow("Epochs", self.epochs)
+        self.pause_at = QLineEdit()
+        self.pause_at.setPlaceholderText("e.g. 25, 30, 35, 40 (empty: no scheduled pauses)")
+        self.pause_at.setToolTip("Training pauses before each of these epochs (2..epochs) so you can edit "
+                                 "the latent space. You can also pause at any time with Space.")
+        form.addRow("Pause before epochs", self.pause_at)
+        self.alpha = QDoubleSpinBox()
+        self.alpha.setRange(0.0, 1.0)
+        self.alpha.setDecimals(3)
+        self.alpha.setSingleStep(0.05)
+        self.alpha.setToolTip("blend: (1 - alpha) cross-entropy + alpha human terms")
+        form.addRow("alpha", self.alpha)
+        self.lam = QDoubleSpinBox()
+        self.lam.setRange(0.0, 100.0)
+        self.lam.setDecimals(3)
+        self.lam.setSingleStep(0.05)
+        self.lam.setToolTip("weight of the scale term |1 - scale|")
+        form.addRow("lambda", self.lam)
+        self.device = QComboBox()
+        self.device.addItems(DEVICES)
+        form.addRow("Device", self.device)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2 ** 31 - 1)
+        form.addRow("Seed", self.seed)
+
+        self.run_dir_edit = QLineEdit()
+        self.run_browse = QPushButton("Browse\u2026")
+        self.run_browse.clicked.connect(self._browse_run)
+        row = QHBoxLayout()
+        row.addWidget(self.run_dir_edit, 1)
+        row.addWidget(self.run_browse)
+        form.addRow("Run folder", row)
+
+        self.error = QLabel("")
+        self.error.setWordWrap(True)
+        self.error.setObjectName("formError")
+        self.error.setStyleSheet("color: #c53030; padding: 4px 2px;")
+
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.start_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.start_button.setText("Start run")
+        self.start_button.setDefault(True)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.error)
+        lay.addWidget(self.buttons)
+
+        self._load()
+        self.dataset.currentIndexChanged.connect(self._dataset_changed)
+        self.run_dir_edit.textEdited.connect(self._mark_run_dir_edited)
+        for w in (self.data_root, self.pause_at, self.run_dir_edit):
+            w.textChanged.connect(self.validate)
+        for w in (self.epochs, self.seed):
+            w.valueChanged.connect(self.validate)
+        for w in (self.alpha, self.lam):
+            w.valueChanged.connect(self.validate)
+        self.device.currentIndexChanged.connect(self.validate)
+        self.model.currentIndexChanged.connect(self.validate)
+        self.download.toggled.connect(self.validate)
+        self._dataset_changed()
+
+    # ------------------------------------------------------------------ settings
+
+    def _load(self) -> None:
+        """Fill the form from the last accepted choice, or the default protocol (digits, 40 epochs)."""
+        s, d = self.settings, RunConfig()
+        ds = str(s.value("new_run/dataset", d.dataset))
+        self.dataset.setCurrentIndex(max(0, self.dataset.findData(ds)))
+        self.data_root.setText(str(s.value(f"new_run/data_root/{ds}", "") or ""))
+        self.download.setChecked(_bool(s.value("new_run/download", False)))
+        model = s.value("new_run/model", "") or None
+        self.model.setCurrentIndex(max(0, self.model.findData(model)) if model else 0)
+        self.epochs.setValue(int(s.value("new_run/epochs", d.epochs)))
+        self.pause_at.setText(str(s.value("new_run/pause_at", ", ".join(map(str, d.pause_at)))))
+        self.alpha.setValue(float(s.value("new_run/alpha", d.alpha)))
+        self.lam.setValue(float(s.value("new_run/lam", d.lam)))
+        dev = str(s.value("new_run/device", d.device))
+        self.device.setCurrentIndex(max(0, self.device.findText(dev)))
+        self.seed.setValue(int(s.value("new_run/seed", d.seed)))
+        self._base = last_base(s)
+        self.run_dir_edit.setText(str(new_run_dir(self._base, ds)))
+
+    def _save(self) -> None:
+        s = self.settings
+        ds = self.dataset.currentData()
+        s.setValue("new_run/dataset", ds)
+        if ds in NEEDS_FOLDER:
+            s.setValue(f"new_run/data_root/{ds}", self.data_root.text().strip())
+        s.setValue("new_run/download", self.download.isChecked())
+        s.setValue("new_run/model", self.model.currentData() or "")
+        s.setValue("new_run/epochs", self.epochs.value())
+        s.setValue("new_run/pause_at", self.pause_at.text())
+        s.setValue("new_run/alpha", self.alpha.value())
+        s.setValue("new_run/lam", self.lam.value())
+        s.setValue("new_run/device", self.device.currentText())
+        s.setValue("new_run/seed", self.seed.value())
+        s.setValue("new_run/run_base", str(Path(self.run_dir_edit.text().strip()).expanduser().parent))
+        s.sync()
+
+    # ------------------------------------------------------------------ reactions
+
+    def _dataset_changed(self) -> None:
+        ds = self.dataset.currentData()
+        needs = ds in NEEDS_FOLDER
+        for w in (self.data_root, self.data_browse):
+            w.setEnabled(needs)
+        self.download.setVisible(ds == "cifar10")
+        if needs:
+            remembered = str(self.settings.value(f"new_run/data_root/{ds}", "") or "")
+            if remembered or not self.data_root.text():
+                self.data_root.setText(remembered)
+        self.model.setItemText(0, f"default for the data set ({default_model(ds)})")
+        if not self._run_dir_edited:
+            self.run_dir_edit.setText(str(new_run_dir(self._base, ds)))
+        self.validate()
+
+    def _mark_run_dir_edited(self) -> None:
+        self._run_dir_edited = True
+
+    def _browse_data(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Data folder", self.data_root.text() or str(Path.home()))
+        if d:
+            self.data_root.setText(d)
+
+    def _browse_run(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Folder for runs", str(self._base))
+        if d:
+            self._base = Path(d)
+            self.run_dir_edit.setText(str(new_run_dir(d, self.dataset.currentData())))
+
+    # ------------------------------------------------------------------ result
+
+    def run_config(self) -> RunConfig:
+        """The config the form describes (raises ConfigError or ValueError if a field is wrong)."""
+        ds = self.dataset.currentData()
+        root = self.data_root.text().strip() if ds in NEEDS_FOLDER else None
+        return RunConfig(dataset=ds, data_root=root or None, download=ds == "cifar10" and self.download.isChecked(),
+                         model=self.model.currentData(), epochs=self.epochs.value(),
+                         pause_at=parse_epochs(self.pause_at.text()), alpha=self.alpha.value(), lam=self.lam.value(),
+                         seed=self.seed.value(), device=self.device.currentText())
+
+    def run_dir(self) -> Path:
+        return Path(self.run_dir_edit.text().strip()).expanduser()
+
+    def problems(self) -> dict[str, str]:
+        """Field -> what is wrong with it; empty when the run can start."""
+        bad: dict[str, str] = {}
+        ds = self.dataset.currentData()
+        try:
+            pauses = parse_epochs(self.pause_at.text())
+        except ValueError as e:
+            bad["pause_at"] = str(e)
+        else:
+            out = [p for p in pauses if not 2 <= p <= self.epochs.value()]
+            if out:
+                bad["pause_at"] = (f"pause epochs {', '.join(map(str, out))} are outside 2..{self.epochs.value()} "
+                                   "(the 2D view is fitted after epoch 1)")
+        if ds in NEEDS_FOLDER:
+            root = self.data_root.text().strip()
+            if not root:
+                bad["data_root"] = f"choose the {self.dataset.currentText().split(' (')[0]} data folder"
+            elif not Path(root).expanduser().exists() and not (ds == "cifar10" and self.download.isChecked()):
+                bad["data_root"] = f"data folder {root} does not exist"
+        if self.device.currentText() == "cuda":
+            if self._cuda is None:
+                import torch
+                self._cuda = torch.cuda.is_available()
+            if not self._cuda:
+                bad["device"] = "this machine has no CUDA device; choose auto or cpu"
+        rd = self.run_dir_edit.text().strip()
+        if not rd:
+            bad["run_dir"] = "choose a run folder"
+        else:
+            p = Path(rd).expanduser()
+            if (p / "journal.jsonl").exists():
+                bad["run_dir"] = f"{p} already holds a run; choose a new folder"
+            elif p.exists() and not p.is_dir():
+                bad["run_dir"] = f"{p} is a file, not a folder"
+        if not bad:
+            try:
+                self.run_config().check()
+            except (ConfigError, ValueError) as e:
+                bad["config"] = str(e)
+        return bad
+
+    def validate(self) -> bool:
+        """Show the first problem under the form, outline the fields at fault, enable Start only when valid."""
+        bad = self.problems()
+        widgets = {"pause_at": self.pause_at, "data_root": self.data_root, "device": self.device,
+                   "run_dir": self.run_dir_edit}
+        for key, w in widgets.items():
+            w.setStyleSheet("border: 1px solid #c53030; border-radius: 3px;" if key in bad else "")
+        self.error.setText("\n".join(bad.values()))
+        self.error.setVisible(bool(bad))
+        self.start_button.setEnabled(not bad)
+        return not bad
+
+    def accept(self) -> None:
+        if not self.validate():
+            return
+        self._save()
+        super().accept()
+
+
+def _bool(v: Any) -> bool:
+    return v in (True, "true", "True", "1", 1)
