@@ -142,7 +142,8 @@ def run_participant(protocol: Protocol, participant: str, study_dir: str | Path,
               protocol_text=protocol.text, scripted=None if scripted is None else str(Path(scripted).resolve()),
               interventions=[{"epoch": iv.epoch, "edits": iv.edits, "commands": iv.commands}
                              for iv in interventions],
-              conditions=list(protocol.conditions), seed=cfg.seed, hill_app=app_version, pid=os.getpid())
+              conditions=list(protocol.conditions), seed=cfg.seed,
+              class_names=list(bundle.class_names), hill_app=app_version, pid=os.getpid())
     results: dict[str, Any] = {}
     try:
         for cond in protocol.conditions:

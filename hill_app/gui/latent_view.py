@@ -742,7 +742,7 @@ class LatentView(QWidget):
             t = pg.TextItem(self._names[c], color="#202020", anchor=(0.5, 1.55),
                             fill=pg.mkBrush(255, 255, 255, 225))
             t.setFont(font)
-            t.setZValue(31)
+            t.setZValue(19)   # above points and rings, below arrows and handles
             t.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
             self.plot.addItem(t, ignoreBounds=True)
             self.label_items.append(t)

@@ -170,8 +170,6 @@ class MainWindow(QMainWindow):
         tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         for a in (self.new_run_action, self.start_action, self.pause_action, self.stop_action):
             tb.addAction(a)
-        tb.addSeparator()
-        tb.addAction(self.fit_action)
         spacer = QWidget()
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         tb.addWidget(spacer)
@@ -228,6 +226,11 @@ class MainWindow(QMainWindow):
 
         self.view = _make_latent_view()
         self.view.setMinimumSize(480, 360)
+        # Undo, Redo and Reset live in the banner next to Commit; hide the view's own copies of them.
+        for name in ("undo_button", "redo_button", "reset_button"):
+            b = getattr(self.view, name, None)
+            if b is not None:
+                b.hide()
         lay.addWidget(self.view, 1)
         self.view.editsChanged.connect(self._edits_changed)
         self.view.hovered.connect(self._hovered)
