@@ -151,7 +151,7 @@ def _legend(QtGui: Any, QC: Any, p: Any, x: float, y: float, items: Sequence[tup
 # ---------------------------------------------------------------- accuracy over epochs
 
 def accuracy_figure(path: Path, series: Sequence[dict[str, Any]], pause_at: Sequence[int] = (),
-                    title: str = "", ylabel: str = "validation accuracy", width: int = 760,
+                    title: str = "", ylabel: str = "validation accuracy", width: int = 900,
                     height: int = 440) -> Path:
     """Line chart; each series: {label, x, y, color?, dashed?}. Pauses are drawn as grey dashed lines."""
     QtGui, QC, img, p = _start(width, height)
@@ -164,7 +164,9 @@ def accuracy_figure(path: Path, series: Sequence[dict[str, Any]], pause_at: Sequ
         ylim = (max(lo - pad, 0.0) if lo >= 0 else lo - pad, min(hi + pad, 1.0) if hi <= 1 else hi + pad)
         if ylim[1] <= ylim[0]:
             ylim = (ylim[0] - 0.01, ylim[1] + 0.01)
-        fr = _Frame(p, QC, (76, 40, width - 100, height - 96), xlim, ylim)
+        fm = QtGui.QFontMetrics(p.font())
+        legend_w = max([fm.horizontalAdvance(str(s["label"])) for s in series] + [60]) + 60
+        fr = _Frame(p, QC, (76, 40, width - 100 - legend_w, height - 96), xlim, ylim)
         fr.axes(QtGui, "epoch", ylabel, title)
         pen = QtGui.QPen(QtGui.QColor("#888888"), 1.2)
         pen.setStyle(QC.Qt.DashLine)
@@ -174,7 +176,7 @@ def accuracy_figure(path: Path, series: Sequence[dict[str, Any]], pause_at: Sequ
                 p.setPen(pen)
                 p.drawLine(QC.QPointF(x, fr.y0), QC.QPointF(x, fr.y0 + fr.h))
                 p.setPen(QtGui.QColor("#666666"))
-                p.drawText(QC.QPointF(x + 3, fr.y0 + 12), f"pause {e}")
+                p.drawText(QC.QPointF(x + 3, fr.y0 + fr.h - 5), f"pause {e}")
         legend = []
         p.setClipRect(QC.QRectF(fr.x0, fr.y0, fr.w, fr.h))
         for i, s in enumerate(series):
@@ -194,8 +196,7 @@ def accuracy_figure(path: Path, series: Sequence[dict[str, Any]], pause_at: Sequ
                 p.setBrush(QC.Qt.NoBrush)
             legend.append((s["label"], color, bool(s.get("dashed"))))
         p.setClipping(False)
-        _legend(QtGui, QC, p, fr.x0 + fr.w - 10 - max(120, 8 * max((len(t) for t, _, _ in legend), default=0)),
-                fr.y0 + fr.h - 12 - 18 * len(legend), legend)
+        _legend(QtGui, QC, p, fr.x0 + fr.w + 14, fr.y0, legend)
     finally:
         p.end()
     return _save(img, path)

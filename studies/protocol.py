@@ -23,6 +23,7 @@ Every problem is reported as ``FILE: [table] key: what is wrong``.
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -290,6 +291,9 @@ def parse_protocol(data: Any, source: str = "protocol") -> Protocol:
             _str(v, source, "training", k)
         elif kind is bool and not isinstance(v, bool):
             raise _err(source, "training", k, f"expected true or false, got {v!r}")
+    dev = training.get("device")
+    if dev is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", dev):
+        raise _err(source, "training", "device", f"expected auto, cpu or cuda[:N], got {dev!r}")
 
     proto = Protocol(name=name, dataset=dataset, epochs=epochs, pause_at=pause_at, seconds_per_pause=seconds,
                      alpha=alpha, lam=lam, seed=seed, conditions=conditions, panels=panels,

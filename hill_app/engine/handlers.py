@@ -92,10 +92,10 @@ def load_checkpoint(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
         backup = s.checkpoint_state()
         try:
             s.restore_state(state)
-        except CheckpointError:
+        except (CheckpointError, CommandError):
             s.restore_state(backup)
             raise
-    except CheckpointError as e:
+    except (CheckpointError, CommandError) as e:
         raise CommandError(f"load_checkpoint: {e}") from None
     old_branch = s.branch
     s.branch = s.tree.unique_branch(a.get("branch_name") or f"{node['branch']}-from-e{node['epoch']}")

@@ -170,6 +170,8 @@ class TrainingSession:
         self._mean = d.mean.to(dev).view(shape).float()
         self._std = d.std.to(dev).view(shape).float()
         self.n_train = d.train_x.shape[0]
+        self.base_n_train = self.n_train
+        self.added_files: list[str] = []
         self.active = torch.ones(self.n_train, dtype=torch.bool)
         self.view_idx = view_set_indices(self.config, d.train_y)
         self._view_idx_t = torch.from_numpy(self.view_idx).to(dev)
@@ -478,6 +480,7 @@ class TrainingSession:
             "class_weights": self.class_weights,
             "frozen": [n for n, p in self.model.named_parameters() if not p.requires_grad],
             "epoch_progress": None if self._ep is None else self._ep.to_state(),
+            "added_files": list(self.added_files),
         }
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
@@ -521,6 +524,8 @@ class TrainingSession:
         self.gen.set_state(state["rng_gen"])
         if "rng_cuda" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        from .dataset_updates import sync_added_files
+        sync_added_files(self, list(state.get("added_files", [])))
         self.active = state["active"].clone()
         self.class_weights = state["class_weights"]
         self._pending.clear()

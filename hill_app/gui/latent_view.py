@@ -17,7 +17,9 @@ only the positions change, and they are written in place (no restyling), one upd
 """
 from __future__ import annotations
 
+import ctypes
 import math
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -36,6 +38,33 @@ from .edit_stack import EditStack
 from .palette import class_colors, darker
 
 SampleRenderer = Callable[[int], "QImage | QPixmap | None"]
+
+
+def guard_none_refcount() -> bool:
+    """Work around a PySide6 6.12.0 bug on CPython < 3.12 that would crash a long session.
+
+    There, every binding of a C++ ``void`` method returns ``None`` without taking a reference, so each
+    call (``QPainter.setPen``, ``QWidget.update``, ...) drops None's reference count by one; after some
+    10^5 calls (a minute of dragging) Python aborts with "Fatal Python error: none_dealloc". From 3.12
+    None is immortal and the bug is harmless. When the leak is detected, give None a reference-count
+    headroom no session can use up. Returns whether the guard was applied. Idempotent.
+    """
+    global _NONE_GUARDED
+    if _NONE_GUARDED or sys.version_info >= (3, 12) or hasattr(sys, "gettotalrefcount"):  # debug build: skip
+        return _NONE_GUARDED
+    probe = QObject()
+    before = sys.getrefcount(None)
+    for _ in range(16):
+        probe.setObjectName("")
+    if sys.getrefcount(None) >= before:
+        return False
+    ctypes.c_ssize_t.from_address(id(None)).value += 1 << 40   # ob_refcnt is a PyObject's first field
+    _NONE_GUARDED = True
+    return True
+
+
+_NONE_GUARDED = False
+guard_none_refcount()
 
 # Pixel sizes of the interaction (device-independent pixels of the viewport).
 HANDLE_SIZE = 16          # handle diameter

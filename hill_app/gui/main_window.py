@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar,
-                               QPushButton, QSizePolicy, QToolBar, QVBoxLayout, QWidget)
+                               QPushButton, QSizePolicy, QStyle, QToolBar, QVBoxLayout, QWidget)
 
 from hill_app.engine.config import ConfigError, RunConfig
 
@@ -47,6 +47,7 @@ QPushButton#primary { background: #2563eb; color: white; border: 1px solid #1d4e
 QPushButton#primary:hover { background: #1d4ed8; }
 QPushButton#primary:disabled { background: #a9bde8; border-color: #a9bde8; color: #eef2ff; }
 QPushButton#danger { color: #c53030; }
+QPushButton#danger:disabled { color: #e6b0b0; }
 QToolBar { spacing: 4px; padding: 3px; background: #ffffff; border-bottom: 1px solid #dfe3ea; }
 QToolBar QToolButton { padding: 4px 10px; border-radius: 4px; }
 QToolBar QToolButton:hover { background: #eef2f7; }
@@ -144,11 +145,11 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         self.new_run_action = self._action("New run\u2026", self.new_run, [QKeySequence.StandardKey.New],
                                            "choose a data set, model and protocol, then start")
-        self.start_action = self._action("\u25b6 Start", self.start_default, [],
+        self.start_action = self._action("Start", self.start_default, [],
                                          "start training with the run shown in the banner")
-        self.pause_action = self._action("\u23f8 Pause", self.pause_on_demand, [Qt.Key.Key_Space],
+        self.pause_action = self._action("Pause", self.pause_on_demand, [Qt.Key.Key_Space],
                                          "pause at the next step (Space)")
-        self.stop_action = self._action("\u25a0 Stop", self.stop_run, [], "stop and save a final checkpoint")
+        self.stop_action = self._action("Stop", self.stop_run, [], "stop and save a final checkpoint")
         self.undo_action = self._action("Undo", self.undo_edit, [QKeySequence.StandardKey.Undo], "undo the last edit")
         self.redo_action = self._action("Redo", self.redo_edit,
                                         [QKeySequence.StandardKey.Redo, "Ctrl+Shift+Z", "Ctrl+Y"], "redo")
@@ -165,9 +166,15 @@ class MainWindow(QMainWindow):
                 uniq.append(s)
         self.redo_action.setShortcuts(uniq)
 
+        sp = QStyle.StandardPixmap
+        for a, icon in ((self.new_run_action, sp.SP_FileDialogNewFolder), (self.start_action, sp.SP_MediaPlay),
+                        (self.pause_action, sp.SP_MediaPause), (self.stop_action, sp.SP_MediaStop)):
+            a.setIcon(self.style().standardIcon(icon))
         tb = QToolBar("Run")
+        tb.setObjectName("runToolbar")
         tb.setMovable(False)
-        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        tb.setIconSize(QSize(16, 16))
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         for a in (self.new_run_action, self.start_action, self.pause_action, self.stop_action):
             tb.addAction(a)
         spacer = QWidget()
@@ -204,7 +211,7 @@ class MainWindow(QMainWindow):
         self.commit_btn = QPushButton("Commit edits and resume")
         self.commit_btn.setObjectName("primary")
         self.commit_btn.setToolTip("send the edits to the training as the teacher layout and resume (Ctrl+Enter)")
-        self.start_btn = QPushButton("\u25b6 Start training")
+        self.start_btn = QPushButton("Start training")
         self.start_btn.setObjectName("primary")
         self.undo_btn.clicked.connect(self.undo_action.trigger)
         self.redo_btn.clicked.connect(self.redo_action.trigger)
@@ -258,7 +265,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.log_dock)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.metrics_dock)
         self.resizeDocks([self.controls_dock], [420], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.controls_dock, self.log_dock], [560, 380], Qt.Orientation.Vertical)
+        self.resizeDocks([self.controls_dock, self.log_dock], [640, 300], Qt.Orientation.Vertical)
         self.resizeDocks([self.metrics_dock], [300], Qt.Orientation.Vertical)
 
     def _build_status(self) -> None:
@@ -290,7 +297,7 @@ class MainWindow(QMainWindow):
         self.banner_text.setText(text or "")
         active = state in ("loading", "running", "paused")
         self.start_btn.setVisible(state in ("idle", "finished", "failed"))
-        self.start_btn.setText("\u25b6 Start training" if state == "idle" else "New run\u2026")
+        self.start_btn.setText("Start training" if state == "idle" else "New run\u2026")
         self.start_action.setEnabled(not active)
         self.new_run_action.setEnabled(True)
         self.pause_action.setEnabled(state == "running")

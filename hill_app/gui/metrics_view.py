@@ -80,7 +80,7 @@ class MetricsView(QWidget):
         self.loss_plot = self._plot("Loss terms", "loss", "epoch")
         self.acc_plot = self._plot("Accuracy", "%", "epoch")
         self.dist_plot = self._plot("Distance to target", "distance (view units)", "epoch")
-        self.class_plot = self._plot("Val accuracy per class", "", "%")
+        self.class_plot = self._plot("Per-class accuracy (val)", "", "accuracy %")
         self.conf_plot = self._plot("Confusion (val)", "true", "predicted")
         self.plots = [self.loss_plot, self.acc_plot, self.dist_plot, self.class_plot, self.conf_plot]
         for i, w in enumerate(self.plots):
@@ -91,10 +91,13 @@ class MetricsView(QWidget):
         lp = self.loss_plot.getPlotItem()
         self.loss_legend = lp.addLegend(offset=(-4, 4), labelTextSize="8pt", verSpacing=-6)
         self.loss_curves = {}
+        self.loss_labels = {key: label for key, label, _ in LOSS_TERMS}
+        self._in_legend: set[str] = set()
         for key, label, col in LOSS_TERMS:
             pen = pg.mkPen(col, width=2.2 if key == "train_loss" else 1.6,
                            style=Qt.PenStyle.DashLine if key == "train_loss" else Qt.PenStyle.SolidLine)
-            self.loss_curves[key] = lp.plot([], [], pen=pen, name=label, connect="finite")
+            # Not named: a term joins the legend only once it is non-zero (the human terms after a commit).
+            self.loss_curves[key] = lp.plot([], [], pen=pen, connect="finite")
 
         ap = self.acc_plot.getPlotItem()
         ap.addLegend(offset=(-4, -4), labelTextSize="8pt", verSpacing=-6)
@@ -105,7 +108,8 @@ class MetricsView(QWidget):
         ap.setYRange(0, 100, padding=0.02)
 
         self.dist_curves: list[pg.PlotDataItem] = []
-        self.dist_hint = pg.TextItem("appears once edits are committed", color="#9a9a9a", anchor=(0.5, 0.5))
+        self.dist_hint = pg.TextItem(html="<div style='text-align:center; color:#9a9a9a'>no targets yet:<br>"
+                                          "commit edits at a pause</div>", anchor=(0.5, 0.5))
         self.dist_plot.getPlotItem().addItem(self.dist_hint, ignoreBounds=True)
         self.dist_hint.setPos(0.5, 0.5)
         self.dist_plot.getPlotItem().getViewBox().setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
@@ -168,6 +172,10 @@ class MetricsView(QWidget):
         fp.setRange(xRange=(0, k), yRange=(0, k), padding=0.02)
 
     def clear(self) -> None:
+        """Forget the run's history (a new run starts)."""
+        for key in list(self._in_legend):
+            self.loss_legend.removeItem(self.loss_curves[key])
+        self._in_legend.clear()
         self.epochs = []
         self.commit_epochs = []
         self._last_eval = None
@@ -228,9 +236,15 @@ class MetricsView(QWidget):
 
         for key, curve in self.loss_curves.items():
             y = col(key)
-            # Terms that never left zero (no edits yet) stay out of the legend's way: hide them.
+            # Terms that never left zero (no edits yet) stay out of the plot and the legend.
             shown = bool(np.nanmax(np.abs(y)) > 0) if len(y) and np.isfinite(y).any() else False
             curve.setData(ep, y) if shown else curve.setData([], [])
+            if shown and key not in self._in_legend:
+                self.loss_legend.addItem(curve, self.loss_labels[key])
+                self._in_legend.add(key)
+            elif not shown and key in self._in_legend:
+                self.loss_legend.removeItem(curve)
+                self._in_legend.discard(key)
         self.train_acc.setData(ep, 100 * col("train_accuracy"))
         self.val_acc.setData(ep, 100 * col("val_accuracy"))
 
@@ -273,8 +287,7 @@ class MetricsView(QWidget):
             self.bars.setOpts(width=np.nan_to_num(acc))
         mean = float(np.nanmean(acc)) if np.isfinite(acc).any() else float("nan")
         if math.isfinite(mean):
-            cp.setTitle(f"<span style='font-size:10.5pt; font-weight:600; color:{FOREGROUND}'>Val accuracy per "
-                        f"class</span> <span style='font-size:9pt; color:#808080'>(mean {mean:.1f}%)</span>")
+            cp.setLabel("bottom", f"% \u00b7 mean {mean:.1f}", **{"font-size": "9pt"})
 
     def _draw_confusion(self, conf: np.ndarray, split: str) -> None:
         rows = conf.sum(axis=1, keepdims=True)

@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont, QFontDatabase, QTextCursor
+from PySide6.QtGui import QFontDatabase, QTextCursor
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
                                QLabel, QLineEdit, QPlainTextEdit, QPushButton, QScrollArea, QSizePolicy,
                                QToolButton, QVBoxLayout, QWidget)
@@ -173,14 +173,12 @@ class OptimizerPanel(CommandPanel):
         super().__init__("Optimiser", submit, parent)
         form = QFormLayout(self)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
-        self.kind = QLabel("sgd")
-        self.kind.setStyleSheet("color:#718096")
+        self.kind = "sgd"
         self.lr = _spin(1e-6, 10.0, 6, 0.001, 0.05)
         self.momentum = _spin(0.0, 0.999, 3, 0.01, 0.9)
         self.weight_decay = _spin(0.0, 0.1, 6, 1e-4, 5e-4)
         self.apply_btn = QPushButton("Apply")
         self.apply_btn.clicked.connect(self.apply)
-        form.addRow("optimiser", self.kind)
         form.addRow("learning rate", self.lr)
         form.addRow("momentum", self.momentum)
         form.addRow("weight decay", self.weight_decay)
@@ -188,7 +186,8 @@ class OptimizerPanel(CommandPanel):
         form.addRow(self.result)
 
     def set_values(self, optimizer: str, lr: float, momentum: float, weight_decay: float) -> None:
-        self.kind.setText(optimizer)
+        self.kind = optimizer
+        self.setTitle(f"Optimiser ({optimizer})")
         self.lr.setValue(lr)
         self.momentum.setValue(momentum)
         self.weight_decay.setValue(weight_decay)

@@ -1,0 +1,71 @@
+"""`hill-app study` and `hill-app report` (parsers in hill_app/cli.py; the work here)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+def _err(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def study_main(args: Any) -> int:
+    """Run one participant session. With --scripted: headless, from an edits file. Without: the study window."""
+    from hill_app.datasets import DataError
+    from hill_app.engine.config import ConfigError
+    from hill_app.engine.edits_file import EditsFileError
+
+    from .protocol import ProtocolError, load_protocol, resolve_protocol_path
+    from .questionnaires import AnswerError
+    from .runner import StudyError, check_participant, run_participant
+
+    try:
+        protocol = load_protocol(resolve_protocol_path(args.protocol))
+        check_participant(args.participant)
+    except (ProtocolError, StudyError) as e:
+        return _err(str(e))
+    if not getattr(args, "scripted", None):
+        print("The interactive study window is not available yet in this version of hill-app.\n"
+              "Run a scripted participant instead:\n"
+              f"  hill-app study {args.protocol} --participant {args.participant} --scripted EDITS_JSON",
+              file=sys.stderr)
+        return EXIT_USAGE
+    answers, source = None, None
+    answers_path = getattr(args, "answers", None)
+    if answers_path:
+        try:
+            answers = json.loads(Path(answers_path).read_text(encoding="utf-8"))
+        except OSError as e:
+            return _err(f"{answers_path}: cannot read the answers file ({e.strerror or e})")
+        except json.JSONDecodeError as e:
+            return _err(f"{answers_path} line {e.lineno} column {e.colno}: not valid JSON ({e.msg})")
+        source = str(answers_path)
+    out = Path(args.out)
+    print(f"study {protocol.name!r}: participant {args.participant}, conditions "
+          f"{', '.join(protocol.conditions)}, pauses before epochs {', '.join(map(str, protocol.pause_at))} "
+          f"-> {out / args.participant}", file=sys.stderr)
+    try:
+        res = run_participant(protocol, args.participant, out, scripted=args.scripted, answers=answers,
+                              answers_source=source, device=getattr(args, "device", None), progress=sys.stderr)
+    except (StudyError, EditsFileError, AnswerError, ConfigError, DataError) as e:
+        return _err(str(e))
+    accs = ", ".join(f"{c} {r['test_accuracy']:.4f}" for c, r in res["conditions"].items())
+    gain = "" if res["gain"] is None else f", gain {res['gain'] * 100:+.2f} pp"
+    print(f"\ndone: test accuracy {accs}{gain} -> {res['dir']}\n"
+          f"report: hill-app report {out}", file=sys.stderr)
+    return 0
+
+
+def report_main(args: Any) -> int:
+    from .report import ReportError, build_report
+    try:
+        index = build_report(args.study_dir, getattr(args, "out", None))
+    except ReportError as e:
+        return _err(str(e))
+    print(f"report: {index}\ntable: {index.parent / 'results.csv'}", file=sys.stderr)
+    return 0
