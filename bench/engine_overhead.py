@@ -24,21 +24,24 @@ background load does not bias one side.
 from __future__ import annotations
 
 import argparse
+import gc
+import math
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
-
 from hill_app.datasets import load_dataset
 from hill_app.datasets.augment import flip_crop
 from hill_app.datasets.synthetic import load_synthetic
+
 from hill_app.engine.config import RunConfig
 from hill_app.engine.models import build_model
 from hill_app.engine.session import TrainingSession
@@ -114,8 +117,8 @@ class BareLoop:
 class Problem:
     """The data and network of one device's benchmark."""
 
-    def __init__(self, device: torch.device, batch_size: int | None, n_train: int):
-        self.device = device
+    def __init__(self, device: torch.device, batch_size: int | None, n_train: int, lr: float | None = None):
+        self.device, self.lr = device, lr
         if device.type == "cpu":
             self.dataset, self.bundle = "digits", load_dataset("digits")
             self.model, self.view_size = "digits_cnn", 0
@@ -134,7 +137,8 @@ class Problem:
 
     def config(self, compile: bool) -> RunConfig:
         return RunConfig(dataset=self.dataset, model=self.model, device=str(self.device), epochs=1000, pause_at=[],
-                         batch_size=self.batch_size, view_size=self.view_size, compile=compile, seed=0).resolved()
+                         batch_size=self.batch_size, view_size=self.view_size, compile=compile, seed=0,
+                         lr=self.lr).resolved()
 
 
 class EngineVariant:
@@ -145,6 +149,9 @@ class EngineVariant:
         self.s = TrainingSession(prob.config(compile), root, bundle=prob.bundle, pause_handler=self._on_pause)
         self.s.train_step.cuda_graphs = graphs
         m = self.s._train_epoch()
+        self.first = m
+        if not all(math.isfinite(v) for k, v in m.items() if k.startswith("train_")):
+            raise RuntimeError(f"epoch 1 went non-finite: {m}")
         self.s._end_of_epoch(m)                       # epoch 1: fits the frozen projection
         if hill:
             cmd = self.s.submit("set_latent_targets", {"edits": edits_for(len(self.s.view_idx))})
@@ -199,74 +206,138 @@ def device_name(dev: torch.device) -> str:
     return f"{name}, {torch.get_num_threads()} threads"
 
 
+def check_compiled(prob: Problem, root: Path, steps: int = 8) -> None:
+    """Eager and compiled sessions from the same weights on the same batches, step by step: compiled without
+    graphs for ``steps`` steps, then with the whole-step CUDA graph for ``steps`` more."""
+    t0 = time.perf_counter()
+    eager = TrainingSession(prob.config(False), root / "check-eager", bundle=prob.bundle)
+    comp = TrainingSession(prob.config(True), root / "check-comp", bundle=prob.bundle)
+    comp.model.load_state_dict(eager.model.state_dict())
+    comp.train_step.cuda_graphs = False
+    order = eager._epoch_order().to(prob.device)
+    bs = prob.batch_size
+    print("\n  check: eager vs compiled (same weights, same batches); loss / grad_norm per step", flush=True)
+    for i in range(2 * steps):
+        if i == steps:
+            comp.train_step.cuda_graphs = None
+        idx = order[(i % prob.steps) * bs:(i % prob.steps + 1) * bs]
+        x = eager._prep(eager.train_x[idx], augment=False)
+        a = eager.train_step(x, eager.train_y[idx], idx)
+        b = comp.train_step(x, comp.train_y[idx], idx)
+        print(f"    step {i:2d} eager {float(a[0]):.5f} / {float(a[7]):.4f}   compiled "
+              f"{float(b[0]):.5f} / {float(b[7]):.4f}   graphed {comp.train_step.graphed}", flush=True)
+    for name, sess in (("eager", eager), ("compiled", comp)):
+        bad = [n for n, t in list(sess.model.named_parameters()) + list(sess.model.named_buffers())
+               if t.is_floating_point() and not torch.isfinite(t).all()]
+        rv = min(float(m.running_var.min()) for m in sess.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        feats = sess.view_features()[0]
+        print(f"    {name}: non-finite tensors {bad[:6]}, smallest BN running_var {rv:.3e}, "
+              f"view features finite {bool(torch.isfinite(torch.from_numpy(feats)).all())}", flush=True)
+    err = comp.train_step._graph_error
+    print(f"  check done in {time.perf_counter() - t0:.0f} s; captures {comp.train_step.captures}"
+          + (f", graph error {err}" if err else ""), flush=True)
+    for x in (eager, comp):
+        x.journal.close()
+
+
 def run_device(dev: torch.device, args: argparse.Namespace) -> list[str]:
     t_start = time.perf_counter()
-    prob = Problem(dev, args.batch_size, args.n_train)
+    prob = Problem(dev, args.batch_size, args.n_train, args.lr)
     modes = [m for m in args.modes if not (m == "graphs" and dev.type != "cuda")]
     print(f"\n=== {dev.type}: {device_name(dev)} | torch {torch.__version__}", flush=True)
     print(f"    data {prob.describe}: {prob.n_train} training images resident on {dev.type}, model {prob.model}, "
           f"batch {prob.batch_size}, {prob.steps} steps/epoch, augment {prob.bundle.augment}, "
-          f"{'bf16 autocast + channels_last' if dev.type == 'cuda' else 'fp32'}; modes {', '.join(modes)}", flush=True)
+          f"{'bf16 autocast + channels_last' if dev.type == 'cuda' else 'fp32'}, SGD lr {prob.config(False).lr}; "
+          f"modes {', '.join(modes)}", flush=True)
     summary: list[str] = []
     root = Path(tempfile.mkdtemp(prefix="hill-bench-"))
     bares: dict[bool, BareLoop] = {}
     bare_eager_t: float | None = None
+    if args.check:
+        try:
+            check_compiled(prob, root)
+        except Exception:  # noqa: BLE001 - a diagnostic: show it and go on to the timings
+            traceback.print_exc()
     for mode in modes:
-        t0 = time.perf_counter()
-        compile = mode == "compiled"
-        graphs = {"eager": False, "graphs": True, "compiled": None}[mode]
-        plain = EngineVariant(prob, compile, graphs, hill=False, root=root / f"{mode}-plain")
-        hill = EngineVariant(prob, compile, graphs, hill=True, root=root / f"{mode}-hill")
-        lr, mom, wd = plain.hyper
-        if compile not in bares:
-            bares[compile] = BareLoop(prob.bundle, prob.model, dev, prob.batch_size, lr, mom, wd, compile=compile)
-        bare_name = "bare (torch.compile)" if compile else "bare (eager)"
-        variants: dict[str, Callable[[], object]] = {
-            bare_name: bares[compile].epoch, "engine plain": plain.epoch, "engine HILL": hill.epoch}
-        # warm-up epochs run through compile, cudnn autotune and the graph capture, untimed
-        times = time_interleaved(variants, args.warmup, args.epochs, dev)
-        med = {n: statistics.median(v) for n, v in times.items()}
-        if not compile:
-            bare_eager_t = med[bare_name]
-        print(f"\n  mode {mode}: {time.perf_counter() - t0:.0f} s including set-up and compile; "
-              f"{args.epochs} timed epochs per variant after {args.warmup} warm-up", flush=True)
-        for n, v in med.items():
-            spread = times[n]
-            rng = f"(min {min(spread):.4f}, max {max(spread):.4f})"
-            print(f"    {n:<22} {v:8.4f} s/epoch  {prob.images / v:>11,.0f} images/s  {rng}", flush=True)
-        for v, nm in ((plain, "plain"), (hill, "HILL")):
-            ts = v.s.train_step
-            extra = f", graph error: {ts._graph_error}" if ts._graph_error else ""
-            print(f"    engine {nm}: cuda-graph captures {ts.captures}, last step graphed {ts.graphed}, "
-                  f"non-finite pauses {v.nonfinite}{extra}", flush=True)
-        bare_t = med[bare_name]
-        a = med["engine plain"] / bare_t
-        b = med["engine HILL"] / med["engine plain"]
-        line = (f"  [{dev.type} {mode:>8}] (a) engine/bare {a:5.3f} (target <= {TARGET_A:.2f}: "
-                f"{'ok' if a <= TARGET_A else 'MISSED'})   (b) HILL/plain {b:5.3f} (target <= {TARGET_B:.2f}: "
-                f"{'ok' if b <= TARGET_B else 'MISSED'})   engine plain {prob.images / med['engine plain']:,.0f} img/s, "
-                f"HILL {prob.images / med['engine HILL']:,.0f} img/s, bare {prob.images / bare_t:,.0f} img/s")
-        if compile and bare_eager_t is not None:
-            line += f"; engine compiled / bare eager {med['engine plain'] / bare_eager_t:.3f}"
-        print(line, flush=True)
+        try:
+            line, t = run_mode(prob, mode, args, root, bares, bare_eager_t)
+        except Exception:  # noqa: BLE001 - one mode failing must not hide the others' numbers
+            traceback.print_exc()
+            summary.append(f"  [{dev.type} {mode:>8}] FAILED (traceback above)")
+            continue
+        if mode == "eager":
+            bare_eager_t = t
         summary.append(line)
-        for v in (plain, hill):
-            v.s.journal.close()
-        del plain, hill, variants
+        gc.collect()
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     print(f"  {dev.type} done in {time.perf_counter() - t_start:.0f} s", flush=True)
     return summary
 
 
+def run_mode(prob: Problem, mode: str, args: argparse.Namespace, root: Path, bares: dict[bool, BareLoop],
+             bare_eager_t: float | None) -> tuple[str, float]:
+    """Time one engine mode against its bare loop; return the summary line and the bare loop's median."""
+    dev = prob.device
+    t0 = time.perf_counter()
+    compile = mode == "compiled"
+    graphs = {"eager": False, "graphs": True, "compiled": None}[mode]
+    plain = EngineVariant(prob, compile, graphs, hill=False, root=root / f"{mode}-plain")
+    hill = EngineVariant(prob, compile, graphs, hill=True, root=root / f"{mode}-hill")
+    lr, mom, wd = plain.hyper
+    if compile not in bares:
+        bares[compile] = BareLoop(prob.bundle, prob.model, dev, prob.batch_size, lr, mom, wd, compile=compile)
+    bare_name = "bare (torch.compile)" if compile else "bare (eager)"
+    variants: dict[str, Callable[[], object]] = {
+        bare_name: bares[compile].epoch, "engine plain": plain.epoch, "engine HILL": hill.epoch}
+    # warm-up epochs run through compile, cudnn autotune and the graph capture, untimed
+    times = time_interleaved(variants, args.warmup, args.epochs, dev)
+    med = {n: statistics.median(v) for n, v in times.items()}
+    print(f"\n  mode {mode}: {time.perf_counter() - t0:.0f} s including set-up and compile; "
+          f"{args.epochs} timed epochs per variant after {args.warmup} warm-up", flush=True)
+    for n, v in med.items():
+        spread = times[n]
+        rng = f"(min {min(spread):.4f}, max {max(spread):.4f})"
+        print(f"    {n:<22} {v:8.4f} s/epoch  {prob.images / v:>11,.0f} images/s  {rng}", flush=True)
+    for v, nm in ((plain, "plain"), (hill, "HILL")):
+        ts = v.s.train_step
+        extra = f", graph error: {ts._graph_error}" if ts._graph_error else ""
+        print(f"    engine {nm}: epoch 1 train loss {v.first['train_loss']:.4f}, cuda-graph captures "
+              f"{ts.captures}, last step graphed {ts.graphed}, non-finite pauses {v.nonfinite}{extra}", flush=True)
+    bare_t = med[bare_name]
+    a = med["engine plain"] / bare_t
+    b = med["engine HILL"] / med["engine plain"]
+    def verdict(r: float, target: float) -> str:
+        if dev.type != "cuda":
+            return f"GPU target <= {target:.2f}; not one on cpu"
+        return f"target <= {target:.2f}: {'ok' if r <= target else 'MISSED'}"
+
+    line = (f"  [{dev.type} {mode:>8}] (a) engine/bare {a:5.3f} ({verdict(a, TARGET_A)})   "
+            f"(b) HILL/plain {b:5.3f} ({verdict(b, TARGET_B)})   engine plain {prob.images / med['engine plain']:,.0f} img/s, "
+            f"HILL {prob.images / med['engine HILL']:,.0f} img/s, bare {prob.images / bare_t:,.0f} img/s")
+    if compile and bare_eager_t is not None:
+        line += f"; engine compiled / bare eager {med['engine plain'] / bare_eager_t:.3f}"
+    print(line, flush=True)
+    for v in (plain, hill):
+        v.s.journal.close()
+    return line, bare_t
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="all", help="cpu, cuda or all (cpu, plus cuda where there is one)")
-    ap.add_argument("--epochs", type=int, default=None, help="timed epochs per variant (cpu 12, cuda 7)")
+    ap.add_argument("--epochs", type=int, default=None, help="timed epochs per variant (cpu 12, cuda 9)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed epochs per variant first (default 2)")
     ap.add_argument("--batch-size", type=int, default=None, help="cpu 64 (digits default), cuda 1000")
     ap.add_argument("--n-train", type=int, default=50000, help="synthetic training images on the GPU")
-    ap.add_argument("--compile", action="store_true", help="also run the compiled mode (config.compile)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads for the CPU part (default 1: digits gains nothing from more, and "
+                         "oversubscribed busy cores make every variant noisy); 0 keeps torch's default")
+    ap.add_argument("--check", action="store_true",
+                    help="first compare eager and compiled steps from the same weights, step by step")
+    ap.add_argument("--compile", action="store_true",
+                    help="also run the compiled mode (config.compile) on CUDA")
+    ap.add_argument("--lr", type=float, default=None, help="learning rate of every variant (default: the config's)")
     ap.add_argument("--modes", default=None,
                     help="comma list of eager, graphs, compiled (default: eager,graphs on cuda, eager on cpu; "
                          "--compile adds compiled)")
@@ -284,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         torch._dynamo.config.recompile_limit = 64  # several sessions compile the same step functions
     torch._dynamo.config.cache_size_limit = 64
     torch.backends.cudnn.benchmark = True  # as airbench does; the same for every variant
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     summary: list[str] = []
     for dev in devices:
         a = argparse.Namespace(**vars(args))
@@ -291,9 +364,9 @@ def main(argv: list[str] | None = None) -> int:
             a.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         else:
             a.modes = ["eager", "graphs"] if dev.type == "cuda" else ["eager"]
-            if args.compile:
+            if args.compile and dev.type == "cuda":  # on a CPU: --modes eager,compiled
                 a.modes.append("compiled")
-        a.epochs = args.epochs or (12 if dev.type == "cpu" else 7)
+        a.epochs = args.epochs or (12 if dev.type == "cpu" else 9)
         summary += run_device(dev, a)
     print("\nsummary (ratios are median epoch times; targets apply to the GPU):")
     for line in summary:

@@ -45,31 +45,38 @@ def send(vp, kind, pos: QPointF, button, buttons) -> None:
     QApplication.sendEvent(vp, ev)
 
 
-def drag_frames(view, start: QPointF, moves: int, radius: float = 120.0) -> list[float]:
-    """Per-frame seconds of one long drag: move event + synchronous repaint."""
+def drag_frames(view, start: QPointF, moves: int, radius: float = 120.0) -> tuple[list[float], list[float]]:
+    """Per-frame (wall, CPU) seconds of one long drag: move event + synchronous repaint of the viewport."""
     vp = view.plot.viewport()
     L, NB = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
     send(vp, QEvent.Type.MouseButtonPress, start, L, L)
-    times = []
+    times, cpu = [], []
     for i in range(moves):
         a = 2 * np.pi * i / 60
         p = start + QPointF(radius * np.sin(a) * min(1, i / 10), radius * 0.6 * (1 - np.cos(a)))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         send(vp, QEvent.Type.MouseMove, p, NB, L)
         vp.repaint()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     send(vp, QEvent.Type.MouseButtonRelease, p, L, NB)
     QApplication.processEvents()
-    return times
+    return times, cpu
 
 
-def report(name: str, times: list[float]) -> float:
-    ms = sorted(t * 1e3 for t in times)
-    med = statistics.median(ms)
-    p95 = ms[int(0.95 * (len(ms) - 1))]
+def verdict(fps: float) -> str:
+    return "OK (goal)" if fps >= 60 else ("ok (target)" if fps >= 30 else "UNDER")
+
+
+def report(name: str, frames: tuple[list[float], list[float]]) -> float:
+    """Wall-clock frames are what a user sees; CPU time is what it would be on an idle machine (the
+    difference is other processes; this process is single-threaded here)."""
+    wall = sorted(t * 1e3 for t in frames[0])
+    cpu = sorted(t * 1e3 for t in frames[1])
+    med, p95, cmed = statistics.median(wall), wall[int(0.95 * (len(wall) - 1))], statistics.median(cpu)
     fps = 1000.0 / med
-    print(f"{name:<38} median {med:6.2f} ms/frame  p95 {p95:6.2f} ms  -> {fps:6.1f} fps"
-          f"   [target >= 30 fps, goal 60: {'OK' if fps >= 60 else ('ok' if fps >= 30 else 'UNDER')}]")
+    print(f"{name:<38} wall median {med:6.2f} ms/frame (p95 {p95:6.2f}) -> {fps:6.1f} fps [{verdict(fps)}];"
+          f"  CPU {cmed:5.2f} ms -> {1000.0 / max(cmed, 1e-3):6.1f} fps")
     return fps
 
 
@@ -91,21 +98,25 @@ def main() -> int:
     for _ in range(5):
         app.processEvents()
     names = [f"class {i}" for i in range(args.classes)]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"latent view bench: {args.points} points, {args.classes} classes, {w}x{h}, "
-          f"platform {QApplication.platformName()}")
+          f"platform {QApplication.platformName()}, {os.cpu_count()} CPUs, load average {load:.1f}")
+    print("targets: drag >= 30 fps (goal 60); set_snapshot until painted < 100 ms")
 
     # (b) set_snapshot until painted: the first (cold: atlas, fonts, items) and later epochs.
-    snap_ms = []
+    snap_ms, snap_cpu = [], []
     for seed in range(8):
         z, y, p = synthetic(args.points, args.classes, seed)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         view.set_snapshot(z, y, p, names)
         view.plot.viewport().repaint()
         snap_ms.append((time.perf_counter() - t0) * 1e3)
+        snap_cpu.append((time.process_time() - c0) * 1e3)
         app.processEvents()
     later = statistics.median(snap_ms[1:])
-    print(f"{'set_snapshot until painted':<38} first {snap_ms[0]:6.1f} ms, then median {later:6.1f} ms "
-          f"(max {max(snap_ms[1:]):.1f})   [target < 100 ms: {'OK' if max(snap_ms) < 100 else 'UNDER'}]")
+    print(f"{'set_snapshot until painted':<38} first {snap_ms[0]:6.1f} ms (cold), then median {later:6.1f} ms "
+          f"(max {max(snap_ms[1:]):.1f}) [{'OK' if max(snap_ms) < 100 else 'UNDER'}];"
+          f"  CPU median {statistics.median(snap_cpu[1:]):.1f} ms")
 
     view.set_editable(True)
     app.processEvents()
@@ -137,7 +148,7 @@ def main() -> int:
     t0 = time.perf_counter()
     for _ in range(50):
         vp.repaint()
-    print(f"{'idle full repaint':<38} {(time.perf_counter() - t0) / 50 * 1e3:6.2f} ms")
+    print(f"{'full repaint, nothing moving':<38} {(time.perf_counter() - t0) / 50 * 1e3:6.2f} ms")
     ok = min(fps_center, fps_ring, fps_sel) >= 30 and max(snap_ms) < 100
     print("all targets met" if ok else "SOME TARGETS MISSED")
     return 0

@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--participant", required=True, help="participant id, e.g. P07")
     st.add_argument("--out", default="studies_out", help="study folder (one sub-folder per session)")
     st.add_argument("--scripted", metavar="EDITS_JSON", help="a scripted participant (edits file); no window")
+    st.add_argument("--answers", metavar="ANSWERS_JSON", help="questionnaire answers of a scripted participant")
+    st.add_argument("--device", default=None, help="override the protocol's device (auto, cpu, cuda)")
     st.set_defaults(fn=lambda a: _lazy("hill_app.studies.cli", "study_main")(a))
 
     rp = sub.add_parser("report", help="turn a study folder into an HTML report with figures and a CSV")

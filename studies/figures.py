@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,12 +34,14 @@ def class_color(c: int) -> str:
     return PALETTE[c % len(PALETTE)]
 
 
-def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[float]:
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
         return [lo]
     raw = (hi - lo) / max(n, 1)
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    if integer:
+        step = max(1, round(step))
     start = math.ceil(lo / step - 1e-9) * step
     out = []
     v = start
@@ -60,6 +63,7 @@ class _Frame:
         self.p, self.QtCore = p, QtCore
         self.x0, self.y0, self.w, self.h = rect
         self.xlim, self.ylim = xlim, ylim
+        self.integer_x = False
 
     def px(self, x: Any, y: Any) -> tuple[Any, Any]:
         (a, b), (c, d) = self.xlim, self.ylim
@@ -75,7 +79,7 @@ class _Frame:
         f.setPointSizeF(9)
         p.setFont(f)
         if ticks:
-            for v in nice_ticks(*self.xlim):
+            for v in nice_ticks(*self.xlim, integer=self.integer_x):
                 x, _ = self.px(v, self.ylim[0])
                 p.setPen(QtGui.QPen(QtGui.QColor("#e6e6e6"), 1))
                 p.drawLine(QC.QPointF(x, self.y0), QC.QPointF(x, self.y0 + self.h))
@@ -167,6 +171,7 @@ def accuracy_figure(path: Path, series: Sequence[dict[str, Any]], pause_at: Sequ
         fm = QtGui.QFontMetrics(p.font())
         legend_w = max([fm.horizontalAdvance(str(s["label"])) for s in series] + [60]) + 60
         fr = _Frame(p, QC, (76, 40, width - 100 - legend_w, height - 96), xlim, ylim)
+        fr.integer_x = True
         fr.axes(QtGui, "epoch", ylabel, title)
         pen = QtGui.QPen(QtGui.QColor("#888888"), 1.2)
         pen.setStyle(QC.Qt.DashLine)
@@ -179,7 +184,10 @@ def accuracy_figure(path: Path, series: Sequence[dict[str, Any]], pause_at: Sequ
                 p.drawText(QC.QPointF(x + 3, fr.y0 + fr.h - 5), f"pause {e}")
         legend = []
         p.setClipRect(QC.QRectF(fr.x0, fr.y0, fr.w, fr.h))
-        for i, s in enumerate(series):
+        # dashed (reference) lines last: where a participant's line equals the baseline both stay visible
+        order = sorted(range(len(series)), key=lambda i: bool(series[i].get("dashed")))
+        for i in order:
+            s = series[i]
             color = s.get("color") or PALETTE[i % len(PALETTE)]
             pen = QtGui.QPen(QtGui.QColor(color), s.get("width", 2.2))
             if s.get("dashed"):
@@ -194,6 +202,8 @@ def accuracy_figure(path: Path, series: Sequence[dict[str, Any]], pause_at: Sequ
                 for a, b in zip(px, py):
                     p.drawEllipse(QC.QPointF(float(a), float(b)), 2.5, 2.5)
                 p.setBrush(QC.Qt.NoBrush)
+        for i, s in enumerate(series):
+            color = s.get("color") or PALETTE[i % len(PALETTE)]
             legend.append((s["label"], color, bool(s.get("dashed"))))
         p.setClipping(False)
         _legend(QtGui, QC, p, fr.x0 + fr.w + 14, fr.y0, legend)
@@ -210,7 +220,7 @@ def layout_figure(path: Path, panels: Sequence[dict[str, Any]], num_classes: int
 
     Each panel: {title, z (N,2), labels (N,), faded?: bool, centers_from?: (K,2), centers_to?: (K,2),
     spreads_to?: (K,), points_from?: (M,2), points_to?: (M,2)}. Arrows go from centers_from to centers_to
-    (and points_from to points_to); circles of radius spreads_to are drawn around centers_to.
+    (and points_from to points_to); circles of radius spreads_to (NaN: none) are drawn around centers_to.
     """
     n = len(panels)
     legend_w = 110
@@ -264,7 +274,7 @@ def layout_figure(path: Path, panels: Sequence[dict[str, Any]], num_classes: int
                 for k in range(min(num_classes, len(ct))):
                     col = QtGui.QColor(class_color(k))
                     tx, ty = fr.px(ct[k, 0], ct[k, 1])
-                    if st is not None:
+                    if st is not None and math.isfinite(float(st[k])):
                         r = float(st[k]) / (xlim[1] - xlim[0]) * fr.w
                         pen = QtGui.QPen(col, 1.6)
                         pen.setStyle(QC.Qt.DashLine)

@@ -23,6 +23,7 @@ Every problem is reported as ``FILE: [table] key: what is wrong``.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import sys
 from dataclasses import dataclass, field, fields
@@ -34,8 +35,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from hill_app.engine.config import DATASETS, ConfigError, RunConfig
 from hill_app.losses import EDIT_OPS
+
+from hill_app.engine.config import DATASETS, ConfigError, RunConfig
 
 PROTOCOLS_DIR = Path(__file__).resolve().parent / "protocols"
 
@@ -149,7 +151,7 @@ def resolve_protocol_path(name: str | Path) -> Path:
     if p.exists():
         return p
     shipped = shipped_protocols()
-    stem = p.name[:-5] if p.name.endswith(".toml") else p.name
+    stem = p.name.removesuffix(".toml")
     if stem in shipped and len(p.parts) == 1:
         return shipped[stem]
     raise ProtocolError(f"{name}: no such protocol file (shipped protocols: {', '.join(shipped) or 'none'})")
@@ -189,7 +191,7 @@ def _int(v: Any, source: str, table: str, key: str, lo: int | None = None) -> in
 
 def _float(v: Any, source: str, table: str, key: str, lo: float | None = None, hi: float | None = None,
            lo_open: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise _err(source, table, key, f"expected a finite number, got {v!r}")
     if lo is not None and (v < lo or (lo_open and v == lo)):
         raise _err(source, table, key, f"must be {'>' if lo_open else '>='} {lo}, got {v}")

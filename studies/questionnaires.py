@@ -41,8 +41,8 @@ TLX_ITEMS = {
     "mental": ("Mental demand", "How mentally demanding was the task?"),
     "physical": ("Physical demand", "How physically demanding was the task?"),
     "temporal": ("Temporal demand", "How hurried or rushed was the pace of the task?"),
-    "performance": ("Performance", "How successful were you in accomplishing what you were asked to do? "
-                                    "(0 = perfect, 100 = failure)"),
+    "performance": ("Performance", ("How successful were you in accomplishing what you were asked to do? "
+                                    "(0 = perfect, 100 = failure)")),
     "effort": ("Effort", "How hard did you have to work to accomplish your level of performance?"),
     "frustration": ("Frustration", "How insecure, discouraged, irritated, stressed and annoyed were you?"),
 }
@@ -98,7 +98,7 @@ def check_tlx(ratings: Any) -> dict[str, float]:
     missing = [s for s in TLX_SCALES if s not in ratings]
     extra = [s for s in ratings if s not in TLX_SCALES]
     if missing or extra:
-        raise AnswerError(f"nasa_tlx: " + "; ".join(
+        raise AnswerError("nasa_tlx: " + "; ".join(
             ([f"missing {', '.join(missing)}"] if missing else []) +
             ([f"unknown {', '.join(map(repr, extra))}"] if extra else [])) + f" (subscales: {', '.join(TLX_SCALES)})")
     lo, hi = TLX_RANGE

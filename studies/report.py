@@ -24,12 +24,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hill_app.losses import (
+    EditError,
+    TargetLayout,
+    apply_edits,
+    layout_from_points,
+    validate_edit,
+)
 
-from hill_app.losses import TargetLayout, apply_edits, layout_from_points, validate_edit
-
-from .questionnaires import TLX_SCALES, AnswerError, tlx_raw, tlx_weighted, umux_lite_score, umux_lite_sus
-from .session_log import (RunLog, next_snapshot, pause_snapshot, read_run, read_run_snapshots,
-                          read_study_log, STUDY_LOG)
+from .questionnaires import (
+    TLX_SCALES,
+    AnswerError,
+    tlx_raw,
+    tlx_weighted,
+    umux_lite_score,
+    umux_lite_sus,
+)
+from .session_log import (
+    STUDY_LOG,
+    RunLog,
+    next_snapshot,
+    pause_snapshot,
+    read_run,
+    read_run_snapshots,
+    read_study_log,
+)
 from .strategies import LABELS, MIXTURE_SHARE, PauseStrategy, classify_pause, combine
 
 
@@ -173,7 +192,7 @@ def _pauses(res: ParticipantResult, run: RunLog, proto: dict[str, Any]) -> None:
                     again = apply_edits(pr.before, clean)
                     pr.reproduces = bool(np.allclose(again.centers, p.layout_after.centers, atol=1e-5)
                                          and np.allclose(again.spreads, p.layout_after.spreads, atol=1e-5))
-                except Exception:
+                except EditError:   # an edit the engine accepted must replay; if not, say so
                     pr.reproduces = False
                 if not pr.reproduces:
                     res.problems.append(f"pause before epoch {e}: the committed layout does not follow from the "
@@ -336,14 +355,17 @@ def make_figures(parts: list[ParticipantResult], fig_dir: Path) -> dict[str, Any
                 pts = sorted(pr.after.points)
                 panels.append({"title": f"edited: {len(pr.edits)} edit(s), {pr.strategy.text}", "z": pr.z,
                                "labels": pr.labels, "faded": True, "centers_from": pr.before.centers,
-                               "centers_to": pr.after.centers, "spreads_to": pr.after.spreads,
+                               "centers_to": pr.after.centers,
+                               # circles only where the spread target differs from the spread at the pause
+                               "spreads_to": np.where(np.abs(pr.after.spreads - pr.before.spreads) > 1e-9,
+                                                      pr.after.spreads, np.nan),
                                "points_from": pr.z[pts] if pts else None,
                                "points_to": np.array([pr.after.points[j] for j in pts]) if pts else None})
             else:
                 panels.append({"title": "edited: no edits", "z": pr.z, "labels": pr.labels, "faded": True})
             if pr.next_z is not None:
                 nl = layout_from_points(pr.next_z, pr.next_labels, k)
-                panels.append({"title": f"after: epoch {pr.next_epoch}", "z": pr.next_z, "labels": pr.next_labels,
+                panels.append({"title": f"after: trained to epoch {pr.next_epoch}", "z": pr.next_z, "labels": pr.next_labels,
                                "centers_to": nl.centers})
             made["pauses"][(p.pid, e)] = F.layout_figure(
                 fig_dir / f"{_safe(p.pid)}_pause_e{e}.png", panels, k, p.class_names,
@@ -382,9 +404,12 @@ def render_html(parts: list[ParticipantResult], cols: list[str], rows: list[dict
                 stats: dict[str, dict[str, Any]], figs: dict[str, Any], study_dir: Path) -> str:
     epochs = pause_epochs(parts)
     protos = {p.protocol.get("sha256") for p in parts}
-    proto = parts[0].protocol if parts else {}
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>Study report: {_e(proto.get('name', ''))}"
-           f"</title><style>{CSS}</style></head><body>"]
+    proto = dict(parts[0].protocol) if parts else {}
+    hill_cfg = next((p.runs["hill"].config for p in parts if "hill" in p.runs), {})
+    if proto.get("model") is None and hill_cfg.get("model"):
+        proto["model"] = hill_cfg["model"]
+    out = [(f"<!doctype html><html><head><meta charset='utf-8'><title>Study report: {_e(proto.get('name', ''))}"
+            f"</title><style>{CSS}</style></head><body>")]
     out.append(f"<h1>Study report: {_e(proto.get('name', study_dir.name))}</h1>")
     n_ok = sum(p.complete for p in parts)
     out.append(f"<p class='small'>{len(parts)} participant session(s), {n_ok} complete; study folder "

@@ -23,15 +23,26 @@ from typing import Any, TextIO
 import h5py
 import numpy as np
 
-from hill_app.engine.edits_file import EditsFileError, Intervention, parse_edits, scripted_pause_handler
+from hill_app.engine.edits_file import (
+    EditsFileError,
+    Intervention,
+    parse_edits,
+    scripted_pause_handler,
+)
 from hill_app.engine.events import EventChannel
 from hill_app.engine.files import fsync_dir
 from hill_app.engine.session import TrainingSession
 
 from .protocol import Protocol
 from .questionnaires import AnswerError, score_answers
-from .session_log import (ConditionRecorder, StudyLog, pause_snapshot, read_run, read_run_snapshots,
-                          read_study_log)
+from .session_log import (
+    ConditionRecorder,
+    StudyLog,
+    pause_snapshot,
+    read_run,
+    read_run_snapshots,
+    read_study_log,
+)
 from .strategies import classify_pause
 
 PARTICIPANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -90,10 +101,10 @@ def check_interventions(ivs: list[Intervention], protocol: Protocol, source: str
 # ---------------------------------------------------------------- one participant
 
 def _app_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
     try:
-        from importlib.metadata import version
         return version("hill-app")
-    except Exception:  # not installed as a distribution: a study still runs
+    except PackageNotFoundError:  # not installed as a distribution: a study still runs
         return None
 
 
@@ -287,7 +298,7 @@ def write_session_h5(pdir: Path) -> Path:
             final = [n for n, s in snaps.items() if s.get("kind") == "final"]
             if final:
                 for key in ("z", "labels", "preds", "view_indices"):
-                    g[f"final/{key}"] = h5py.SoftLink(f"/{cond}/snapshots/{sorted(final)[-1]}/{key}")
+                    g[f"final/{key}"] = h5py.SoftLink(f"/{cond}/snapshots/{max(final)}/{key}")
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, out)
@@ -295,5 +306,12 @@ def write_session_h5(pdir: Path) -> Path:
     return out
 
 
-__all__ = ["StudyError", "AnswerError", "check_participant", "load_scripted", "run_participant",
-           "write_session_h5", "SESSION_H5"]
+__all__ = [
+    "SESSION_H5",
+    "AnswerError",
+    "StudyError",
+    "check_participant",
+    "load_scripted",
+    "run_participant",
+    "write_session_h5",
+]

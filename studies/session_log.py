@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hill_app.losses import TargetLayout, apply_edit, layout_from_points, validate_edit
 
 from hill_app.engine.journal import Journal, read_journal
 from hill_app.engine.snapshots import read_snapshots
-from hill_app.losses import TargetLayout, apply_edit, layout_from_points, validate_edit
 
 STUDY_LOG = "study_log.jsonl"
 
@@ -135,7 +135,7 @@ class ConditionRecorder:
                                   "edits": edits}
         if snap is not None and snap.get("kind") == "commit" and snap.get("step") == d.get("step"):
             k = len(snap["layout"]["centers"])
-            per_edit, before, after = describe_edits(snap["z"], snap["labels"], k, edits)
+            per_edit, before, _ = describe_edits(snap["z"], snap["labels"], k, edits)
             fields.update(per_edit=per_edit, before=_layout_summary(before), after=snap["layout"])
         self.log.write("edits_committed", **fields)
 

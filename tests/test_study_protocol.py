@@ -2,10 +2,16 @@
 from pathlib import Path
 
 import pytest
+from hill_app.studies.protocol import (
+    ALWAYS_ALLOWED,
+    PANELS,
+    ProtocolError,
+    load_protocol,
+    resolve_protocol_path,
+    shipped_protocols,
+)
 
 from hill_app.engine.commands import SPECS
-from hill_app.studies.protocol import (ALWAYS_ALLOWED, PANELS, ProtocolError, load_protocol, resolve_protocol_path,
-                                       shipped_protocols)
 
 GOOD = """
 [study]
@@ -121,3 +127,14 @@ def test_broken_files(tmp_path):
         load_protocol(write(tmp_path, "seed = 1\n" + GOOD))
     with pytest.raises(ProtocolError, match="cannot read"):
         load_protocol(tmp_path / "missing.toml")
+
+
+def test_studies_run_without_qt_loaded():
+    import subprocess
+    import sys
+    code = ("import sys, hill_app.studies.protocol, hill_app.studies.questionnaires, hill_app.studies.strategies, "
+            "hill_app.studies.session_log, hill_app.studies.runner, hill_app.studies.report, hill_app.studies.cli; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -2,9 +2,17 @@
 import itertools
 
 import pytest
-
-from hill_app.studies.questionnaires import (PAIRS, TLX_SCALES, AnswerError, score_answers, tlx_raw, tlx_weighted,
-                                             tlx_weights, umux_lite_score, umux_lite_sus)
+from hill_app.studies.questionnaires import (
+    PAIRS,
+    TLX_SCALES,
+    AnswerError,
+    score_answers,
+    tlx_raw,
+    tlx_weighted,
+    tlx_weights,
+    umux_lite_score,
+    umux_lite_sus,
+)
 
 
 @pytest.mark.parametrize("answers,score", [([7, 7], 100.0), ([1, 1], 0.0), ([5, 6], 75.0), ([4, 4], 50.0),

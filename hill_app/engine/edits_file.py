@@ -31,7 +31,7 @@ def parse_edits(data: Any, *, pause_at: list[int], num_classes: int, view_size: 
                 source: str = "edits") -> list[Intervention]:
     if not isinstance(data, dict) or not isinstance(data.get("interventions"), list):
         raise EditsFileError(f"{source}: expected an object with a list 'interventions'")
-    extra = set(data) - {"interventions", "description"}
+    extra = set(data) - {"interventions", "description", "questionnaire"}
     if extra:
         raise EditsFileError(f"{source}: unexpected top-level key(s) {sorted(extra)}")
     out: list[Intervention] = []

@@ -392,16 +392,36 @@ class TrainingSession:
     # ------------------------------------------------------------------ evaluation and views
 
     @torch.no_grad()
-    def _forward_all(self, x: torch.Tensor, batch: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward_all(self, x: torch.Tensor, batch: int = 1024, batch_stats: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and features of ``x`` without dropout. With ``batch_stats``, batch norm normalises with each
+        chunk's own statistics, as in a training step (running statistics are left untouched)."""
         was = self.model.training
         self.model.eval()
+        saved = []
+        if batch_stats:
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    saved.append((m, m.momentum, m.num_batches_tracked.clone()
+                                  if m.num_batches_tracked is not None else None))
+                    m.train()
+                    m.momentum = 0.0
+        n = x.shape[0]
+        chunks = max(1, -(-n // batch))
+        size = -(-n // chunks)  # near-equal chunks: no small last batch with noisy statistics
         logits, feats = [], []
-        for i in range(0, x.shape[0], batch):
-            with self.autocast:
-                lo, fe = self.model(self._prep(x[i:i + batch], augment=False))
-            logits.append(lo.float())
-            feats.append(fe.float())
-        self.model.train(was)
+        try:
+            for i in range(0, n, size):
+                with self.autocast:
+                    lo, fe = self.model(self._prep(x[i:i + size], augment=False))
+                logits.append(lo.float())
+                feats.append(fe.float())
+        finally:
+            for m, mom, nbt in saved:
+                m.momentum = mom
+                if nbt is not None:
+                    m.num_batches_tracked.copy_(nbt)
+            self.model.train(was)
         return torch.cat(logits), torch.cat(feats)
 
     def evaluate(self, split: str = "val") -> dict[str, Any]:
@@ -419,8 +439,16 @@ class TrainingSession:
                 f"{split}_confusion": conf.tolist()}
 
     def view_features(self) -> tuple[np.ndarray, np.ndarray]:
-        """Penultimate features and predictions of the view set (eval mode), on the CPU."""
-        logits, feats = self._forward_all(self.train_x[self._view_idx_t])
+        """Penultimate features of the view set as the training step sees them, and the model's predictions.
+
+        The features are taken with batch-norm batch statistics (dropout off): the HILL loss acts on
+        training-mode features, and early in training the running statistics lag far behind (after
+        epoch 1 on digits the view radius differs 2x), so targets taken in eval mode sent the loss chasing
+        a layout the step never produces. Predictions are the model's own, in eval mode.
+        """
+        x = self.train_x[self._view_idx_t]
+        _, feats = self._forward_all(x, batch_stats=True)
+        logits, _ = self._forward_all(x)
         return feats.cpu().numpy(), logits.argmax(dim=1).cpu().numpy()
 
     def snapshot(self, kind: str = "epoch") -> dict[str, Any] | None:

@@ -27,8 +27,9 @@ event channel and goes on uncaptured.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -78,7 +79,7 @@ class TrainStep:
 
     warmup_steps = 3        # ordinary steps after any change before a (re)capture
 
-    def __init__(self, session: "TrainingSession"):
+    def __init__(self, session: TrainingSession):
         self.s = session
         self.cuda_graphs: bool | None = None      # None: on for CUDA when config.compile is set
         self.compile_options: dict[str, Any] = {}  # passed to torch.compile (tests use backend='eager')
@@ -87,10 +88,12 @@ class TrainStep:
         self._captured: _Captured | None = None
         self._key: tuple | None = None
         self._since_change = 0
+        self._replays = 0
         self._warm_needed = self.warmup_steps
         self._graph_error: str | None = None
+        self._side: Any = None                      # torch.cuda.Stream for warm-up and capture
         self.captures = 0
-        self._scalars: dict[str, tuple[float, torch.Tensor]] = {}
+        self._scalars: dict[str, tuple[float, torch.Tensor, torch.device]] = {}
 
     # ---------------------------------------------------------------- state
 
@@ -101,6 +104,7 @@ class TrainStep:
         self._captured = None
         self._key = None
         self._since_change = 0
+        self._replays = 0
         self._warm_needed = self.warmup_steps
 
     @property
@@ -116,15 +120,19 @@ class TrainStep:
         return on and _capturable_optimizer(s.optimizer)
 
     def _scalar(self, name: str, value: float) -> torch.Tensor:
-        """A device scalar holding ``value``, updated in place so compiled code and graphs see the change."""
+        """A device scalar holding ``value``, updated in place so compiled code and graphs see the change.
+
+        The same tensor (the same address) step after step: a captured graph reads it where it was captured.
+        """
+        value = float(value)
         cur = self._scalars.get(name)
-        if cur is None or cur[1].device != self.s.device:
-            t = torch.tensor(float(value), device=self.s.device)
-            self._scalars[name] = (float(value), t)
+        if cur is None or cur[2] != self.s.device:
+            t = torch.tensor(value, device=self.s.device)
+            self._scalars[name] = (value, t, self.s.device)
             return t
-        if cur[0] != float(value):
-            cur[1].fill_(float(value))
-            self._scalars[name] = (float(value), cur[1])
+        if cur[0] != value:
+            cur[1].fill_(value)
+            self._scalars[name] = (value, cur[1], cur[2])
         return cur[1]
 
     def _fns(self) -> tuple[Callable, Callable]:
@@ -208,11 +216,25 @@ class TrainStep:
             refs += (t, pr)
         return tuple(key), refs
 
+    def _side_stream(self) -> Any:
+        if self._side is None:
+            self._side = torch.cuda.Stream(self.s.device)
+        return self._side
+
+    def _warm(self, *args: Any) -> torch.Tensor:
+        """An ordinary step on the side stream the capture will use (lazy cuBLAS/cuDNN state is per stream)."""
+        side, main = self._side_stream(), torch.cuda.current_stream(self.s.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            out = self._body(*args)
+        main.wait_stream(side)
+        return out
+
     def _capture(self, key: tuple, refs: tuple, fwd: Callable, lossfn: Callable, x: torch.Tensor,
                  y: torch.Tensor, idx: torch.Tensor, hill: bool, alpha: torch.Tensor, lam: torch.Tensor) -> None:
         sx, sy, sidx = x.clone(), y.clone(), idx.clone()  # clone keeps channels_last strides
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=self._side_stream()):
             out = self._body(fwd, lossfn, sx, sy, sidx, hill, alpha, lam)
         self._captured = _Captured(key, graph, sx, sy, sidx, out, refs)
         self.captures += 1
@@ -239,30 +261,30 @@ class TrainStep:
         key, refs = self._graph_key(hill, x, y, idx, alpha, lam)
         c = self._captured
         if c is not None and c.key == key:
-            self._since_change += 1
+            self._replays += 1
             return self._replay(x, y, idx)
         if key != self._key:
-            if self._captured is not None and self._since_change <= self._warm_needed + 1:
-                # the state keeps changing right after captures (an LR schedule, say): back off
+            if c is not None and self._replays < 16:
+                # the state changes soon after every capture (an LR schedule, say): capture less eagerly
                 self._warm_needed = min(2 * self._warm_needed, 256)
             self._key = key
             self._since_change = 0
             self._captured = None
         if self._since_change < self._warm_needed:
             self._since_change += 1
-            return self._body(fwd, lossfn, x, y, idx, hill, alpha, lam)
+            return self._warm(fwd, lossfn, x, y, idx, hill, alpha, lam)
         try:
             self._capture(key, refs, fwd, lossfn, x, y, idx, hill, alpha, lam)
-        except Exception as e:  # capture is an optimisation: report it once and train on without it
+        except Exception as e:  # noqa: BLE001 - capture is an optimisation: report it, train on without it
             self._captured = None
             self._graph_error = f"{type(e).__name__}: {e}"
             try:
                 torch.cuda.synchronize(s.device)
-            except Exception:
-                pass
+            except RuntimeError as sync_error:  # the failed capture's own error, already reported above
+                self._graph_error += f"; then {sync_error}"
             s.events.emit("log", level="warning",
                           message=f"CUDA graph capture of the train step failed; training on without it "
                                   f"({self._graph_error})")
             return self._body(fwd, lossfn, x, y, idx, hill, alpha, lam)
-        self._since_change += 1
+        self._replays = 1
         return self._replay(x, y, idx)

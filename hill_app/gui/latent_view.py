@@ -21,16 +21,40 @@ import ctypes
 import math
 import sys
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QLineF, QObject, QPoint, QPointF, QRect, QRectF, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import (QBrush, QColor, QCursor, QFont, QGuiApplication, QIcon, QImage, QKeyEvent, QMouseEvent,
-                           QPainter, QPen, QPixmap, QPolygonF)
-from PySide6.QtWidgets import (QFrame, QGraphicsEllipseItem, QHBoxLayout, QLabel, QMenu, QRubberBand, QSizePolicy,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QFontMetricsF,
+    QGuiApplication,
+    QIcon,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPen,
+    QPixmap,
+    QPolygonF,
+)
+from PySide6.QtWidgets import (
+    QFrame,
+    QGraphicsEllipseItem,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QRubberBand,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from hill_app.losses import EditError, TargetLayout, layout_from_points
 
@@ -87,31 +111,47 @@ def _rgb_color(rgb: tuple[int, int, int], alpha: int = 255) -> QColor:
 
 
 class _OverlayLayer(pg.GraphicsObject):
-    """Arrows, origin dots and ghost markers in one item, drawn in pixel units so they keep their size
-    at any zoom (one paint call instead of dozens of ArrowItems)."""
+    """Class labels, arrows, origin dots and ghost markers in one item, drawn in pixel units so they keep
+    their size at any zoom (one paint call instead of dozens of TextItems and ArrowItems)."""
 
     def __init__(self) -> None:
         super().__init__()
         self._segments: list[tuple[float, float, float, float, QPen, bool, float]] = []
         self._markers: list[tuple[float, float, QPen, QBrush, float]] = []
         self._lines = np.zeros((0, 4))
+        self._labels: list[tuple[float, float, str, bool]] = []
+        self._font = QFont()
+        self._font.setPointSizeF(8.0)
+        self._fm = QFontMetricsF(self._font)
+        self._text_w: dict[str, float] = {}
+        self._pad_px = 16.0
         self._line_pen = QPen(QColor(90, 90, 90, 110), 1.0)
         self._line_pen.setCosmetic(True)
         self._halo = QPen(QColor(255, 255, 255, 190), 1.0)
         self._halo.setCapStyle(Qt.PenCapStyle.RoundCap)
+        self._label_bg = QBrush(QColor(255, 255, 255, 238))
+        self._label_fg = QColor(32, 32, 32)
         self._bounds: QRectF | None = None
         self._data_rect = QRectF()
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self.setAcceptHoverEvents(False)
 
-    def set_content(self, segments: list, markers: list, lines: np.ndarray) -> None:
+    def set_content(self, segments: list, markers: list, lines: np.ndarray,
+                    labels: list[tuple[float, float, str, bool]] | None = None) -> None:
         """segments: (x0, y0, x1, y1, pen, arrow_head, shorten_end_px); markers: (x, y, pen, brush, radius_px);
-        lines: (M, 4) thin guide lines (moved points: where they are -> where they were dropped)."""
+        lines: (M, 4) thin guide lines (moved points: where they are -> where they were dropped);
+        labels: (x, y, text, below) class names drawn just above (x, y), or below it where an arrow
+        would run through the label."""
         self.prepareGeometryChange()
         self._segments, self._markers = segments, markers
         self._lines = lines[:MAX_POINT_LINES] if len(lines) else np.zeros((0, 4))
-        xs: list[float] = []
-        ys: list[float] = []
+        self._labels = labels or []
+        for lab in self._labels:
+            if lab[2] not in self._text_w:
+                self._text_w[lab[2]] = self._fm.horizontalAdvance(lab[2])
+        self._pad_px = max([16.0, 36.0 if self._labels else 0.0] + [self._text_w[lab[2]] / 2 + 8 for lab in self._labels])
+        xs: list[float] = [lab[0] for lab in self._labels]
+        ys: list[float] = [lab[1] for lab in self._labels]
         for s in segments:
             xs += [s[0], s[2]]
             ys += [s[1], s[3]]
@@ -131,12 +171,12 @@ class _OverlayLayer(pg.GraphicsObject):
 
     def boundingRect(self) -> QRectF:
         if self._bounds is None:
-            if self._data_rect.isNull() and not (self._segments or self._markers or len(self._lines)):
+            if not (self._segments or self._markers or len(self._lines) or self._labels):
                 self._bounds = QRectF()
             else:
                 px, py = self.pixelVectors()
-                pad_x = 16 * (px.length() if px is not None else 0.0)
-                pad_y = 16 * (py.length() if py is not None else 0.0)
+                pad_x = self._pad_px * (px.length() if px is not None else 0.0)
+                pad_y = self._pad_px * (py.length() if py is not None else 0.0)
                 self._bounds = self._data_rect.adjusted(-pad_x, -pad_y, pad_x, pad_y)
         return self._bounds
 
@@ -152,6 +192,20 @@ class _OverlayLayer(pg.GraphicsObject):
             y1 = tr.m12() * m[:, 2] + tr.m22() * m[:, 3] + tr.dy()
             p.setPen(self._line_pen)
             p.drawLines([QLineF(a, b, c, d) for a, b, c, d in zip(x0, y0, x1, y1)])
+        if self._labels:
+            p.setFont(self._font)
+            h = self._fm.height()
+            asc = self._fm.ascent()
+            for x, y, text, below in self._labels:
+                c = tr.map(QPointF(x, y))
+                w = self._text_w[text]
+                top = c.y() + HANDLE_SIZE / 2 + 3 if below else c.y() - HANDLE_SIZE / 2 - 3 - h - 2
+                box = QRectF(c.x() - w / 2 - 3, top, w + 6, h + 2)
+                p.setPen(Qt.PenStyle.NoPen)
+                p.setBrush(self._label_bg)
+                p.drawRoundedRect(box, 3, 3)
+                p.setPen(self._label_fg)
+                p.drawText(QPointF(box.left() + 3, box.top() + 1 + asc), text)
         for x0, y0, x1, y1, pen, head, shorten in self._segments:
             a, b = tr.map(QPointF(x0, y0)), tr.map(QPointF(x1, y1))
             dx, dy = b.x() - a.x(), b.y() - a.y()
@@ -264,8 +318,7 @@ class _HoverPopup(QFrame):
         self.setAttribute(Qt.WidgetAttribute.WA_ShowWithoutActivating, True)
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents, True)
         self.setObjectName("latentHoverPopup")
-        self.setStyleSheet("#latentHoverPopup { background: #ffffff; border: 1px solid #b8b8b8; border-radius: 4px; }"
-                           " QLabel { color: #202020; }")
+        self.setStyleSheet("QLabel { color: #202020; background: transparent; }")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.setSpacing(4)
@@ -275,6 +328,13 @@ class _HoverPopup(QFrame):
         self.text.setTextFormat(Qt.TextFormat.RichText)
         lay.addWidget(self.image)
         lay.addWidget(self.text)
+
+    def paintEvent(self, ev: Any) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.setPen(QPen(QColor(184, 184, 184), 1))
+        p.setBrush(QBrush(QColor(255, 255, 255)))
+        p.drawRect(QRectF(0.5, 0.5, self.width() - 1, self.height() - 1))
+        p.end()
 
     def show_sample(self, pixmap: QPixmap | None, html: str, global_pos: QPoint) -> None:
         if pixmap is not None and not pixmap.isNull():
@@ -347,19 +407,21 @@ class LatentView(QWidget):
         self._pos = np.zeros((0, 2))
         self._order = np.zeros(0, dtype=np.int64)
         self._class_idx: list[np.ndarray] = []
+        self._present = np.zeros(0, dtype=bool)
         self._selection = np.zeros(0, dtype=np.int64)
         self._drag: _Drag | None = None
         self._empty_press: QPointF | None = None
+        self._right_press: QPointF | None = None
         self._hover_idx = -1
         self._hover_px: QPointF | None = None
         self._hover_handle = -1
         self._hover_ring = -1
         self._fitted = False
+        self._user_ranged = False     # the user panned or zoomed since the last fit: leave the range alone
         self._fast_scatter = True     # write the scatter's record array directly (falls back to setData)
         self._style_tables: dict[str, Any] = {}
         self.handle_items: list[pg.ScatterPlotItem] = []
         self.ring_items: list[QGraphicsEllipseItem] = []
-        self.label_items: list[pg.TextItem] = []
         self._menu: QMenu | None = None
 
         lay = QVBoxLayout(self)
@@ -371,7 +433,8 @@ class LatentView(QWidget):
         self.plot.setAntialiasing(True)
         pi = self.plot.getPlotItem()
         pi.hideButtons()
-        pi.showGrid(x=True, y=True, alpha=0.10)
+        pi.setMenuEnabled(False)    # our own menus: pyqtgraph's could switch auto-range on behind our back
+        # No grid: pyqtgraph draws it inside the axis items, and replaying it costs more than the 10k points.
         for name in ("left", "bottom"):
             ax = pi.getAxis(name)
             ax.setPen(pg.mkPen("#9a9a9a"))
@@ -379,6 +442,7 @@ class LatentView(QWidget):
         self.vb: pg.ViewBox = pi.getViewBox()
         self.vb.setAspectLocked(True)
         self.vb.disableAutoRange()
+        self.vb.sigRangeChangedManually.connect(self._on_manual_range)
         lay.addWidget(self.plot, 1)
 
         self.scatter = pg.ScatterPlotItem(pxMode=True, useCache=True, antialias=False)
@@ -497,7 +561,7 @@ class LatentView(QWidget):
 
     @property
     def num_points(self) -> int:
-        return 0 if self._z is None else int(len(self._z))
+        return 0 if self._z is None else len(self._z)
 
     def set_snapshot(self, z: np.ndarray, labels: np.ndarray, preds: np.ndarray, class_names: list[str],
                      committed_layout: dict | None = None, *, keep_edits: bool = False) -> None:
@@ -523,6 +587,8 @@ class LatentView(QWidget):
         if classes_changed or not self._colors:
             self._colors = class_colors(k)
         self._class_idx = [np.flatnonzero(labels == c) for c in range(k)]
+        # A class with no point in the view set has no centre to drag: no handle, ring or label for it.
+        self._present = np.array([len(ix) > 0 for ix in self._class_idx], dtype=bool)
         self._base = layout_from_points(z, labels, k)
         keep = keep_edits and self._stack.base is not None and self._stack.base.num_classes == k
         self._stack.reset_base(self._base, view_size=len(z), keep_edits=keep)
@@ -543,7 +609,10 @@ class LatentView(QWidget):
             self._build_class_items()
         self._build_legend()
         self._refresh(restyle=True)
-        if not self._fitted:
+        # The range is ours only until the user pans or zooms: the first snapshot is fitted, and a later one
+        # only if it no longer fits (features often grow as training goes on). Never during a drag: a
+        # snapshot cancels any drag first, and drags never change the range.
+        if not self._fitted or (not self._user_ranged and self._escapes_view()):
             self.fit()
             self._fitted = True
         self.editsChanged.emit(self._stack.edits)
@@ -625,9 +694,11 @@ class LatentView(QWidget):
         return self._push(edit)
 
     def fit(self) -> None:
-        """Zoom to show every point, ring and target (the only time the view range changes by itself)."""
+        """Zoom to show every point, ring and target; the view then follows new snapshots again until the user
+        pans or zooms."""
         if self._z is None or self._base is None:
             return
+        self._user_ranged = False
         lay = self._stack.layout
         pts = [self._pos] if len(self._pos) else []
         pts.append(lay.centers + lay.spreads[:, None])
@@ -642,6 +713,22 @@ class LatentView(QWidget):
         span = np.maximum(hi - lo, 1e-6)
         self.vb.setRange(xRange=(lo[0], lo[0] + span[0]), yRange=(lo[1], lo[1] + span[1]), padding=0.05,
                          disableAutoRange=True)
+
+    def _on_manual_range(self, *_: Any) -> None:
+        self._user_ranged = True
+
+    def _escapes_view(self) -> bool:
+        """Whether the shown layout has left the visible range: a class centre, or more than 1% of the points."""
+        r = self.vb.viewRect()
+        lo, hi = np.array([r.left(), r.top()]), np.array([r.right(), r.bottom()])
+        lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+        centers = self._stack.layout.centers[self._present]
+        if len(centers) and not ((centers >= lo) & (centers <= hi)).all():
+            return True
+        if not len(self._pos):
+            return False
+        outside = ~((self._pos >= lo) & (self._pos <= hi)).all(axis=1)
+        return float(outside.mean()) > 0.01
 
     def selected_indices(self) -> list[int]:
         return [int(i) for i in self._selection]
@@ -697,7 +784,7 @@ class LatentView(QWidget):
         merge = menu.addMenu("Merge with")
         apart = menu.addMenu("Push apart from")
         for o in range(len(self._names)):
-            if o == c:
+            if o == c or not self._present[o]:
                 continue
             if lay.group[o] != lay.group[c]:
                 a = merge.addAction(self._icon(o), self._names[o])
@@ -712,6 +799,25 @@ class LatentView(QWidget):
             any(self._labels[i] == c for i in lay.points)
         reset.setEnabled(self._editable and touched)
         reset.triggered.connect(lambda _=False: self.reset_class(c))
+        return menu
+
+    def build_view_menu(self) -> QMenu:
+        """The context menu of the empty plot: fit, select mode, undo/redo, reset, clear selection."""
+        menu = QMenu(self)
+        menu.addAction("Fit view", self.fit)
+        sel = menu.addAction("Select mode (drag to select points)")
+        sel.setCheckable(True)
+        sel.setChecked(self._select_mode)
+        sel.setEnabled(self._editable)
+        sel.toggled.connect(self.set_select_mode)
+        clear = menu.addAction("Clear selection", lambda: self.set_selection([]))
+        clear.setEnabled(len(self._selection) > 0)
+        menu.addSeparator()
+        for text, slot, ok in (("Undo", self._user_undo, self._stack.can_undo()),
+                               ("Redo", self._user_redo, self._stack.can_redo()),
+                               ("Reset edits", self._user_reset, len(self._stack) > 0)):
+            a = menu.addAction(text, slot)
+            a.setEnabled(self._editable and ok)
         return menu
 
     # ------------------------------------------------------------------------------------------ styles and items
@@ -747,11 +853,9 @@ class LatentView(QWidget):
         return QIcon(pm)
 
     def _build_class_items(self) -> None:
-        for it in self.handle_items + self.ring_items + self.label_items:
+        for it in self.handle_items + self.ring_items:
             self.plot.removeItem(it)
-        self.handle_items, self.ring_items, self.label_items = [], [], []
-        font = QFont()
-        font.setPointSizeF(8.0)
+        self.handle_items, self.ring_items = [], []
         for c, rgb in enumerate(self._colors):
             h = pg.ScatterPlotItem(pxMode=True, symbol="o", size=HANDLE_SIZE, brush=pg.mkBrush(*rgb),
                                    pen=pg.mkPen("#1e1e1e", width=1.6))
@@ -763,18 +867,11 @@ class LatentView(QWidget):
             pen = QPen(_rgb_color(darker(rgb, 0.8), 230), 1.5)
             pen.setCosmetic(True)
             ring.setPen(pen)
-            ring.setBrush(QBrush(_rgb_color(rgb, 22)))
+            ring.setBrush(QBrush(Qt.BrushStyle.NoBrush))   # filled only while hovered or dragged (fills cost)
             ring.setZValue(15)
             ring.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
             self.plot.addItem(ring, ignoreBounds=True)
             self.ring_items.append(ring)
-            t = pg.TextItem(self._names[c], color="#202020", anchor=(0.5, 1.55),
-                            fill=pg.mkBrush(255, 255, 255, 225))
-            t.setFont(font)
-            t.setZValue(19)   # above points and rings, below arrows and handles
-            t.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
-            self.plot.addItem(t, ignoreBounds=True)
-            self.label_items.append(t)
 
     def _build_legend(self) -> None:
         entries: list[tuple[str, tuple[int, int, int], str]] = [("class", rgb, self._names[c])
@@ -812,10 +909,12 @@ class LatentView(QWidget):
         self._update_toolbar()
 
     def _place_class(self, c: int, center: np.ndarray, spread: float) -> None:
+        present = bool(self._present[c])
+        self.handle_items[c].setVisible(present)
+        self.ring_items[c].setVisible(present)
         x, y = float(center[0]), float(center[1])
         self.handle_items[c].setData([x], [y])
         self.ring_items[c].setRect(QRectF(x - spread, y - spread, 2 * spread, 2 * spread))
-        self.label_items[c].setPos(x, y)
 
     def _push_scatter(self, restyle: bool = False) -> None:
         """One scatter update per frame: positions in place during drags; styles only on a new snapshot."""
@@ -869,11 +968,36 @@ class LatentView(QWidget):
         sc.invalidate()
         sc.sigPlotChanged.emit(sc)
 
-    def _update_overlay(self, lay: TargetLayout) -> None:
+    def _update_overlay(self, lay: TargetLayout, live: np.ndarray | None = None) -> None:
+        """Labels, pending-edit arrows (current -> edited), committed ghosts and moved-point lines.
+        ``live``: the class centres as drawn during a drag (default: the layout's)."""
         b = self._base
+        centers = lay.centers if live is None else live
         segs: list = []
         marks: list = []
+        labels: list[tuple[float, float, str, bool]] = []
+        seen: set[int] = set()
+
+        def from_above(v: np.ndarray) -> bool:   # an arrow along v (away from the handle) runs up through the label
+            return bool(v[1] > 1e-12 and v[1] > 0.35 * abs(v[0]))
+
+        for c in range(len(self._names)):            # merged classes share a centre: one label "a + b"
+            g = int(lay.group[c])
+            if g in seen or not self._present[c]:
+                continue
+            seen.add(g)
+            members = np.flatnonzero((lay.group == g) & self._present)
+            below = False
+            for m in members:
+                moved = float(np.hypot(*(centers[m] - b.centers[m]))) > 1e-9
+                below |= moved and from_above(b.centers[m] - centers[m])
+                if self._committed is not None and not moved:
+                    below |= from_above(self._committed.centers[m] - b.centers[m])
+            labels.append((float(centers[c][0]), float(centers[c][1]),
+                           " + ".join(self._names[m] for m in members), below))
         for c, rgb in enumerate(self._colors):
+            if not self._present[c]:
+                continue
             cur = b.centers[c]
             if self._committed is not None:
                 tgt = self._committed.centers[c]
@@ -882,7 +1006,7 @@ class LatentView(QWidget):
                 segs.append((cur[0], cur[1], tgt[0], tgt[1], pen, True, 9.0))
                 gpen = QPen(_rgb_color(darker(rgb, 0.8), 200), 1.6, Qt.PenStyle.DashLine)
                 marks.append((tgt[0], tgt[1], gpen, QBrush(_rgb_color(rgb, 60)), 7.0))
-            new = lay.centers[c]
+            new = centers[c]
             if float(np.hypot(*(new - cur))) > 1e-9:
                 pen = QPen(_rgb_color(darker(rgb, 0.6), 255), 2.0)
                 segs.append((cur[0], cur[1], new[0], new[1], pen, True, HANDLE_SIZE / 2 + 2))
@@ -891,7 +1015,7 @@ class LatentView(QWidget):
         if lay.points:
             idx = np.fromiter(lay.points.keys(), dtype=np.int64, count=len(lay.points))
             lines = np.concatenate([self._z[idx], self._pos[idx]], axis=1)
-        self.overlay.set_content(segs, marks, lines)
+        self.overlay.set_content(segs, marks, lines, labels)
 
     def _update_selection_item(self) -> None:
         if len(self._selection):
@@ -911,9 +1035,11 @@ class LatentView(QWidget):
 
     def _highlight_ring(self, c: int, on: bool) -> None:
         if 0 <= c < len(self.ring_items):
-            pen = QPen(self.ring_items[c].pen())
+            ring = self.ring_items[c]
+            pen = QPen(ring.pen())
             pen.setWidthF(3.0 if on else 1.5)
-            self.ring_items[c].setPen(pen)
+            ring.setPen(pen)
+            ring.setBrush(QBrush(_rgb_color(self._colors[c], 28)) if on else QBrush(Qt.BrushStyle.NoBrush))
 
     # ------------------------------------------------------------------------------------------ geometry
 
@@ -933,6 +1059,7 @@ class LatentView(QWidget):
         kx, ky = self._px_per_unit()
         lay = self._stack.layout
         d = np.hypot((lay.centers[:, 0] - v[0]) * kx, (lay.centers[:, 1] - v[1]) * ky)
+        d[~self._present] = np.inf
         c = int(np.argmin(d))
         if d[c] <= HANDLE_HIT:
             return ("handle", c)
@@ -1034,7 +1161,8 @@ class LatentView(QWidget):
                 self._menu = self.build_handle_menu(hit[1])
                 self._menu.popup(self.plot.viewport().mapToGlobal(pos.toPoint()))
                 return True
-            return False
+            self._right_press = QPointF(pos)
+            return False            # a right drag still zooms
         if ev.button() != Qt.MouseButton.LeftButton:
             return False
         self.plot.setFocus(Qt.FocusReason.MouseFocusReason)
@@ -1117,8 +1245,11 @@ class LatentView(QWidget):
             if len(d.idx):
                 self._pos[d.idx] = d.base_pos + delta
             lay = self._stack.layout
+            live = lay.centers.copy()
             for j, m in enumerate(d.members):
-                self._place_class(m, d.start_centers[j] + delta, float(lay.spreads[m]))
+                live[m] = d.start_centers[j] + delta
+                self._place_class(m, live[m], float(lay.spreads[m]))
+            self._update_overlay(lay, live)
             target = self._merge_target(d, self._view_to_px(float(new[0]), float(new[1])))
             if target != d.merge_target:
                 self._highlight_handle(d.merge_target, False)
@@ -1152,7 +1283,7 @@ class LatentView(QWidget):
         lay = self._stack.layout
         best, best_d = -1, float(MERGE_SNAP)
         for o in range(len(self._names)):
-            if o in d.members:
+            if o in d.members or not self._present[o]:
                 continue
             p = self._view_to_px(*lay.centers[o])
             dist = math.hypot(p.x() - pos.x(), p.y() - pos.y())
@@ -1162,6 +1293,13 @@ class LatentView(QWidget):
 
     def _on_release(self, ev: QMouseEvent) -> bool:
         d = self._drag
+        if d is None and ev.button() == Qt.MouseButton.RightButton:
+            p, rp = ev.position(), self._right_press
+            self._right_press = None
+            if rp is not None and math.hypot(p.x() - rp.x(), p.y() - rp.y()) < DRAG_START:
+                self._menu = self.build_view_menu()
+                self._menu.popup(self.plot.viewport().mapToGlobal(p.toPoint()))
+            return False
         if d is None:
             if self._empty_press is not None and ev.button() == Qt.MouseButton.LeftButton:
                 p = ev.position()

@@ -1,0 +1,240 @@
+"""The train step (engine/step.py): its stats, clipping, the plain-CE case, invalidation, and on CUDA that the
+compiled and graph-captured step trains like the eager one."""
+import copy
+
+import pytest
+import torch
+from hill_app.losses import combine_terms
+
+from hill_app.engine.config import RunConfig
+from hill_app.engine.session import TrainingSession
+from hill_app.engine.step import STEP_STATS
+
+EDITS = [
+    {"op": "strategy", "name": "compactness", "strength": 0.5},
+    {"op": "separate", "classes": [0, 1], "min_distance": 1.0},
+    {"op": "move_points", "indices": list(range(0, 64, 2)), "to": [0.0, 0.8]},
+]
+S = {k: i for i, k in enumerate(STEP_STATS)}
+
+
+def make_session(tmp_path, name="run", **cfg):
+    base = {"dataset": "digits", "device": "cpu", "epochs": 3, "pause_at": [], "seed": 0}
+    base.update(cfg)
+    return TrainingSession(RunConfig(**base), tmp_path / name)
+
+
+def commit(s, edits=EDITS):
+    if s.projection is None:
+        s.fit_projection()
+    cmd = s.submit("set_latent_targets", {"edits": edits})
+    s._process_commands(at_epoch_boundary=True)
+    assert cmd.status == "success", cmd.reason
+    assert s.targets is not None
+
+
+def batches(s, n):
+    """The next ``n`` batches of training-sample indices, the way an epoch draws them (over epochs if need be)."""
+    bs = s.config.batch_size
+    out = []
+    while len(out) < n:
+        order = s._epoch_order()
+        out += [order[i * bs:(i + 1) * bs].to(s.device) for i in range(min(n - len(out), order.numel() // bs))]
+    return out
+
+
+def run(s, idxs):
+    return torch.stack([s._train_step(i) for i in idxs])
+
+
+def test_stats_are_the_documented_ones(tmp_path):
+    s = make_session(tmp_path)
+    (idx,) = batches(s, 1)
+    st = s._train_step(idx)
+    assert st.shape == (len(STEP_STATS),) == (9,)
+    assert st.dtype == torch.float32
+    assert torch.isfinite(st).all()
+    assert st[S["ce"]] > 0 and st[S["grad_norm"]] > 0
+    correct = float(st[S["correct"]])
+    assert correct == int(correct) and 0 <= correct <= idx.numel()
+
+
+def test_no_targets_terms_zero_and_loss_is_ce_exactly(tmp_path):
+    s = make_session(tmp_path)
+    st = run(s, batches(s, 3))
+    assert torch.equal(st[:, S["loss"]], st[:, S["ce"]])
+    for k in ("center", "spread", "sep", "point", "scale"):
+        assert (st[:, S[k]] == 0).all(), k
+
+
+def test_alpha_zero_with_targets_is_plain_ce(tmp_path):
+    s = make_session(tmp_path)
+    commit(s)
+    s.alpha = 0.0
+    st = run(s, batches(s, 2))
+    assert torch.equal(st[:, S["loss"]], st[:, S["ce"]])
+    assert (st[:, 2:7] == 0).all()
+
+
+def test_hill_loss_is_the_documented_blend(tmp_path):
+    s = make_session(tmp_path)
+    commit(s)
+    for alpha, lam in ((0.5, 0.1), (0.8, 0.3)):  # a change of alpha/lambda takes effect at the next step
+        s.alpha, s.lam = alpha, lam
+        st = s._train_step(batches(s, 1)[0])
+        assert st[S["center"]] > 0 and st[S["scale"]] > 0
+        want = combine_terms(st[S["ce"]], st[2:7], s.weights, alpha, lam)
+        assert torch.allclose(st[S["loss"]], want, rtol=1e-5, atol=1e-6)
+
+
+def test_grad_clip_bounds_the_applied_update(tmp_path):
+    max_norm = 1e-3
+    s = make_session(tmp_path, grad_clip=max_norm)
+    g = s.optimizer.param_groups[0]
+    lr, m, wd = g["lr"], g["momentum"], g["weight_decay"]
+    assert g["nesterov"] and m > 0
+    before = [p.detach().clone() for p in s.model.parameters()]
+    st = s._train_step(batches(s, 1)[0])
+    assert st[S["grad_norm"]] > 10 * max_norm  # the reported norm is the one before clipping
+    grads = [p.grad for p in s.model.parameters() if p.grad is not None]
+    assert float(torch.nn.utils.get_total_norm(grads)) <= max_norm * (1 + 1e-4)
+    # first Nesterov SGD step from empty state: p -= lr * (1 + m) * (g_clipped + wd * p)
+    applied = [((b - p.detach()) / (lr * (1 + m)) - wd * b) for b, p in zip(before, s.model.parameters())
+               if p.grad is not None]
+    assert float(torch.nn.utils.get_total_norm(applied)) <= max_norm * (1 + 1e-3)
+
+
+def test_cpu_runs_are_bit_for_bit_identical(tmp_path):
+    out = []
+    for name in ("a", "b"):
+        s = make_session(tmp_path, name, grad_clip=1.0)
+        st = run(s, batches(s, 3))
+        commit(s)
+        st = torch.cat([st, run(s, batches(s, 3))])
+        out.append((st, [p.detach().clone() for p in s.model.parameters()]))
+    assert torch.isfinite(out[0][0]).all()
+    assert torch.equal(out[0][0], out[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(out[0][1], out[1][1]))
+
+
+def test_invalidate_forgets_compiled_and_results_stay_exact(tmp_path):
+    # one session after the other: each seeds the global RNG that dropout draws from
+    eager = make_session(tmp_path, "eager")
+    a = run(eager, batches(eager, 4))
+    comp = make_session(tmp_path, "comp", compile=True)
+    comp.train_step.compile_options = {"backend": "eager"}  # dynamo tracing without codegen: fast and exact
+    idxs = batches(comp, 4)
+    b = run(comp, idxs[:2])
+    assert comp.train_step._fwd_c is not None
+    comp.train_step.invalidate()
+    assert comp.train_step._fwd_c is None and comp.train_step._captured is None
+    b = torch.cat([b, run(comp, idxs[2:])])
+    assert torch.equal(a, b)
+
+
+def test_alpha_change_does_not_recompile(tmp_path):
+    compiles = []
+
+    def counting(gm, example_inputs):
+        compiles.append(gm)
+        return gm.forward
+
+    s = make_session(tmp_path, compile=True)
+    s.train_step.compile_options = {"backend": counting}
+    commit(s)
+    torch._dynamo.reset()
+    idxs = batches(s, 3)
+    s._train_step(idxs[0])
+    n = len(compiles)
+    assert n >= 2  # forward and loss regions
+    s.alpha, s.lam = 0.3, 0.7
+    st = s._train_step(idxs[1])
+    assert len(compiles) == n
+    want = combine_terms(st[S["ce"]], st[2:7], s.weights, 0.3, 0.7)
+    assert torch.allclose(st[S["loss"]], want, rtol=1e-5, atol=1e-6)
+
+
+def test_alpha_and_lambda_keep_their_device_tensors(tmp_path):
+    s = make_session(tmp_path)
+    a = s.train_step._scalar("alpha", 0.5)
+    assert s.train_step._scalar("alpha", 0.5) is a  # one address for the life of the step: graphs read it there
+    assert s.train_step._scalar("alpha", 0.25) is a and float(a) == 0.25
+
+
+def test_frozen_layer_stays_put(tmp_path):
+    s = make_session(tmp_path)
+    s._train_step(batches(s, 1)[0])
+    cmd = s.submit("model_layer_operation", {"layer_name": "head", "operation": "freeze"})
+    s._process_commands(at_epoch_boundary=False)
+    assert cmd.status == "success", cmd.reason
+    head = [p.detach().clone() for p in s.model.head.parameters()]
+    body = [p.detach().clone() for p in s.model.body.parameters()]
+    st = run(s, batches(s, 2))
+    assert torch.isfinite(st).all()
+    assert all(torch.equal(a, p) for a, p in zip(head, s.model.head.parameters()))
+    assert not all(torch.equal(a, p) for a, p in zip(body, s.model.body.parameters()))
+
+
+# ---------------------------------------------------------------- CUDA (skipped where there is none)
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _cuda_pair(tmp_path, **cfg):
+    """An eager and a compiled (graph-captured) session from the same weights, dropout off, small lr."""
+    out = []
+    for name, comp in (("eager", False), ("compiled", True)):
+        s = make_session(tmp_path, name, device="cuda", compile=comp, lr=0.01, **cfg)
+        s.model.dropout.p = 0.0
+        s.train_step.invalidate()
+        out.append(s)
+    out[1].model.load_state_dict(out[0].model.state_dict())
+    return out
+
+
+@cuda
+@pytest.mark.cuda
+def test_cuda_compiled_step_follows_the_eager_trajectory(tmp_path):
+    eager, comp = _cuda_pair(tmp_path)
+    idxs = batches(eager, 12)
+    a, b = run(eager, idxs), run(comp, idxs)
+    rel = ((a[:, :2] - b[:, :2]).abs() / a[:, :2].abs().clamp(min=1e-6))
+    assert rel[0].max() < 1e-2, (a, b)
+    assert rel.max() < 5e-2, (a, b)
+    assert comp.train_step.captures >= 1, comp.train_step._graph_error
+    assert comp.train_step.graphed
+    # HILL on, same targets on both sides: a recapture follows, and the losses still agree
+    for s in (eager, comp):
+        commit(s)
+    comp.targets = copy.deepcopy(eager.targets)
+    comp.projection = eager.projection.to("cuda")
+    idxs = batches(eager, 8)
+    a, b = run(eager, idxs), run(comp, idxs)
+    assert comp.train_step.captures >= 2 and comp.train_step.graphed
+    rel = ((a[:, :7] - b[:, :7]).abs() / a[:, :7].abs().clamp(min=1e-3))
+    assert rel[:3].max() < 5e-2, rel
+
+
+@cuda
+@pytest.mark.cuda
+def test_cuda_graph_sees_alpha_and_recaptures_on_lr_change(tmp_path):
+    _, s = _cuda_pair(tmp_path)
+    commit(s)
+    idxs = batches(s, 16)
+    run(s, idxs[:5])
+    n = s.train_step.captures
+    assert n >= 1 and s.train_step.graphed, s.train_step._graph_error
+    s.alpha, s.lam = 0.2, 0.4
+    st = s._train_step(idxs[5])
+    assert s.train_step.captures == n  # alpha/lambda are device scalars: no recapture
+    want = combine_terms(st[S["ce"]], st[2:7], s.weights, 0.2, 0.4)
+    assert torch.allclose(st[S["loss"]], want, rtol=1e-4, atol=1e-5)
+    cmd = s.submit("update_optimizer", {"lr": 0.005})
+    s._process_commands(at_epoch_boundary=False)
+    assert cmd.status == "success"
+    # a change soon after a capture doubles the warm-up (3 -> 6 ordinary steps), then it captures again
+    run(s, idxs[6:14])
+    assert s.train_step.captures == n + 1 and s.train_step.graphed
+    s.train_step.invalidate()
+    assert not s.train_step.graphed
+    assert torch.isfinite(run(s, idxs[14:])).all()
