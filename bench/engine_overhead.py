@@ -16,8 +16,9 @@ GPU targets: (a) <= 1.10, (b) <= 1.05. CPU: digits (sklearn) with digits_cnn; GP
 CIFAR-10-shaped images (uint8, 3x32x32) with airbench, flip_crop augmentation, batch 1000.
 
 Engine modes: ``eager`` (plain PyTorch, the default config), ``graphs`` (eager kernels, the whole step captured
-in one CUDA graph), ``compiled`` (``config.compile``: torch.compile of forward and loss, and on CUDA the whole
-step in one CUDA graph). The bare loop is eager for eager/graphs and ``torch.compile(model)`` for compiled.
+in one CUDA graph), ``compiled`` (``config.compile``: the loss compiled with torch.compile, and on CUDA the
+whole step in one CUDA graph). The bare loop is eager in every mode (``--bare-compile``: torch.compile(model)
+in the compiled mode).
 Every variant's epochs are interleaved (the order rotates every round) and the medians reported, so
 background load does not bias one side.
 """
@@ -240,6 +241,24 @@ def check_compiled(prob: Problem, root: Path, steps: int = 8) -> None:
         x.journal.close()
 
 
+def check_model_compile(prob: Problem, root: Path, steps: int = 3) -> None:
+    """Which parameters get non-finite gradients when the model itself is compiled (``compile_model``)."""
+    for amp in ("bf16", "off"):
+        t0 = time.perf_counter()
+        cfg = prob.config(True)
+        cfg.amp = amp
+        s = TrainingSession(cfg, root / f"model-compile-{amp}", bundle=prob.bundle)
+        s.train_step.compile_model, s.train_step.cuda_graphs = True, False
+        order = s._epoch_order().to(prob.device)
+        for i in range(steps):
+            st = s._train_step(order[i * prob.batch_size:(i + 1) * prob.batch_size])
+            bad = [n for n, p in s.model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+            print(f"  model compiled, amp {amp}: step {i} loss {float(st[0]):.5f} grad_norm {float(st[7]):.4f} "
+                  f"non-finite grads {bad[:8]}{' ...' if len(bad) > 8 else ''}", flush=True)
+        print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        s.journal.close()
+
+
 def run_device(dev: torch.device, args: argparse.Namespace) -> list[str]:
     t_start = time.perf_counter()
     prob = Problem(dev, args.batch_size, args.n_train, args.lr)
@@ -271,6 +290,11 @@ def run_device(dev: torch.device, args: argparse.Namespace) -> list[str]:
         gc.collect()
         if dev.type == "cuda":
             torch.cuda.empty_cache()
+    if args.check_model_compile:
+        try:
+            check_model_compile(prob, root)
+        except Exception:  # noqa: BLE001 - a diagnostic
+            traceback.print_exc()
     print(f"  {dev.type} done in {time.perf_counter() - t_start:.0f} s", flush=True)
     return summary
 
@@ -285,11 +309,12 @@ def run_mode(prob: Problem, mode: str, args: argparse.Namespace, root: Path, bar
     plain = EngineVariant(prob, compile, graphs, hill=False, root=root / f"{mode}-plain")
     hill = EngineVariant(prob, compile, graphs, hill=True, root=root / f"{mode}-hill")
     lr, mom, wd = plain.hyper
-    if compile not in bares:
-        bares[compile] = BareLoop(prob.bundle, prob.model, dev, prob.batch_size, lr, mom, wd, compile=compile)
-    bare_name = "bare (torch.compile)" if compile else "bare (eager)"
+    bare_c = compile and args.bare_compile
+    if bare_c not in bares:
+        bares[bare_c] = BareLoop(prob.bundle, prob.model, dev, prob.batch_size, lr, mom, wd, compile=bare_c)
+    bare_name = "bare (torch.compile)" if bare_c else "bare (eager)"
     variants: dict[str, Callable[[], object]] = {
-        bare_name: bares[compile].epoch, "engine plain": plain.epoch, "engine HILL": hill.epoch}
+        bare_name: bares[bare_c].epoch, "engine plain": plain.epoch, "engine HILL": hill.epoch}
     # warm-up epochs run through compile, cudnn autotune and the graph capture, untimed
     times = time_interleaved(variants, args.warmup, args.epochs, dev)
     med = {n: statistics.median(v) for n, v in times.items()}
@@ -315,7 +340,7 @@ def run_mode(prob: Problem, mode: str, args: argparse.Namespace, root: Path, bar
     line = (f"  [{dev.type} {mode:>8}] (a) engine/bare {a:5.3f} ({verdict(a, TARGET_A)})   "
             f"(b) HILL/plain {b:5.3f} ({verdict(b, TARGET_B)})   engine plain {prob.images / med['engine plain']:,.0f} img/s, "
             f"HILL {prob.images / med['engine HILL']:,.0f} img/s, bare {prob.images / bare_t:,.0f} img/s")
-    if compile and bare_eager_t is not None:
+    if bare_c and bare_eager_t is not None:
         line += f"; engine compiled / bare eager {med['engine plain'] / bare_eager_t:.3f}"
     print(line, flush=True)
     for v in (plain, hill):
@@ -333,10 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads for the CPU part (default 1: digits gains nothing from more, and "
                          "oversubscribed busy cores make every variant noisy); 0 keeps torch's default")
+    ap.add_argument("--check-model-compile", action="store_true",
+                    help="last, show which gradients go non-finite with the model compiled (bf16 and fp32)")
     ap.add_argument("--check", action="store_true",
                     help="first compare eager and compiled steps from the same weights, step by step")
     ap.add_argument("--compile", action="store_true",
                     help="also run the compiled mode (config.compile) on CUDA")
+    ap.add_argument("--bare-compile", action="store_true",
+                    help="in the compiled mode, time the bare loop with torch.compile(model) instead of eager")
     ap.add_argument("--lr", type=float, default=None, help="learning rate of every variant (default: the config's)")
     ap.add_argument("--modes", default=None,
                     help="comma list of eager, graphs, compiled (default: eager,graphs on cuda, eager on cpu; "

@@ -38,7 +38,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--projection", choices=["lda", "pca"], default="lda")
     p.add_argument("--view-size", type=int, help="points in the latent view (0: the whole training split)")
     p.add_argument("--grad-clip", type=float)
-    p.add_argument("--compile", action="store_true", help="torch.compile the training step (CUDA)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="compile the loss and capture the step in a CUDA graph (default: on for CUDA, off on CPU)")
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="also checkpoint every N epochs (default: only at pauses and at the end)")
 

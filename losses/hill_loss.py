@@ -26,14 +26,17 @@ class LossWeights:
 
 @dataclass
 class LatentTargets:
-    """The teacher layout as tensors on the training device.
+    """The teacher layout as tensors on the training device, in *loss space* ``u = z @ metric.T``.
 
-    ``centers`` (K, 2) and ``spreads`` (K,) are per-class targets in view space; ``class_mask`` (K,) is 1
-    for classes that have targets. ``sep_min`` (K, K) is the minimum centre distance per pair (0: none).
-    ``point_pos`` (N_train, 2) and ``point_mask`` (N_train,) hold drop positions of individually moved
-    training samples, indexed by training-sample index so a batch gathers them without a lookup.
-    ``ref_radius`` is the view set's RMS radius when the targets were committed: the scale term holds the
-    batch radius there, so compactness cannot be had by shrinking everything.
+    The loss space measures a displacement on screen by the feature change it takes, in units of the
+    features' RMS radius (see :func:`hill_app.losses.targets.with_metric`), so one drag asks the same of the
+    network whatever the projection's gain along that direction. ``centers`` (K, 2) and ``spreads`` (K,)
+    are per-class targets; ``class_mask`` (K,) is 1 for classes that have targets; ``sep_min`` (K, K) is
+    the minimum centre distance per pair (0: none). ``point_pos`` (N_train, 2) and ``point_mask``
+    (N_train,) hold drop positions of individually moved training samples, indexed by training-sample
+    index so a batch gathers them without a lookup. ``ref_radius`` is the view set's RMS radius in loss
+    space when the targets were committed: the scale term holds the batch radius there, so compactness
+    cannot be had by shrinking everything.
     """
 
     centers: torch.Tensor
@@ -43,13 +46,14 @@ class LatentTargets:
     point_pos: torch.Tensor
     point_mask: torch.Tensor
     ref_radius: torch.Tensor
+    metric: torch.Tensor
     weights: LossWeights = field(default_factory=LossWeights)
 
     def to(self, device: torch.device | str) -> "LatentTargets":
         return LatentTargets(
             self.centers.to(device), self.spreads.to(device), self.class_mask.to(device),
             self.sep_min.to(device), self.point_pos.to(device), self.point_mask.to(device),
-            self.ref_radius.to(device), self.weights,
+            self.ref_radius.to(device), self.metric.to(device), self.weights,
         )
 
 
@@ -68,10 +72,10 @@ def hill_terms(z: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, targets: Lat
     """The human terms (center, spread, sep, point) and the batch scale, stacked into one tensor of 5.
 
     ``z`` (B, 2) is the projected batch, ``y`` its labels and ``idx`` its training-sample indices.
-    Each term is a mean over the classes / pairs / points present in the batch (0 where none is), of squared
-    distances divided by ``ref_radius ** 2``.
+    Each term is a mean over the classes / pairs / points present in the batch (0 where none is) of
+    squared distances in loss space.
     """
-    z = z.float()
+    z = z.float() @ targets.metric.t()
     k = targets.centers.shape[0]
     counts, mu, rms = class_stats(z, y, k)
     present = (counts > 0).to(z.dtype) * targets.class_mask
@@ -86,10 +90,7 @@ def hill_terms(z: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, targets: Lat
     pm = targets.point_mask[idx].to(z.dtype)
     point = ((z - targets.point_pos[idx]).pow(2).sum(dim=1) * pm).sum() / pm.sum().clamp(min=1.0)
     scale = torch.sqrt(z.pow(2).sum(dim=1).mean() + _EPS) / targets.ref_radius
-    # Distances are measured in units of the commit-time radius: features grow during training, and without
-    # this the same on-screen drag would weigh 10x more at a late pause than an early one.
-    inv_r2 = 1.0 / targets.ref_radius.pow(2)
-    return torch.stack([center * inv_r2, spread * inv_r2, sep * inv_r2, point * inv_r2, scale])
+    return torch.stack([center, spread, sep, point, scale])
 
 
 def combine_terms(ce: torch.Tensor, t: torch.Tensor, weights: LossWeights, alpha: float | torch.Tensor,

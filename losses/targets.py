@@ -35,6 +35,10 @@ class TargetLayout:
     points: dict[int, tuple[float, float]] = field(default_factory=dict)  # view index -> drop position
     edited: np.ndarray | None = None         # (K,) bool: classes the user touched (display only)
     ref_radius: float = 1.0                  # RMS radius of the view set when the layout was taken
+    # loss space (see with_metric): u = z @ metric.T; None = z in units of ref_radius
+    metric: np.ndarray | None = None         # (2, 2)
+    spread_gain: np.ndarray | None = None    # (K,) class spread in loss space / in view space
+    metric_radius: float | None = None       # RMS radius of the view set in loss space
 
     @property
     def num_classes(self) -> int:
@@ -48,6 +52,9 @@ class TargetLayout:
             "centers": self.centers.tolist(), "spreads": self.spreads.tolist(), "sep_min": self.sep_min.tolist(),
             "group": self.group.tolist(), "points": {str(k): list(v) for k, v in sorted(self.points.items())},
             "edited": None if self.edited is None else self.edited.tolist(), "ref_radius": self.ref_radius,
+            "metric": None if self.metric is None else self.metric.tolist(),
+            "spread_gain": None if self.spread_gain is None else self.spread_gain.tolist(),
+            "metric_radius": self.metric_radius,
         }
 
     @classmethod
@@ -58,28 +65,80 @@ class TargetLayout:
             points={int(k): (float(v[0]), float(v[1])) for k, v in d.get("points", {}).items()},
             edited=None if d.get("edited") is None else np.asarray(d["edited"], dtype=bool),
             ref_radius=float(d.get("ref_radius", 1.0)),
+            metric=None if d.get("metric") is None else np.asarray(d["metric"], dtype=np.float64),
+            spread_gain=None if d.get("spread_gain") is None else np.asarray(d["spread_gain"], dtype=np.float64),
+            metric_radius=None if d.get("metric_radius") is None else float(d["metric_radius"]),
         )
+
+    def loss_space(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """(metric A, per-class spread gains, loss-space radius): without a metric, z in units of ref_radius."""
+        if self.metric is None:
+            r = self.ref_radius if self.ref_radius > 1e-12 else 1.0
+            return np.eye(2) / r, np.full(self.num_classes, 1.0 / r), 1.0
+        gain = self.spread_gain if self.spread_gain is not None else np.full(
+            self.num_classes, float(np.sqrt((self.metric ** 2).sum() / 2)))
+        return self.metric, gain, float(self.metric_radius or 1.0)
 
     def to_tensors(self, view_to_train: np.ndarray, n_train: int, device: torch.device | str = "cpu",
                    weights: LossWeights | None = None) -> LatentTargets:
-        """Tensors for the loss; point targets are scattered to training-sample indices."""
+        """Tensors for the loss, in loss space; point targets are scattered to training-sample indices."""
         k = self.num_classes
+        a, gain, radius = self.loss_space()
+        centers = self.centers @ a.T
+        spreads = self.spreads * gain
+        # a separation along a pair's direction d is |A d^| times longer in loss space
+        d = self.centers[:, None, :] - self.centers[None, :, :]
+        n = np.linalg.norm(d, axis=2, keepdims=True)
+        unit = np.where(n > 1e-12, d / np.maximum(n, 1e-12), 0.0)
+        along = np.linalg.norm(unit @ a.T, axis=2)
+        along = np.where(n[..., 0] > 1e-12, along, float(np.sqrt((a ** 2).sum() / 2)))
+        sep = self.sep_min * along
         point_pos = torch.zeros(n_train, 2)
         point_mask = torch.zeros(n_train)
         if self.points:
             vi = np.fromiter(self.points.keys(), dtype=np.int64)
-            pos = torch.tensor(np.array(list(self.points.values())), dtype=torch.float32)
+            pos = np.array(list(self.points.values()), dtype=np.float64) @ a.T
             ti = torch.from_numpy(view_to_train[vi])
-            point_pos[ti] = pos
+            point_pos[ti] = torch.tensor(pos, dtype=torch.float32)
             point_mask[ti] = 1.0
         return LatentTargets(
-            centers=torch.tensor(self.centers, dtype=torch.float32),
-            spreads=torch.tensor(self.spreads, dtype=torch.float32),
+            centers=torch.tensor(centers, dtype=torch.float32),
+            spreads=torch.tensor(spreads, dtype=torch.float32),
             class_mask=torch.ones(k),
-            sep_min=torch.tensor(self.sep_min, dtype=torch.float32),
-            point_pos=point_pos, point_mask=point_mask, ref_radius=torch.tensor(float(self.ref_radius)),
+            sep_min=torch.tensor(sep, dtype=torch.float32),
+            point_pos=point_pos, point_mask=point_mask, ref_radius=torch.tensor(float(radius)),
+            metric=torch.tensor(a, dtype=torch.float32),
             weights=weights or LossWeights(),
         ).to(device)
+
+
+def with_metric(layout: TargetLayout, z: np.ndarray, y: np.ndarray, projection_weight: np.ndarray,
+                feature_radius: float) -> TargetLayout:
+    """Attach the loss space of a linear view ``z = g @ W.T + b`` to a layout taken on points ``z``.
+
+    A displacement dz on screen takes at least the feature change W^+ dz, of length |(W W^T)^(-1/2) dz|.
+    The loss measures that length in units of the features' RMS radius, ``A = (W W^T)^(-1/2) / R``: then
+    its curvature with respect to the features is the same in every direction. Measured in view units
+    instead, an LDA view (which magnifies low-variance feature directions) made a 1-unit drag demand a
+    tiny feature change with huge gradients, and training diverged within a few steps on digits.
+    """
+    w = np.asarray(projection_weight, dtype=np.float64)
+    evals, evecs = np.linalg.eigh(w @ w.T)
+    a = (evecs @ np.diag(1.0 / np.sqrt(np.maximum(evals, 1e-300))) @ evecs.T) / max(feature_radius, 1e-12)
+    z = np.asarray(z, dtype=np.float64)
+    u = z @ a.T
+    gain = np.full(layout.num_classes, float(np.sqrt((a ** 2).sum() / 2)))
+    for c in range(layout.num_classes):
+        m = y == c
+        if m.sum() > 1:
+            zs = np.sqrt(((z[m] - z[m].mean(0)) ** 2).sum(1).mean())
+            us = np.sqrt(((u[m] - u[m].mean(0)) ** 2).sum(1).mean())
+            if zs > 1e-12:
+                gain[c] = us / zs
+    out = layout.copy()
+    out.metric, out.spread_gain = a, gain
+    out.metric_radius = float(np.sqrt((u ** 2).sum(1).mean())) or 1.0
+    return out
 
 
 def layout_from_points(z: np.ndarray, y: np.ndarray, num_classes: int) -> TargetLayout:
@@ -147,8 +206,9 @@ def validate_edit(edit: Any, num_classes: int, view_size: int, where: str = "edi
     op = edit.get("op")
     if op not in EDIT_OPS:
         raise EditError(f"{where}: unknown op {op!r}; expected one of {', '.join(EDIT_OPS)}")
-    known = {"op", "class", "to", "factor", "indices", "classes", "min_distance", "name", "strength"}
-    extra = set(edit) - known
+    allowed = {"move_center": {"class", "to"}, "scale_spread": {"class", "factor"}, "move_points": {"indices", "to"},
+               "merge": {"classes"}, "separate": {"classes", "min_distance"}, "strategy": {"name", "strength"}}
+    extra = set(edit) - allowed[op] - {"op"}
     if extra:
         raise EditError(f"{where}: unexpected key(s) {sorted(extra)} for op '{op}'")
     out: dict[str, Any] = {"op": op}
@@ -202,15 +262,16 @@ def _set_center(layout: TargetLayout, c: int, to: np.ndarray) -> None:
 
 
 def _push_apart(layout: TargetLayout, a: int, b: int, dist: float) -> None:
-    ca, cb = layout.centers[a], layout.centers[b]
+    """Move a and b symmetrically to ``dist`` apart; merged partners move with them (one shared centre)."""
+    ca, cb = layout.centers[a].copy(), layout.centers[b].copy()
     d = cb - ca
     n = float(np.linalg.norm(d))
     if n >= dist:
         return
     u = d / n if n > 1e-9 else np.array([1.0, 0.0])
     mid = (ca + cb) / 2
-    layout.centers[a] = mid - u * dist / 2
-    layout.centers[b] = mid + u * dist / 2
+    _set_center(layout, a, mid - u * dist / 2)
+    _set_center(layout, b, mid + u * dist / 2)
 
 
 def apply_edit(layout: TargetLayout, edit: dict) -> TargetLayout:

@@ -192,10 +192,13 @@ def test_pause_drag_commit_undo_redo(qtbot, main_window, tmp_path):
     assert m.commit_epochs == [2.5]
     log = win.log.plain_text()
     assert "success" in log and "set_latent_targets" in log
+    assert "the window failed" not in log
     stats = win.poll_stats
     (ARTIFACTS / "poll_stats.json").write_text(json.dumps(
-        {"polls": stats.count, "max_ms": stats.max_ms, "mean_ms": stats.mean_ms, "over_50ms": stats.slow}, indent=1))
-    print(f"\nmain-thread poll: {stats.count} polls, max {stats.max_ms:.1f} ms, mean {stats.mean_ms:.2f} ms")
+        {"polls": stats.count, "max_ms": stats.max_ms, "mean_ms": stats.mean_ms, "worst": stats.worst,
+         "over_50ms": stats.slow}, indent=1))
+    print(f"\nmain-thread poll: {stats.count} polls, max {stats.max_ms:.1f} ms {stats.worst[1]}, "
+          f"mean {stats.mean_ms:.2f} ms, {len(stats.slow)} over 50 ms")
 
 
 def test_pause_on_demand_with_space_then_stop(qtbot, main_window, tmp_path):

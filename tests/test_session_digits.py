@@ -66,7 +66,7 @@ def edited(tmp_path_factory):
 def plain(tmp_path_factory):
     """Same seed, no pauses, no edits at all."""
     d = tmp_path_factory.mktemp("plain")
-    return run(d, epochs=4, pause_at=())
+    return run(d, epochs=3, pause_at=())
 
 
 # ---------------------------------------------------------------- the edited run's files
@@ -252,10 +252,10 @@ def test_a_different_seed_differs(edited, tmp_path):
 
 def test_alpha_zero_with_edits_equals_no_edits(plain, tmp_path):
     _, plain_summary, plain_recs = plain
-    s, summary, recs = run(tmp_path / "alpha0", epochs=4, alpha=0.0, handler=edit_handler(EDITS))
+    s, summary, recs = run(tmp_path / "alpha0", epochs=3, alpha=0.0, handler=edit_handler(EDITS))
     assert summary["edits_applied"] == 2 and s.layout is not None  # the edits were committed...
     a, b = epochs_of(recs), epochs_of(plain_recs)
-    assert len(a) == len(b) == 4
+    assert len(a) == len(b) == 3
     for x, y in zip(a, b):  # ...and changed nothing
         assert comparable(x, drop=("alpha", "target_distance")) == comparable(y, drop=("alpha", "target_distance"))
         for k in HUMAN_TERMS:

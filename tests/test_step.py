@@ -125,9 +125,9 @@ def test_invalidate_forgets_compiled_and_results_stay_exact(tmp_path):
     comp.train_step.compile_options = {"backend": "eager"}  # dynamo tracing without codegen: fast and exact
     idxs = batches(comp, 4)
     b = run(comp, idxs[:2])
-    assert comp.train_step._fwd_c is not None
+    assert comp.train_step._loss_c is not None
     comp.train_step.invalidate()
-    assert comp.train_step._fwd_c is None and comp.train_step._captured is None
+    assert comp.train_step._loss_c is None and comp.train_step._captured is None
     b = torch.cat([b, run(comp, idxs[2:])])
     assert torch.equal(a, b)
 
@@ -146,7 +146,7 @@ def test_alpha_change_does_not_recompile(tmp_path):
     idxs = batches(s, 3)
     s._train_step(idxs[0])
     n = len(compiles)
-    assert n >= 2  # forward and loss regions
+    assert n >= 1  # the loss region
     s.alpha, s.lam = 0.3, 0.7
     st = s._train_step(idxs[1])
     assert len(compiles) == n
@@ -180,11 +180,12 @@ def test_frozen_layer_stays_put(tmp_path):
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def _cuda_pair(tmp_path, **cfg):
-    """An eager and a compiled (graph-captured) session from the same weights, dropout off, small lr."""
+def _cuda_pair(tmp_path):
+    """An eager and a compiled (graph-captured) session from the same weights: dropout off, small lr and a clip,
+    so that HILL on digits cannot blow up and any non-finite value points at the step, not the dynamics."""
     out = []
     for name, comp in (("eager", False), ("compiled", True)):
-        s = make_session(tmp_path, name, device="cuda", compile=comp, lr=0.01, **cfg)
+        s = make_session(tmp_path, name, device="cuda", compile=comp, lr=0.01, grad_clip=1.0)
         s.model.dropout.p = 0.0
         s.train_step.invalidate()
         out.append(s)
@@ -203,16 +204,20 @@ def test_cuda_compiled_step_follows_the_eager_trajectory(tmp_path):
     assert rel.max() < 5e-2, (a, b)
     assert comp.train_step.captures >= 1, comp.train_step._graph_error
     assert comp.train_step.graphed
-    # HILL on, same targets on both sides: a recapture follows, and the losses still agree
+    # HILL on, same weights, optimiser state and targets on both sides: a recapture follows (after the
+    # warm-up steps), and the terms agree at the first step, the losses over all of them
     for s in (eager, comp):
         commit(s)
+    comp.model.load_state_dict(eager.model.state_dict())
+    comp.optimizer.load_state_dict(copy.deepcopy(eager.optimizer.state_dict()))
     comp.targets = copy.deepcopy(eager.targets)
     comp.projection = eager.projection.to("cuda")
     idxs = batches(eager, 8)
     a, b = run(eager, idxs), run(comp, idxs)
     assert comp.train_step.captures >= 2 and comp.train_step.graphed
-    rel = ((a[:, :7] - b[:, :7]).abs() / a[:, :7].abs().clamp(min=1e-3))
-    assert rel[:3].max() < 5e-2, rel
+    assert torch.allclose(a[0, :7], b[0, :7], rtol=1e-3, atol=1e-5), (a[0], b[0])
+    rel = ((a[:, :2] - b[:, :2]).abs() / a[:, :2].abs().clamp(min=1e-6))
+    assert rel.max() < 5e-2, (a, b)
 
 
 @cuda
@@ -221,7 +226,8 @@ def test_cuda_graph_sees_alpha_and_recaptures_on_lr_change(tmp_path):
     _, s = _cuda_pair(tmp_path)
     commit(s)
     idxs = batches(s, 16)
-    run(s, idxs[:5])
+    st = run(s, idxs[:5])
+    assert torch.isfinite(st).all(), st
     n = s.train_step.captures
     assert n >= 1 and s.train_step.graphed, s.train_step._graph_error
     s.alpha, s.lam = 0.2, 0.4
@@ -233,8 +239,10 @@ def test_cuda_graph_sees_alpha_and_recaptures_on_lr_change(tmp_path):
     s._process_commands(at_epoch_boundary=False)
     assert cmd.status == "success"
     # a change soon after a capture doubles the warm-up (3 -> 6 ordinary steps), then it captures again
-    run(s, idxs[6:14])
+    st = run(s, idxs[6:14])
+    assert torch.isfinite(st).all(), st
     assert s.train_step.captures == n + 1 and s.train_step.graphed
     s.train_step.invalidate()
     assert not s.train_step.graphed
-    assert torch.isfinite(run(s, idxs[14:])).all()
+    st = run(s, idxs[14:])
+    assert torch.isfinite(st).all(), st

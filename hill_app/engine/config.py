@@ -57,7 +57,7 @@ class RunConfig:
     w_sep: float = 1.0
     w_point: float = 1.0
     amp: str = "auto"          # auto: bf16 autocast on CUDA, off on CPU; or "off" / "bf16"
-    compile: bool = False      # torch.compile the train step (CUDA benchmarks; off by default for start-up time)
+    compile: bool | None = None  # compile the loss and capture the step in a CUDA graph; None: on for CUDA only
     checkpoint_every: int = 0  # epochs; 0 = only at pauses and at the end
     synthetic_size: int = 2000
 

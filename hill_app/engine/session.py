@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from hill_app.datasets import DataBundle, load_dataset, stratified_split
 from hill_app.datasets.augment import flip_crop
-from hill_app.losses import LossWeights, TargetLayout, apply_edits, layout_from_points
+from hill_app.losses import LossWeights, TargetLayout, apply_edits, layout_from_points, with_metric
 
 from . import handlers
 from .branches import CheckpointTree
@@ -105,6 +105,7 @@ class TrainingSession:
         self.events = events if events is not None else EventChannel()
         self.pause_handler = pause_handler
         self.device = resolve_device(self.config.device)
+        self.use_compile = self.config.compile if self.config.compile is not None else self.device.type == "cuda"
         self.journal = Journal(self.run_dir / "journal.jsonl")
         self.tree = CheckpointTree(self.run_dir / "checkpoints")
         self.snapshots = SnapshotStore(self.run_dir / "snapshots.h5")
@@ -208,9 +209,10 @@ class TrainingSession:
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                    nesterov=cfg.momentum > 0)
+        cap = self.device.type == "cuda" and self.use_compile  # CUDA-graph capture of the step needs it
         if cfg.optimizer == "adam":
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, capturable=cap)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, capturable=cap)
 
     @property
     def autocast(self) -> Any:
@@ -470,10 +472,13 @@ class TrainingSession:
         return snap
 
     def current_layout(self) -> TargetLayout:
-        """The layout as the model stands now (fresh features), the base that edits apply to."""
+        """The layout as the model stands now (fresh features), the base that edits apply to, with its loss
+        space (distances in units of the features' RMS radius)."""
         feats, _ = self.view_features()
         z = self.projection(torch.from_numpy(feats)).numpy()
-        return layout_from_points(z, self.view_labels, self.data.num_classes)
+        layout = layout_from_points(z, self.view_labels, self.data.num_classes)
+        radius = float(np.sqrt(((feats - feats.mean(axis=0)) ** 2).sum(axis=1).mean()))
+        return with_metric(layout, z, self.view_labels, self.projection.weight.cpu().numpy(), radius)
 
     def fit_projection(self, method: str | None = None) -> Projection:
         feats, _ = self.view_features()

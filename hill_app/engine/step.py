@@ -7,13 +7,15 @@ Three ways to run the same step, all giving the same stats:
 
 - eager (the default, and the only way on a CPU unless ``config.compile``): plain PyTorch, exact and
   deterministic, so CPU runs compare bit for bit.
-- compiled (``config.compile``): the forward pass and the loss are two ``torch.compile`` regions, so the HILL
-  terms (about a hundred tiny ops forward and backward) become a handful of fused kernels. The model is
-  compiled once and shared by the plain and the HILL loss; the backward runs through AOTAutograd.
+- compiled (``config.compile``): the loss (cross-entropy and the HILL terms, about a hundred tiny ops
+  forward and backward) is one ``torch.compile`` region, so it becomes a handful of fused kernels. The model
+  itself stays eager unless ``compile_model`` is set: on torch 2.11 + an H200, Inductor's compile of the
+  airbench net under bf16 autocast gave NaN gradients from the first step (the eager net and the compiled
+  digits net were fine), and once the step is one CUDA graph, compiling the model buys little.
 - CUDA graph (on CUDA, on by default when compiling; ``cuda_graphs`` overrides): the whole step (forward,
   loss, backward, grad norm, clip, optimiser step) is captured once into one CUDA graph and replayed with the
-  batch copied into static buffers. A step on a GPU is bound by kernel launches, not arithmetic (airbench's
-  step is about 4 ms for ~500 kernels); one replay launches all of them at once.
+  batch copied into static buffers. A step on a GPU is bound by kernel launches, not arithmetic; one replay
+  launches all of them at once, and the compiled loss keeps the HILL terms to a few kernels inside it.
 
 A graph bakes in every Python value and every memory address it read. So each step builds a key of all of
 them (the HILL switch, the loss weights, the clip, the optimiser's hyperparameters, the addresses of the
@@ -83,6 +85,7 @@ class TrainStep:
         self.s = session
         self.cuda_graphs: bool | None = None      # None: on for CUDA when config.compile is set
         self.compile_options: dict[str, Any] = {}  # passed to torch.compile (tests use backend='eager')
+        self.compile_model = False                  # also compile the model's forward (see the module notes)
         self._fwd_c: Callable | None = None
         self._loss_c: Callable | None = None
         self._captured: _Captured | None = None
@@ -116,7 +119,7 @@ class TrainStep:
         s = self.s
         if s.device.type != "cuda" or self._graph_error is not None:
             return False
-        on = self.cuda_graphs if self.cuda_graphs is not None else bool(s.config.compile)
+        on = self.cuda_graphs if self.cuda_graphs is not None else bool(s.use_compile)
         return on and _capturable_optimizer(s.optimizer)
 
     def _scalar(self, name: str, value: float) -> torch.Tensor:
@@ -136,13 +139,14 @@ class TrainStep:
         return cur[1]
 
     def _fns(self) -> tuple[Callable, Callable]:
-        if not self.s.config.compile:
+        if not self.s.use_compile:
             return self._forward, self._loss
-        if self._fwd_c is None or self._loss_c is None:
-            opts = {"dynamic": False, **self.compile_options}
-            self._fwd_c = torch.compile(self._forward, **opts)
+        opts = {"dynamic": False, **self.compile_options}
+        if self._loss_c is None:
             self._loss_c = torch.compile(self._loss, **opts)
-        return self._fwd_c, self._loss_c
+        if self.compile_model and self._fwd_c is None:
+            self._fwd_c = torch.compile(self._forward, **opts)
+        return (self._fwd_c if self.compile_model else self._forward), self._loss_c
 
     # ---------------------------------------------------------------- the step itself
 
@@ -199,7 +203,7 @@ class TrainStep:
             else:
                 state.append(None)
         key = [
-            hill, bool(s.config.compile), s.model.training, s.grad_clip,
+            hill, bool(s.use_compile), self.compile_model, s.model.training, s.grad_clip,
             tuple(x.shape), x.stride(), x.dtype, tuple(y.shape), y.dtype, tuple(idx.shape), idx.dtype,
             id(s.model), id(opt), hps, tuple(state),
             tuple(p.data_ptr() for p in params), tuple(p.requires_grad for p in params),
@@ -211,7 +215,7 @@ class TrainStep:
             t, pr, w = s.targets, s.projection, s.weights
             key += [id(t), id(pr), (w.center, w.spread, w.sep, w.point),
                     tuple(v.data_ptr() for v in (t.centers, t.spreads, t.class_mask, t.sep_min, t.point_pos,
-                                                 t.point_mask, t.ref_radius)),
+                                                 t.point_mask, t.ref_radius, t.metric)),
                     pr.weight.data_ptr(), pr.bias.data_ptr(), pr.weight.dtype, pr.weight.device]
             refs += (t, pr)
         return tuple(key), refs

@@ -32,6 +32,7 @@ from .worker import TrainingWorker
 POLL_HZ = 30
 MAX_EVENTS_PER_POLL = 1000
 STEP_DRAW_S = 0.1          # progress bar and step line: 10 Hz is smooth enough, and each repaint costs
+SLOW_MS = 50.0             # the main-thread stall budget
 GIL_SWITCH_S = 0.001       # how long the GUI thread may wait for the GIL while the training thread runs Python
 
 STYLE = """
@@ -75,16 +76,17 @@ class PollStats:
     count: int = 0
     max_ms: float = 0.0
     total_ms: float = 0.0
-    max_events: int = 0
-    slow: list[float] = field(default_factory=list)   # polls over 50 ms
+    slow: list[tuple[float, dict]] = field(default_factory=list)   # polls over SLOW_MS, with their event kinds
+    worst: tuple[float, dict] = (0.0, {})
 
-    def record(self, ms: float, n_events: int) -> None:
+    def record(self, ms: float, kinds: dict[str, int]) -> None:
         self.count += 1
         self.total_ms += ms
-        self.max_ms = max(self.max_ms, ms)
-        self.max_events = max(self.max_events, n_events)
-        if ms > 50:
-            self.slow.append(ms)
+        if ms > self.max_ms:
+            self.max_ms = ms
+            self.worst = (round(ms, 2), kinds)
+        if ms > SLOW_MS and len(self.slow) < 100:
+            self.slow.append((round(ms, 2), kinds))
 
     @property
     def mean_ms(self) -> float:
@@ -500,20 +502,33 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ polling
 
     def _poll(self) -> None:
-        """Drain the channel (bounded), handle events in order, draw the newest snapshot and step once."""
+        """Drain the channel (bounded), handle events in order, draw the newest snapshot and step once.
+
+        Heavy pieces are spread over ticks: the tick that sets up a new session drains nothing, and the
+        tick that draws a snapshot leaves the metric plots for the next one.
+        """
         t0 = time.perf_counter()
         w = self.worker
-        n = 0
+        kinds: dict[str, int] = {}
         if w is not None:
             if self.session is None and w.session is not None:
                 self._on_session_ready()
-            evs = w.events.drain(max_events=MAX_EVENTS_PER_POLL)
-            n = len(evs)
-            if evs:
-                self._dispatch(evs)
-        self.poll_stats.record((time.perf_counter() - t0) * 1000.0, n)
+                kinds["session"] = 1
+            else:
+                evs = w.events.drain(max_events=MAX_EVENTS_PER_POLL)
+                for ev in evs:
+                    kinds[ev.kind] = kinds.get(ev.kind, 0) + 1
+                try:
+                    drew_snapshot = self._dispatch(evs) if evs else False
+                    if not drew_snapshot:
+                        self.metrics.refresh()
+                except Exception:   # a bug in a handler must not freeze the window: report it and go on
+                    import traceback
+                    self.log.add_error("the window failed to show an event", traceback.format_exc())
+        self.poll_stats.record((time.perf_counter() - t0) * 1000.0, kinds)
 
-    def _dispatch(self, evs: list[Any]) -> None:
+    def _dispatch(self, evs: list[Any]) -> bool:
+        """Handle one drain; True if it drew a snapshot (then the plots wait for the next tick)."""
         snap = step = None
         for ev in evs:
             k, d = ev.kind, ev.data
@@ -555,7 +570,7 @@ class MainWindow(QMainWindow):
         if step is not None and now - self._last_step_draw >= STEP_DRAW_S:
             self._show_step(step)
             self._last_step_draw = now
-        self.metrics.refresh()
+        return snap is not None
 
     def _show_snapshot(self, s: dict[str, Any]) -> None:
         self._snapshot = s
@@ -634,6 +649,7 @@ class MainWindow(QMainWindow):
             if self.worker is None or not len(self.worker.events):
                 break
             self._poll()
+        self.metrics.refresh()
 
     def _on_finished(self, summary: dict) -> None:
         self._on_session_ready()

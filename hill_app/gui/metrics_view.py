@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QPainter
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter
 from PySide6.QtWidgets import QGridLayout, QSizePolicy, QWidget
 
 FOREGROUND = "#404040"
@@ -31,6 +31,8 @@ LOSS_TERMS: list[tuple[str, str, str]] = [
 ]
 TRAIN_COLOUR, VAL_COLOUR = "#4c72b0", "#dd8452"
 EDIT_LINE_COLOUR = "#b0b0b0"
+LEFT_AXIS_PX = 46
+CLASS_AXIS_PX = 46
 
 
 
@@ -54,9 +56,14 @@ def _style_plot(p: pg.PlotItem, title: str, left: str, bottom: str) -> None:
     font.setPointSizeF(8.5)
     for ax in ("left", "bottom"):
         a = p.getAxis(ax)
+        a.enableAutoSIPrefix(False)     # "(x0.001)" on a distance axis reads as noise
         a.setTickFont(font)
         a.setPen(pg.mkPen("#9a9a9a"))
         a.setTextPen(pg.mkPen(FOREGROUND))
+    # A fixed axis width: otherwise every new tick label ("0.8" -> "0.75") re-lays-out the plot, and a
+    # layout pass of pyqtgraph (hundreds of Qt calls, each handing the GIL to the training thread) can
+    # stall the GUI for 100 ms on a busy 2-core machine.
+    p.getAxis("left").setWidth(LEFT_AXIS_PX)
     p.setMenuEnabled(False)
     p.hideButtons()
 
@@ -118,6 +125,8 @@ class MetricsView(QWidget):
         self.commit_epochs: list[float] = []
         self._dirty = False
         self._last_eval: dict[str, Any] | None = None
+        self._conf_split = "val"
+        self._dist_shown = False
 
         grid = QGridLayout(self)
         grid.setContentsMargins(4, 4, 4, 4)
@@ -125,7 +134,7 @@ class MetricsView(QWidget):
         self.loss_plot = self._plot("Loss terms", "loss", "epoch")
         self.acc_plot = self._plot("Accuracy", "%", "epoch")
         self.dist_plot = self._plot("Distance to target", "distance (view units)", "epoch")
-        self.class_plot = self._plot("Per-class accuracy (val)", "", "accuracy %")
+        self.class_plot = self._plot("Accuracy per class", "", "val accuracy %")
         self.conf_plot = self._plot("Confusion (val)", "true", "predicted")
         self.plots = [self.loss_plot, self.acc_plot, self.dist_plot, self.class_plot, self.conf_plot]
         for i, w in enumerate(self.plots):
@@ -163,6 +172,15 @@ class MetricsView(QWidget):
         self.bars: pg.BarGraphItem | None = None
         cp.setXRange(0, 100, padding=0.02)
         cp.invertY(True)
+        cp.getAxis("left").setWidth(CLASS_AXIS_PX)
+        # The mean as a dashed line with its value: inside the plot, so updating it never re-lays-out the plot.
+        self.mean_line = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen("#555555", width=1, style=Qt.PenStyle.DashLine),
+                                         label="", labelOpts={"position": 0.04, "color": "#333333",
+                                                              "fill": pg.mkBrush(255, 255, 255, 220),
+                                                              "anchors": [(1, 0), (1, 0)]})
+        self.mean_line.setZValue(10)
+        self.mean_line.setVisible(False)
+        cp.addItem(self.mean_line, ignoreBounds=True)
 
         fp = self.conf_plot.getPlotItem()
         self.conf_image = pg.ImageItem()
@@ -194,13 +212,20 @@ class MetricsView(QWidget):
         self.dist_curves = [dp.plot([], [], pen=pg.mkPen(self.colours[c], width=1.8), connect="finite",
                                     symbol="o", symbolSize=4, symbolBrush=self.colours[c], symbolPen=None)
                             for c in range(k)]
-        short = [n if len(n) <= 6 else n[:5] + "." for n in self.class_names]
         cp = self.class_plot.getPlotItem()
-        cp.getAxis("left").setTicks([[(i, n) for i, n in enumerate(self.class_names)]])
+        ax = cp.getAxis("left")
+        ax.setTicks([[(i, n) for i, n in enumerate(self.class_names)]])
+        ax.setWidth(_label_width(ax, self.class_names))
         cp.setYRange(-0.6, k - 0.4, padding=0)
         fp = self.conf_plot.getPlotItem()
+        # Rows get names (shortened); columns get names only when they are as short as digits' "0".."9",
+        # else their class index, so a dozen columns never print over each other.
+        short = [n if len(n) <= 9 else n[:8] + "." for n in self.class_names]
+        cols_named = all(len(n) <= 2 for n in self.class_names)
         fp.getAxis("left").setTicks([[(i + 0.5, n) for i, n in enumerate(short)]])
-        fp.getAxis("bottom").setTicks([[(i + 0.5, n) for i, n in enumerate(short)]])
+        fp.getAxis("left").setWidth(_label_width(fp.getAxis("left"), short, extra=28))
+        fp.getAxis("bottom").setTicks([[(i + 0.5, n if cols_named else str(i)) for i, n in enumerate(short)]])
+        fp.setLabel("bottom", "predicted" if cols_named else "predicted (class index)", **{"font-size": "9pt"})
         self.conf_labels.set_counts(np.zeros((k, k)), np.zeros((k, k)))
         self.conf_image.setImage(np.zeros((k, k)), levels=(0, 1))
         fp.setRange(xRange=(0, k), yRange=(0, k), padding=0.02)
@@ -220,6 +245,7 @@ class MetricsView(QWidget):
                 p.getPlotItem().removeItem(line)
         self.edit_lines = []
         self.dist_hint.setVisible(True)
+        self._dist_shown = False
         if self.bars is not None:
             self.class_plot.getPlotItem().removeItem(self.bars)
             self.bars = None
@@ -272,7 +298,10 @@ class MetricsView(QWidget):
             y = col(key)
             # Terms that never left zero (no edits yet) stay out of the plot and the legend.
             shown = bool(np.nanmax(np.abs(y)) > 0) if len(y) and np.isfinite(y).any() else False
-            curve.setData(ep, y) if shown else curve.setData([], [])
+            if shown:
+                curve.setData(ep, y)
+            elif key in self._in_legend:
+                curve.setData([], [])
             if shown and key not in self._in_legend:
                 self.loss_legend.addItem(curve, self.loss_labels[key])
                 self._in_legend.add(key)
@@ -289,12 +318,14 @@ class MetricsView(QWidget):
                 td = r.get("target_distance")
                 if isinstance(td, list) and len(td) == k:
                     d[i] = [_num(v) for v in td]
-            have = np.isfinite(d).any()
-            self.dist_hint.setVisible(not have)
-            for c, curve in enumerate(self.dist_curves):
-                curve.setData(ep, d[:, c]) if have else curve.setData([], [])
-            if have:
-                self.dist_plot.getPlotItem().enableAutoRange()
+            have = bool(np.isfinite(d).any())
+            if have or self._dist_shown:     # nothing to clear before the first commit: skip 10 setData calls
+                self.dist_hint.setVisible(not have)
+                for c, curve in enumerate(self.dist_curves):
+                    curve.setData(ep, d[:, c]) if have else curve.setData([], [])
+                if have and not self._dist_shown:
+                    self.dist_plot.getPlotItem().enableAutoRange()
+                self._dist_shown = have
 
         per_class = conf = None
         title_split = "val"
@@ -320,8 +351,10 @@ class MetricsView(QWidget):
         else:
             self.bars.setOpts(width=np.nan_to_num(acc))
         mean = float(np.nanmean(acc)) if np.isfinite(acc).any() else float("nan")
+        self.mean_line.setVisible(math.isfinite(mean))
         if math.isfinite(mean):
-            cp.setLabel("bottom", f"% \u00b7 mean {mean:.1f}", **{"font-size": "9pt"})
+            self.mean_line.setValue(mean)
+            self.mean_line.label.setFormat(f"mean {mean:.1f}")
 
     def _draw_confusion(self, conf: np.ndarray, split: str) -> None:
         rows = conf.sum(axis=1, keepdims=True)
@@ -329,8 +362,17 @@ class MetricsView(QWidget):
         # ImageItem is column-major (image[x, y]); x = predicted, y = true.
         self.conf_image.setImage(norm.T, levels=(0, 1), autoLevels=False)
         self.conf_labels.set_counts(conf, norm > 0.55)
-        self.conf_plot.getPlotItem().setTitle(
-            f"<span style='font-size:10.5pt; font-weight:600; color:{FOREGROUND}'>Confusion ({split})</span>")
+        if split != self._conf_split:           # a title change re-lays-out the plot: only when it changes
+            self._conf_split = split
+            self.conf_plot.getPlotItem().setTitle(
+                f"<span style='font-size:10.5pt; font-weight:600; color:{FOREGROUND}'>Confusion ({split})</span>")
+
+
+def _label_width(axis: pg.AxisItem, labels: Sequence[str], extra: int = 14) -> int:
+    """A left axis wide enough for its longest tick label (plus its title), fixed so it never re-lays-out."""
+    fm = QFontMetrics(axis.style.get("tickFont") or QFont())
+    longest = max((fm.horizontalAdvance(n) for n in labels), default=0)
+    return int(min(150, max(LEFT_AXIS_PX, longest + extra)))
 
 
 def _num(v: Any) -> float:

@@ -265,8 +265,9 @@ class NewRunDialog(QDialog):
         else:
             out = [p for p in pauses if not 2 <= p <= self.epochs.value()]
             if out:
-                bad["pause_at"] = (f"pause epochs {', '.join(map(str, out))} are outside 2..{self.epochs.value()} "
-                                   "(the 2D view is fitted after epoch 1)")
+                what = f"pause epoch {out[0]} is" if len(out) == 1 else f"pause epochs {', '.join(map(str, out))} are"
+                bad["pause_at"] = (f"{what} outside 2..{self.epochs.value()} (the 2D view is fitted after epoch 1, "
+                                   "so the first pause can be before epoch 2)")
         if ds in NEEDS_FOLDER:
             root = self.data_root.text().strip()
             if not root:
