@@ -35,7 +35,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--projection", choices=["lda", "pca"], default="lda")
+    p.add_argument("--projection", choices=["pca", "lda"], default="pca")
     p.add_argument("--view-size", type=int, help="points in the latent view (0: the whole training split)")
     p.add_argument("--grad-clip", type=float)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
@@ -95,6 +95,9 @@ def cmd_train(a: argparse.Namespace) -> int:
         summary = session.run()
     except (ConfigError, EditsFileError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
     print(f"\ndone: test accuracy {summary['test_accuracy']:.4f}, val accuracy {summary['val_accuracy']:.4f}, "
           f"{summary['epochs']} epochs, {summary['edits_applied']} edits, {summary['wall_seconds']:.1f} s "

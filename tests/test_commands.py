@@ -139,8 +139,8 @@ def test_evaluate_hill_commands_and_refit(session):
                  ).status == "success"
     assert "clear them first" in apply(session, "refit_projection", {}).reason
     assert apply(session, "clear_latent_targets", {}).status == "success" and session.layout is None
-    assert apply(session, "refit_projection", {"method": "pca"}).status == "success"
-    assert session.projection.method == "pca" and not torch.equal(session.projection.weight, w)
+    assert apply(session, "refit_projection", {"method": "lda"}).status == "success"
+    assert session.projection.method == "lda" and not torch.equal(session.projection.weight, w)
     assert apply(session, "set_lambda", {"lam": 0.5}).status == "success" and session.lam == 0.5
 
 

@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 pytest.importorskip("pytestqt")
-from PySide6.QtCore import QPointF, Qt  # noqa: E402
+from PySide6.QtCore import QPointF, Qt, QTimer  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
@@ -56,14 +56,16 @@ def free_drop_point(view, c: int) -> QPointF:
     here = view.class_center_scene_pos(c)
     others = [view.class_center_scene_pos(k) for k in range(len(view.class_names)) if k != c]
     vp = view.plot.viewport()
-    best, best_d = None, -1.0
-    for ang in np.linspace(0, 2 * np.pi, 16, endpoint=False):
+    best, best_score, best_d = None, -1e9, 0.0
+    for ang in np.linspace(0, 2 * np.pi, 24, endpoint=False):
         p = QPointF(here.x() + 70 * np.cos(ang), here.y() + 70 * np.sin(ang))
-        if not (20 < p.x() < vp.width() - 20 and 20 < p.y() < vp.height() - 20):
+        if not (40 < p.x() < vp.width() - 40 and 40 < p.y() < vp.height() - 40):
             continue
         d = min(np.hypot(p.x() - o.x(), p.y() - o.y()) for o in others)
-        if d > best_d:
-            best, best_d = p, d
+        # Far enough from every other handle, then as central as possible (a readable screenshot).
+        score = min(d, 60.0) - 0.01 * np.hypot(p.x() - vp.width() / 2, p.y() - vp.height() / 2)
+        if score > best_score:
+            best, best_score, best_d = p, score, d
     assert best is not None and best_d > 30, "no free spot to drop the class centre on"
     return best
 
@@ -217,9 +219,16 @@ def test_pause_on_demand_with_space_then_stop(qtbot, main_window, tmp_path):
     assert pauses[-1]["status"] == "success"
     assert [r for r in recs if r["type"] == "paused"][-1]["reason"] == "paused on request"
 
+    # Ctrl+Enter with no edits resumes; then the Stop button in the Run panel ends the run.
+    focus_window(qtbot, win)
+    QTest.keyClick(win, Qt.Key.Key_Return, CTRL)
+    qtbot.waitUntil(lambda: win.state == "running", timeout=WAIT_MS)
+    assert not win.view.editable
     qtbot.mouseClick(win.controls.run.stop_btn, LEFT)
     qtbot.waitUntil(lambda: win.state == "finished", timeout=WAIT_MS)
     assert win.banner_title.text() == "Stopped"
+    resumes = [r for r in journal(run_dir) if r["type"] == "command" and r["command"] == "resume_training"]
+    assert resumes[-1]["status"] == "success"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["stopped_early"] is True
 
@@ -271,3 +280,30 @@ def test_exception_inside_training_keeps_what_was_written(qtbot, main_window, tm
     assert recs[-1]["type"] == "error" and "simulated failure" in recs[-1]["message"]
     assert [r["epoch"] for r in win.metrics.epochs] == [1]
     assert win.state == "failed" and win.start_action.isEnabled()
+
+
+def test_new_run_dialog_starts_a_run_from_the_window(qtbot, main_window, tmp_path):
+    """New Run... -> fill the dialog -> Start run: the window trains what the dialog described."""
+    from hill_app.gui.new_run_dialog import NewRunDialog
+
+    win = main_window
+    run_dir = tmp_path / "from-dialog"
+    seen = {}
+
+    def fill():
+        dlg = QApplication.activeModalWidget()
+        assert isinstance(dlg, NewRunDialog)
+        dlg.epochs.setValue(2)
+        dlg.pause_at.setText("")
+        dlg.device.setCurrentText("cpu")
+        dlg.run_dir_edit.setText(str(run_dir))
+        seen["ok"] = dlg.start_button.isEnabled()
+        qtbot.mouseClick(dlg.start_button, LEFT)
+
+    QTimer.singleShot(0, fill)
+    win.new_run_action.trigger()            # runs the dialog's own (nested) event loop until Start run
+    assert seen == {"ok": True}
+    qtbot.waitUntil(lambda: win.state == "finished", timeout=WAIT_MS)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert (cfg["dataset"], cfg["epochs"], cfg["pause_at"], cfg["device"]) == ("digits", 2, [], "cpu")
+    assert win.settings.value("new_run/epochs") in (2, "2")     # remembered for next time (temp settings)

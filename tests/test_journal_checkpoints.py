@@ -134,8 +134,6 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
     assert p.read_text() == "old\n"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: atomic_write_bytes leaves its '.NAME.tmp-PID' file behind when the "
-                                       "write or rename fails")
 def test_atomic_write_failure_leaves_no_temp_file(tmp_path, monkeypatch):
     p = tmp_path / "config.json"
     p.write_text("old\n")

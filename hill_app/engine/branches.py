@@ -67,9 +67,10 @@ class CheckpointTree:
     def branches(self) -> list[str]:
         return list(dict.fromkeys(n["branch"] for n in self.nodes))
 
-    def unique_branch(self, wanted: str) -> str:
+    def unique_branch(self, wanted: str, taken: set[str] | None = None) -> str:
+        """A sanitised name no checkpoint and no branch in ``taken`` (those without a checkpoint yet) uses."""
         base = sanitize_branch(wanted)
-        names = set(self.branches())
+        names = set(self.branches()) | set(taken or ())
         if base not in names:
             return base
         i = 2

@@ -28,4 +28,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt / unsafe files
-        raise CheckpointError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e})") from e
+        # torch's own text goes on to advise weights_only=False, which is unsafe for a file of unknown origin
+        first = str(e).strip().split("\n")[0].split(". ")[0]
+        raise CheckpointError(f"{path}: cannot load checkpoint safely ({type(e).__name__}: {first})") from e

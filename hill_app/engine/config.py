@@ -50,7 +50,7 @@ class RunConfig:
     momentum: float | None = None
     weight_decay: float | None = None
     grad_clip: float | None = None
-    projection: str = "lda"
+    projection: str = "pca"
     view_size: int | None = None
     w_center: float = 1.0
     w_spread: float = 1.0

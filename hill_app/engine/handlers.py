@@ -98,7 +98,9 @@ def load_checkpoint(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     except (CheckpointError, CommandError) as e:
         raise CommandError(f"load_checkpoint: {e}") from None
     old_branch = s.branch
-    s.branch = s.tree.unique_branch(a.get("branch_name") or f"{node['branch']}-from-e{node['epoch']}")
+    s.branch = s.tree.unique_branch(a.get("branch_name") or f"{node['branch']}-from-e{node['epoch']}",
+                                    taken=s.known_branches)
+    s.known_branches.add(s.branch)
     s.parent_ckpt = node["uuid"]
     # the new branch has its own scheduled pauses from here on
     s._paused_for = {(s.branch, e) for e in s.config.pause_at if e <= s.epoch}

@@ -34,7 +34,7 @@ class Journal:
 
     def write(self, type_: str, **fields: Any) -> dict:
         with self._lock:
-            rec = {"seq": self._seq, "type": type_, "time": time.time(), **fields}
+            rec = {**fields, "seq": self._seq, "type": type_, "time": time.time()}
             line = json.dumps(rec, separators=(",", ":"), allow_nan=True)
             self._f.write(line + "\n")
             self._f.flush()

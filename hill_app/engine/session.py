@@ -149,6 +149,8 @@ class TrainingSession:
         self._pending: list[torch.Tensor] = []
         self._paused_for: set[tuple[str, int]] = set()
         self._wall = 0.0
+        self._t_start: float | None = None
+        self.known_branches = {"main"}
         self.train_step = TrainStep(self)
         self._nonfinite = False
         self.report_every = 1 if self.device.type == "cpu" else 50
@@ -253,6 +255,7 @@ class TrainingSession:
                 for k in [k for k, c in self.commands.items() if c.status in ("success", "failed")][:5000]:
                     del self.commands[k]
         rec = cmd.to_json()
+        rec["requested_time"] = rec.pop("time")
         rec["branch"] = self.branch if hasattr(self, "branch") else "main"
         self.journal.write("command", **rec)
         self.events.emit("command", **rec)
@@ -320,8 +323,11 @@ class TrainingSession:
             except queue.Empty:
                 continue
             self._apply(cmd, True)
-        self.journal.write("resumed", epoch=self.epoch + 1, step=self.step, branch=self.branch)
-        self.events.emit("resumed", epoch=self.epoch + 1, step=self.step)
+        if self.stop_requested:  # a stop ends the pause without completing it: a resume must pause here again
+            self.journal.write("stopped_while_paused", epoch=self.epoch + 1, step=self.step, branch=self.branch)
+        else:
+            self.journal.write("resumed", epoch=self.epoch + 1, step=self.step, branch=self.branch)
+            self.events.emit("resumed", epoch=self.epoch + 1, step=self.step)
 
     # ------------------------------------------------------------------ the step
 
@@ -514,6 +520,7 @@ class TrainingSession:
             "frozen": [n for n, p in self.model.named_parameters() if not p.requires_grad],
             "epoch_progress": None if self._ep is None else self._ep.to_state(),
             "added_files": list(self.added_files),
+            "edits_applied": self.edits_applied, "wall_seconds": self._wall + self._segment_seconds(),
         }
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
@@ -572,8 +579,12 @@ class TrainingSession:
         records = list(read_journal(self.journal.path))
         node = self.tree.latest()
         if node is not None:
-            self.restore_state(self.tree.load(node["uuid"]))
+            state = self.tree.load(node["uuid"])
+            self.restore_state(state)
             self.branch, self.parent_ckpt = node["branch"], node["uuid"]
+            self.edits_applied = int(state.get("edits_applied", 0))
+            self._wall = float(state.get("wall_seconds", 0.0))
+        self.known_branches |= {r["branch"] for r in records if isinstance(r.get("branch"), str)}
         self.schedule = effective_commands(records, after_checkpoint=node["uuid"] if node else None)
         self._paused_for = completed_pauses(records)
         self.journal.write("resumed_after_crash", checkpoint=node["uuid"] if node else None, epoch=self.epoch,
@@ -602,7 +613,7 @@ class TrainingSession:
 
     def run(self) -> dict[str, Any]:
         """Train to the end (or a stop), then evaluate on test and write summary.json."""
-        t_start = time.perf_counter()
+        self._t_start = time.perf_counter()
         try:
             while self.epoch < self.config.epochs and not self.stop_requested:
                 nxt = self.epoch + 1
@@ -613,9 +624,12 @@ class TrainingSession:
                     self.paused = True
                     self.pause_reason = f"scheduled pause before epoch {nxt}"
                 if self.paused:
+                    where = (self.branch, self.epoch)
                     self._pause(self.pause_reason)
                     if self.stop_requested:
                         break
+                    if (self.branch, self.epoch) != where:  # a checkpoint was loaded: its own pauses apply
+                        continue
                     self._process_commands(at_epoch_boundary=True)
                 m = self._train_epoch()
                 if m is not None:
@@ -625,8 +639,12 @@ class TrainingSession:
             self.journal.write("error", message=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
             self.journal.close()
             raise
-        self._wall += time.perf_counter() - t_start
+        self._wall += self._segment_seconds()
+        self._t_start = None
         return self._finish()
+
+    def _segment_seconds(self) -> float:
+        return 0.0 if self._t_start is None else time.perf_counter() - self._t_start
 
     def _finish(self) -> dict[str, Any]:
         self._process_commands(at_epoch_boundary=True)

@@ -30,13 +30,17 @@ class SnapshotStore:
 
     def _write(self, fn: Any) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        if self.path.exists():
-            shutil.copyfile(self.path, tmp)
-        with h5py.File(tmp, "a") as f:
-            fn(f)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        try:
+            if self.path.exists():
+                shutil.copyfile(self.path, tmp)
+            with h5py.File(tmp, "a") as f:
+                fn(f)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         fsync_dir(self.path.parent)
 
     def write_projection(self, projection: Any) -> None:

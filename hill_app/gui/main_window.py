@@ -123,8 +123,9 @@ class MainWindow(QMainWindow):
         self._pause_epoch: int | None = None
         self._epochs_total = self.next_config.epochs
         self._last_step_draw = 0.0
-        # Python hands the GIL over every 5 ms by default; every Qt call that releases it then costs the GUI up
-        # to 5 ms to get it back from a busy training thread. 1 ms keeps polls short at a negligible cost.
+        self._pending_step: dict[str, Any] | None = None
+        # PySide releases the GIL around most Qt calls; getting it back from a training thread that is busy in
+        # Python can take up to the switch interval (5 ms by default), per call. 1 ms bounds that wait.
         sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
 
         self._build_actions()
@@ -376,6 +377,8 @@ class MainWindow(QMainWindow):
 
     def start_run(self, config: RunConfig, run_dir: str | Path) -> bool:
         """Start training ``config`` in ``run_dir`` in a worker thread; False (with a message) if it cannot."""
+        if self.worker is not None and self.worker.isRunning() and self.state in ("finished", "failed"):
+            self.worker.wait(5000)      # it sent its last signal and is returning from run(): a moment at most
         if self.worker is not None and self.worker.isRunning():
             self.show_error("A run is in progress", "Stop the current run before starting another one.")
             return False
@@ -389,6 +392,8 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot start the run", f"{run_dir} already holds a run; choose a new run folder.")
             return False
         self.next_config, self.next_run_dir = config, None
+        if self.worker is not None:       # the last run's thread has ended: let its session (model, data) go
+            self.worker.deleteLater()
         self.session = None
         self.class_names = []
         self._snapshot = None
@@ -522,6 +527,8 @@ class MainWindow(QMainWindow):
                     drew_snapshot = self._dispatch(evs) if evs else False
                     if not drew_snapshot:
                         self.metrics.refresh()
+                    if not evs:
+                        self._flush_step()
                 except Exception:   # a bug in a handler must not freeze the window: report it and go on
                     import traceback
                     self.log.add_error("the window failed to show an event", traceback.format_exc())
@@ -566,11 +573,20 @@ class MainWindow(QMainWindow):
                                          f"epochs, {d.get('edits_applied')} edit(s)", ev.time)
         if snap is not None:
             self._show_snapshot(snap)
-        now = time.perf_counter()
-        if step is not None and now - self._last_step_draw >= STEP_DRAW_S:
-            self._show_step(step)
-            self._last_step_draw = now
+        if step is not None:
+            self._pending_step = step
+        self._flush_step()
+        if snap is not None and self.state == "paused":
+            self.metrics.refresh()      # training waits for the user now: show everything at once
         return snap is not None
+
+    def _flush_step(self, force: bool = False) -> None:
+        """Show the newest step event, at most STEP_DRAW_S apart (the last one always lands, one tick later)."""
+        now = time.perf_counter()
+        if self._pending_step is not None and (force or now - self._last_step_draw >= STEP_DRAW_S):
+            self._show_step(self._pending_step)
+            self._pending_step = None
+            self._last_step_draw = now
 
     def _show_snapshot(self, s: dict[str, Any]) -> None:
         self._snapshot = s
@@ -650,6 +666,7 @@ class MainWindow(QMainWindow):
                 break
             self._poll()
         self.metrics.refresh()
+        self._flush_step(force=True)
 
     def _on_finished(self, summary: dict) -> None:
         self._on_session_ready()
