@@ -25,6 +25,8 @@ case "$cmd" in
     setup) setup ;;
     run)   setup; exec "$VENV/bin/hill-app" "$@" ;;
     test)  setup
-           exec "$VENV/bin/python" -m pytest "$@" ;;
+           # two pytest workers on the two cores, one torch thread each (2 x 2 threads oversubscribe: 4x slower)
+           export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+           exec "$VENV/bin/python" -m pytest -n "${HILL_TEST_WORKERS:-2}" "$@" ;;
     *)     echo "usage: ./dev.sh [run|test|setup] [args...]" >&2; exit 2 ;;
 esac

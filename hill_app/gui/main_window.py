@@ -9,6 +9,7 @@ stall budget is 50 ms).
 """
 from __future__ import annotations
 
+import gc
 import html
 import sys
 import time
@@ -32,6 +33,7 @@ from .worker import TrainingWorker
 POLL_HZ = 30
 MAX_EVENTS_PER_POLL = 1000
 STEP_DRAW_S = 0.1          # progress bar and step line: 10 Hz is smooth enough, and each repaint costs
+DRAW_S = 0.25              # while training: latent view and metric plots at most 4 times a second
 SLOW_MS = 50.0             # the main-thread stall budget
 GIL_SWITCH_S = 0.001       # how long the GUI thread may wait for the GIL while the training thread runs Python
 
@@ -124,6 +126,9 @@ class MainWindow(QMainWindow):
         self._epochs_total = self.next_config.epochs
         self._last_step_draw = 0.0
         self._pending_step: dict[str, Any] | None = None
+        self._pending_snap: dict[str, Any] | None = None
+        self._last_snap_draw = 0.0
+        self._last_metrics_draw = 0.0
         # PySide releases the GIL around most Qt calls; getting it back from a training thread that is busy in
         # Python can take up to the switch interval (5 ms by default), per call. 1 ms bounds that wait.
         sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
@@ -397,6 +402,8 @@ class MainWindow(QMainWindow):
         self.session = None
         self.class_names = []
         self._snapshot = None
+        self._pending_snap = None
+        self._pending_step = None
         self._fitted = False
         self._error_logged = False
         self._resume_after = None
@@ -422,6 +429,10 @@ class MainWindow(QMainWindow):
         if self.worker is None or self.worker.session is None or self.session is self.worker.session:
             return
         s = self.session = self.worker.session
+        # Torch, Qt, pyqtgraph and the data are loaded now: ~400k long-lived objects that every full GC pass
+        # would walk (100-250 ms with the GIL held, in whichever thread triggers it; measured). Freezing them
+        # out of the collector keeps those passes short. Nothing frozen is ever garbage we'd want back.
+        gc.freeze()
         self.class_names = list(s.data.class_names)
         self.metrics.set_class_names(self.class_names)
         self.controls.load_from_config(s.config)
@@ -507,10 +518,13 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ polling
 
     def _poll(self) -> None:
-        """Drain the channel (bounded), handle events in order, draw the newest snapshot and step once.
+        """Drain the channel (bounded), handle events in order, then draw what changed, coalesced.
 
-        Heavy pieces are spread over ticks: the tick that sets up a new session drains nothing, and the
-        tick that draws a snapshot leaves the metric plots for the next one.
+        Only the newest snapshot and step of a drain are drawn. While training runs, a snapshot is drawn at
+        most every DRAW_S and the metric plots are refreshed at most every DRAW_S and never in the tick that
+        drew a snapshot: a fast data set (digits: several epochs a second) would otherwise repaint six plots
+        many times a second while training takes both cores of a small machine. When the run pauses or ends,
+        everything is drawn at once. The tick that sets up a new session drains nothing.
         """
         t0 = time.perf_counter()
         w = self.worker
@@ -524,18 +538,30 @@ class MainWindow(QMainWindow):
                 for ev in evs:
                     kinds[ev.kind] = kinds.get(ev.kind, 0) + 1
                 try:
-                    drew_snapshot = self._dispatch(evs) if evs else False
-                    if not drew_snapshot:
-                        self.metrics.refresh()
-                    if not evs:
-                        self._flush_step()
+                    if evs:
+                        self._dispatch(evs)
+                    self._flush(force=self.state != "running")
                 except Exception:   # a bug in a handler must not freeze the window: report it and go on
                     import traceback
                     self.log.add_error("the window failed to show an event", traceback.format_exc())
         self.poll_stats.record((time.perf_counter() - t0) * 1000.0, kinds)
 
-    def _dispatch(self, evs: list[Any]) -> bool:
-        """Handle one drain; True if it drew a snapshot (then the plots wait for the next tick)."""
+    def _flush(self, force: bool = False) -> None:
+        """Draw the pending snapshot, metric plots and step line when they are due (or now, with ``force``)."""
+        now = time.perf_counter()
+        drew = False
+        if self._pending_snap is not None and (force or now - self._last_snap_draw >= DRAW_S):
+            snap, self._pending_snap = self._pending_snap, None
+            self._show_snapshot(snap)
+            self._last_snap_draw = now
+            drew = True
+        if force or (not drew and now - self._last_metrics_draw >= DRAW_S):
+            if self.metrics.refresh():
+                self._last_metrics_draw = now
+        self._flush_step(force)
+
+    def _dispatch(self, evs: list[Any]) -> None:
+        """Handle one drain in order; snapshots and steps only become pending (``_flush`` draws them)."""
         snap = step = None
         for ev in evs:
             k, d = ev.kind, ev.data
@@ -572,13 +598,9 @@ class MainWindow(QMainWindow):
                                          f"val {100 * float(d.get('val_accuracy', 0)):.2f}%, {d.get('epochs')} "
                                          f"epochs, {d.get('edits_applied')} edit(s)", ev.time)
         if snap is not None:
-            self._show_snapshot(snap)
+            self._pending_snap = snap
         if step is not None:
             self._pending_step = step
-        self._flush_step()
-        if snap is not None and self.state == "paused":
-            self.metrics.refresh()      # training waits for the user now: show everything at once
-        return snap is not None
 
     def _flush_step(self, force: bool = False) -> None:
         """Show the newest step event, at most STEP_DRAW_S apart (the last one always lands, one tick later)."""
@@ -646,7 +668,7 @@ class MainWindow(QMainWindow):
         self._pause_epoch = d.get("epoch")
         reason = str(d.get("reason", ""))
         title = f"Paused before epoch {d.get('epoch')}"
-        if self._snapshot is None:
+        if self._snapshot is None and self._pending_snap is None:
             text = (f"{html.escape(reason)}. The latent view appears after epoch 1; "
                     "press <b>Resume</b> (Ctrl+Enter) to continue.")
         else:
@@ -665,8 +687,7 @@ class MainWindow(QMainWindow):
             if self.worker is None or not len(self.worker.events):
                 break
             self._poll()
-        self.metrics.refresh()
-        self._flush_step(force=True)
+        self._flush(force=True)
 
     def _on_finished(self, summary: dict) -> None:
         self._on_session_ready()

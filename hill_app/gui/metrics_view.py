@@ -57,6 +57,9 @@ def _style_plot(p: pg.PlotItem, title: str, left: str, bottom: str) -> None:
     for ax in ("left", "bottom"):
         a = p.getAxis(ax)
         a.enableAutoSIPrefix(False)     # "(x0.001)" on a distance axis reads as noise
+        # Major ticks (and grid lines) only: the minor grid made each repaint of the five plots cost ~20 ms of
+        # CPU instead of ~7 ms (measured), and these small plots read better with fewer labels anyway.
+        a.setStyle(maxTickLevel=0)
         a.setTickFont(font)
         a.setPen(pg.mkPen("#9a9a9a"))
         a.setTextPen(pg.mkPen(FOREGROUND))
@@ -284,10 +287,10 @@ class MetricsView(QWidget):
 
     # ------------------------------------------------------------------ drawing
 
-    def refresh(self) -> None:
-        """Redraw from the stored epochs; cheap (a handful of setData calls), and only when something changed."""
+    def refresh(self) -> bool:
+        """Redraw from the stored epochs (a handful of setData calls) if something changed; True if it drew."""
         if not self._dirty:
-            return
+            return False
         self._dirty = False
         ep = np.array([r["epoch"] for r in self.epochs], dtype=float)
 
@@ -339,6 +342,7 @@ class MetricsView(QWidget):
             self._draw_bars(np.array([_num(v) for v in per_class]) * 100)
         if isinstance(conf, list) and len(conf) == k:
             self._draw_confusion(np.asarray(conf, dtype=float), title_split)
+        return True
 
     def _draw_bars(self, acc: np.ndarray) -> None:
         cp = self.class_plot.getPlotItem()
