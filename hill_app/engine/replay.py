@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .config import RunConfig
 from .events import EventChannel
 from .history import checkpoint_order, compare_metrics, effective_commands, epoch_metrics
@@ -29,6 +31,10 @@ def replay_run(run_dir: str | Path, out_dir: str | Path | None = None, device: s
     if out.exists():
         shutil.rmtree(out)
     records = list(read_journal(run_dir / "journal.jsonl"))
+    started = next((r for r in records if r.get("type") == "run_started"), {})
+    if isinstance(started.get("threads"), int) and started["threads"] != torch.get_num_threads():
+        # CPU kernels split work by thread count: the same count gives the same floating-point sums
+        torch.set_num_threads(started["threads"])
     cfg = RunConfig.load(run_dir / "config.json")
     cfg.device = device
     session = TrainingSession(cfg, out, events=events)

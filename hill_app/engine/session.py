@@ -159,7 +159,8 @@ class TrainingSession:
             self._resume_from_disk()
         else:
             self.journal.write("run_started", config=cfg.to_json(), device=str(self.device),
-                               torch=torch.__version__, n_train=int(self.n_train), view_size=len(self.view_idx))
+                               torch=torch.__version__, n_train=int(self.n_train), view_size=len(self.view_idx),
+                               threads=torch.get_num_threads())
 
     # ------------------------------------------------------------------ data
 
