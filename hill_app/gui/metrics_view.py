@@ -4,6 +4,14 @@ Five pyqtgraph plots share one look (white background, the class colours of the 
 colour per loss term): loss terms, train/val accuracy, each class's distance to its target, per-class
 validation accuracy (horizontal bars, so long CIFAR-10 names stay readable) and the confusion matrix as a
 heat map. Curves are updated with one ``setData`` each; nothing is rebuilt per epoch.
+
+Branches: every branch (``main``, and each fork made by loading a checkpoint) has its own train and val
+accuracy curve and its own total-loss curve, in the metric's colour family with a line style, marker and
+shade of its own ("val main", "val retry-1" in the legend). A fork's curves start at the epoch of the
+checkpoint it was loaded from, at the parent's value there, so a fork reads as a curve leaving another.
+The loss terms, target distances, per-class bars and confusion matrix follow the current branch's lineage
+(its ancestors up to the fork, then the branch). Curves and legend entries are made once per branch, when it
+appears; an epoch costs a ``setData`` on the curves of the branch that changed.
 """
 from __future__ import annotations
 
@@ -30,6 +38,12 @@ LOSS_TERMS: list[tuple[str, str, str]] = [
     ("train_scale", "scale", "#937860"),
 ]
 TRAIN_COLOUR, VAL_COLOUR = "#4c72b0", "#dd8452"
+TOTAL_COLOUR = "#222222"
+# Per branch, in the order branches appear: a line style and a marker (the colour stays the metric's family).
+BRANCH_STYLES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine,
+                 Qt.PenStyle.DashDotDotLine)
+BRANCH_SYMBOLS = ("o", "t", "s", "d", "star", "p")
+CURRENT_WIDTH, OTHER_WIDTH = 2.2, 1.5
 EDIT_LINE_COLOUR = "#b0b0b0"
 LEFT_AXIS_PX = 46
 CLASS_AXIS_PX = 46
@@ -40,6 +54,34 @@ def class_colours(n: int) -> list[QColor]:
     """The class colours of the latent view (palette.py), so a class is the same colour in every plot."""
     from .palette import class_colors
     return [QColor(*rgb) for rgb in class_colors(n)]
+
+
+def branch_shade(colour: str, i: int) -> QColor:
+    """Branch ``i``'s shade of a metric colour: the colour itself for the first branch, then alternately darker
+    and lighter, further each round (dark colours such as the total's near-black only get lighter)."""
+    c = QColor(colour)
+    if i <= 0:
+        return c
+    step = min(0.6, 0.28 * ((i + 1) // 2))
+    dark_base = c.lightnessF() < 0.3
+    if i % 2 and not dark_base:          # darker: scale toward black
+        return QColor.fromRgbF(c.redF() * (1 - step), c.greenF() * (1 - step), c.blueF() * (1 - step))
+    t = step if not dark_base else min(0.7, 0.22 * i)     # lighter: mix toward white
+    return QColor.fromRgbF(c.redF() + (1 - c.redF()) * t, c.greenF() + (1 - c.greenF()) * t,
+                           c.blueF() + (1 - c.blueF()) * t)
+
+
+class _Branch:
+    """One branch's epoch records, where it forked from, and its three curves."""
+
+    def __init__(self, name: str, index: int) -> None:
+        self.name = name
+        self.index = index
+        self.parent: str | None = None
+        self.fork_epoch: int | None = None
+        self.records: list[dict[str, Any]] = []
+        self.curves: dict[str, pg.PlotDataItem] = {}   # "train", "val" (accuracy plot), "total" (loss plot)
+        self.dirty = True
 
 
 def configure_pyqtgraph() -> None:
@@ -147,22 +189,22 @@ class MetricsView(QWidget):
 
         lp = self.loss_plot.getPlotItem()
         self.loss_legend = lp.addLegend(offset=(-4, 4), labelTextSize="8pt", verSpacing=-6)
+        # The terms of the current branch's lineage; the total is a curve per branch (see _Branch).
         self.loss_curves = {}
         self.loss_labels = {key: label for key, label, _ in LOSS_TERMS}
         self._in_legend: set[str] = set()
         for key, label, col in LOSS_TERMS:
-            pen = pg.mkPen(col, width=2.2 if key == "train_loss" else 1.6,
-                           style=Qt.PenStyle.DashLine if key == "train_loss" else Qt.PenStyle.SolidLine)
+            if key == "train_loss":
+                continue
             # Not named: a term joins the legend only once it is non-zero (the human terms after a commit).
-            self.loss_curves[key] = lp.plot([], [], pen=pen, connect="finite")
+            self.loss_curves[key] = lp.plot([], [], pen=pg.mkPen(col, width=1.6), connect="finite")
 
         ap = self.acc_plot.getPlotItem()
-        ap.addLegend(offset=(-4, -4), labelTextSize="8pt", verSpacing=-6)
-        self.train_acc = ap.plot([], [], pen=pg.mkPen(TRAIN_COLOUR, width=2), name="train",
-                                 symbol="o", symbolSize=4, symbolBrush=TRAIN_COLOUR, symbolPen=None)
-        self.val_acc = ap.plot([], [], pen=pg.mkPen(VAL_COLOUR, width=2), name="val",
-                               symbol="o", symbolSize=4, symbolBrush=VAL_COLOUR, symbolPen=None)
+        self.acc_legend = ap.addLegend(offset=(-4, -4), labelTextSize="8pt", verSpacing=-6)
         ap.setYRange(0, 100, padding=0.02)
+        self.branches: dict[str, _Branch] = {}
+        self.current_branch = "main"
+        self._pens_dirty = False
 
         self.dist_curves: list[pg.PlotDataItem] = []
         self.dist_hint = pg.TextItem(html="<div style='text-align:center; color:#9a9a9a'>no targets yet:<br>"
@@ -238,10 +280,18 @@ class MetricsView(QWidget):
         for key in list(self._in_legend):
             self.loss_legend.removeItem(self.loss_curves[key])
         self._in_legend.clear()
+        for br in self.branches.values():
+            for kind, c in br.curves.items():
+                (self.loss_legend if kind == "total" else self.acc_legend).removeItem(c)
+                (self.loss_plot if kind == "total" else self.acc_plot).getPlotItem().removeItem(c)
+        self.branches = {}
+        self.current_branch = "main"
+        self.acc_legend.setColumnCount(1)
+        self.loss_legend.setColumnCount(1)
         self.epochs = []
         self.commit_epochs = []
         self._last_eval = None
-        for c in [*self.loss_curves.values(), self.train_acc, self.val_acc, *self.dist_curves]:
+        for c in [*self.loss_curves.values(), *self.dist_curves]:
             c.setData([], [])
         for line in self.edit_lines:
             for p in (self.loss_plot, self.acc_plot, self.dist_plot):
@@ -256,14 +306,156 @@ class MetricsView(QWidget):
     # ------------------------------------------------------------------ data in
 
     def add_epoch(self, m: dict[str, Any]) -> None:
-        """Store one epoch event. A branch that restarts from an earlier epoch replaces the later history."""
+        """Store one epoch event of its branch (``m["branch"]``, else main). Within a branch, an epoch at or
+        before one already stored (a run resumed after a crash) replaces the later history."""
         e = m.get("epoch")
         if not isinstance(e, (int, float)):
             return
-        self.epochs = [r for r in self.epochs if r["epoch"] < e]
-        self.epochs.append(m)
+        name = str(m.get("branch") or "main")
+        br = self._branch(name)
+        br.records = [r for r in br.records if r["epoch"] < e]
+        br.records.append(m)
+        br.dirty = True
+        for other in self.branches.values():    # forks anchored on this branch at or after e move with it
+            if other.parent == name and other.fork_epoch is not None and other.fork_epoch >= e:
+                other.dirty = True
+        if name == self.current_branch:
+            self.epochs = [r for r in self.epochs if r["epoch"] < e]
+            self.epochs.append(m)
+        else:
+            self.set_current_branch(name)
         self._last_eval = None
         self._dirty = True
+
+    def add_branch(self, name: str, parent: str | None, fork_epoch: int | None) -> None:
+        """A branch forked from ``parent``'s checkpoint at ``fork_epoch`` (completed epochs): its curves start
+        there, at the parent's value. Calling it again for a known branch only fills in a missing origin."""
+        br = self._branch(name)
+        if br.parent is None and parent is not None and parent != name:
+            br.parent = parent
+            br.fork_epoch = int(fork_epoch) if isinstance(fork_epoch, (int, float)) else None
+            br.dirty = True
+            if name == self.current_branch:
+                self.epochs = self._lineage(name)
+            self._dirty = True
+
+    def set_current_branch(self, name: str) -> None:
+        """Training continues on ``name`` (a checkpoint was loaded): the per-lineage plots follow it, and its
+        curves are drawn a little thicker than the others."""
+        name = str(name or "main")
+        if name == self.current_branch and name in self.branches:
+            return
+        self._branch(name)
+        self.current_branch = name
+        self.epochs = self._lineage(name)
+        self._pens_dirty = True
+        self._last_eval = None
+        self._dirty = True
+
+    def branch_names(self) -> list[str]:
+        return list(self.branches)
+
+    def branch_series(self, name: str, key: str = "val_accuracy") -> tuple[np.ndarray, np.ndarray]:
+        """The epochs and values a branch's curve shows for ``key``: the fork point (the parent's record at the
+        fork epoch), then the branch's own epochs."""
+        br = self.branches[name]
+        rows = list(br.records)
+        anchor = self._anchor(br)
+        if anchor is not None and (not rows or rows[0]["epoch"] > anchor["epoch"]):
+            rows.insert(0, anchor)
+        x = np.array([r["epoch"] for r in rows], dtype=float)
+        y = np.array([_num(r.get(key)) for r in rows], dtype=float)
+        return x, y
+
+    @property
+    def train_acc(self) -> pg.PlotDataItem:
+        """The current branch's train accuracy curve."""
+        return self._branch(self.current_branch).curves["train"]
+
+    @property
+    def val_acc(self) -> pg.PlotDataItem:
+        """The current branch's val accuracy curve."""
+        return self._branch(self.current_branch).curves["val"]
+
+    # ------------------------------------------------------------------ branches
+
+    def _branch(self, name: str) -> _Branch:
+        """The branch's record, creating its three curves and legend entries the first time (never per epoch)."""
+        br = self.branches.get(name)
+        if br is not None:
+            return br
+        br = _Branch(name, len(self.branches))
+        self.branches[name] = br
+        i = br.index
+        style, symbol = BRANCH_STYLES[i % len(BRANCH_STYLES)], BRANCH_SYMBOLS[i % len(BRANCH_SYMBOLS)]
+        ap, lp = self.acc_plot.getPlotItem(), self.loss_plot.getPlotItem()
+        for kind, colour, plot in (("train", TRAIN_COLOUR, ap), ("val", VAL_COLOUR, ap), ("total", TOTAL_COLOUR, lp)):
+            shade = branch_shade(colour, i)
+            width = CURRENT_WIDTH if name == self.current_branch else OTHER_WIDTH
+            c = plot.plot([], [], pen=pg.mkPen(shade, width=width, style=style), connect="finite",
+                          symbol=symbol if kind != "total" else None, symbolSize=5 if i else 4,
+                          symbolBrush=shade, symbolPen=None)
+            c.setZValue(2 if name == self.current_branch else 1)
+            br.curves[kind] = c
+        self.acc_legend.addItem(br.curves["train"], "train")
+        self.acc_legend.addItem(br.curves["val"], "val")
+        self.loss_legend.addItem(br.curves["total"], "total")
+        self._relabel_branches()
+        return br
+
+    def _relabel_branches(self) -> None:
+        """One branch: "train", "val", "total". Several: "train main", "val retry-1", ... in two columns."""
+        many = len(self.branches) > 1
+        for br in self.branches.values():
+            for kind, c in br.curves.items():
+                legend = self.loss_legend if kind == "total" else self.acc_legend
+                label = legend.getLabel(c)
+                if label is not None:
+                    label.setText(f"{kind} {br.name}" if many else kind)
+        self.acc_legend.setColumnCount(2 if many else 1)
+
+    def _lineage(self, name: str, _seen: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+        """The records the current-branch plots show: the parent's lineage up to the fork epoch, then the
+        branch's own."""
+        br = self.branches.get(name)
+        if br is None:
+            return []
+        own = list(br.records)
+        if br.parent is None or br.fork_epoch is None or br.parent in _seen or br.parent not in self.branches:
+            return own
+        first = own[0]["epoch"] if own else math.inf
+        base = [r for r in self._lineage(br.parent, _seen | {name})
+                if r["epoch"] <= br.fork_epoch and r["epoch"] < first]
+        return base + own
+
+    def _anchor(self, br: _Branch) -> dict[str, Any] | None:
+        if br.parent is None or br.fork_epoch is None or br.parent not in self.branches:
+            return None
+        for r in reversed(self._lineage(br.parent, frozenset({br.name}))):
+            if r["epoch"] == br.fork_epoch:
+                return r
+        return None
+
+    def _draw_branches(self) -> None:
+        """setData on the curves of branches that changed; pens only when the current branch changed."""
+        for br in self.branches.values():
+            if self._pens_dirty:
+                current = br.name == self.current_branch
+                for c in br.curves.values():
+                    pen = pg.mkPen(c.opts["pen"])
+                    pen.setWidthF(CURRENT_WIDTH if current else OTHER_WIDTH)
+                    c.setPen(pen)
+                    c.setZValue(2 if current else 1)
+            if not br.dirty:
+                continue
+            br.dirty = False
+            x, train = self.branch_series(br.name, "train_accuracy")
+            _, val = self.branch_series(br.name, "val_accuracy")
+            _, total = self.branch_series(br.name, "train_loss")
+            br.curves["train"].setData(x, 100 * train)
+            br.curves["val"].setData(x, 100 * val)
+            br.curves["total"].setData(x, total)
+        self._pens_dirty = False
 
     def add_commit(self, after_epoch: int) -> None:
         """Edits were committed after ``after_epoch`` epochs: a dashed line between that epoch and the next."""
@@ -297,6 +489,7 @@ class MetricsView(QWidget):
         def col(key: str) -> np.ndarray:
             return np.array([_num(r.get(key)) for r in self.epochs], dtype=float)
 
+        self._draw_branches()
         for key, curve in self.loss_curves.items():
             y = col(key)
             # Terms that never left zero (no edits yet) stay out of the plot and the legend.
@@ -311,8 +504,6 @@ class MetricsView(QWidget):
             elif not shown and key in self._in_legend:
                 self.loss_legend.removeItem(curve)
                 self._in_legend.discard(key)
-        self.train_acc.setData(ep, 100 * col("train_accuracy"))
-        self.val_acc.setData(ep, 100 * col("val_accuracy"))
 
         k = len(self.class_names)
         if k and self.dist_curves:
