@@ -31,11 +31,7 @@ def study_main(args: Any) -> int:
     except (ProtocolError, StudyError) as e:
         return _err(str(e))
     if not getattr(args, "scripted", None):
-        print("The interactive study window is not available yet in this version of hill-app.\n"
-              "Run a scripted participant instead:\n"
-              f"  hill-app study {args.protocol} --participant {args.participant} --scripted EDITS_JSON",
-              file=sys.stderr)
-        return EXIT_USAGE
+        return _study_window(protocol, args)
     answers, source = None, None
     answers_path = getattr(args, "answers", None)
     if answers_path:
@@ -60,6 +56,40 @@ def study_main(args: Any) -> int:
     print(f"\ndone: test accuracy {accs}{gain} -> {res['dir']}\n"
           f"report: hill-app report {out}", file=sys.stderr)
     return 0
+
+
+def _study_window(protocol: Any, args: Any) -> int:
+    """The interactive session: checked here (so a mistake is a message, not an empty window), then the window.
+
+    Exit status 0 when the session completed, 1 when the participant closed the window before the end (the
+    session is logged as incomplete), 2 for a usage error. Qt is imported only here: ``studies`` stays Qt-free.
+    """
+    if getattr(args, "answers", None):
+        return _err("--answers belongs to a scripted participant (--scripted); in the study window the "
+                    "participant answers the questionnaires")
+    from hill_app.engine.config import ConfigError
+    out = Path(args.out)
+    pdir = out / args.participant
+    if pdir.exists() and any(pdir.iterdir()):
+        return _err(f"{pdir} already holds a session; choose another participant id or study folder")
+    try:
+        protocol.run_config(getattr(args, "device", None))
+    except ConfigError as e:
+        return _err(str(e))
+    try:
+        from hill_app.gui.study_window import run_study_gui
+    except ImportError as e:
+        return _err(f"the study window needs the GUI packages (PySide6, pyqtgraph): {e}")
+    print(f"study {protocol.name!r}: participant {args.participant} in the study window -> {pdir}",
+          file=sys.stderr)
+    code = run_study_gui(protocol, args.participant, out, device=getattr(args, "device", None))
+    if code == 0:
+        print(f"session complete -> {pdir}\nreport: hill-app report {out}", file=sys.stderr)
+    elif (pdir / "study_log.jsonl").exists():
+        print(f"the session did not finish; it is logged as incomplete in {pdir}", file=sys.stderr)
+    else:
+        print("the window was closed before the session started; nothing was written", file=sys.stderr)
+    return code
 
 
 def report_main(args: Any) -> int:

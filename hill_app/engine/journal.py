@@ -43,6 +43,10 @@ class Journal:
             self._seq += 1
             return rec
 
+    @property
+    def closed(self) -> bool:
+        return self._f.closed
+
     def close(self) -> None:
         with self._lock:
             if not self._f.closed:

@@ -233,6 +233,8 @@ class TrainingSession:
         self._set_status(cmd, "requested")
         spec = SPECS.get(command) if isinstance(command, str) else None
         try:
+            if self.finished:
+                raise CommandError(f"the run has finished; {cmd.command} cannot be applied (start or replay a run)")
             if spec is None:
                 raise CommandError(f"unknown command {cmd.command!r}; known: {', '.join(sorted(SPECS))}")
             cmd.args = spec.check_args({} if args is None else args)
@@ -258,7 +260,8 @@ class TrainingSession:
         rec = cmd.to_json()
         rec["requested_time"] = rec.pop("time")
         rec["branch"] = self.branch if hasattr(self, "branch") else "main"
-        self.journal.write("command", **rec)
+        if not self.journal.closed:  # after the run has finished the journal is closed; the event still goes out
+            self.journal.write("command", **rec)
         self.events.emit("command", **rec)
 
     def _apply(self, cmd: Command, at_epoch_boundary: bool) -> bool:

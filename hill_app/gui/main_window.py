@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar,
-                               QPushButton, QSizePolicy, QStyle, QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
+                               QProgressBar, QPushButton, QSizePolicy, QStyle, QToolBar, QVBoxLayout, QWidget)
 
 from hill_app.engine.config import ConfigError, RunConfig
 
+from .checkpoint_panel import CheckpointPanel, read_tree_index
 from .metrics_view import MetricsView
 from .new_run_dialog import NewRunDialog, last_base, make_settings, new_run_dir
 from .panels import ControlsPanel, LogConsole
@@ -160,6 +161,8 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         self.new_run_action = self._action("New run\u2026", self.new_run, [QKeySequence.StandardKey.New],
                                            "choose a data set, model and protocol, then start")
+        self.open_run_action = self._action("Open run\u2026", self.open_run_dialog, [QKeySequence.StandardKey.Open],
+                                            "show a run folder's checkpoint tree and branch curves (read-only)")
         self.start_action = self._action("Start", self.start_default, [],
                                          "start training with the run shown in the banner")
         self.pause_action = self._action("Pause", self.pause_on_demand, [Qt.Key.Key_Space],
@@ -182,15 +185,16 @@ class MainWindow(QMainWindow):
         self.redo_action.setShortcuts(uniq)
 
         sp = QStyle.StandardPixmap
-        for a, icon in ((self.new_run_action, sp.SP_FileDialogNewFolder), (self.start_action, sp.SP_MediaPlay),
-                        (self.pause_action, sp.SP_MediaPause), (self.stop_action, sp.SP_MediaStop)):
+        for a, icon in ((self.new_run_action, sp.SP_FileDialogNewFolder), (self.open_run_action, sp.SP_DirOpenIcon),
+                        (self.start_action, sp.SP_MediaPlay), (self.pause_action, sp.SP_MediaPause),
+                        (self.stop_action, sp.SP_MediaStop)):
             a.setIcon(self.style().standardIcon(icon))
         tb = QToolBar("Run")
         tb.setObjectName("runToolbar")
         tb.setMovable(False)
         tb.setIconSize(QSize(16, 16))
         tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        for a in (self.new_run_action, self.start_action, self.pause_action, self.stop_action):
+        for a in (self.new_run_action, self.open_run_action, self.start_action, self.pause_action, self.stop_action):
             tb.addAction(a)
         spacer = QWidget()
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
@@ -272,15 +276,22 @@ class MainWindow(QMainWindow):
         self.metrics_dock = QDockWidget("Feedback", self)
         self.metrics_dock.setObjectName("feedback")
         self.metrics_dock.setWidget(self.metrics)
+        self.checkpoints = CheckpointPanel(self.submit)
+        self.checkpoints_dock = QDockWidget("Checkpoints", self)
+        self.checkpoints_dock.setObjectName("checkpoints")
+        self.checkpoints_dock.setWidget(self.checkpoints)
         feats = (QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
-        for d in (self.controls_dock, self.log_dock, self.metrics_dock):
+        for d in (self.controls_dock, self.log_dock, self.metrics_dock, self.checkpoints_dock):
             d.setFeatures(feats)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.controls_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.log_dock)
+        # The checkpoint tree shares the lower right with the command log, as a tab.
+        self.tabifyDockWidget(self.log_dock, self.checkpoints_dock)
+        self.log_dock.raise_()
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.metrics_dock)
         self.resizeDocks([self.controls_dock], [420], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.controls_dock, self.log_dock], [640, 300], Qt.Orientation.Vertical)
+        self.resizeDocks([self.controls_dock, self.log_dock], [500, 440], Qt.Orientation.Vertical)
         self.resizeDocks([self.metrics_dock], [300], Qt.Orientation.Vertical)
 
     def _build_status(self) -> None:
@@ -321,6 +332,8 @@ class MainWindow(QMainWindow):
         self.pause_action.setEnabled(state == "running")
         self.stop_action.setEnabled(state in ("running", "paused"))
         self.controls.set_active(state in ("running", "paused"))
+        self.checkpoints.set_active(state in ("running", "paused"))
+        self.checkpoints.set_paused(state == "paused")
         self.view.set_editable(state == "paused")
         editing = state == "paused"
         for b in (self.commit_btn, self.undo_btn, self.redo_btn, self.reset_btn):
@@ -410,6 +423,7 @@ class MainWindow(QMainWindow):
         self._epochs_total = cfg.epochs
         self.last_error = None
         self.metrics.clear()
+        self.checkpoints.clear()
         self.log.add_info(f"starting {self._describe(cfg)} in {run_dir}")
         self.worker = w = TrainingWorker(cfg, run_dir, self)
         w.runFinished.connect(self._on_finished)
@@ -435,6 +449,10 @@ class MainWindow(QMainWindow):
         gc.freeze()
         self.class_names = list(s.data.class_names)
         self.metrics.set_class_names(self.class_names)
+        # A run resumed from disk already has checkpoints: show them (tree.json is replaced atomically, so
+        # reading it while the training thread may write it is safe; nodes seen again as events are skipped).
+        self.checkpoints.open_index(s.tree.index_path, current_branch=s.branch)
+        self.metrics.set_current_branch(s.branch)
         self.controls.load_from_config(s.config)
         if self.worker.samples is not None and hasattr(self.view, "set_sample_renderer"):
             self.view.set_sample_renderer(self.worker.samples.render)
@@ -571,10 +589,13 @@ class MainWindow(QMainWindow):
                 snap = d
             elif k == "epoch":
                 self.metrics.add_epoch(d)
+                if isinstance(d.get("branch"), str) and d["branch"] != self.checkpoints.current_branch:
+                    self.checkpoints.set_current_branch(d["branch"])
                 self._show_epoch(d)
             elif k == "command":
                 self.log.add_command(d)
                 self.controls.on_command(d)
+                self.checkpoints.on_command(d)
                 self._on_command(d)
             elif k == "paused":
                 self._on_paused(d)
@@ -586,6 +607,7 @@ class MainWindow(QMainWindow):
                 self._error_logged = True
                 self.log.add_error(str(d.get("message", "")), d.get("traceback"), ev.time)
             elif k == "checkpoint":
+                self.checkpoints.add_node(d)
                 self.log.add_log("info", f"checkpoint {str(d.get('uuid', ''))[:8]} saved at epoch {d.get('epoch')}, "
                                          f"step {d.get('step')} ({d.get('note') or 'manual'})", ev.time)
             elif k == "evaluation":
@@ -663,11 +685,33 @@ class MainWindow(QMainWindow):
             self._update_edit_buttons()
         if d.get("command") == "pause_training" and st == "failed" and self.state == "running":
             self.pause_action.setEnabled(True)
+        if d.get("command") == "load_checkpoint" and st == "success":
+            self._on_branch_loaded(d)
+
+    def _on_branch_loaded(self, d: dict[str, Any]) -> None:
+        """A checkpoint was loaded: training continues on a new branch whose curves start at the checkpoint."""
+        res = d.get("result") or {}
+        new = str(res.get("branch") or "")
+        if not new:
+            return
+        src = self.checkpoints.node(str((d.get("args") or {}).get("uuid")))
+        parent = src["branch"] if src else res.get("from_branch")
+        epoch = src.get("epoch") if src else res.get("epoch")
+        self.metrics.add_branch(new, parent, epoch)
+        self.metrics.set_current_branch(new)
+        if self.state == "paused":
+            self.banner_title.setText(f"Paused — now on branch {new}")
+            self.banner_text.setText(
+                f"Loaded the checkpoint of {html.escape(str(parent))} at epoch {epoch}; training continues on "
+                f"<b>{html.escape(new)}</b> from there. The latent view still shows the model as it was before "
+                "the load: <b>Resume</b> (Ctrl+Enter) to train the new branch.")
 
     def _on_paused(self, d: dict[str, Any]) -> None:
         self._pause_epoch = d.get("epoch")
         reason = str(d.get("reason", ""))
         title = f"Paused before epoch {d.get('epoch')}"
+        if len(self.metrics.branches) > 1 or self.checkpoints.current_branch != "main":
+            title += f" \u00b7 branch {self.checkpoints.current_branch}"
         if self._snapshot is None and self._pending_snap is None:
             text = (f"{html.escape(reason)}. The latent view appears after epoch 1; "
                     "press <b>Resume</b> (Ctrl+Enter) to continue.")
@@ -723,6 +767,72 @@ class MainWindow(QMainWindow):
             self._pending_start = None
             QTimer.singleShot(0, lambda: self.start_run(cfg, run_dir))
 
+    # ------------------------------------------------------------------ opening a run from disk
+
+    def open_run_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a run folder", str(last_base(self.settings)))
+        if folder:
+            self.open_run(folder)
+
+    def open_run(self, run_dir: str | Path) -> bool:
+        """Show a finished (or crashed) run from its folder, read-only: the checkpoint tree from
+        ``checkpoints/tree.json`` and every branch's curves from the journal's epoch records. Nothing in the
+        folder is written. Not while a run is training (False, with a message)."""
+        from hill_app.engine.journal import read_journal
+        if self.worker is not None and self.worker.isRunning():
+            self.show_error("A run is in progress", "Stop the current run before opening another one.")
+            return False
+        run_dir = Path(run_dir).expanduser()
+        if not (run_dir / "journal.jsonl").exists():
+            self.show_error("Cannot open the run", f"{run_dir} holds no run (there is no journal.jsonl in it).")
+            return False
+        try:
+            records = list(read_journal(run_dir / "journal.jsonl"))
+            nodes = read_tree_index(run_dir / "checkpoints" / "tree.json")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            self.show_error("Cannot open the run", f"{run_dir}: {e}")
+            return False
+        try:
+            cfg: RunConfig | None = RunConfig.load(run_dir / "config.json")
+        except ConfigError:
+            cfg = None
+        epochs = [r for r in records if r.get("type") == "epoch"]
+        pc = next((r.get("val_per_class_accuracy") for r in reversed(epochs)
+                   if isinstance(r.get("val_per_class_accuracy"), list)), [])
+        self.class_names = _class_names(cfg.dataset if cfg else "", len(pc))
+        self.metrics.set_class_names(self.class_names)
+        self.checkpoints.clear()
+        for n in nodes:
+            self.checkpoints.add_node(n)
+        by_uuid = {n["uuid"]: n for n in nodes}
+        current = "main"
+        for r in records:
+            t = r.get("type")
+            if t == "branch" and isinstance(r.get("branch"), str):
+                src = by_uuid.get(r.get("checkpoint"))
+                parent = src["branch"] if src else r.get("from_branch")
+                epoch = src.get("epoch") if src else r.get("epoch")
+                self.metrics.add_branch(r["branch"], parent, epoch)
+                self.checkpoints.note_fork(r["branch"], parent, epoch)
+            elif t == "epoch":
+                self.metrics.add_epoch(r)
+            elif t == "targets" and isinstance(r.get("epoch"), int):
+                self.metrics.add_commit(r["epoch"])
+            if isinstance(r.get("branch"), str):
+                current = r["branch"]
+        self.metrics.set_current_branch(current)
+        self.checkpoints.set_current_branch(current)
+        self.metrics.refresh()
+        self.next_run_dir = None
+        self.run_label.setText(str(run_dir))
+        self.setWindowTitle(f"hill-app \u2014 {run_dir.name}")
+        nb = len(self.metrics.branches)
+        self._set_state("finished", f"Opened {run_dir.name}",
+                        f"{len(epochs)} epoch records, {len(nodes)} checkpoints, {nb} branch{'es' if nb != 1 else ''}"
+                        f" (read-only) \u2014 start a new run with <b>New run\u2026</b>")
+        self.log.add_info(f"opened {run_dir}: {len(nodes)} checkpoints, branches {', '.join(self.metrics.branches)}")
+        return True
+
     # ------------------------------------------------------------------ errors and closing
 
     def show_error(self, title: str, message: str) -> QMessageBox:
@@ -749,3 +859,19 @@ class MainWindow(QMainWindow):
     def wait_for_worker(self, timeout_ms: int = 30000) -> bool:
         """For scripts and tests: block until the worker thread has ended (never used by the GUI itself)."""
         return self.worker is None or self.worker.wait(timeout_ms)
+
+
+CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _class_names(dataset: str, k: int) -> list[str]:
+    """Class names of a run opened from disk, without loading its data."""
+    if dataset == "digits":
+        return [str(i) for i in range(k)]
+    if dataset == "cifar10" and k == len(CIFAR10_NAMES):
+        return list(CIFAR10_NAMES)
+    if dataset == "pamap2":
+        from hill_app.datasets.pamap2 import CLASS_NAMES
+        if len(CLASS_NAMES) == k:
+            return list(CLASS_NAMES)
+    return [f"class {i}" for i in range(k)]

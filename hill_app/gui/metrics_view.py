@@ -286,8 +286,6 @@ class MetricsView(QWidget):
                 (self.loss_plot if kind == "total" else self.acc_plot).getPlotItem().removeItem(c)
         self.branches = {}
         self.current_branch = "main"
-        self.acc_legend.setColumnCount(1)
-        self.loss_legend.setColumnCount(1)
         self.epochs = []
         self.commit_epochs = []
         self._last_eval = None
@@ -404,7 +402,8 @@ class MetricsView(QWidget):
         return br
 
     def _relabel_branches(self) -> None:
-        """One branch: "train", "val", "total". Several: "train main", "val retry-1", ... in two columns."""
+        """One branch: "train", "val", "total". Several: "train main", "val retry-1", ... (one column: two
+        would be wider than a small plot)."""
         many = len(self.branches) > 1
         for br in self.branches.values():
             for kind, c in br.curves.items():
@@ -412,7 +411,6 @@ class MetricsView(QWidget):
                 label = legend.getLabel(c)
                 if label is not None:
                     label.setText(f"{kind} {br.name}" if many else kind)
-        self.acc_legend.setColumnCount(2 if many else 1)
 
     def _lineage(self, name: str, _seen: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
         """The records the current-branch plots show: the parent's lineage up to the fork epoch, then the
