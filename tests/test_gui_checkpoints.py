@@ -87,7 +87,7 @@ def tree_rows(panel) -> list[tuple]:
     return out
 
 
-def test_fork_from_a_checkpoint_at_a_pause(qtbot, main_window, tmp_path):
+def test_fork_from_a_checkpoint_at_a_pause(qtbot, main_window, qt_settings, tmp_path):
     """Pause -> select the first checkpoint -> Load / fork... (named 'retry-1') -> resume: training continues
     on retry-1 from epoch 1; the tree nests retry-1 under the checkpoint it came from; each branch has its
     curve, and retry-1's leaves main's at epoch 1. Then the run folder alone brings it all back."""
@@ -125,6 +125,9 @@ def test_fork_from_a_checkpoint_at_a_pause(qtbot, main_window, tmp_path):
     assert panel.current_branch == "retry-1" and win.metrics.current_branch == "retry-1"
     assert "retry-1" in win.banner_title.text()
     assert not panel.items[first].font(COL_BRANCH).bold()    # main is no longer the current branch
+    ARTIFACTS.mkdir(exist_ok=True)
+    QApplication.processEvents()
+    assert win.grab().save(str(ARTIFACTS / "checkpoints_at_pause.png"))
 
     # Resume: retry-1 trains epoch 2 and reaches its own scheduled pause before epoch 3; resume again.
     qtbot.mouseClick(win.commit_btn, LEFT)
@@ -170,6 +173,7 @@ def test_fork_from_a_checkpoint_at_a_pause(qtbot, main_window, tmp_path):
     x_retry, y_retry = m.branches["retry-1"].curves["val"].getData()
     assert list(x_main) == [1, 2] and list(x_retry) == [1, 2, 3, 4, 5]
     val = {(r["branch"], r["epoch"]): r["val_accuracy"] for r in recs if r["type"] == "epoch"}
+    assert list(y_main) == pytest.approx([100 * val[("main", e)] for e in (1, 2)])
     assert y_retry[0] == pytest.approx(100 * val[("main", 1)])
     assert list(y_retry[1:]) == pytest.approx([100 * val[("retry-1", e)] for e in (2, 3, 4, 5)])
     xt, _ = m.branches["retry-1"].curves["total"].getData()
@@ -189,16 +193,34 @@ def test_fork_from_a_checkpoint_at_a_pause(qtbot, main_window, tmp_path):
     QApplication.processEvents()
     assert win.grab().save(str(ARTIFACTS / "checkpoints.png"))
 
-    # A restart: the folder alone gives back the same tree and the same curves.
-    assert win.open_run(run_dir)
-    assert set(panel.nodes) == {n["uuid"] for n in on_disk}
-    assert [(d, b, e, n) for d, b, e, n, _ in tree_rows(panel)] == [(d, b, e, n) for d, b, e, n, _ in rows]
-    assert panel.current_branch == "retry-1"
-    assert m.branch_names() == ["main", "retry-1"]
-    assert list(m.branches["retry-1"].curves["val"].getData()[0]) == [1, 2, 3, 4, 5]
-    assert list(m.branches["main"].curves["val"].getData()[0]) == [1, 2]
-    assert "Opened" in win.banner_title.text()
-    assert not panel.load_btn.isEnabled() and not panel.save_btn.isEnabled()   # read-only
+    # A restart: a new window, given only the folder, shows the same tree, curves and the last pause's view.
+    from hill_app.gui.main_window import MainWindow
+    win2 = MainWindow(settings=qt_settings)
+    qtbot.addWidget(win2)
+    win2.show()
+    qtbot.waitExposed(win2)
+    try:
+        assert win2.open_run(run_dir)
+        p2, m2 = win2.checkpoints, win2.metrics
+        assert set(p2.nodes) == {n["uuid"] for n in on_disk}
+        assert [(d, b, e, n) for d, b, e, n, _ in tree_rows(p2)] == [(d, b, e, n) for d, b, e, n, _ in rows]
+        assert p2.current_branch == "retry-1"
+        assert m2.branch_names() == ["main", "retry-1"]
+        for name in ("main", "retry-1"):
+            for kind in ("train", "val", "total"):
+                a, b = m.branches[name].curves[kind].getData(), m2.branches[name].curves[kind].getData()
+                assert list(a[0]) == list(b[0]) and np.allclose(a[1], b[1], equal_nan=True)
+        assert [(r["branch"], r["epoch"]) for r in m2.epochs] == [(r["branch"], r["epoch"]) for r in m.epochs]
+        assert win2._snapshot is not None and win2._snapshot["branch"] == "retry-1"   # its pause before epoch 3
+        assert "Opened" in win2.banner_title.text() and win2.state == "finished"
+        assert not p2.load_btn.isEnabled() and not p2.save_btn.isEnabled()    # read-only
+        assert not (run_dir / "checkpoints" / "tree.json.tmp").exists()
+        assert read_tree_index(run_dir) == on_disk                              # nothing was written
+        win2.checkpoints_dock.raise_()
+        QApplication.processEvents()
+        assert win2.grab().save(str(ARTIFACTS / "checkpoints_opened.png"))
+    finally:
+        win2.close()
 
 
 def test_load_while_training_waits_for_the_epoch_boundary_and_failures_show_the_reason(qtbot, main_window,

@@ -62,6 +62,17 @@ TLX = {"mental": 55, "physical": 10, "temporal": 40, "performance": 25, "effort"
 pytestmark = pytest.mark.usefixtures("qt_settings")
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core machine torch's pool makes this tiny model ~3x slower (and the
+    GUI thread, the hill run and the baseline share those cores). Both conditions run under the same count."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def write_protocol(tmp_path: Path, seconds: float = 5, edit_ops: list[str] | None = None) -> Path:
     p = tmp_path / "tiny.toml"
     ops = "" if edit_ops is None else f"edit_ops = {json.dumps(edit_ops)}"
@@ -117,12 +128,20 @@ def start_and_wait_for_pause(qtbot, win: StudyWindow) -> None:
     qtbot.waitUntil(lambda: win.win.state == "paused" and win.clock_label.text() != "", timeout=WAIT_MS)
 
 
-def fill_questionnaires(qtbot, form, pairwise: bool = True) -> dict:
-    """Real clicks: UMUX-Lite radio buttons, a click on each TLX scale, one button per pair (or Skip)."""
+def fill_questionnaires(qtbot, form, shots: str | None = None) -> dict:
+    """Real clicks: UMUX-Lite radio buttons, a click on each TLX scale, one button per pair. With ``shots``,
+    each step is saved (answered) as test-artifacts/<shots>_<step>.png."""
+    def shot(step: str) -> None:
+        if shots:
+            ARTIFACTS.mkdir(exist_ok=True)
+            QApplication.processEvents()
+            assert form.window().grab().save(str(ARTIFACTS / f"{shots}_{step}.png"))
+
     assert form.step == "umux" and not form.next_button.isEnabled()
     for group, v in zip(form.umux_groups, UMUX):
         qtbot.mouseClick(group.button(v), LEFT)
     assert form.next_button.isEnabled()
+    shot("umux")
     qtbot.mouseClick(form.next_button, LEFT)
     assert form.step == "tlx" and not form.next_button.isEnabled()
     for s in TLX_SCALES:
@@ -131,24 +150,18 @@ def fill_questionnaires(qtbot, form, pairwise: bool = True) -> dict:
         assert sl.value() == TLX[s], (s, sl.value())
         assert form.tlx_values[s].text() == str(TLX[s])
     assert form.next_button.isEnabled()
-    shot = None
-    if pairwise:
-        ARTIFACTS.mkdir(exist_ok=True)
-        QApplication.processEvents()
-        shot = form.window().grab()
+    shot("tlx")
     qtbot.mouseClick(form.next_button, LEFT)
-    assert form.step == "pairwise"
-    if not pairwise:
-        qtbot.mouseClick(form.skip_button, LEFT)
-        return {"umux_lite": UMUX, "nasa_tlx": {k: float(v) for k, v in TLX.items()}}, shot
+    assert form.step == "pairwise" and not form.next_button.isEnabled() and form.skip_button.isEnabled()
     winners = []
     for (a, b), (ba, bb) in zip(PAIRS, form.pair_buttons):   # the subscale rated higher mattered more
         w = a if TLX[a] >= TLX[b] else b
         qtbot.mouseClick(ba if w == a else bb, LEFT)
         winners.append(w)
     assert form.next_button.text() == "Submit" and form.next_button.isEnabled()
+    shot("pairwise")
     qtbot.mouseClick(form.next_button, LEFT)
-    return {"umux_lite": UMUX, "nasa_tlx": {k: float(v) for k, v in TLX.items()}, "nasa_tlx_pairwise": winners}, shot
+    return {"umux_lite": UMUX, "nasa_tlx": {k: float(v) for k, v in TLX.items()}, "nasa_tlx_pairwise": winners}
 
 
 def report_rows(out: Path) -> dict[str, dict]:
@@ -178,6 +191,11 @@ def test_study_session_end_to_end(qtbot, qt_settings, tmp_path):
     assert (cfg.dataset, cfg.epochs, cfg.pause_at, cfg.alpha, cfg.lam, cfg.seed) == ("digits", 4, [3], 0.5, 0.1, 0)
     assert not win.new_run_action.isVisible() and not win.start_btn.isVisible() and not win.stop_action.isVisible()
     assert not win.controls_dock.isVisible()
+    if hasattr(win, "checkpoints_dock"):                # the checkpoints panel is not in this protocol
+        assert not win.checkpoints_dock.isVisible()
+    if hasattr(win, "open_run_action"):
+        assert not win.open_run_action.isVisible() and not win.open_run_action.isEnabled()
+    assert win.pause_action.isVisible() and win.log_dock.isVisible() and win.metrics_dock.isVisible()
     assert study.countdown_bar.isVisible() and ":" in study.clock_label.text()
     assert "Pause before epoch 3" in study.phase_label.text()
 
@@ -194,11 +212,12 @@ def test_study_session_end_to_end(qtbot, qt_settings, tmp_path):
     # Nobody presses anything: the countdown runs out, the edit is committed and training goes on.
     qtbot.waitUntil(lambda: study.page == "questionnaires", timeout=WAIT_MS)
     assert win.state == "finished" and study.hill_summary is not None
-    answers, shot = fill_questionnaires(qtbot, study.questionnaire)
-    assert shot.save(str(ARTIFACTS / "study_questionnaire.png"))
+    answers = fill_questionnaires(qtbot, study.questionnaire, shots="study_questionnaire")
     assert study.page == "thanks"
     qtbot.waitUntil(lambda: study.phase == "done", timeout=WAIT_MS)
     assert study.close_button.isEnabled() and "complete" in study.thanks_label.text()
+    QApplication.processEvents()
+    assert study.grab().save(str(ARTIFACTS / "study_thanks.png"))
 
     pdir = out / "P07"
     log = study_log(pdir)
@@ -301,6 +320,9 @@ def test_refusals_resume_early_and_closing_mid_session(qtbot, qt_settings, tmp_p
     qtbot.waitUntil(lambda: "scale_spread" in study.message_label.text(), timeout=5000)
     qtbot.waitUntil(lambda: view.edits() == [], timeout=5000)          # undone at once
     assert study.message_label.isVisible() and "not allowed by this protocol" in study.message_label.text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    QApplication.processEvents()
+    assert study.grab().save(str(ARTIFACTS / "study_refused.png"))
 
     # Moving a centre is allowed; Commit (a real click) resumes long before the two minutes are up.
     drag(view.plot.viewport(), view.class_center_scene_pos(2), free_drop_point(view, 2))
@@ -342,3 +364,97 @@ def test_refusals_resume_early_and_closing_mid_session(qtbot, qt_settings, tmp_p
     assert not res.complete and any("session aborted" in p for p in res.problems)
     row = report_rows(out)["P08"]
     assert row["complete"] == "false"
+
+
+def test_instructions_text_is_reflowed():
+    from hill_app.gui.study_window import instructions_html
+    out = instructions_html("Train the best\nmodel you can.\n\nAt each pause:\n- drag a centre\n  or a ring\n- <merge> two classes")
+    assert out == ("<p>Train the best model you can.</p><p>At each pause:</p>"
+                   "<ul><li>drag a centre or a ring</li><li>&lt;merge&gt; two classes</li></ul>")
+
+
+def test_closing_stops_the_baseline_and_leaves_its_journal_readable(qtbot, tmp_path):
+    """The baseline runs in the runner's run_condition; a cancel (the window closing) stops it at its next
+    progress report with an error record, and every journal stays readable."""
+    from hill_app.datasets import load_dataset
+    from hill_app.gui.study_window import BaselineWorker
+    from hill_app.studies.session_log import StudyLog
+
+    proto = tmp_path / "long.toml"
+    proto.write_text(PROTOCOL.format(seconds=5, edit_ops="").replace("epochs = 4", "epochs = 200"))
+    protocol = load_protocol(proto)
+    cfg = protocol.run_config()
+    pdir = tmp_path / "P01"
+    log = StudyLog(pdir)
+    bundle = load_dataset("digits", seed=0)
+    w = BaselineWorker(protocol, pdir, log, cfg, bundle, hill_session=None)
+    seen, failed = [], []
+    w.progress.connect(lambda e, n, f: seen.append((e, n, f)))
+    w.failed.connect(lambda msg, tb: failed.append(msg))
+    w.start()
+    try:
+        qtbot.waitUntil(lambda: bool(seen) and seen[-1][0] >= 2, timeout=WAIT_MS)
+        assert seen[-1][1] == 200 and 0 < seen[-1][2] < 1
+    finally:
+        w.cancel()
+        assert w.wait(WAIT_MS)
+    qtbot.waitUntil(lambda: bool(failed), timeout=5000)
+    assert failed[0].startswith("StudyCancelled")
+    log.close()
+    recs = list(read_journal(pdir / "baseline" / "journal.jsonl"))
+    assert recs[-1]["type"] == "error" and "StudyCancelled" in recs[-1]["message"]
+    assert 1 <= max(r["epoch"] for r in recs if r["type"] == "epoch") < 200
+    types = [r["type"] for r in study_log(pdir)]
+    assert types[0] == "condition_started" and "condition_finished" not in types
+
+
+LAUNCH = r"""
+import os, sys
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, sys.argv[1])
+app = QApplication(["hill-app"])
+
+def look():
+    from hill_app.gui.study_window import StudyWindow
+    wins = [w for w in app.topLevelWidgets() if isinstance(w, StudyWindow) and w.isVisible()]
+    if not wins or not wins[0].start_button.isEnabled():
+        QTimer.singleShot(100, look)
+        return
+    w = wins[0]
+    print("REPORT", len(wins), w.page, w.participant, w.windowTitle(), flush=True)
+    w.close()          # before Start: nothing to confirm, nothing written
+
+QTimer.singleShot(100, look)
+from hill_app.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_hill_app_study_opens_the_window(tmp_path):
+    """`hill-app study PROTOCOL --participant P` without --scripted opens the study window (a subprocess: the
+    command runs its own QApplication event loop); closed before Start, it exits 1 and writes nothing."""
+    import subprocess
+    import sys
+
+    proto = write_protocol(tmp_path)
+    out = tmp_path / "study"
+    env = {**os.environ, "HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
+    r = subprocess.run([sys.executable, "-c", LAUNCH, str(tmp_path / "qsettings"), "study", str(proto),
+                        "--participant", "P11", "--out", str(out)],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=WAIT_MS / 1000)
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("REPORT ")]
+    assert line, r.stdout + r.stderr[-3000:]
+    assert line[0].startswith("REPORT 1 instructions P11 hill-app study")
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "before the session started; nothing was written" in r.stderr
+    assert not (out / "P11").exists()
+
+    # A participant folder that already holds a session is refused before any window opens.
+    (out / "P12").mkdir(parents=True)
+    (out / "P12" / "study_log.jsonl").write_text("")
+    from hill_app.cli import main
+    assert main(["study", str(proto), "--participant", "P12", "--out", str(out)]) == 2
+    assert main(["study", str(proto), "--participant", "P13", "--out", str(out), "--answers", "a.json"]) == 2
+    assert not (out / "P13").exists()

@@ -419,7 +419,8 @@ def test_load_checkpoint_forks_a_new_branch(tmp_path, plain):
     s, summary, recs = run(tmp_path / "fork", epochs=3, pause_at=(2, 3), handler=handler)
     cmd = state["cmd"]
     assert cmd.status == "success"
-    assert cmd.result == {"branch": "alt", "from_branch": "main", "epoch": 1, "step": 18}
+    assert cmd.result == {"branch": "alt", "from_branch": "main", "epoch": 1, "step": 18,
+                          "checkpoint": cmd.args["uuid"], "checkpoint_branch": "main"}
     br = [r for r in recs if r["type"] == "branch"]
     assert len(br) == 1 and br[0]["branch"] == "alt" and br[0]["from_branch"] == "main"
     assert br[0]["checkpoint"] == state["uuid"]

@@ -106,7 +106,10 @@ def load_checkpoint(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     s._paused_for = {(s.branch, e) for e in s.config.pause_at if e <= s.epoch}
     s.journal.write("branch", branch=s.branch, from_branch=old_branch, checkpoint=node["uuid"], step=s.step,
                     epoch=s.epoch)
-    return {"branch": s.branch, "from_branch": old_branch, "epoch": s.epoch, "step": s.step}
+    if s.projection is not None:  # the view must show the loaded model, or edits would be made on a stale one
+        s.snapshot("load")
+    return {"branch": s.branch, "from_branch": old_branch, "epoch": s.epoch, "step": s.step,
+            "checkpoint": node["uuid"], "checkpoint_branch": node["branch"]}
 
 
 def _layer(s: "TrainingSession", name: str) -> torch.nn.Module:

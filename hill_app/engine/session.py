@@ -314,7 +314,7 @@ class TrainingSession:
         self.pause_reason = reason
         info = PauseInfo(epoch=self.epoch + 1, step=self.step, reason=reason)
         self.journal.write("paused", epoch=info.epoch, step=self.step, branch=self.branch, reason=reason)
-        self.events.emit("paused", epoch=info.epoch, step=self.step, reason=reason)
+        self.events.emit("paused", epoch=info.epoch, step=self.step, reason=reason, branch=self.branch)
         if self.schedule:
             self._apply_schedule()
         if self.replaying:  # the original resumed here; what it did while paused was just re-applied
@@ -331,7 +331,7 @@ class TrainingSession:
             self.journal.write("stopped_while_paused", epoch=self.epoch + 1, step=self.step, branch=self.branch)
         else:
             self.journal.write("resumed", epoch=self.epoch + 1, step=self.step, branch=self.branch)
-            self.events.emit("resumed", epoch=self.epoch + 1, step=self.step)
+            self.events.emit("resumed", epoch=self.epoch + 1, step=self.step, branch=self.branch)
 
     # ------------------------------------------------------------------ the step
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -241,7 +242,7 @@ class CheckpointPanel(QWidget):
         item.setText(COL_BRANCH, str(n["branch"]))
         item.setText(COL_EPOCH, str(n.get("epoch", "")))
         item.setText(COL_STEP, f"{int(n['step']):,}" if isinstance(n.get("step"), int) else "")
-        item.setText(COL_VAL, f"{100 * va:.1f}%" if isinstance(va, (int, float)) and va == va else "\u2013")
+        item.setText(COL_VAL, f"{100 * va:.1f}%" if isinstance(va, (int, float)) and math.isfinite(va) else "\u2013")
         item.setText(COL_NOTE, str(n.get("note") or ""))
         item.setText(COL_TIME, time.strftime("%H:%M:%S", time.localtime(ts)) if isinstance(ts, (int, float)) else "")
         for col in (COL_EPOCH, COL_STEP, COL_VAL):
@@ -339,6 +340,9 @@ class CheckpointPanel(QWidget):
                          f"{node.get('epoch')}, step {node.get('step')} \u2014 and continue training from it "
                          f"on a new branch ({when}).\n\nName of the new branch:")
         dlg.setTextValue(suggested)
+        edit = dlg.findChild(QLineEdit)
+        if edit is not None:
+            edit.setMaxLength(64)       # the engine's limit for a branch name
         dlg.setOkButtonText("Load and fork")
         dlg.resize(460, dlg.sizeHint().height())
         self.dialog = dlg
@@ -413,8 +417,9 @@ class CheckpointPanel(QWidget):
                 self.note_fork(new, src["branch"] if src else res.get("from_branch"),
                                src.get("epoch") if src else res.get("epoch"))
                 self.set_current_branch(new)
-                self._show_status("success", f"now training on branch '{new}'{renamed}, from {what}, epoch "
-                                             f"{res.get('epoch')}, step {res.get('step')}")
+                self._show_status("success", f"now training on branch '{new}'{renamed} from checkpoint "
+                                             f"{str(args.get('uuid', ''))[:8]} ({src['branch'] + ', ' if src else ''}"
+                                             f"epoch {res.get('epoch')}, step {res.get('step')})")
             else:
                 self._show_status("failed", str(rec.get("reason") or "failed"))
         self._update_buttons()

@@ -291,7 +291,7 @@ class MainWindow(QMainWindow):
         self.log_dock.raise_()
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.metrics_dock)
         self.resizeDocks([self.controls_dock], [420], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.controls_dock, self.log_dock], [500, 440], Qt.Orientation.Vertical)
+        self.resizeDocks([self.controls_dock, self.log_dock], [540, 400], Qt.Orientation.Vertical)
         self.resizeDocks([self.metrics_dock], [300], Qt.Orientation.Vertical)
 
     def _build_status(self) -> None:
@@ -823,6 +823,22 @@ class MainWindow(QMainWindow):
         self.metrics.set_current_branch(current)
         self.checkpoints.set_current_branch(current)
         self.metrics.refresh()
+        snap = _latest_snapshot(run_dir / "snapshots.h5")
+        if hasattr(self.view, "set_sample_renderer"):
+            self.view.set_sample_renderer(None)      # the pictures of another run's data would be wrong here
+        if snap is not None:
+            self._snapshot = snap
+            self._pending_snap = None
+            self.view.set_snapshot(snap["z"], snap["labels"], snap["preds"],
+                                   self.class_names or [str(c) for c in range(int(np.max(snap["labels"])) + 1)],
+                                   committed_layout=None, keep_edits=False)
+            if hasattr(self.view, "fit"):
+                self.view.fit()
+        if cfg is not None:
+            try:
+                self.controls.load_from_config(cfg.resolved())   # the run's settings, shown (controls stay off)
+            except ConfigError:
+                pass
         self.next_run_dir = None
         self.run_label.setText(str(run_dir))
         self.setWindowTitle(f"hill-app \u2014 {run_dir.name}")
@@ -859,6 +875,23 @@ class MainWindow(QMainWindow):
     def wait_for_worker(self, timeout_ms: int = 30000) -> bool:
         """For scripts and tests: block until the worker thread has ended (never used by the GUI itself)."""
         return self.worker is None or self.worker.wait(timeout_ms)
+
+
+def _latest_snapshot(path: Path) -> dict[str, Any] | None:
+    """The newest latent snapshot stored in a run's snapshots.h5 (pauses, commits), or None."""
+    if not path.exists():
+        return None
+    try:
+        from hill_app.engine.snapshots import read_snapshots
+        snaps = read_snapshots(path)
+    except Exception:   # an unreadable analysis file must not stop the tree and curves from showing
+        return None
+    if not snaps:
+        return None
+    s = max(snaps.values(), key=lambda d: (float(d.get("time", 0.0)), int(d.get("step", 0))))
+    return {"z": np.asarray(s["z"], dtype=np.float32), "labels": np.asarray(s["labels"]),
+            "preds": np.asarray(s["preds"]), "epoch": s.get("epoch"), "step": s.get("step"),
+            "branch": s.get("branch"), "kind": s.get("kind")}
 
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

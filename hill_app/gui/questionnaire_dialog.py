@@ -154,6 +154,7 @@ class QuestionnaireForm(QWidget):
         sa = QScrollArea()
         sa.setWidgetResizable(True)
         sa.setFrameShape(QFrame.Shape.NoFrame)
+        sa.setStyleSheet("QScrollArea, QScrollArea > QWidget > QWidget { background: transparent; }")
         sa.setWidget(inner)
         return sa
 
@@ -199,6 +200,8 @@ class QuestionnaireForm(QWidget):
                             "(or drag the handle). Every scale must be set."))
         self.tlx_sliders: dict[str, TlxSlider] = {}
         self.tlx_values: dict[str, QLabel] = {}
+        ends = [QLabel(t) for pair in TLX_ENDS.values() for t in pair]
+        end_w = max(lab.sizeHint().width() for lab in ends) + 4   # the same width, so the scales line up
         for s in TLX_SCALES:
             title, question = TLX_ITEMS[s]
             box = QFrame()
@@ -214,9 +217,13 @@ class QuestionnaireForm(QWidget):
             value.setMinimumWidth(64)
             value.setStyleSheet("color: #b7791f;")
             slider.touched.connect(lambda s=s: self._tlx_changed(s))
-            g.addWidget(QLabel(lo_text), 1, 0)
+            lo_lab, hi_lab = QLabel(lo_text), QLabel(hi_text)
+            lo_lab.setFixedWidth(end_w)
+            lo_lab.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            hi_lab.setFixedWidth(end_w)
+            g.addWidget(lo_lab, 1, 0)
             g.addWidget(slider, 1, 1)
-            g.addWidget(QLabel(hi_text), 1, 2)
+            g.addWidget(hi_lab, 1, 2)
             g.addWidget(value, 1, 3)
             g.setColumnStretch(1, 1)
             self.tlx_sliders[s] = slider

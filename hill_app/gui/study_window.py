@@ -34,7 +34,7 @@ from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
+from PySide6.QtWidgets import (QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
                                QStackedWidget, QTextBrowser, QVBoxLayout, QWidget)
 
 from hill_app.studies.protocol import Protocol
@@ -63,6 +63,41 @@ def session_exists(pdir: Path) -> bool:
     return pdir.exists() and any(pdir.iterdir())
 
 
+_ITEM = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
+
+
+def instructions_html(text: str) -> str:
+    """The protocol's instructions as HTML: blank lines separate paragraphs, lines inside one are joined (a
+    TOML string is wrapped by hand), and lines starting with -, * or 1. are list items."""
+    out: list[str] = []
+    for para in re.split(r"\n\s*\n", text.strip()):
+        items: list[str] = []
+        lines: list[str] = []
+        for line in para.splitlines():
+            if _ITEM.match(line):
+                items.append(_ITEM.sub("", line).strip())
+            elif items:
+                items[-1] += " " + line.strip()
+            else:
+                lines.append(line.strip())
+        if lines:
+            out.append(f"<p>{html.escape(' '.join(lines))}</p>")
+        if items:
+            out.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
+    return "".join(out)
+
+
+def _centered(inner: QWidget, max_width: int) -> QWidget:
+    inner.setMaximumWidth(max_width)
+    w = QWidget()
+    lay = QHBoxLayout(w)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.addStretch(1)
+    lay.addWidget(inner, 100)
+    lay.addStretch(1)
+    return w
+
+
 # ---------------------------------------------------------------- the restricted main window
 
 class StudyMainWindow(MainWindow):
@@ -82,13 +117,16 @@ class StudyMainWindow(MainWindow):
         self._apply_state_restrictions()
 
     # What a participant can reach: toolbar actions, command panels, and edits only with the latent panel.
+    # Whatever the main window offers that this list does not know (a new action or dock) stays hidden.
     def _restrict(self) -> None:
         p = self.protocol
         allowed = p.allowed_commands()
-        for a in (self.new_run_action, self.start_action):
-            a.setVisible(False)
-            a.setEnabled(False)
-        self.stop_action.setVisible("stop_training" in allowed)
+        keep = {self.pause_action} | ({self.stop_action} if "stop_training" in allowed else set())
+        for a in [*self.toolbar.actions(), self.new_run_action, self.start_action,
+                  getattr(self, "open_run_action", None)]:
+            if a is not None and a not in keep and (a.text() or a.shortcuts()):
+                a.setVisible(False)
+                a.setEnabled(False)
         c = self.controls
         run = c.run
         for widgets, cmd in (((run.note, run.save_btn), "save_checkpoint"), ((run.eval_btn, run.split), "do_evaluate"),
@@ -103,7 +141,13 @@ class StudyMainWindow(MainWindow):
                  c.optimizer: "optimizer" in p.panels, c.clip: "grad_clip" in p.panels, c.loss: "loss" in p.panels}
         for panel, on in shown.items():
             panel.setVisible(on)
-        self.controls_dock.setVisible(any(shown.values()))
+        docks = {self.controls_dock: any(shown.values()), self.log_dock: True, self.metrics_dock: True}
+        if getattr(self, "checkpoints_dock", None) is not None:
+            docks[self.checkpoints_dock] = "checkpoints" in p.panels
+        for d in self.findChildren(QDockWidget):
+            if d.parent() is self:
+                d.setVisible(docks.get(d, False))
+        self.log_dock.raise_()
 
     def _set_state(self, state: str, title: str | None = None, text: str | None = None) -> None:
         super()._set_state(state, title, text)
@@ -151,6 +195,13 @@ class StudyMainWindow(MainWindow):
 
     def start_default(self) -> None:
         self.new_run()
+
+    def open_run_dialog(self) -> None:
+        self.refuse("command", "open_run", "a study session shows its own run only; Open Run is not available")
+
+    def open_run(self, run_dir: Any) -> bool:
+        self.open_run_dialog()
+        return False
 
 
 # ---------------------------------------------------------------- threads
@@ -335,7 +386,8 @@ class StudyWindow(QMainWindow):
         p = self.protocol
         w = QWidget()
         outer = QVBoxLayout(w)
-        outer.setContentsMargins(60, 40, 60, 40)
+        outer.setContentsMargins(40, 48, 40, 40)
+        outer.setSpacing(10)
         title = QLabel(p.name)
         title.setObjectName("title")
         outer.addWidget(title)
@@ -343,9 +395,10 @@ class StudyWindow(QMainWindow):
         outer.addWidget(who)
         self.instructions_text = QTextBrowser()
         self.instructions_text.setOpenExternalLinks(False)
-        self.instructions_text.setPlainText(p.instructions)
+        self.instructions_text.setHtml(instructions_html(p.instructions))
         self.instructions_text.setStyleSheet("QTextBrowser { background: #ffffff; border: 1px solid #dfe3ea; "
-                                             "border-radius: 6px; padding: 12px; font-size: 11pt; }")
+                                             "border-radius: 6px; padding: 16px 20px; font-size: 12pt; "
+                                             "color: #1a202c; }")
         outer.addWidget(self.instructions_text, 1)
         pauses = ", ".join(map(str, p.pause_at))
         secs = f"{p.seconds_per_pause:g} seconds" if p.seconds_per_pause < 120 else \
@@ -366,7 +419,7 @@ class StudyWindow(QMainWindow):
         row.addWidget(self.instructions_status, 1)
         row.addWidget(self.start_button)
         outer.addLayout(row)
-        return w
+        return _centered(w, 900)
 
     def _build_training(self, settings: QSettings | None) -> QWidget:
         w = QWidget()
@@ -411,17 +464,17 @@ class StudyWindow(QMainWindow):
         self.questionnaire.submitted.connect(self._answers_given)
         w = QWidget()
         lay = QVBoxLayout(w)
-        lay.setContentsMargins(40, 20, 40, 10)
+        lay.setContentsMargins(20, 20, 20, 10)
         lay.addWidget(self.questionnaire, 1)
         self.q_baseline = QLabel("")
         self.q_baseline.setStyleSheet("color: #718096;")
         lay.addWidget(self.q_baseline)
-        return w
+        return _centered(w, 980)
 
     def _build_thanks(self) -> QWidget:
         w = QWidget()
         lay = QVBoxLayout(w)
-        lay.setContentsMargins(80, 80, 80, 80)
+        lay.setContentsMargins(40, 80, 40, 80)
         title = QLabel("Thank you!")
         title.setObjectName("title")
         lay.addWidget(title)
@@ -442,7 +495,7 @@ class StudyWindow(QMainWindow):
         self.close_button.clicked.connect(self.close)
         row.addWidget(self.close_button)
         lay.addLayout(row)
-        return w
+        return _centered(w, 760)
 
     # ------------------------------------------------------------------ instructions -> training
 
@@ -535,7 +588,8 @@ class StudyWindow(QMainWindow):
         if rem <= 0 and self._countdown_for != pause:
             self._countdown_for = pause
             self._expired_at = time.time()
-            self._time_out()
+            if getattr(win, "_resume_after", None) is None:   # else the participant's own commit is under way
+                self._time_out()
         elif (self._countdown_for == pause and self._expired_at is not None and self._auto_resumed_for != pause
               and time.time() - self._expired_at > GRACE_S and getattr(win, "_resume_after", None) is None):
             # The commit was refused by the engine (its reason is in the banner): the time is up all the same.
