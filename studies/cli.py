@@ -77,12 +77,15 @@ def _study_window(protocol: Any, args: Any) -> int:
     except ConfigError as e:
         return _err(str(e))
     try:
-        from hill_app.gui.study_window import run_study_gui
+        from hill_app.gui.study_window import StudyWindowError, run_study_gui
     except ImportError as e:
         return _err(f"the study window needs the GUI packages (PySide6, pyqtgraph): {e}")
     print(f"study {protocol.name!r}: participant {args.participant} in the study window -> {pdir}",
           file=sys.stderr)
-    code = run_study_gui(protocol, args.participant, out, device=getattr(args, "device", None))
+    try:
+        code = run_study_gui(protocol, args.participant, out, device=getattr(args, "device", None))
+    except StudyWindowError as e:
+        return _err(str(e))
     if code == 0:
         print(f"session complete -> {pdir}\nreport: hill-app report {out}", file=sys.stderr)
     elif (pdir / "study_log.jsonl").exists():

@@ -21,12 +21,16 @@ _APP: Any = None
 
 
 def _qt() -> Any:
-    """Import QtGui, with a QGuiApplication (fonts need one); offscreen unless a platform was chosen."""
+    """Import QtGui, with an application object (fonts need one); offscreen unless a platform was chosen.
+
+    It is a QApplication, not a bare QGuiApplication: a report made inside a process that later opens a
+    window (the study window, a test session) would otherwise leave an application that cannot hold widgets.
+    """
     global _APP
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6 import QtGui
+    from PySide6 import QtGui, QtWidgets
     if QtGui.QGuiApplication.instance() is None:
-        _APP = QtGui.QGuiApplication(["hill-app-report"])
+        _APP = QtWidgets.QApplication(["hill-app-report"])
     return QtGui
 
 

@@ -377,8 +377,9 @@ def test_closing_stops_the_baseline_and_leaves_its_journal_readable(qtbot, tmp_p
     """The baseline runs in the runner's run_condition; a cancel (the window closing) stops it at its next
     progress report with an error record, and every journal stays readable."""
     from hill_app.datasets import load_dataset
-    from hill_app.gui.study_window import BaselineWorker
     from hill_app.studies.session_log import StudyLog
+
+    from hill_app.gui.study_window import BaselineWorker
 
     proto = tmp_path / "long.toml"
     proto.write_text(PROTOCOL.format(seconds=5, edit_ops="").replace("epochs = 4", "epochs = 200"))

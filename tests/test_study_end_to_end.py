@@ -205,8 +205,11 @@ def test_html_and_figures(study):
 def test_refusals(study, capsys):
     root, out, _ = study
     proto = str(root / "tiny.toml")
-    assert main(["study", proto, "--participant", "P09", "--out", str(out)]) == 2
-    assert "interactive study window is not available yet" in capsys.readouterr().err
+    # without --scripted the study window opens (tests/test_gui_study.py); mistakes are refused before it does
+    assert main(["study", proto, "--participant", "P09", "--out", str(out), "--answers", "x.json"]) == 2
+    assert "--answers belongs to a scripted participant" in capsys.readouterr().err
+    assert main(["study", proto, "--participant", "P01", "--out", str(out)]) == 2
+    assert "already holds a session" in capsys.readouterr().err
     assert main(["study", proto, "--participant", "P01", "--out", str(out),
                  "--scripted", str(root / "p01.json")]) == 2
     assert "already holds a session" in capsys.readouterr().err

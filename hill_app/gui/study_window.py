@@ -34,8 +34,8 @@ from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import (QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
-                               QStackedWidget, QTextBrowser, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar,
+                               QPushButton, QStackedWidget, QTextBrowser, QVBoxLayout, QWidget)
 
 from hill_app.studies.protocol import Protocol
 from hill_app.studies.questionnaires import AnswerError, score_answers
@@ -185,7 +185,7 @@ class StudyMainWindow(MainWindow):
     def commit_and_resume(self) -> None:
         bad = self.disallowed_edits()
         if bad and self.state == "paused":
-            i, e, why = bad[0]
+            _, e, why = bad[0]
             self.refuse("edit", str(e.get("op")), why + " \u2014 undo or reset that edit to go on")
             return
         super().commit_and_resume()
@@ -223,6 +223,10 @@ class _PauseClock:
             self.paused_at = None
 
 
+class StudyWindowError(RuntimeError):
+    """The study window cannot open in this process; the message says why."""
+
+
 class StudyCancelled(Exception):
     """The participant closed the window while the baseline ran: it stops at its next progress report."""
 
@@ -234,7 +238,7 @@ class _ProgressStream:
     PROGRESS = re.compile(r"epoch (\d+)/(\d+) step (\d+)/(\d+)")
     EPOCH = re.compile(r"epoch (\d+)/(\d+) loss")
 
-    def __init__(self, worker: "BaselineWorker") -> None:
+    def __init__(self, worker: BaselineWorker) -> None:
         self.worker = worker
 
     def isatty(self) -> bool:      # the progress bar then reports steps (at most 10 a second), not only epochs
@@ -297,7 +301,7 @@ class DataLoader(QThread):
         super().__init__(parent)
         self.cfg = cfg
 
-    def run(self) -> None:  # noqa: D401
+    def run(self) -> None:
         from hill_app.datasets import load_dataset
         c = self.cfg
         try:
@@ -829,7 +833,11 @@ def run_study_gui(protocol: Protocol, participant: str, study_dir: str | Path, d
     from .metrics_view import configure_pyqtgraph
     from .new_run_dialog import APPLICATION, ORGANIZATION
 
-    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "hill-app"])
+    app = QApplication.instance()
+    if app is not None and not isinstance(app, QApplication):
+        raise StudyWindowError("this process already runs a Qt application without widgets (QGuiApplication, "
+                               "e.g. after drawing report figures); run the study window in a process of its own")
+    app = app or QApplication([sys.argv[0] if sys.argv else "hill-app"])
     app.setApplicationName(APPLICATION)
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationDisplayName("hill-app study")
@@ -847,4 +855,4 @@ def run_study_gui(protocol: Protocol, participant: str, study_dir: str | Path, d
     return 0 if result["complete"] else 1
 
 
-__all__ = ["BaselineWorker", "StudyMainWindow", "StudyWindow", "run_study_gui"]
+__all__ = ["BaselineWorker", "StudyMainWindow", "StudyWindow", "StudyWindowError", "run_study_gui"]
