@@ -138,3 +138,17 @@ def test_studies_run_without_qt_loaded():
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_shipped_scripted_participant_fits_its_protocol(tmp_path):
+    """studies/examples/digits_short_participant.json is the README's scripted participant for digits_short."""
+    from pathlib import Path
+
+    from hill_app.studies.protocol import load_protocol, resolve_protocol_path
+    from hill_app.studies.runner import load_scripted
+
+    proto = load_protocol(resolve_protocol_path("digits_short"))
+    example = Path(__file__).resolve().parents[1] / "studies" / "examples" / "digits_short_participant.json"
+    interventions, answers = load_scripted(example, proto, num_classes=10, view_size=1169)
+    assert [iv.epoch for iv in interventions] == list(proto.pause_at)
+    assert answers is not None and set(answers) == {"umux_lite", "nasa_tlx"}
