@@ -15,11 +15,12 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 pytest.importorskip("pytestqt")
-from PySide6.QtCore import QPointF, Qt, QTimer  # noqa: E402
+from PySide6.QtCore import Qt, QTimer  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
 from hill_app.engine.journal import read_journal  # noqa: E402
+from gui_helpers import drag, free_drop_point  # noqa: E402
 from hill_app.gui.study_window import StudyWindow  # noqa: E402
 from hill_app.studies.cli import report_main  # noqa: E402
 from hill_app.studies.protocol import load_protocol  # noqa: E402
@@ -82,34 +83,6 @@ def write_protocol(tmp_path: Path, seconds: float = 5, edit_ops: list[str] | Non
 
 def study_log(pdir: Path) -> list[dict]:
     return list(read_journal(pdir / "study_log.jsonl"))
-
-
-def drag(vp, a: QPointF, b: QPointF, steps: int = 8) -> None:
-    """Press, move with the button held, release: QTest's mouse path through the viewport."""
-    pa, pb = a.toPoint(), b.toPoint()
-    QTest.mouseMove(vp, pa)
-    QTest.mousePress(vp, LEFT, NOMOD, pa)
-    for i in range(1, steps + 1):
-        QTest.mouseMove(vp, pa + (pb - pa) * (i / steps))
-    QTest.mouseRelease(vp, LEFT, NOMOD, pb)
-
-
-def free_drop_point(view, c: int) -> QPointF:
-    """A pixel ~70 px from class c's handle, far from every other handle (so the drop moves, never merges)."""
-    here = view.class_center_scene_pos(c)
-    others = [view.class_center_scene_pos(k) for k in range(len(view.class_names)) if k != c]
-    vp = view.plot.viewport()
-    best, best_score, best_d = None, -1e9, 0.0
-    for ang in np.linspace(0, 2 * np.pi, 24, endpoint=False):
-        p = QPointF(here.x() + 70 * np.cos(ang), here.y() + 70 * np.sin(ang))
-        if not (40 < p.x() < vp.width() - 40 and 40 < p.y() < vp.height() - 40):
-            continue
-        d = min(np.hypot(p.x() - o.x(), p.y() - o.y()) for o in others)
-        score = min(d, 60.0) - 0.01 * np.hypot(p.x() - vp.width() / 2, p.y() - vp.height() / 2)
-        if score > best_score:
-            best, best_score, best_d = p, score, d
-    assert best is not None and best_d > 30, "no free spot to drop the class centre on"
-    return best
 
 
 def open_study(qtbot, qt_settings, proto: Path, out: Path, pid: str) -> StudyWindow:

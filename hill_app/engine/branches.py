@@ -69,11 +69,15 @@ class CheckpointTree:
 
     def unique_branch(self, wanted: str, taken: set[str] | None = None) -> str:
         """A sanitised name no checkpoint and no branch in ``taken`` (those without a checkpoint yet) uses."""
-        base = sanitize_branch(wanted)
-        names = set(self.branches()) | set(taken or ())
-        if base not in names:
-            return base
-        i = 2
-        while f"{base}-{i}" in names:
-            i += 1
-        return f"{base}-{i}"
+        return unique_name(wanted, set(self.branches()) | set(taken or ()))
+
+
+def unique_name(wanted: str, taken: set[str]) -> str:
+    """``wanted`` sanitised, with ``-2``, ``-3`` ... appended until it is not in ``taken``."""
+    base = sanitize_branch(wanted)
+    if base not in taken:
+        return base
+    i = 2
+    while f"{base}-{i}" in taken:
+        i += 1
+    return f"{base}-{i}"

@@ -26,7 +26,7 @@ from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QInputDialog,
                                QLabel, QLineEdit, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
-from hill_app.engine.branches import sanitize_branch
+from hill_app.engine.branches import unique_name
 
 SubmitFn = Callable[[str, dict], Any]   # returns the engine's Command (with .uuid and .status) or None
 
@@ -42,13 +42,7 @@ TEXT_COLOUR = "#4a5568"
 
 def suggested_branch_name(node: dict[str, Any], taken: set[str]) -> str:
     """``<branch>-from-e<epoch>``, sanitised as the engine will, and not yet taken (``-2``, ``-3`` ...)."""
-    base = sanitize_branch(f"{node.get('branch', 'branch')}-from-e{node.get('epoch', 0)}")
-    if base not in taken:
-        return base
-    i = 2
-    while f"{base}-{i}" in taken:
-        i += 1
-    return f"{base}-{i}"
+    return unique_name(f"{node.get('branch', 'branch')}-from-e{node.get('epoch', 0)}", taken)
 
 
 def read_tree_index(path: str | Path) -> list[dict[str, Any]]:
