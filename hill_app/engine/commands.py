@@ -146,10 +146,3 @@ SPECS: dict[str, CommandSpec] = {s.name: s for s in [
     CommandSpec("refit_projection", {}, {"method": one_of("lda", "pca")}, boundary="epoch",
                 doc="refit the 2D view on the current features"),
 ]}
-
-
-def make_command(command: Any, args: Any = None, source: str = "user") -> Command:
-    """Build a Command from untrusted input without raising: a bad name keeps its text for the log."""
-    name = command if isinstance(command, str) else repr(command)
-    return Command(command=name[:200], args=args if isinstance(args, dict) else {"_raw": repr(args)[:200]},
-                   source=source)

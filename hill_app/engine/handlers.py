@@ -214,15 +214,16 @@ def do_evaluate(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
 
 
 def set_latent_targets(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+    points = s.view_points() if s.projection is not None else None  # once, for the layout and the snapshot
     try:
-        layout = s.apply_edits_to_current(a["edits"])
+        layout = s.apply_edits_to_current(a["edits"], points)
     except EditError as e:
         raise CommandError(f"set_latent_targets: {e}") from None
     s.commit_layout(layout)
     s.edits_applied += len(a["edits"])
     s.journal.write("targets", epoch=s.epoch, step=s.step, branch=s.branch, edits=a["edits"],
                     layout=layout.to_json())
-    s.snapshot("commit")
+    s.snapshot("commit", points)
     return {"classes": layout.num_classes, "points": len(layout.points), "edits": len(a["edits"])}
 
 

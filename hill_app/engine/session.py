@@ -13,7 +13,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -81,6 +81,12 @@ class EpochProgress:
             return None
         return cls(d["order"].clone(), int(d["pos"]), int(d["n_steps"]), d["totals"].clone(), int(d["seen"]),
                    float(d["seconds"]))
+
+
+class ViewPoints(NamedTuple):
+    features: np.ndarray   # (N, D) penultimate features of the view set (batch-norm batch statistics)
+    preds: np.ndarray      # (N,) the model's predictions (eval mode)
+    z: np.ndarray          # (N, 2) positions through the frozen map
 
 
 @dataclass
@@ -463,29 +469,32 @@ class TrainingSession:
         logits, _ = self._forward_all(x)
         return feats.cpu().numpy(), logits.argmax(dim=1).cpu().numpy()
 
-    def snapshot(self, kind: str = "epoch") -> dict[str, Any] | None:
-        """Project the view set through the frozen map; emit it and (at pauses) store it in HDF5."""
+    def view_points(self) -> ViewPoints:
+        """The view set's features, predictions and positions through the frozen map, as the model stands."""
+        feats, preds = self.view_features()
+        return ViewPoints(feats, preds, self.projection(torch.from_numpy(feats)).numpy())
+
+    def snapshot(self, kind: str = "epoch", points: ViewPoints | None = None) -> dict[str, Any] | None:
+        """Project the view set through the frozen map; emit it and (at pauses) store it in HDF5.
+        ``points`` (from :meth:`view_points`, same model state) saves computing them again."""
         if self.projection is None:
             return None
-        feats, preds = self.view_features()
-        z = self.projection(torch.from_numpy(feats)).numpy()
+        _, preds, z = points or self.view_points()
         snap = {"epoch": self.epoch, "step": self.step, "branch": self.branch, "z": z.astype(np.float32),
                 "labels": self.view_labels, "preds": preds, "kind": kind,
                 "layout": None if self.layout is None else self.layout.to_json()}
         if self.layout is not None:
             now = layout_from_points(z, self.view_labels, self.data.num_classes)
             snap["target_distance"] = np.linalg.norm(now.centers - self.layout.centers, axis=1).tolist()
-        self._last_z = z
         if kind != "epoch":
             self.snapshots.write_snapshot(snap, self.view_idx)
         self.events.emit("snapshot", **snap)
         return snap
 
-    def current_layout(self) -> TargetLayout:
+    def current_layout(self, points: ViewPoints | None = None) -> TargetLayout:
         """The layout as the model stands now (fresh features), the base that edits apply to, with its loss
         space (distances in units of the features' RMS radius)."""
-        feats, _ = self.view_features()
-        z = self.projection(torch.from_numpy(feats)).numpy()
+        feats, _, z = points or self.view_points()
         layout = layout_from_points(z, self.view_labels, self.data.num_classes)
         radius = float(np.sqrt(((feats - feats.mean(axis=0)) ** 2).sum(axis=1).mean()))
         return with_metric(layout, z, self.view_labels, self.projection.weight.cpu().numpy(), radius)
@@ -675,13 +684,10 @@ class TrainingSession:
 
     # ------------------------------------------------------------------ conveniences for callers
 
-    def request_pause(self) -> Command:
-        return self.submit("pause_training", {})
-
     def commit_edits(self, edits: list[dict], source: str = "user") -> Command:
         return self.submit("set_latent_targets", {"edits": edits}, source=source)
 
-    def apply_edits_to_current(self, edits: list[dict]) -> TargetLayout:
+    def apply_edits_to_current(self, edits: list[dict], points: ViewPoints | None = None) -> TargetLayout:
         """Validate edits and build the teacher layout they describe, on the model as it stands now."""
         from hill_app.losses import validate_edit
         if self.projection is None:
@@ -690,4 +696,4 @@ class TrainingSession:
             raise CommandError("set_latent_targets: 'edits' must be a list of edit objects")
         clean = [validate_edit(e, self.data.num_classes, len(self.view_idx), where=f"edits[{i}]")
                  for i, e in enumerate(edits)]
-        return apply_edits(self.current_layout(), clean)
+        return apply_edits(self.current_layout(points), clean)
