@@ -231,11 +231,14 @@ class TrainingSession:
 
     # ------------------------------------------------------------------ commands
 
-    def submit(self, command: Any, args: Any = None, source: str = "user") -> Command:
-        """Queue a command from any thread. A malformed one fails at once with its reason; state is untouched."""
+    def submit(self, command: Any, args: Any = None, source: str = "user", uuid: str | None = None) -> Command:
+        """Queue a command from any thread. A malformed one fails at once with its reason; state is untouched.
+        ``uuid``: the client's own id (network clients), echoed on every status change."""
         cmd = Command(command=command if isinstance(command, str) else repr(command)[:200],
                       args=args if isinstance(args, dict) else ({} if args is None else {"_invalid": repr(args)[:200]}),
                       source=source)
+        if uuid is not None:
+            cmd.uuid = str(uuid)[:64]
         self._set_status(cmd, "requested")
         spec = SPECS.get(command) if isinstance(command, str) else None
         try:
