@@ -208,10 +208,15 @@ def validate_edit(edit: Any, num_classes: int, view_size: int, where: str = "edi
         raise EditError(f"{where}: unknown op {op!r}; expected one of {', '.join(EDIT_OPS)}")
     allowed = {"move_center": {"class", "to"}, "scale_spread": {"class", "factor"}, "move_points": {"indices", "to"},
                "merge": {"classes"}, "separate": {"classes", "min_distance"}, "strategy": {"name", "strength"}}
-    extra = set(edit) - allowed[op] - {"op"}
+    extra = set(edit) - allowed[op] - {"op", "origin"}
     if extra:
         raise EditError(f"{where}: unexpected key(s) {sorted(extra)} for op '{op}'")
     out: dict[str, Any] = {"op": op}
+    if "origin" in edit:  # who proposed it ("hand", "suggested:NAME"): journaled, no effect on the loss
+        origin = edit["origin"]
+        if not isinstance(origin, str) or not 0 < len(origin) <= 100:
+            raise EditError(f"{where}: 'origin' must be a short string such as 'hand' or 'suggested:compactness'")
+        out["origin"] = origin
     if op == "move_center":
         out["class"] = _class(_req(edit, "class", where), num_classes, where)
         out["to"] = _point(_req(edit, "to", where), where)

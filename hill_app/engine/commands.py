@@ -1,22 +1,33 @@
-"""Command messages and their schemas.
+"""Command messages and the one declaration of every command.
 
 A command is ``{command, args, time, uuid, status}``; status moves requested -> pending -> running ->
-success | failed, and a failed command carries its reason. Only the names in :data:`SPECS` exist:
-nothing is looked up by a name a client sends (no getattr from the outside).
+success | failed, and a failed command carries its reason. Each command is declared once, next to its
+handler (``handlers.py``, with :func:`command`): its name, when it applies and its typed arguments.
+That declaration validates commands from the window, the edits file and the control API, and is served
+as JSON Schema. Only declared names exist: nothing is looked up by a name a client sends.
 """
 from __future__ import annotations
 
-import math
 import time
 import uuid as _uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-STATUSES = ("requested", "pending", "running", "success", "failed")
+from .argtypes import Arg, ArgSchema, ArgType, CommandContext
+from .errors import CommandError
 
+if TYPE_CHECKING:
+    from .session import TrainingSession
 
-class CommandError(Exception):
-    """The command cannot be applied; the message is the reason the failed status carries."""
+__all__ = ["APPLIES", "Command", "CommandContext", "CommandError", "CommandSpec", "SPECS", "command",
+           "describe_commands"]
+
+# When a command takes effect. Every command waits in the one queue and is applied by the training thread.
+APPLIES = {
+    "step": "at the next step boundary (also while paused)",
+    "epoch": "at the next epoch boundary, or at once while paused",
+    "pause": "only while paused; refused while training runs",
+}
 
 
 @dataclass
@@ -39,110 +50,92 @@ class Command:
                 "step": self.step, "epoch": self.epoch}
 
 
-# ------------------------------------------------------------------ argument schemas
-
-def number(lo: float | None = None, hi: float | None = None, lo_open: bool = False, integer: bool = False
-           ) -> Callable[[Any], Any]:
-    def check(v: Any) -> Any:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
-            raise CommandError(f"expected {'an integer' if integer else 'a number'}, got {v!r}")
-        if not math.isfinite(v):
-            raise CommandError(f"expected a finite number, got {v!r}")
-        if lo is not None and (v < lo or (lo_open and v == lo)):
-            raise CommandError(f"must be {'>' if lo_open else '>='} {lo}, got {v}")
-        if hi is not None and v > hi:
-            raise CommandError(f"must be <= {hi}, got {v}")
-        return v
-    return check
-
-
-def string(max_len: int = 200) -> Callable[[Any], Any]:
-    def check(v: Any) -> Any:
-        if not isinstance(v, str) or not v or len(v) > max_len:
-            raise CommandError(f"expected a non-empty string of at most {max_len} characters, got {v!r}")
-        return v
-    return check
-
-
-def one_of(*choices: str) -> Callable[[Any], Any]:
-    def check(v: Any) -> Any:
-        if v not in choices:
-            raise CommandError(f"expected one of {', '.join(choices)}, got {v!r}")
-        return v
-    return check
-
-
-def optional(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def check(v: Any) -> Any:
-        return None if v is None else inner(v)
-    return check
-
-
-def anything(v: Any) -> Any:
-    return v
+Handler = Callable[["TrainingSession", dict[str, Any]], "dict[str, Any] | None"]
+Check = Callable[[dict[str, Any], CommandContext], None]
 
 
 @dataclass(frozen=True)
 class CommandSpec:
     name: str
-    required: dict[str, Callable[[Any], Any]]
-    optional: dict[str, Callable[[Any], Any]]
-    boundary: str = "step"   # "step": next step boundary; "epoch": only between epochs (or while paused)
-    doc: str = ""
+    schema: ArgSchema
+    applies: str                      # a key of APPLIES
+    doc: str
+    handler: Handler
+    check: Check | None = None        # cross-argument rules (e.g. 'drop' needs 'indices')
 
-    def check_args(self, args: Any) -> dict[str, Any]:
+    @property
+    def boundary(self) -> str:
+        """'epoch' for commands that wait for an epoch boundary (or a pause), else 'step'."""
+        return "epoch" if self.applies == "epoch" else "step"
+
+    @property
+    def required(self) -> dict[str, ArgType]:
+        return {k: a.type for k, a in self.schema.args.items() if a.required}
+
+    @property
+    def optional(self) -> dict[str, ArgType]:
+        return {k: a.type for k, a in self.schema.args.items() if not a.required}
+
+    def check_args(self, args: Any, ctx: CommandContext | None = None) -> dict[str, Any]:
+        """Validate ``args`` (a JSON object); return the clean arguments or raise CommandError with the reason."""
+        ctx = ctx or CommandContext()
         if not isinstance(args, dict):
             raise CommandError(f"{self.name}: args must be a JSON object, got {type(args).__name__}")
-        out = {}
+        fields = self.schema.args
         for k in args:
-            if not isinstance(k, str) or (k not in self.required and k not in self.optional):
-                allowed = sorted([*self.required, *self.optional])
-                raise CommandError(f"{self.name}: unknown argument {k!r}; allowed: {', '.join(allowed) or 'none'}")
-        for k, check in self.required.items():
+            if not isinstance(k, str) or k not in fields:
+                raise CommandError(f"{self.name}: unknown argument {k!r}; allowed: {', '.join(fields) or 'none'}")
+        out: dict[str, Any] = {}
+        for k, a in fields.items():
             if k not in args:
-                raise CommandError(f"{self.name}: missing argument {k!r}")
+                if a.required:
+                    raise CommandError(f"{self.name}: missing argument {k!r}")
+                continue
             try:
-                out[k] = check(args[k])
+                out[k] = a.type.check(args[k], ctx)
             except CommandError as e:
                 raise CommandError(f"{self.name}: argument {k!r}: {e}") from None
-        for k, check in self.optional.items():
-            if k in args:
-                try:
-                    out[k] = check(args[k])
-                except CommandError as e:
-                    raise CommandError(f"{self.name}: argument {k!r}: {e}") from None
+        if self.check is not None:
+            try:
+                self.check(out, ctx)
+            except CommandError as e:
+                raise CommandError(f"{self.name}: {e}") from None
         return out
 
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "applies": self.applies, "applies_doc": APPLIES[self.applies], "doc": self.doc,
+                "args_schema": self.schema.json_schema()}
 
-OPTIMIZER_HPARAMS = ("lr", "momentum", "weight_decay", "betas", "eps", "dampening")
 
-SPECS: dict[str, CommandSpec] = {s.name: s for s in [
-    CommandSpec("update_optimizer", {}, {
-        "lr": number(0, 100, lo_open=True), "momentum": number(0, 1), "weight_decay": number(0, 1),
-        "betas": anything, "eps": number(0, 1, lo_open=True), "dampening": number(0, 1),
-        "group": number(0, integer=True)}, doc="change optimiser hyperparameters (all groups or one)"),
-    CommandSpec("set_grad_clip", {"max_norm": optional(number(0, lo_open=True))}, {},
-                doc="clip the gradient norm (null: no clipping)"),
-    CommandSpec("pause_training", {}, {"reason": string(500)}, doc="pause at the next step boundary"),
-    CommandSpec("resume_training", {}, {}, doc="resume a paused run"),
-    CommandSpec("stop_training", {}, {}, doc="stop and save a final checkpoint"),
-    CommandSpec("save_checkpoint", {}, {"note": string(500)}, doc="save a checkpoint now"),
-    CommandSpec("load_checkpoint", {"uuid": string(64)}, {"branch_name": string(64)}, boundary="epoch",
-                doc="fork a branch from a saved checkpoint and continue there"),
-    CommandSpec("model_layer_operation", {"layer_name": string(200), "operation": one_of(
-        "reset_parameters", "freeze", "unfreeze")}, {}, doc="reset, freeze or unfreeze one layer"),
-    CommandSpec("model_layer_parameter_update", {"layer_name": string(200), "param_name": one_of("p", "momentum"),
-                                                 "value": number(0, 1)}, {},
-                doc="dropout p or batch-norm momentum of one layer"),
-    CommandSpec("update_dataset", {"action": one_of("add", "drop")}, {"path": string(4096), "indices": anything},
-                boundary="epoch", doc="add labelled samples from a file, or drop training samples by index"),
-    CommandSpec("update_dataset_runtime_hyperparameters", {"class_weights": anything}, {}, boundary="epoch",
-                doc="per-class sampling weights"),
-    CommandSpec("do_evaluate", {}, {"split": one_of("val", "test")}, doc="evaluate now and report"),
-    CommandSpec("set_latent_targets", {"edits": anything}, {}, doc="commit latent edits as the teacher layout"),
-    CommandSpec("clear_latent_targets", {}, {}, doc="drop the teacher layout: plain cross-entropy"),
-    CommandSpec("set_alpha", {"alpha": number(0, 1)}, {}, doc="blend of CE and the human terms"),
-    CommandSpec("set_lambda", {"lam": number(0, 100)}, {}, doc="weight of the scale term"),
-    CommandSpec("refit_projection", {}, {"method": one_of("lda", "pca")}, boundary="epoch",
-                doc="refit the 2D view on the current features"),
-]}
+SPECS: dict[str, CommandSpec] = {}
+
+
+def command(name: str, *, applies: str = "step", doc: str, check: Check | None = None,
+            **args: Arg) -> Callable[[Handler], Handler]:
+    """Declare a command next to its handler: ``@command("set_alpha", doc=..., alpha=Arg(Number(0, 1), True))``."""
+    if applies not in APPLIES:
+        raise ValueError(f"applies must be one of {', '.join(APPLIES)}")
+
+    def register(fn: Handler) -> Handler:
+        if name in SPECS:
+            raise ValueError(f"command {name!r} declared twice")
+        SPECS[name] = CommandSpec(name, ArgSchema(dict(args)), applies, doc, fn, check)
+        return fn
+    return register
+
+
+def describe_commands() -> list[dict[str, Any]]:
+    """Every command with its JSON Schema, for the API, the README and the window."""
+    return [SPECS[n].describe() for n in SPECS]
+
+
+def commands_markdown() -> str:
+    """The README's command table, generated from the declaration (tests check the README against it)."""
+    rows = ["| command | applies | arguments | what it does |", "|---|---|---|---|"]
+    for spec in SPECS.values():
+        args = ", ".join(f"`{k}`" + ("" if a.required else "?") for k, a in spec.schema.args.items()) or "none"
+        rows.append(f"| `{spec.name}` | {spec.applies} | {args} | {spec.doc} |")
+    return "\n".join(rows)
+
+
+from . import handlers as _handlers  # noqa: E402,F401  (the declarations live next to their handlers)

@@ -13,7 +13,7 @@ from typing import Any
 
 from hill_app.losses import EditError, validate_edit
 
-from .commands import SPECS, CommandError
+from .commands import SPECS, CommandContext, CommandError
 
 
 class EditsFileError(ValueError):
@@ -28,7 +28,10 @@ class Intervention:
 
 
 def parse_edits(data: Any, *, pause_at: list[int], num_classes: int, view_size: int,
-                source: str = "edits") -> list[Intervention]:
+                source: str = "edits", context: CommandContext | None = None) -> list[Intervention]:
+    """Check the whole file. With ``context`` (the data and the model the run will train, see
+    ``handlers.context_for``) every command is also checked against them: indices in range, layers and
+    hyperparameters that exist, files that can be read, checkpoints that exist."""
     if not isinstance(data, dict) or not isinstance(data.get("interventions"), list):
         raise EditsFileError(f"{source}: expected an object with a list 'interventions'")
     extra = set(data) - {"interventions", "description", "questionnaire"}
@@ -71,8 +74,11 @@ def parse_edits(data: Any, *, pause_at: list[int], num_classes: int, view_size: 
                 raise EditsFileError(f"{cw}: unknown command {c['command']!r}")
             if c["command"] in ("pause_training", "resume_training"):
                 raise EditsFileError(f"{cw}: {c['command']} is implied by the intervention itself")
+            bad_keys = set(c) - {"command", "args"}
+            if bad_keys:
+                raise EditsFileError(f"{cw}: unexpected key(s) {sorted(bad_keys)}")
             try:
-                spec.check_args(c.get("args", {}))
+                spec.check_args(c.get("args", {}), context)
             except CommandError as e:
                 raise EditsFileError(f"{cw}: {e}") from None
         out.append(Intervention(ep, [dict(e) for e in edits], list(cmds)))
@@ -85,20 +91,43 @@ def load_edits_file(path: str | Path, **kw: Any) -> list[Intervention]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise EditsFileError(f"{path}: cannot read the edits file ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise EditsFileError(f"{path}: not UTF-8 text (byte {e.start}); expected a JSON edits file") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as e:
         raise EditsFileError(f"{path} line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") from None
-    return parse_edits(data, source=str(path), **kw)
+    except RecursionError:
+        raise EditsFileError(f"{path}: nested too deeply to be an edits file") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits, NaN or Infinity
+        raise EditsFileError(f"{path}: {e}") from None
+    try:
+        return parse_edits(data, source=str(path), **kw)
+    except RecursionError:
+        raise EditsFileError(f"{path}: nested too deeply to be an edits file") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number an edits file may hold (expected finite numbers)")
 
 
 def scripted_pause_handler(interventions: list[Intervention]) -> Any:
-    """A pause handler that plays a script: commit the pause's edits, send its commands, resume."""
+    """A pause handler that plays a script: at a scheduled pause, commit that pause's edits, send its
+    commands and resume. Each intervention is played once per branch. Any other pause (a non-finite loss,
+    a pause asked for by a command) is not the script's: with no human to decide, the run is stopped,
+    with the pause's reason."""
     by_epoch = {iv.epoch: iv for iv in interventions}
+    played: set[tuple[str, int]] = set()
 
     def handler(session: Any, info: Any) -> None:
+        reason = str(getattr(info, "reason", "scheduled pause"))
+        if not reason.startswith("scheduled pause"):
+            session.submit("stop_training", {"reason": f"stopped by the script: {reason}"[:500]}, source="script")
+            return
+        key = (str(getattr(session, "branch", "main")), int(info.epoch))
         iv = by_epoch.get(info.epoch)
-        if iv is not None:
+        if iv is not None and key not in played:
+            played.add(key)
             if iv.edits:
                 session.submit("set_latent_targets", {"edits": iv.edits}, source="script")
             for c in iv.commands:

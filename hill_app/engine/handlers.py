@@ -1,24 +1,89 @@
-"""What each command does to the session. Each handler validates semantics and raises CommandError with a
-reason a user can act on; state is changed only after every check has passed.
+"""What each command does to the session, declared next to it: name, when it applies, typed arguments.
+
+The argument schema does every check that does not depend on the moment; a handler checks what depends
+on the state when it is applied and raises CommandError with a reason a user can act on. State is
+changed only after every check has passed.
 """
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from hill_app.losses import EditError
 
+from .argtypes import (Arg, Boolean, CheckpointId, Choice, ClassWeights, CommandContext, Edits, InputFile,
+                       LayerName, Nullable, Number, Pair, Text, TrainIndices)
 from .checkpoints import CheckpointError
-from .commands import CommandError
+from .commands import command
+from .errors import CommandError
 
 if TYPE_CHECKING:
     from .session import TrainingSession
 
-Handler = Callable[["TrainingSession", dict[str, Any]], dict[str, Any] | None]
+OPTIMIZER_ARGS = ("lr", "momentum", "weight_decay", "betas", "eps", "dampening")
 
 
+def layer_kinds(model: torch.nn.Module) -> dict[str, str]:
+    """Every named module of ``model`` with what the layer commands can do to it."""
+    out = {}
+    for n, m in model.named_modules():
+        if not n:
+            continue
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd):
+            out[n] = "dropout"
+        elif isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            out[n] = "batchnorm"
+        elif any(True for _ in m.parameters()):
+            out[n] = "params"
+        else:
+            out[n] = "other"
+    return out
+
+
+def context_for(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, num_classes: int, n_train: int,
+                view_size: int, checkpoint_uuids: frozenset[str] | None = None,
+                check_files: bool = False) -> CommandContext:
+    """The facts commands are checked against, for a model and optimiser (a running session, or one built
+    to check an edits file before training starts)."""
+    return CommandContext(num_classes=num_classes, n_train=n_train, view_size=view_size,
+                          optimizer=type(optimizer).__name__,
+                          optimizer_hparams=frozenset(k for k in optimizer.param_groups[0] if k in OPTIMIZER_ARGS),
+                          n_param_groups=len(optimizer.param_groups), layers=layer_kinds(model),
+                          checkpoint_uuids=checkpoint_uuids, check_files=check_files)
+
+
+def session_context(s: "TrainingSession") -> CommandContext:
+    """Checks at submit time, from any thread: only facts that do not change while training runs (the
+    model's structure, the optimiser's kind, the classes, the view set); the training-set size and the
+    checkpoints are checked again by the handler when the command is applied."""
+    ctx = getattr(s, "_command_context", None)
+    if ctx is None:
+        ctx = context_for(s.model, s.optimizer, num_classes=s.data.num_classes, n_train=None,  # type: ignore[arg-type]
+                          view_size=len(s.view_idx))
+        s._command_context = ctx
+    return ctx
+
+
+def _check_optimizer(a: dict[str, Any], ctx: CommandContext) -> None:
+    changes = [k for k in a if k != "group"]
+    if not changes:
+        raise CommandError("name at least one hyperparameter (lr, momentum, weight_decay, betas, eps, dampening)")
+    if ctx.optimizer_hparams is not None:
+        for k in changes:
+            if k not in ctx.optimizer_hparams:
+                raise CommandError(f"{ctx.optimizer or 'the optimiser'} has no hyperparameter {k!r}; it has "
+                                   f"{', '.join(sorted(ctx.optimizer_hparams))}")
+    if ctx.n_param_groups is not None and a.get("group", 0) >= ctx.n_param_groups:
+        raise CommandError(f"group {a['group']} does not exist (0..{ctx.n_param_groups - 1})")
+
+
+@command("update_optimizer", doc="change optimiser hyperparameters (all parameter groups, or one)",
+         check=_check_optimizer,
+         lr=Arg(Number(0, 100, lo_open=True)), momentum=Arg(Number(0, 1)), weight_decay=Arg(Number(0, 1)),
+         betas=Arg(Pair(Number(0, 1, hi_open=True)), doc="Adam's two betas, each in [0, 1)"),
+         eps=Arg(Number(0, 1, lo_open=True)), dampening=Arg(Number(0, 1)),
+         group=Arg(Number(0, integer=True), doc="one parameter group (default: all)"))
 def update_optimizer(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     groups = s.optimizer.param_groups
     sel = groups if "group" not in a else None
@@ -35,9 +100,6 @@ def update_optimizer(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
             raise CommandError(f"update_optimizer: {type(s.optimizer).__name__} has no hyperparameter {k!r}; "
                                f"it has {', '.join(sorted(x for x in sel[0] if x != 'params'))}")
         if k == "betas":
-            if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(
-                    isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in v)):
-                raise CommandError(f"update_optimizer: betas must be two numbers in [0, 1), got {v!r}")
             changes[k] = (float(v[0]), float(v[1]))
         if k == "momentum" and sel[0].get("nesterov") and v == 0:
             raise CommandError("update_optimizer: Nesterov SGD needs momentum > 0")
@@ -48,11 +110,14 @@ def update_optimizer(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
             "new": {k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()}}
 
 
+@command("set_grad_clip", doc="clip the gradient norm (null: no clipping)",
+         max_norm=Arg(Nullable(Number(0, lo_open=True)), required=True))
 def set_grad_clip(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     old, s.grad_clip = s.grad_clip, a["max_norm"]
     return {"old": old, "new": s.grad_clip}
 
 
+@command("pause_training", doc="pause at the next step boundary", reason=Arg(Text(500)))
 def pause_training(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     if s.paused:
         raise CommandError("pause_training: already paused")
@@ -61,6 +126,7 @@ def pause_training(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+@command("resume_training", applies="pause", doc="resume a paused run")
 def resume_training(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     if not s.paused:
         raise CommandError("resume_training: not paused")
@@ -74,17 +140,22 @@ def resume_training(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+@command("stop_training", doc="stop at the next step boundary and save a final checkpoint",
+         reason=Arg(Text(500)))
 def stop_training(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     s.stop_requested = True
     s.paused = False
-    return {}
+    return {"reason": a["reason"]} if "reason" in a else {}
 
 
+@command("save_checkpoint", doc="save a checkpoint now", note=Arg(Text(500)))
 def save_checkpoint(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     node = s.save_checkpoint(note=a.get("note", "manual"))
     return {"uuid": node["uuid"], "branch": node["branch"], "step": node["step"], "epoch": node["epoch"]}
 
 
+@command("load_checkpoint", applies="epoch", doc="fork a branch from a saved checkpoint and continue there",
+         uuid=Arg(CheckpointId(), required=True), branch_name=Arg(Text(64)))
 def load_checkpoint(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     try:
         node = s.tree.get(a["uuid"])
@@ -112,6 +183,27 @@ def load_checkpoint(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
             "checkpoint": node["uuid"], "checkpoint_branch": node["branch"]}
 
 
+def _check_layer_param(a: dict[str, Any], ctx: CommandContext) -> None:
+    if ctx.layers is None:
+        return
+    kind, want = ctx.layers[a["layer_name"]], {"p": "dropout", "momentum": "batchnorm"}[a["param_name"]]
+    if kind != want:
+        label = {"dropout": "dropout", "batchnorm": "batch-norm"}
+        raise CommandError(f"{a['param_name']!r} applies to {label[want]} layers; {a['layer_name']!r} is "
+                           f"{label.get(kind, 'neither')}")
+    if a["param_name"] == "p" and not 0 <= a["value"] < 1:
+        raise CommandError(f"dropout p must be in [0, 1), got {a['value']}")
+
+
+def _check_dataset_update(a: dict[str, Any], ctx: CommandContext) -> None:
+    if a["action"] == "drop" and "indices" not in a:
+        raise CommandError("'drop' needs 'indices' (training-sample indices)")
+    if a["action"] == "add" and "path" not in a:
+        raise CommandError("'add' needs 'path' (a file in the data set's own format)")
+    if a["action"] == "add" and "indices" in a or a["action"] == "drop" and "path" in a:
+        raise CommandError(f"'{a['action']}' takes {'path' if a['action'] == 'add' else 'indices'} only")
+
+
 def _layer(s: "TrainingSession", name: str) -> torch.nn.Module:
     modules = dict(s.model.named_modules())
     if name not in modules or name == "":
@@ -121,6 +213,9 @@ def _layer(s: "TrainingSession", name: str) -> torch.nn.Module:
     return modules[name]
 
 
+@command("model_layer_operation", doc="reset, freeze or unfreeze one layer",
+         layer_name=Arg(LayerName(), required=True),
+         operation=Arg(Choice(("reset_parameters", "freeze", "unfreeze")), required=True))
 def model_layer_operation(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     m = _layer(s, a["layer_name"])
     op = a["operation"]
@@ -143,6 +238,9 @@ def model_layer_operation(s: "TrainingSession", a: dict[str, Any]) -> dict[str, 
     return {"parameters": sum(p.numel() for p in params), "trainable": op == "unfreeze"}
 
 
+@command("model_layer_parameter_update", doc="dropout p or batch-norm momentum of one layer",
+         check=_check_layer_param, layer_name=Arg(LayerName(), required=True),
+         param_name=Arg(Choice(("p", "momentum")), required=True), value=Arg(Number(0, 1), required=True))
 def model_layer_parameter_update(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     m = _layer(s, a["layer_name"])
     name, v = a["param_name"], a["value"]
@@ -162,6 +260,9 @@ def model_layer_parameter_update(s: "TrainingSession", a: dict[str, Any]) -> dic
     return {"old": old, "new": float(v)}
 
 
+@command("update_dataset", applies="epoch", check=_check_dataset_update,
+         doc="add labelled samples from a file in the data set's own format, or drop training samples by index",
+         action=Arg(Choice(("add", "drop")), required=True), path=Arg(InputFile()), indices=Arg(TrainIndices()))
 def update_dataset(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     from .dataset_updates import add_samples, drop_samples
     if a["action"] == "drop":
@@ -173,31 +274,19 @@ def update_dataset(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     return add_samples(s, a["path"])
 
 
+@command("update_dataset_runtime_hyperparameters", applies="epoch", doc="per-class sampling weights",
+         class_weights=Arg(ClassWeights(), required=True))
 def update_dataset_runtime_hyperparameters(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
-    w = a["class_weights"]
+    w = a["class_weights"]  # shape and values checked by the schema
     k = s.data.num_classes
     if w is None:
         s.class_weights = None
         return {"class_weights": None}
     if isinstance(w, dict):
-        try:
-            items = {int(c): v for c, v in w.items()}
-        except ValueError:
-            raise CommandError("update_dataset_runtime_hyperparameters: class_weights keys must be class indices")
         vec = [1.0] * k
-        for c, v in items.items():
-            if not 0 <= c < k:
-                raise CommandError(f"update_dataset_runtime_hyperparameters: class {c} does not exist (0..{k - 1})")
-            vec[c] = v
+        for c, v in w.items():
+            vec[int(c)] = v
         w = vec
-    if not isinstance(w, list) or len(w) != k:
-        raise CommandError(f"update_dataset_runtime_hyperparameters: class_weights must be a list of {k} numbers "
-                           "or an object {class: weight}")
-    for v in w:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise CommandError(f"update_dataset_runtime_hyperparameters: weights must be finite and >= 0, got {v!r}")
-    if sum(w) <= 0:
-        raise CommandError("update_dataset_runtime_hyperparameters: at least one weight must be > 0")
     present = torch.bincount(s.data.train_y[s.active], minlength=k)
     if all(w[c] == 0 or present[c] == 0 for c in range(k)):
         raise CommandError("update_dataset_runtime_hyperparameters: no class with weight > 0 has samples")
@@ -205,6 +294,7 @@ def update_dataset_runtime_hyperparameters(s: "TrainingSession", a: dict[str, An
     return {"class_weights": w}
 
 
+@command("do_evaluate", doc="evaluate now and report", split=Arg(Choice(("val", "test"))))
 def do_evaluate(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     split = a.get("split", "val")
     m = s.evaluate(split)
@@ -213,6 +303,8 @@ def do_evaluate(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in m.items() if not isinstance(v, list)}
 
 
+@command("set_latent_targets", doc="commit latent edits as the teacher layout; with resume, also end the pause",
+         edits=Arg(Edits(), required=True), resume=Arg(Boolean(), doc="resume training once committed"))
 def set_latent_targets(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     points = s.view_points() if s.projection is not None else None  # once, for the layout and the snapshot
     try:
@@ -224,25 +316,35 @@ def set_latent_targets(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any
     s.journal.write("targets", epoch=s.epoch, step=s.step, branch=s.branch, edits=a["edits"],
                     layout=layout.to_json())
     s.snapshot("commit", points)
-    return {"classes": layout.num_classes, "points": len(layout.points), "edits": len(a["edits"])}
+    resumed = False
+    if a.get("resume") and s.paused:  # commit and resume in one step: nothing can come between them
+        resume_training(s, {})
+        resumed = True
+    return {"classes": layout.num_classes, "points": len(layout.points), "edits": len(a["edits"]),
+            "resumed": resumed}
 
 
+@command("clear_latent_targets", doc="drop the teacher layout: plain cross-entropy")
 def clear_latent_targets(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     had = s.layout is not None
     s.commit_layout(None)
     return {"cleared": had}
 
 
+@command("set_alpha", doc="blend of cross-entropy and the human terms", alpha=Arg(Number(0, 1), required=True))
 def set_alpha(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     old, s.alpha = s.alpha, float(a["alpha"])
     return {"old": old, "new": s.alpha}
 
 
+@command("set_lambda", doc="weight of the scale term", lam=Arg(Number(0, 100), required=True))
 def set_lambda(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     old, s.lam = s.lam, float(a["lam"])
     return {"old": old, "new": s.lam}
 
 
+@command("refit_projection", applies="epoch", doc="refit the 2D view on the current features",
+         method=Arg(Choice(("pca", "lda"))))
 def refit_projection(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     if s.epoch < 1:
         raise CommandError("refit_projection: train at least one epoch first")
@@ -252,10 +354,3 @@ def refit_projection(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
     p = s.fit_projection(a.get("method"))
     s.snapshot("refit")
     return {"method": p.method, "epoch": p.fitted_epoch}
-
-
-HANDLERS: dict[str, Handler] = {f.__name__: f for f in [
-    update_optimizer, set_grad_clip, pause_training, resume_training, stop_training, save_checkpoint,
-    load_checkpoint, model_layer_operation, model_layer_parameter_update, update_dataset,
-    update_dataset_runtime_hyperparameters, do_evaluate, set_latent_targets, clear_latent_targets, set_alpha,
-    set_lambda, refit_projection]}

@@ -246,7 +246,7 @@ class TrainingSession:
                 raise CommandError(f"the run has finished; {cmd.command} cannot be applied (start or replay a run)")
             if spec is None:
                 raise CommandError(f"unknown command {cmd.command!r}; known: {', '.join(sorted(SPECS))}")
-            cmd.args = spec.check_args({} if args is None else args)
+            cmd.args = spec.check_args({} if args is None else args, handlers.session_context(self))
         except CommandError as e:
             self._set_status(cmd, "failed", reason=str(e))
             return cmd
@@ -281,7 +281,7 @@ class TrainingSession:
         cmd.step, cmd.epoch = self.step, self.epoch
         self._set_status(cmd, "running")
         try:
-            result = handlers.HANDLERS[cmd.command](self, cmd.args)
+            result = spec.handler(self, cmd.args)
         except CommandError as e:
             self._set_status(cmd, "failed", reason=str(e))
         except Exception as e:  # a bug in a handler must not kill training: report it as the reason
