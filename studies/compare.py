@@ -340,6 +340,10 @@ def make_pause_handler(arm: Arm, pause_at: list[int], proto_pause_at: list[int],
                 file_edits[pause_at[i]] = iv.edits
 
     def handler(session: Any, info: Any) -> None:
+        reason = str(getattr(info, "reason", "scheduled pause"))
+        if not reason.startswith("scheduled pause"):   # a non-finite loss: no participant to decide, stop
+            session.submit("stop_training", {"reason": f"stopped by compare: {reason}"[:500]}, source=source)
+            return
         if info.epoch in at:
             edits: list[dict] | None = None
             if arm.kind == "null":
@@ -350,9 +354,8 @@ def make_pause_handler(arm: Arm, pause_at: list[int], proto_pause_at: list[int],
                 _, preds, z = session.view_points()
                 snap = {"z": z, "labels": session.view_labels, "preds": preds}
                 conf = session.last_metrics.get("val_confusion")
-                items = suggest_edits(snap, conf, strategies=arm.spec)
-                # "origin" is kept out of the engine's edit; the command's source names the arm instead
-                edits = [{k: v for k, v in it["edit"].items() if k != "origin"} for it in items] or None
+                # each edit keeps its "origin": "suggested:NAME", journaled with it
+                edits = [it["edit"] for it in suggest_edits(snap, conf, strategies=arm.spec)] or None
             if edits is not None:
                 session.submit("set_latent_targets", {"edits": edits}, source=source)
         _resume(session)
@@ -395,6 +398,10 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         row.update(status="ok", test_accuracy=summary["test_accuracy"], val_accuracy=summary["val_accuracy"],
                    edits_applied=summary["edits_applied"], commits=commits, epochs=summary["epochs"],
                    device=summary["device"])
+        if summary.get("stopped_early"):   # it counts (what the arm did to training), and the page says so
+            why = next((r.get("reason") for r in recs if r.get("type") == "command"
+                        and r.get("command") == "stop_training" and r.get("status") == "success"), None)
+            row["error"] = f"stopped early after epoch {summary['epochs']}: {why or 'stop requested'}"[:500]
     except Exception as e:  # noqa: BLE001 - one failed run is reported in its row; the others go on
         row.update(status="failed", error=f"{type(e).__name__}: {e}"[:500])
     row["wall_seconds"] = time.perf_counter() - t0
@@ -610,6 +617,12 @@ def render_html(arms: list[Arm], seeds: list[int], acc: dict[str, dict[int, floa
             cells.append(f"<td class='{'pos' if g and g > 0 else 'neg' if g and g < 0 else 'zero'}'>{_pp(g)}</td>")
         o.append(f"<tr><td class='l'>{_e(a.name)}</td>{''.join(cells)}</tr>")
     o.append("</table>")
+    early = [r for r in rows if r.get("status") == "ok" and r.get("error")]
+    if early:
+        o.append("<h2>Runs stopped early</h2><p class='small'>They count in the tables above with the accuracy "
+                 "they stopped at: stopping is what the arm did to training.</p><ul>" + "".join(
+                     f"<li class='fail'>{_e(r['arm'])} seed {r['seed']}: {_e(r.get('error'))}</li>" for r in early)
+                 + "</ul>")
     failed = [r for r in rows if r.get("status") != "ok"]
     if failed:
         o.append("<h2>Failed runs</h2><ul>" + "".join(

@@ -27,7 +27,7 @@ def engine_layout(snap, edits):
     """Apply the suggested edits with the engine's own functions (as set_latent_targets does)."""
     lay = layout_from_points(snap["z"], snap["labels"], 4)
     for e in edits:
-        clean = validate_edit({k: v for k, v in e.items() if k != "origin"}, 4, len(snap["z"]))
+        clean = validate_edit(e, 4, len(snap["z"]))   # "origin" included: the engine journals it
         lay = apply_edit(lay, clean)
     return lay
 
