@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-# tab10, then the lighter tab20 shades: distinct colours for up to 20 classes
+# Line colours for series that are not classes (participants' curves): tab10, then the lighter tab20 shades.
+# Class colours come from the app's own palette (hill_app/gui/palette.py), so a class is the same colour in
+# the window and in the report.
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
            "#dbdb8d", "#9edae5"]
@@ -34,8 +36,41 @@ def _qt() -> Any:
     return QtGui
 
 
-def class_color(c: int) -> str:
-    return PALETTE[c % len(PALETTE)]
+def class_color(c: int, num_classes: int) -> str:
+    """Class ``c``'s colour as the window draws it among ``num_classes`` classes (hill_app.gui.palette)."""
+    from hill_app.gui.palette import class_colors
+    r, g, b = class_colors(max(num_classes, c + 1))[c]
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def layout_limits(panels: Sequence[dict[str, Any]]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """One square data range for all panels: the points' 1st..99th percentiles (a stray point does not
+    shrink the rest to a dot), widened to hold every target completely: centres, dropped points and the
+    target spread circles."""
+    pts = [np.asarray(pn["z"], dtype=np.float64).reshape(-1, 2) for pn in panels if pn.get("z") is not None]
+    pts = np.concatenate(pts) if pts else np.zeros((0, 2))
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if len(pts):
+        lo, hi = np.percentile(pts, 1, axis=0), np.percentile(pts, 99, axis=0)
+    else:
+        lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
+    for pn in panels:
+        for key in ("centers_to", "centers_from", "points_to", "points_from"):
+            if pn.get(key) is None:
+                continue
+            t = np.asarray(pn[key], dtype=np.float64).reshape(-1, 2)
+            r = np.zeros(len(t))
+            if key == "centers_to" and pn.get("spreads_to") is not None:
+                sp = np.asarray(pn["spreads_to"], dtype=np.float64).reshape(-1)[:len(t)]
+                r[:len(sp)] = np.where(np.isfinite(sp), sp, 0.0)
+            ok = np.isfinite(t).all(axis=1)
+            if ok.any():
+                lo = np.minimum(lo, (t[ok] - r[ok, None]).min(axis=0))
+                hi = np.maximum(hi, (t[ok] + r[ok, None]).max(axis=0))
+    if not np.isfinite(lo).all() or not np.isfinite(hi).all():
+        lo, hi = np.zeros(2), np.zeros(2)
+    c, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2 * 1.08, 1e-6)
+    return (c[0] - half, c[0] + half), (c[1] - half, c[1] + half)
 
 
 def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[float]:
@@ -232,19 +267,7 @@ def layout_figure(path: Path, panels: Sequence[dict[str, Any]], num_classes: int
     height = panel_size + 90
     QtGui, QC, img, p = _start(width, height)
     try:
-        allz = [np.asarray(pn["z"], dtype=np.float64).reshape(-1, 2) for pn in panels if pn.get("z") is not None]
-        for pn in panels:
-            for key in ("centers_to", "points_to"):
-                if pn.get(key) is not None:
-                    allz.append(np.asarray(pn[key], dtype=np.float64).reshape(-1, 2))
-        pts = np.concatenate(allz) if allz else np.zeros((1, 2))
-        pts = pts[np.isfinite(pts).all(axis=1)]
-        if len(pts) == 0:
-            pts = np.zeros((1, 2))
-        # robust range: 1st..99th percentile so one stray point does not shrink the rest to a dot
-        lo, hi = np.percentile(pts, 1, axis=0), np.percentile(pts, 99, axis=0)
-        c, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2 * 1.12, 1e-6)
-        xlim, ylim = (c[0] - half, c[0] + half), (c[1] - half, c[1] + half)
+        xlim, ylim = layout_limits(panels)
         if title:
             f = p.font()
             f.setPointSizeF(11)
@@ -265,7 +288,7 @@ def layout_figure(path: Path, panels: Sequence[dict[str, Any]], num_classes: int
                     sel = z[y == k]
                     if not len(sel):
                         continue
-                    col = QtGui.QColor(class_color(k))
+                    col = QtGui.QColor(class_color(k, num_classes))
                     col.setAlpha(alpha)
                     pen = QtGui.QPen(col, 4.0)
                     pen.setCapStyle(QC.Qt.RoundCap)
@@ -276,7 +299,7 @@ def layout_figure(path: Path, panels: Sequence[dict[str, Any]], num_classes: int
             if ct is not None:
                 ct = np.asarray(ct, dtype=np.float64)
                 for k in range(min(num_classes, len(ct))):
-                    col = QtGui.QColor(class_color(k))
+                    col = QtGui.QColor(class_color(k, num_classes))
                     tx, ty = fr.px(ct[k, 0], ct[k, 1])
                     if st is not None and math.isfinite(float(st[k])):
                         r = float(st[k]) / (xlim[1] - xlim[0]) * fr.w
@@ -308,7 +331,7 @@ def layout_figure(path: Path, panels: Sequence[dict[str, Any]], num_classes: int
         for k in range(num_classes):
             yy = 70 + 17 * k
             p.setPen(QC.Qt.NoPen)
-            p.setBrush(QtGui.QColor(class_color(k)))
+            p.setBrush(QtGui.QColor(class_color(k, num_classes)))
             p.drawEllipse(QC.QPointF(x0 + 6, yy), 5, 5)
             p.setPen(QtGui.QColor("#222222"))
             name = class_names[k] if class_names is not None and k < len(class_names) else str(k)

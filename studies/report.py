@@ -9,6 +9,7 @@ with the standard formulas). Nothing is typed in.
     REPORT_DIR/index.html      the report
     REPORT_DIR/results.csv     one row per participant (the main table)
     REPORT_DIR/summary.csv     n, mean and std (sample, ddof=1) of each numeric column, complete sessions only
+    REPORT_DIR/paired_gain.csv the gain's 95% interval over complete sessions (paired t and percentile bootstrap)
     REPORT_DIR/figures/*.png   accuracy curves and latent layouts before / after each pause
 """
 from __future__ import annotations
@@ -49,6 +50,7 @@ from .session_log import (
     read_run_snapshots,
     read_study_log,
 )
+from .stats import PairedInterval, bootstrap, paired_t
 from .strategies import LABELS, MIXTURE_SHARE, PauseStrategy, classify_pause, combine
 
 
@@ -273,6 +275,13 @@ def summary_stats(cols: list[str], rows: list[dict[str, Any]]) -> dict[str, dict
     return out
 
 
+def gain_intervals(rows: list[dict[str, Any]], level: float = 0.95) -> dict[str, PairedInterval]:
+    """The mean gain (HILL - the same session's baseline) over complete sessions, with its interval by both
+    methods (the numbers `hill-app compare` prints for scripted strategies)."""
+    gains = [r["gain"] for r in rows if r.get("complete") and _is_num(r.get("gain"))]
+    return {"t": paired_t(gains, level), "bootstrap": bootstrap(gains, level)}
+
+
 def _csv_value(v: Any) -> str:
     if v is None:
         return ""
@@ -283,7 +292,8 @@ def _csv_value(v: Any) -> str:
     return str(v)
 
 
-def write_csvs(out: Path, cols: list[str], rows: list[dict[str, Any]], stats: dict[str, dict[str, Any]]) -> None:
+def write_csvs(out: Path, cols: list[str], rows: list[dict[str, Any]], stats: dict[str, dict[str, Any]],
+               gains: dict[str, PairedInterval] | None = None) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
@@ -296,6 +306,13 @@ def write_csvs(out: Path, cols: list[str], rows: list[dict[str, Any]], stats: di
     for c, s in stats.items():
         w.writerow([c, s["n"], _csv_value(s["mean"]), _csv_value(s["std"])])
     (out / "summary.csv").write_text(buf.getvalue(), encoding="utf-8")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["quantity", "method", "level", "n", "mean", "sd", "ci_low", "ci_high", "verdict", "wins", "losses"])
+    for iv in (gains or gain_intervals(rows)).values():
+        w.writerow(["gain", iv.method, iv.level, iv.n, _csv_value(iv.mean), _csv_value(iv.sd), _csv_value(iv.lo),
+                    _csv_value(iv.hi), iv.verdict, iv.wins, iv.losses])
+    (out / "paired_gain.csv").write_text(buf.getvalue(), encoding="utf-8")
 
 
 # ---------------------------------------------------------------- figures
@@ -400,6 +417,24 @@ def _num(v: Any, digits: int = 1) -> str:
     return f"{v:.{digits}f}" if _is_num(v) else "&ndash;"
 
 
+def _gain_html(gains: dict[str, PairedInterval]) -> str:
+    """The paired gain over participants with its 95% interval by both methods, and what it means."""
+    t, b = gains["t"], gains["bootstrap"]
+    if t.n == 0:
+        return "<p class='small'>No complete session with both conditions: no paired gain.</p>"
+    rows = []
+    for iv in (t, b):
+        ci = "&ndash;" if iv.lo is None else f"[{iv.lo * 100:+.2f}, {iv.hi * 100:+.2f}]"
+        rows.append(f"<tr><td class='l'>{_e(iv.method)}</td><td>{iv.n}</td><td>{_pct(iv.mean, signed=True)}</td>"
+                    f"<td>{ci}</td><td>{iv.wins} / {iv.losses}</td><td class='l'>{_e(iv.note())}</td></tr>")
+    return ("<h3>Paired gain over participants</h3><p class='small'>Each participant's HILL run against the "
+            "baseline of the same session (same protocol and seed): the mean of the per-session gains with "
+            "its 95% interval. Scripted strategies are measured the same way by <code>hill-app compare</code>."
+            "</p><table><tr><th class='l'>interval</th><th>sessions</th><th>mean gain (pp)</th>"
+            "<th>95% interval (pp)</th><th>better / worse</th><th class='l'>note</th></tr>" + "".join(rows)
+            + "</table>")
+
+
 def render_html(parts: list[ParticipantResult], cols: list[str], rows: list[dict[str, Any]],
                 stats: dict[str, dict[str, Any]], figs: dict[str, Any], study_dir: Path) -> str:
     epochs = pause_epochs(parts)
@@ -458,9 +493,12 @@ def render_html(parts: list[ParticipantResult], cols: list[str], rows: list[dict
             cells.append(f(s[which]) if s is not None and s[which] is not None else "&ndash;")
         out.append("<tr class='stat'>" + "".join(f"<td{' class=l' if i == 0 else ''}>{c}</td>"
                                                  for i, c in enumerate(cells)) + "</tr>")
-    out.append("</table><p class='small'>As CSV: <a href='results.csv'>results.csv</a> (one row per participant, "
-               "accuracies as fractions, full precision) and <a href='summary.csv'>summary.csv</a> (n, mean, "
-               "sample std over complete sessions).</p>")
+    out.append("</table>")
+    out.append(_gain_html(gain_intervals(rows)))
+    out.append("<p class='small'>As CSV: <a href='results.csv'>results.csv</a> (one row per participant, "
+               "accuracies as fractions, full precision), <a href='summary.csv'>summary.csv</a> (n, mean, "
+               "sample std over complete sessions) and <a href='paired_gain.csv'>paired_gain.csv</a> (the gain's "
+               "intervals).</p>")
 
     # strategies
     out.append("<h2>Strategies</h2>")
@@ -545,7 +583,7 @@ def build_report(study_dir: str | Path, out: str | Path | None = None, figures: 
     parts = [load_participant(p) for p in pdirs]
     cols, rows = table_rows(parts)
     stats = summary_stats(cols, rows)
-    write_csvs(out, cols, rows, stats)
+    write_csvs(out, cols, rows, stats, gain_intervals(rows))
     figs = make_figures(parts, out / "figures") if figures else {"overview": None, "accuracy": {}, "pauses": {}}
     (out / "index.html").write_text(render_html(parts, cols, rows, stats, figs, study_dir), encoding="utf-8")
     return out / "index.html"

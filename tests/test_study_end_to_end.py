@@ -155,6 +155,23 @@ def test_report_numbers_equal_the_logs(study):
     assert float(stats["gain"]["std"]) == pytest.approx(np.std(gains, ddof=1), abs=1e-15)
 
 
+def test_report_gives_the_paired_gain_with_its_interval(study):
+    from hill_app.studies.stats import bootstrap, paired_t
+    _, out, rows = study
+    gains = [float(rows[p]["gain"]) for p in ("P01", "P02")]
+    ivs = {r["method"]: r for r in csv.DictReader((out / "report" / "paired_gain.csv").open())}
+    t = ivs["paired t"]
+    ref = paired_t(gains)
+    assert int(t["n"]) == 2 and float(t["mean"]) == pytest.approx(ref.mean, abs=1e-15)
+    assert float(t["ci_low"]) == pytest.approx(ref.lo) and float(t["ci_high"]) == pytest.approx(ref.hi)
+    assert t["verdict"] == ref.verdict
+    boot = next(v for k, v in ivs.items() if "bootstrap" in k)
+    assert float(boot["ci_low"]) == pytest.approx(bootstrap(gains).lo)
+    text = (out / "report" / "index.html").read_text()
+    assert "Paired gain over participants" in text and f"[{ref.lo * 100:+.2f}, {ref.hi * 100:+.2f}]" in text
+    assert ref.note() in text
+
+
 def test_session_h5_holds_the_arrays(study):
     _, out, _ = study
     recs = journal(out / "P02" / "hill" / "journal.jsonl")
