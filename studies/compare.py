@@ -898,3 +898,15 @@ def _run_pool(jobs: list[dict[str, Any]], workers: int, devices: list[str], thre
                 f.cancel()
             ex.shutdown(wait=False, cancel_futures=True)
     return stopped
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m hill_app.studies.compare ...`, the same as `hill-app compare ...`."""
+    p = argparse.ArgumentParser(prog="hill-app compare",
+                                description="Scripted edit strategies against the no-edit baseline, paired by seed.")
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
