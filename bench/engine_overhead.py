@@ -177,17 +177,17 @@ class EngineVariant:
 
 
 def time_interleaved(variants: dict[str, Callable[[], object]], warmup: int, repeats: int,
-                     dev: torch.device) -> dict[str, list[float]]:
+                     dev: torch.device, clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     names = list(variants)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(warmup + repeats):
         k = r % len(names)
         for n in names[k:] + names[:k]:
             sync(dev)
-            t0 = time.perf_counter()
+            t0 = clock()
             variants[n]()
             sync(dev)
-            dt = time.perf_counter() - t0
+            dt = clock() - t0
             if r >= warmup:
                 times[n].append(dt)
     return times
@@ -316,10 +316,13 @@ def run_mode(prob: Problem, mode: str, args: argparse.Namespace, root: Path, bar
     variants: dict[str, Callable[[], object]] = {
         bare_name: bares[bare_c].epoch, "engine plain": plain.epoch, "engine HILL": hill.epoch}
     # warm-up epochs run through compile, cudnn autotune and the graph capture, untimed
-    times = time_interleaved(variants, args.warmup, args.epochs, dev)
+    cpu_clock = args.clock == "cpu" or (args.clock == "auto" and dev.type == "cpu")
+    times = time_interleaved(variants, args.warmup, args.epochs, dev,
+                             time.process_time if cpu_clock else time.perf_counter)
     med = {n: statistics.median(v) for n, v in times.items()}
     print(f"\n  mode {mode}: {time.perf_counter() - t0:.0f} s including set-up and compile; "
-          f"{args.epochs} timed epochs per variant after {args.warmup} warm-up", flush=True)
+          f"{args.epochs} timed epochs per variant after {args.warmup} warm-up; clock: "
+          f"{'process CPU time (robust to other load on a shared machine)' if cpu_clock else 'wall'}", flush=True)
     for n, v in med.items():
         spread = times[n]
         rng = f"(min {min(spread):.4f}, max {max(spread):.4f})"
@@ -367,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bare-compile", action="store_true",
                     help="in the compiled mode, time the bare loop with torch.compile(model) instead of eager")
     ap.add_argument("--lr", type=float, default=None, help="learning rate of every variant (default: the config's)")
+    ap.add_argument("--clock", choices=("auto", "wall", "cpu"), default="auto",
+                    help="what an epoch's time is: wall clock, or this process's CPU time (auto: CPU time on the "
+                         "CPU, where other processes' load would otherwise decide the ratios; wall on CUDA)")
     ap.add_argument("--modes", default=None,
                     help="comma list of eager, graphs, compiled (default: eager,graphs on cuda, eager on cpu; "
                          "--compile adds compiled)")

@@ -1,16 +1,23 @@
 """The HILL loss: pull the model's own latent layout toward the user's edited one.
 
-Everything is computed batched with fixed shapes (index_add, masks, no boolean indexing and no Python
-loop over classes or samples), so the step can be captured by torch.compile / CUDA graphs.
+The terms are one autograd node (:class:`_HillTerms`) with a hand-written backward: a few dozen tensor
+ops with fixed shapes (index_add, masks, no boolean indexing, no Python loop over classes or samples), so
+torch.compile and CUDA graphs take it as it is, and eager mode launches a fraction of the kernels that
+autograd through the same formula would. On a CPU outside torch.compile the same formula runs in float64
+numpy, whose small-array calls cost a fraction of torch's dispatch (docs/loss_speed.md has the numbers).
+The formula itself is written out in tests/hill_reference.py, which pins both paths against autograd.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 TERM_NAMES = ("ce", "center", "spread", "sep", "point", "scale")
+CE_WEIGHTS = ("blend", "full")
 _EPS = 1e-8
 
 
@@ -36,7 +43,8 @@ class LatentTargets:
     (N_train,) hold drop positions of individually moved training samples, indexed by training-sample
     index so a batch gathers them without a lookup. ``ref_radius`` is the view set's RMS radius in loss
     space when the targets were committed: the scale term holds the batch radius there, so compactness
-    cannot be had by shrinking everything.
+    cannot be had by shrinking everything. ``sep_pairs`` (derived) marks each pair with a separation
+    target once (upper triangle).
     """
 
     centers: torch.Tensor
@@ -48,6 +56,10 @@ class LatentTargets:
     ref_radius: torch.Tensor
     metric: torch.Tensor
     weights: LossWeights = field(default_factory=LossWeights)
+    sep_pairs: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.sep_pairs = torch.triu((self.sep_min > 0).to(self.sep_min.dtype), diagonal=1)
 
     def to(self, device: torch.device | str) -> "LatentTargets":
         return LatentTargets(
@@ -68,50 +80,270 @@ def class_stats(z: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[tor
     return counts, mu, rms
 
 
+# ------------------------------------------------------------------------------------------------------
+# the terms as one autograd node
+#
+# With u the batch in loss space, mu_k / n_k / rms_k the per-class centroid / count / RMS spread and
+# P_* the number of classes, pairs or points a term averages over (at least 1):
+#   center = sum_k has_k |mu_k - c_k|^2 / P_c                       has_k: class k in the batch, with a target
+#   spread = sum_k hs_k (rms_k - s_k)^2 / P_s                       hs_k: at least 2 samples of k
+#   sep    = sum_{k<l} pair_kl relu(m_kl - |mu_k - mu_l|)^2 / P_sep pair_kl: both present, m_kl > 0
+#   point  = sum_i pm_i |u_i - p_i|^2 / P_p
+#   scale  = sqrt(mean_i |u_i|^2) / r_0,   dev = |1 - scale|
+# Gradients: d mu_k / d u_i = 1/n_k and d rms_k / d u_i = (u_i - mu_k) / (n_k rms_k) for i in class k,
+# d|mu_k - mu_l| / d mu_k = (mu_k - mu_l) / |mu_k - mu_l|, d scale / d u_i = u_i / (B r r_0).
+
+
+NUMPY_ON_CPU = True   # tests switch it off to run the torch path on a CPU
+
+
+def _numpy_path(z: torch.Tensor) -> bool:
+    return NUMPY_ON_CPU and z.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def _target_tensors(t: LatentTargets) -> tuple[torch.Tensor, ...]:
+    return t.centers, t.spreads, t.class_mask, t.sep_min, t.sep_pairs, t.point_pos, t.point_mask, t.ref_radius
+
+
+def _terms_torch(u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, tt: tuple[torch.Tensor, ...]
+                 ) -> tuple[torch.Tensor, tuple]:
+    centers, spreads, class_mask, sep_min, sep_pairs, point_pos, point_mask, ref_radius = tt
+    b, k = u.shape[0], centers.shape[0]
+    s = u.new_zeros(k, 3).index_add_(0, y, F.pad(u, (0, 1), value=1.0))   # per-class sums and counts
+    n = s[:, 2]
+    ncl = n.clamp(min=1.0).unsqueeze(1)
+    mu = s[:, :2] / ncl
+    d = u - mu.index_select(0, y)
+    ss = u.new_zeros(k).index_add_(0, y, (d * d).sum(1))
+    rms = torch.sqrt(ss / ncl.squeeze(1) + _EPS)
+    pres = (n > 0).to(u.dtype)
+    has = pres * class_mask
+    hs = (n > 1) * class_mask
+    ec = mu - centers
+    sr = rms - spreads
+    dm = mu.unsqueeze(1) - mu.unsqueeze(0)
+    dist = torch.sqrt((dm * dm).sum(2) + _EPS)
+    pair = torch.outer(pres, pres) * sep_pairs
+    short = (sep_min - dist).clamp(min=0.0)
+    sp = short * pair
+    pm = point_mask.index_select(0, idx)
+    dp = u - point_pos.index_select(0, idx)
+    num = torch.stack([((ec * ec).sum(1) * has).sum(), (sr * sr * hs).sum(), (short * sp).sum(),
+                       ((dp * dp).sum(1) * pm).sum()])
+    den = torch.stack([has.sum(), hs.sum(), pair.sum(), pm.sum()]).clamp(min=1.0)
+    r = torch.sqrt((u * u).sum() / b + _EPS)
+    scale = r / ref_radius
+    out = torch.cat([num / den, scale.view(1), (1.0 - scale).abs().view(1)])
+    return out, (u, y, ncl, mu, d, rms, has, hs, ec, sr, dist, sp, pm, dp, den, r, ref_radius, scale)
+
+
+def _grad_torch(saved: tuple, g: torch.Tensor) -> torch.Tensor:
+    u, y, ncl, mu, d, rms, has, hs, ec, sr, dist, sp, pm, dp, den, r, r0, scale = saved
+    c = 2.0 * g[:4] / den
+    w = sp / dist * -c[2]
+    w = w + w.t()
+    gmu = (c[0] * has).unsqueeze(1) * ec + w.sum(1, keepdim=True) * mu - w @ mu
+    cr = (c[1] * hs * sr / rms).unsqueeze(1)
+    per = (torch.cat([gmu, cr], 1) / ncl).index_select(0, y)
+    gs = (g[4] + g[5] * torch.sign(scale - 1.0)) / (u.shape[0] * r * r0)
+    return per[:, :2] + per[:, 2:] * d + (c[3] * pm).unsqueeze(1) * dp + gs * u
+
+
+def _numpy_constants(targets: LatentTargets, project: tuple[torch.Tensor, torch.Tensor] | None) -> tuple:
+    """The targets (and the frozen map folded into the metric) as float64 arrays, cached on the targets:
+    committed targets and a frozen projection do not change, and a step should not convert them again."""
+    key = None if project is None else tuple((p.data_ptr(), p._version) for p in project)
+    cached = getattr(targets, "_numpy", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    m = targets.metric.double().numpy()
+    a, c = (m, np.zeros(2)) if project is None else (m @ project[0].double().numpy(), m @ project[1].double().numpy())
+    k = targets.centers.shape[0]
+    consts = (a, c, np.eye(k), targets.centers.double().numpy(), targets.spreads.double().numpy(),
+              targets.class_mask.double().numpy(), targets.sep_min.double().numpy(),
+              targets.sep_pairs.double().numpy(), targets.point_pos.double().numpy(),
+              targets.point_mask.double().numpy(), float(targets.ref_radius))
+    targets._numpy = (key, consts)
+    return consts
+
+
+def _terms_numpy(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, consts: tuple) -> tuple[np.ndarray, tuple]:
+    """The terms of :func:`_terms_torch` in float64 numpy with ``u = x @ a.T + c``; per-class sums as products
+    with the batch's one-hot matrix (a few large calls cost less than many small ones)."""
+    a, c, eye, centers, spreads, class_mask, sep_min, sep_pairs, point_pos, point_mask, r0 = consts
+    un = x.detach().numpy() @ a.T + c
+    oh = eye[y.numpy()]
+    n = oh.sum(0)
+    ncl = np.maximum(n, 1.0)
+    mu = (oh.T @ un) / ncl[:, None]
+    d = un - oh @ mu
+    rms = np.sqrt((oh.T @ np.einsum("ij,ij->i", d, d)) / ncl + _EPS)
+    pres = n > 0
+    has = pres * class_mask
+    hs = (n > 1) * class_mask
+    ec = mu - centers
+    sr = rms - spreads
+    dm = mu[:, None, :] - mu[None, :, :]
+    dist = np.sqrt(np.einsum("ijk,ijk->ij", dm, dm) + _EPS)
+    pair = np.outer(pres, pres) * sep_pairs
+    short = np.maximum(sep_min - dist, 0.0)
+    sp = short * pair
+    idn = idx.numpy()
+    pm = point_mask[idn]
+    dp = un - point_pos[idn]
+    den = np.maximum([has.sum(), hs.sum(), pair.sum(), pm.sum()], 1.0)
+    num = np.array([np.einsum("ij,ij,i->", ec, ec, has), (sr * sr) @ hs, np.vdot(short, sp),
+                    np.einsum("ij,ij,i->", dp, dp, pm)])
+    r = np.sqrt(np.einsum("ij,ij->", un, un) / un.shape[0] + _EPS)
+    scale = r / r0
+    out = np.concatenate([num / den, [scale, abs(1.0 - scale)]])
+    return out, (un, oh, ncl, mu, d, rms, has, hs, ec, sr, dist, sp, pm, dp, den, r, r0, scale, a)
+
+
+def _grad_numpy(saved: tuple, g: np.ndarray) -> np.ndarray:
+    """d(g . terms)/dx for the terms of :func:`_terms_numpy`."""
+    un, oh, ncl, mu, d, rms, has, hs, ec, sr, dist, sp, pm, dp, den, r, r0, scale, a = saved
+    c = 2.0 * g[:4] / den
+    w = sp / dist * -c[2]
+    w = w + w.T
+    gmu = (c[0] * has)[:, None] * ec + w.sum(1)[:, None] * mu - w @ mu
+    cr = c[1] * hs * sr / rms
+    gs = (g[4] + g[5] * np.sign(scale - 1.0)) / (un.shape[0] * r * r0)
+    gu = oh @ (gmu / ncl[:, None]) + (oh @ (cr / ncl))[:, None] * d + (c[3] * pm)[:, None] * dp + gs * un
+    return gu @ a
+
+
+class _HillLossNumpy(torch.autograd.Function):
+    """The CPU path: one autograd node, float64 numpy inside, its own backward.
+
+    Returns the loss and the stats (ce, center, spread, sep, point, scale), each differentiable. ``x`` is the
+    projected batch z, or with ``project = (W, b)`` the features that map to it (z = x W^T + b), so the
+    projection's product and its gradient happen inside the node too.
+    """
+
+    @staticmethod
+    def forward(ctx, ce: torch.Tensor, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,  # type: ignore[override]
+                alpha: float, lam: float, weights: LossWeights, full: bool, consts: tuple
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        t, ctx.saved = _terms_numpy(x, y, idx, consts)
+        cef = float(ce)
+        w = weights
+        ctx.coef = np.array([alpha * w.center, alpha * w.spread, alpha * w.sep, alpha * w.point, 0.0, lam])
+        ctx.ce_coef = 1.0 if full else 1.0 - alpha
+        ctx.set_materialize_grads(False)
+        loss = ctx.ce_coef * cef + float(ctx.coef @ t)
+        stats = np.empty(6, dtype=np.float32)
+        stats[0], stats[1:] = cef, t[:5]
+        return torch.tensor(loss, dtype=torch.float32), torch.from_numpy(stats)
+
+    @staticmethod
+    def backward(ctx, gl: torch.Tensor | None, gs: torch.Tensor | None) -> tuple:  # type: ignore[override]
+        # each term's gradient: its own upstream gradient plus the loss's times d loss / d term
+        g = np.zeros(6)
+        gce = 0.0
+        if gs is not None:
+            gsn = gs.numpy()
+            g[:5] = gsn[1:]
+            gce = float(gsn[0])
+        if gl is not None:
+            gln = float(gl)
+            g += gln * ctx.coef
+            gce += gln * ctx.ce_coef
+        gx = torch.from_numpy(_grad_numpy(ctx.saved, g).astype(np.float32))
+        return (torch.tensor(gce, dtype=torch.float32), gx) + (None,) * 7
+
+
+class _HillLossTorch(torch.autograd.Function):
+    """The device path (and the path torch.compile traces): the same 7 values as one tensor (loss, then the
+    6 terms), each differentiable, from tensor ops only, so that CUDA graphs capture it."""
+
+    @staticmethod
+    def forward(ctx, ce: torch.Tensor, z: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,  # type: ignore[override]
+                alpha: torch.Tensor, lam: torch.Tensor, wc: float, ws: float, wsep: float, wp: float, full: bool,
+                metric: torch.Tensor, *tt: torch.Tensor) -> torch.Tensor:
+        ctx.w, ctx.full = (wc, ws, wsep, wp), full
+        t, saved = _terms_torch(z @ metric.t(), y, idx, tt)
+        ctx.save_for_backward(alpha, lam, metric, *saved)
+        loss = combine_terms(ce, t, LossWeights(wc, ws, wsep, wp), alpha, lam, "full" if full else "blend")
+        return torch.cat([loss.view(1), t])
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple:  # type: ignore[override]
+        wc, ws, wsep, wp = ctx.w
+        alpha, lam, metric, *saved = ctx.saved_tensors
+        gl = g[0]
+        coef = torch.stack([alpha * wc, alpha * ws, alpha * wsep, alpha * wp, torch.zeros_like(alpha), lam])
+        gz = _grad_torch(tuple(saved), g[1:] + gl * coef.to(g.dtype)) @ metric
+        gce = gl if ctx.full else gl * (1.0 - alpha)
+        return (gce, gz) + (None,) * 18
+
+
+def _hill_node(ce: torch.Tensor, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, targets: LatentTargets,
+               alpha: float | torch.Tensor, lam: float | torch.Tensor, weights: LossWeights, ce_weight: str,
+               project: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, stats: ce and the 5 terms) through the one node that fits the device."""
+    if ce_weight not in CE_WEIGHTS:
+        raise ValueError(f"ce_weight: expected one of {', '.join(CE_WEIGHTS)}, got {ce_weight!r}")
+    x = x.float()
+    full = ce_weight == "full"
+    if _numpy_path(x):
+        return _HillLossNumpy.apply(ce, x, y, idx, float(alpha), float(lam), weights, full,
+                                    _numpy_constants(targets, project))
+    if project is not None:
+        x = torch.addmm(project[1].to(x), x, project[0].to(x).t())
+    # constants as device scalars: torch.full is a fill, not a host copy, so a CUDA graph can capture it
+    alpha = alpha if isinstance(alpha, torch.Tensor) else torch.full((), float(alpha), device=x.device)
+    lam = lam if isinstance(lam, torch.Tensor) else torch.full((), float(lam), device=x.device)
+    out = _HillLossTorch.apply(ce, x, y, idx, alpha, lam, float(weights.center), float(weights.spread),
+                               float(weights.sep), float(weights.point), full, targets.metric,
+                               *_target_tensors(targets))
+    return out[0], torch.cat([ce.detach().view(1), out[1:6]])
+
+
 def hill_terms(z: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, targets: LatentTargets) -> torch.Tensor:
     """The human terms (center, spread, sep, point) and the batch scale, stacked into one tensor of 5.
 
     ``z`` (B, 2) is the projected batch, ``y`` its labels and ``idx`` its training-sample indices.
     Each term is a mean over the classes / pairs / points present in the batch (0 where none is) of
-    squared distances in loss space.
+    squared distances in loss space. Differentiable in ``z``: the same node the loss trains through.
     """
-    z = z.float() @ targets.metric.t()
-    k = targets.centers.shape[0]
-    counts, mu, rms = class_stats(z, y, k)
-    present = (counts > 0).to(z.dtype) * targets.class_mask
-    center = ((mu - targets.centers).pow(2).sum(dim=1) * present).sum() / present.sum().clamp(min=1.0)
-    has_spread = (counts > 1).to(z.dtype) * targets.class_mask
-    spread = ((rms - targets.spreads).pow(2) * has_spread).sum() / has_spread.sum().clamp(min=1.0)
-    d = torch.sqrt((mu.unsqueeze(0) - mu.unsqueeze(1)).pow(2).sum(dim=2) + _EPS)
-    pair = (counts > 0).to(z.dtype)
-    pair = pair.unsqueeze(0) * pair.unsqueeze(1) * (targets.sep_min > 0).to(z.dtype)
-    pair = torch.triu(pair, diagonal=1)
-    sep = (F.relu(targets.sep_min - d).pow(2) * pair).sum() / pair.sum().clamp(min=1.0)
-    pm = targets.point_mask[idx].to(z.dtype)
-    point = ((z - targets.point_pos[idx]).pow(2).sum(dim=1) * pm).sum() / pm.sum().clamp(min=1.0)
-    scale = torch.sqrt(z.pow(2).sum(dim=1).mean() + _EPS) / targets.ref_radius
-    return torch.stack([center, spread, sep, point, scale])
+    zero = z.new_zeros((), dtype=torch.float32)
+    return _hill_node(zero, z, y, idx, targets, 0.0, 0.0, targets.weights, "blend")[1][1:]
 
 
-def combine_terms(ce: torch.Tensor, t: torch.Tensor, weights: LossWeights, alpha: float | torch.Tensor,
-                  lam: float | torch.Tensor) -> torch.Tensor:
-    """L_global = (1 - alpha) CE + alpha L_human + lam |1 - scale| from CE and the stacked hill_terms."""
+def combine_terms(ce: Any, t: Any, weights: LossWeights, alpha: Any, lam: Any, ce_weight: str = "blend") -> Any:
+    """L from CE and the stacked terms (center, spread, sep, point, scale[, |1 - scale|]).
+
+    ``ce_weight`` "blend" is the paper's L = (1 - alpha) CE + alpha L_human + lam |1 - scale|; "full" keeps
+    CE at weight 1: L = CE + alpha L_human + lam |1 - scale|. Works on tensors and on numpy floats.
+    """
+    if ce_weight not in CE_WEIGHTS:
+        raise ValueError(f"ce_weight: expected one of {', '.join(CE_WEIGHTS)}, got {ce_weight!r}")
     human = weights.center * t[0] + weights.spread * t[1] + weights.sep * t[2] + weights.point * t[3]
-    return (1.0 - alpha) * ce + alpha * human + lam * (1.0 - t[4]).abs()
+    dev = t[5] if len(t) > 5 else abs(1.0 - t[4])
+    ce_part = ce if ce_weight == "full" else (1.0 - alpha) * ce
+    return ce_part + alpha * human + lam * dev
 
 
 def hill_loss(logits: torch.Tensor, z: torch.Tensor | None, y: torch.Tensor, idx: torch.Tensor,
-              targets: LatentTargets | None, alpha: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The global loss and its terms (6, in TERM_NAMES order).
+              targets: LatentTargets | None, alpha: float | torch.Tensor, lam: float | torch.Tensor, *,
+              weights: LossWeights | None = None, ce_weight: str = "blend",
+              project: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The global loss the training step trains on, and its terms (6, in TERM_NAMES order, detached).
 
-    With no targets committed, or alpha == 0, the loss is exactly cross-entropy and nothing else is
-    computed: the scale term exists only to stop the network from satisfying the human terms by
-    shrinking everything, so it is active only together with them (this makes alpha = 0 plain training).
+    ``z`` is the projected batch (B, 2); with ``project = (weight, bias)`` it is the features (B, D) that the
+    frozen map takes to ``features @ weight.T + bias``. With no targets committed (``targets`` or ``z``
+    None), or a float alpha == 0, the loss is exactly cross-entropy and nothing else is computed: the scale
+    term exists only to stop the network from satisfying the human terms by shrinking everything, so it is
+    active only together with them (this makes alpha = 0 plain training). ``weights`` default to
+    ``targets.weights``; ``ce_weight`` as in :func:`combine_terms`. ``alpha`` and ``lam`` may be device
+    scalars (the step keeps them so, so that changing them neither recompiles nor recaptures).
     """
+    if ce_weight not in CE_WEIGHTS:
+        raise ValueError(f"ce_weight: expected one of {', '.join(CE_WEIGHTS)}, got {ce_weight!r}")
     ce = F.cross_entropy(logits.float(), y)
-    if targets is None or z is None or alpha == 0.0:
-        zero = ce.detach() * 0.0
-        return ce, torch.stack([ce.detach(), zero, zero, zero, zero, zero])
-    t = hill_terms(z, y, idx, targets)
-    loss = combine_terms(ce, t, targets.weights, alpha, lam)
-    return loss, torch.cat([ce.detach().unsqueeze(0), t.detach()])
+    if targets is None or z is None or (not isinstance(alpha, torch.Tensor) and alpha == 0.0):
+        return ce, torch.cat([ce.detach().view(1), ce.new_zeros(5)])
+    loss, stats = _hill_node(ce, z, y, idx, targets, alpha, lam,
+                             weights if weights is not None else targets.weights, ce_weight, project)
+    return loss, stats.detach()

@@ -1,10 +1,16 @@
-"""The HILL loss terms each move a model the right way on a fixed batch, and reduce to CE without edits."""
+"""The HILL loss terms each move a model the right way on a fixed batch, and reduce to CE without edits; the
+fused node (numpy on a CPU, tensor ops elsewhere) gives the values and gradients of the written-out formula."""
+import importlib
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hill_reference import reference_loss, reference_terms
 
 from hill_app.losses import LossWeights, TargetLayout, class_stats, hill_loss, hill_terms, layout_from_points
+
+H = importlib.import_module("hill_app.losses.hill_loss")  # the module (the package exports a function of that name)
 
 K, D, B = 3, 6, 60
 
@@ -161,7 +167,14 @@ def test_terms_ignore_classes_absent_from_batch():
     assert t[0].item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_loss_is_finite_for_single_sample_classes_and_coincident_centres():
+@pytest.fixture(params=["numpy", "torch"])
+def path(request, monkeypatch):
+    """Run a test through the CPU's numpy path and through the tensor-op path (the one CUDA and compile use)."""
+    monkeypatch.setattr(H, "NUMPY_ON_CPU", request.param == "numpy")
+    return request.param
+
+
+def test_loss_is_finite_for_single_sample_classes_and_coincident_centres(path):
     y = torch.tensor([0, 1, 1])
     z = torch.zeros(3, 2, requires_grad=True)
     layout = TargetLayout(centers=np.zeros((K, 2)), spreads=np.ones(K), sep_min=np.ones((K, K)) - np.eye(K),
@@ -169,3 +182,112 @@ def test_loss_is_finite_for_single_sample_classes_and_coincident_centres():
     t = hill_terms(z, y, torch.arange(3), layout.to_tensors(np.arange(3), 3))
     t.sum().backward()
     assert torch.isfinite(t).all() and torch.isfinite(z.grad).all()
+
+
+def random_problem(seed, n_train=400, classes=10, batch=64, dim=16):
+    """A batch with every kind of target: moved and shrunk classes, two separations (one pair absent from
+    some batches), dropped points, a class with one sample and a class with none."""
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(batch, dim, generator=g, dtype=torch.float64)
+    y = torch.randint(0, classes - 2, (batch,), generator=g)
+    y[0] = classes - 2                                   # a single-sample class; class K-1 is absent
+    idx = torch.randperm(n_train, generator=g)[:batch]
+    w = torch.randn(2, dim, generator=g, dtype=torch.float64) * 0.3
+    b = torch.randn(2, generator=g, dtype=torch.float64) * 0.1
+    zall = torch.randn(n_train, dim, generator=g, dtype=torch.float64) @ w.T
+    layout = layout_from_points(zall.numpy(), (torch.arange(n_train) % classes).numpy(), classes)
+    layout.centers[1] += 0.5
+    layout.spreads *= 0.7
+    for a_, b_ in ((0, 1), (2, classes - 1)):
+        layout.sep_min[a_, b_] = layout.sep_min[b_, a_] = 3.0
+    for i in idx[:10].tolist():
+        layout.points[i] = (0.0, 0.8)
+    layout.metric = np.array([[1.3, 0.2], [0.2, 0.7]])
+    return feats, y, idx, (w, b), layout.to_tensors(np.arange(n_train), n_train)
+
+
+def _rel(a, b):
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm().clamp(min=1e-12))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_terms_and_their_gradients_are_the_written_out_formula(path, seed):
+    feats, y, idx, (w, b), targets = random_problem(seed)
+    z = (feats @ w.T + b)
+    g5 = torch.randn(5, dtype=torch.float64)
+    z64 = z.clone().requires_grad_()
+    want = reference_terms(z64, y, idx, targets)[:5]
+    (want * g5).sum().backward()
+    z32 = z.float().requires_grad_()
+    got = hill_terms(z32, y, idx, targets)
+    (got * g5.float()).sum().backward()
+    assert _rel(got, want) < 1e-6
+    assert _rel(z32.grad, z64.grad) < 1e-5
+    assert want[2] > 0 and want[3] > 0  # the separation and the point terms are active
+
+
+@pytest.mark.parametrize("ce_weight", ["blend", "full"])
+@pytest.mark.parametrize("seed", [3, 4])
+def test_loss_value_and_gradients_are_the_written_out_formula(path, seed, ce_weight):
+    """hill_loss, as the step calls it (features and the frozen map, device scalars), against autograd through
+    the definition, in float64: the loss, every reported term, and the gradients of features and logits."""
+    feats, y, idx, (w, b), targets = random_problem(seed)
+    logits = torch.randn(feats.shape[0], 10, dtype=torch.float64)
+    weights = LossWeights(center=1.0, spread=2.0, sep=0.5, point=1.5)
+    f64, l64 = feats.clone().requires_grad_(), logits.clone().requires_grad_()
+    want, want_t = reference_loss(l64, f64 @ w.T + b, y, idx, targets, weights, 0.3, 0.2, ce_weight)
+    want.backward()
+    f32, l32 = feats.float().requires_grad_(), logits.float().requires_grad_()
+    loss, stats = hill_loss(l32, f32, y, idx, targets, torch.tensor(0.3), torch.tensor(0.2), weights=weights,
+                            ce_weight=ce_weight, project=(w.float(), b.float()))
+    loss.backward()
+    assert _rel(loss, want) < 1e-6
+    assert _rel(stats[0], F.cross_entropy(logits, y)) < 1e-6
+    assert _rel(stats[1:], want_t[:5]) < 1e-6
+    assert _rel(f32.grad, f64.grad) < 1e-5
+    assert _rel(l32.grad, l64.grad) < 1e-5
+
+
+def test_full_keeps_cross_entropy_at_weight_one(path):
+    """C2: "full" is L = CE + alpha L_human + lam |1 - scale|, "blend" the paper's (1 - alpha) CE + ...: the two
+    differ by exactly alpha CE, and CE's gradient is scaled by 1 and by (1 - alpha)."""
+    feats, y, idx, (w, b), targets = random_problem(5)
+    logits = torch.randn(feats.shape[0], 10)
+    z = (feats @ w.T + b).float()
+    out = {}
+    for cw in ("blend", "full"):
+        lg = logits.clone().requires_grad_()
+        loss, stats = hill_loss(lg, z, y, idx, targets, 0.4, 0.1, ce_weight=cw)
+        loss.backward()
+        out[cw] = (loss.detach(), stats, lg.grad)
+    ce = F.cross_entropy(logits, y)
+    assert torch.equal(out["blend"][1], out["full"][1])
+    assert torch.allclose(out["full"][0] - out["blend"][0], 0.4 * ce, rtol=1e-5, atol=1e-6)
+    t = out["full"][1]
+    direct = ce + 0.4 * (t[1] + t[2] + t[3] + t[4]) + 0.1 * (1 - t[5]).abs()
+    assert torch.allclose(out["full"][0], direct, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(out["blend"][2], 0.6 * out["full"][2], rtol=1e-5, atol=1e-7)
+
+
+def test_unknown_ce_weight_is_refused_with_the_value():
+    feats, y, idx, (w, b), targets = random_problem(6)
+    with pytest.raises(ValueError, match="'half'"):
+        hill_loss(torch.randn(64, 10), (feats @ w.T + b).float(), y, idx, targets, 0.5, 0.1, ce_weight="half")
+
+
+def test_numpy_and_tensor_paths_agree():
+    feats, y, idx, (w, b), targets = random_problem(7)
+    z = (feats @ w.T + b).float()
+    out = []
+    for numpy_path in (True, False):
+        H.NUMPY_ON_CPU = numpy_path
+        try:
+            zz = z.clone().requires_grad_()
+            t = hill_terms(zz, y, idx, targets)
+            t.sum().backward()
+            out.append((t.detach(), zz.grad))
+        finally:
+            H.NUMPY_ON_CPU = True
+    assert torch.allclose(out[0][0], out[1][0], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(out[0][1], out[1][1], rtol=1e-4, atol=1e-6)

@@ -4,7 +4,9 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hill_app.losses import combine_terms
+from hill_reference import reference_loss
 
 from hill_app.engine.config import RunConfig
 from hill_app.engine.session import TrainingSession
@@ -85,6 +87,57 @@ def test_hill_loss_is_the_documented_blend(tmp_path):
         assert st[S["center"]] > 0 and st[S["scale"]] > 0
         want = combine_terms(st[S["ce"]], st[2:7], s.weights, alpha, lam)
         assert torch.allclose(st[S["loss"]], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("ce_weight", ["blend", "full"])
+def test_step_trains_on_the_written_out_loss(tmp_path, ce_weight):
+    """The loss the step reports and the gradients it applies are those of the loss's definition (autograd in
+    float64 through tests/hill_reference.py) on the same batch, for both C2 options (config.ce_weight)."""
+    s = make_session(tmp_path, ce_weight=ce_weight) if _has_ce_weight() else make_session(tmp_path)
+    s.config.ce_weight = ce_weight  # until RunConfig has the field: the step reads it with a "blend" default
+    commit(s)
+    s.model.dropout.p = 0.0
+    s.alpha, s.lam = 0.4, 0.2
+    idx = batches(s, 1)[0]
+    ref = copy.deepcopy(s.model).double()
+    x = s._prep(s.train_x[idx], augment=False).double()
+    logits, feats = ref(x)
+    z = feats @ s.projection.weight.double().t() + s.projection.bias.double()
+    want, terms = reference_loss(logits, z, s.train_y[idx], idx, s.targets, s.weights, 0.4, 0.2, ce_weight)
+    want.backward()
+    want = float(want)
+    st = s._train_step(idx)
+    assert abs(float(st[S["loss"]]) - want) < 1e-4 * abs(want)
+    assert torch.allclose(st[S["center"]:S["scale"] + 1].double(), terms[:5].detach(), rtol=1e-4, atol=1e-6)
+    assert float(st[S["ce"]]) == pytest.approx(float(F.cross_entropy(logits, s.train_y[idx])), rel=1e-4)
+    got = [p.grad for p in s.model.parameters() if p.grad is not None]
+    exp = [p.grad for p in ref.parameters() if p.grad is not None]
+    assert len(got) == len(exp) > 0
+    for a, b in zip(got, exp):
+        assert torch.allclose(a.double(), b, rtol=1e-3, atol=1e-5), (a.flatten()[:4], b.flatten()[:4])
+
+
+def _has_ce_weight() -> bool:
+    return "ce_weight" in RunConfig.__dataclass_fields__
+
+
+def test_full_and_blend_differ_by_alpha_ce_at_the_same_state(tmp_path):
+    out = {}
+    for cw in ("blend", "full"):
+        s = make_session(tmp_path, cw)
+        s.config.ce_weight = cw
+        commit(s)
+        out[cw] = s._train_step(batches(s, 1)[0])
+    b, f = out["blend"], out["full"]
+    assert torch.equal(b[1:7], f[1:7])  # same weights, batch and terms before the update
+    assert torch.allclose(f[S["loss"]] - b[S["loss"]], s.alpha * b[S["ce"]], rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_ce_weight_fails_with_the_value(tmp_path):
+    s = make_session(tmp_path)
+    s.config.ce_weight = "half"
+    with pytest.raises(ValueError, match="'half'"):
+        s._train_step(batches(s, 1)[0])
 
 
 def test_grad_clip_bounds_the_applied_update(tmp_path):

@@ -40,6 +40,9 @@ class DigitsCNN(nn.Module):
 
     Pooling right after the first conv keeps the 64- and 128-channel convs on 4x4 and 2x2 maps: with the
     pool after the second conv instead, an epoch costs about four times as much for no accuracy gain.
+    Weights and activations are channels_last: oneDNN's convolutions on these small maps run a training
+    step about 1.5x faster that way on a CPU (bench/startup.py, docs/speed.md); on CUDA the session uses
+    channels_last for every image model anyway.
     """
 
     def __init__(self, in_channels: int, num_classes: int, feature_dim: int = 64, dropout: float = 0.1) -> None:
@@ -56,9 +59,10 @@ class DigitsCNN(nn.Module):
         self.embed = nn.Sequential(nn.Linear(128, feature_dim), nn.ReLU(inplace=True))
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(feature_dim, num_classes)
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.body(x).mean(dim=(2, 3))  # global average pool
+        h = self.body(x.contiguous(memory_format=torch.channels_last)).mean(dim=(2, 3))  # global average pool
         features = self.embed(h)
         return self.head(self.dropout(features)), features
 
@@ -115,7 +119,10 @@ class AirbenchNet(nn.Module):
 
     Differences from airbench94: the 2x2 stem is a plain learnable conv (airbench fills it with a frozen
     patch-whitening filter computed from data), and the final pool is a global max over the whole map
-    (airbench's ``MaxPool2d(3)`` on the 4x4 map), so any input of at least 9x9 works. airbench multiplies
+    (airbench's ``MaxPool2d(3)`` on the 3x3 map), so any input of at least 9x9 works. It is a max pool with
+    indices, not ``amax``: amax's backward finds the maximum by comparing its input with its bf16 output,
+    and Inductor, keeping the fused input in fp32, finds no match and divides by zero (NaN gradients in
+    every layer; bench/nan_repro.py reproduces it). airbench multiplies
     the logits by a fixed 1/9; here that factor is applied to the features instead, so the head stays a
     plain ``nn.Linear`` with ``logits == head(features)``. The logits and every gradient are identical.
     """
@@ -138,7 +145,7 @@ class AirbenchNet(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = self.layers(self.activ(self.whiten(x)))
-        features = x.amax(dim=(2, 3)) * self.scaling_factor  # global max pool; works in channels_last
+        features = F.adaptive_max_pool2d(x, 1).flatten(1) * self.scaling_factor  # global max pool
         return self.head(features), features
 
 

@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from hill_app.losses import combine_terms, hill_terms
+from hill_app.losses import hill_loss
+from hill_app.losses.hill_loss import CE_WEIGHTS
 
 if TYPE_CHECKING:
     from .session import TrainingSession
@@ -111,6 +112,14 @@ class TrainStep:
         self._warm_needed = self.warmup_steps
 
     @property
+    def ce_weight(self) -> str:
+        """The run's C2 loss option: "blend" (the paper's (1 - alpha) CE) or "full" (CE at weight 1)."""
+        cw = getattr(self.s.config, "ce_weight", "blend")
+        if cw not in CE_WEIGHTS:
+            raise ValueError(f"config ce_weight: expected one of {', '.join(CE_WEIGHTS)}, got {cw!r}")
+        return cw
+
+    @property
     def graphed(self) -> bool:
         """Whether the last step was a replay of a captured graph."""
         return self._captured is not None and self._captured.key == self._key
@@ -155,25 +164,24 @@ class TrainStep:
             return self.s.model(x)
 
     def _loss(self, logits: torch.Tensor, feats: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, hill: bool,
-              alpha: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The loss and the stats without the grad norm: loss, ce, 5 terms, correct."""
+              alpha: torch.Tensor, lam: torch.Tensor, ce_weight: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss (:func:`hill_app.losses.hill_loss`, the one the tests pin) and the stats without the grad
+        norm: loss, ce, 5 terms, correct."""
         s = self.s
-        ce = F.cross_entropy(logits.float(), y)
         if hill:
-            t = hill_terms(s.projection(feats.float()), y, idx, s.targets)
-            loss = combine_terms(ce, t, s.weights, alpha, lam)
-            head = torch.cat([loss.detach().view(1), ce.detach().view(1), t.detach()])
+            pr = s.projection
+            loss, terms = hill_loss(logits, feats, y, idx, s.targets, alpha, lam, weights=s.weights,
+                                    ce_weight=ce_weight, project=(pr.weight, pr.bias))
         else:
-            loss = ce
-            head = torch.cat([ce.detach().view(1), ce.detach().view(1), ce.new_zeros(5)])
+            loss, terms = hill_loss(logits, None, y, idx, None, alpha, lam)
         correct = (logits.argmax(dim=1) == y).sum().float()
-        return loss, torch.cat([head, correct.view(1)])
+        return loss, torch.cat([loss.detach().view(1), terms, correct.view(1)])
 
     def _body(self, fwd: Callable, lossfn: Callable, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
-              hill: bool, alpha: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+              hill: bool, alpha: torch.Tensor, lam: torch.Tensor, ce_weight: str) -> torch.Tensor:
         s = self.s
         logits, feats = fwd(x)
-        loss, head = lossfn(logits, feats, y, idx, hill, alpha, lam)
+        loss, head = lossfn(logits, feats, y, idx, hill, alpha, lam, ce_weight)
         s.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for p in s.model.parameters() if p.grad is not None]
@@ -189,7 +197,7 @@ class TrainStep:
     # ---------------------------------------------------------------- CUDA graphs
 
     def _graph_key(self, hill: bool, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
-                   alpha: torch.Tensor, lam: torch.Tensor) -> tuple[tuple, tuple]:
+                   alpha: torch.Tensor, lam: torch.Tensor, ce_weight: str) -> tuple[tuple, tuple]:
         """Everything a captured step baked in; ``refs`` are the objects named by id()."""
         s = self.s
         opt = s.optimizer
@@ -203,7 +211,7 @@ class TrainStep:
             else:
                 state.append(None)
         key = [
-            hill, bool(s.use_compile), self.compile_model, s.model.training, s.grad_clip,
+            hill, ce_weight, bool(s.use_compile), self.compile_model, s.model.training, s.grad_clip,
             tuple(x.shape), x.stride(), x.dtype, tuple(y.shape), y.dtype, tuple(idx.shape), idx.dtype,
             id(s.model), id(opt), hps, tuple(state),
             tuple(p.data_ptr() for p in params), tuple(p.requires_grad for p in params),
@@ -235,11 +243,12 @@ class TrainStep:
         return out
 
     def _capture(self, key: tuple, refs: tuple, fwd: Callable, lossfn: Callable, x: torch.Tensor,
-                 y: torch.Tensor, idx: torch.Tensor, hill: bool, alpha: torch.Tensor, lam: torch.Tensor) -> None:
+                 y: torch.Tensor, idx: torch.Tensor, hill: bool, alpha: torch.Tensor, lam: torch.Tensor,
+                 ce_weight: str) -> None:
         sx, sy, sidx = x.clone(), y.clone(), idx.clone()  # clone keeps channels_last strides
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=self._side_stream()):
-            out = self._body(fwd, lossfn, sx, sy, sidx, hill, alpha, lam)
+            out = self._body(fwd, lossfn, sx, sy, sidx, hill, alpha, lam, ce_weight)
         self._captured = _Captured(key, graph, sx, sy, sidx, out, refs)
         self.captures += 1
 
@@ -258,11 +267,12 @@ class TrainStep:
         hill = s.targets is not None and s.alpha > 0 and s.projection is not None
         alpha = self._scalar("alpha", s.alpha)
         lam = self._scalar("lam", s.lam)
+        cw = self.ce_weight
         fwd, lossfn = self._fns()
         if not self._graphs_on():
-            return self._body(fwd, lossfn, x, y, idx, hill, alpha, lam)
+            return self._body(fwd, lossfn, x, y, idx, hill, alpha, lam, cw)
 
-        key, refs = self._graph_key(hill, x, y, idx, alpha, lam)
+        key, refs = self._graph_key(hill, x, y, idx, alpha, lam, cw)
         c = self._captured
         if c is not None and c.key == key:
             self._replays += 1
@@ -276,9 +286,9 @@ class TrainStep:
             self._captured = None
         if self._since_change < self._warm_needed:
             self._since_change += 1
-            return self._warm(fwd, lossfn, x, y, idx, hill, alpha, lam)
+            return self._warm(fwd, lossfn, x, y, idx, hill, alpha, lam, cw)
         try:
-            self._capture(key, refs, fwd, lossfn, x, y, idx, hill, alpha, lam)
+            self._capture(key, refs, fwd, lossfn, x, y, idx, hill, alpha, lam, cw)
         except Exception as e:  # noqa: BLE001 - capture is an optimisation: report it, train on without it
             self._captured = None
             self._graph_error = f"{type(e).__name__}: {e}"
@@ -289,6 +299,6 @@ class TrainStep:
             s.events.emit("log", level="warning",
                           message=f"CUDA graph capture of the train step failed; training on without it "
                                   f"({self._graph_error})")
-            return self._body(fwd, lossfn, x, y, idx, hill, alpha, lam)
+            return self._body(fwd, lossfn, x, y, idx, hill, alpha, lam, cw)
         self._replays = 1
         return self._replay(x, y, idx)
