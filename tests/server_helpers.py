@@ -96,3 +96,44 @@ def strict_json(text: str | bytes) -> Any:
     def bad(name: str) -> Any:
         raise AssertionError(f"non-finite {name} in a message")
     return json.loads(text, parse_constant=bad)
+
+
+class StandInLLM:
+    """A loopback OpenAI-compatible chat endpoint (POST /v1/chat/completions) that answers every request with
+    ``reply(request_json) -> str`` as the assistant's message, and records the requests."""
+
+    def __init__(self, reply: Any) -> None:
+        import http.server
+
+        outer = self
+        self.requests: list[dict[str, Any]] = []
+        self.reply = reply
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
+                if self.path != "/v1/chat/completions":
+                    self.send_error(404)
+                    return
+                content = outer.reply(body)
+                data = json.dumps({"id": "stand-in", "object": "chat.completion", "model": body.get("model"),
+                                   "choices": [{"index": 0, "finish_reason": "stop",
+                                                "message": {"role": "assistant", "content": content}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
