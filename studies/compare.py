@@ -303,18 +303,14 @@ def _init_worker(devices: list[str], counter: Any, threads: int) -> None:
 
 def _bundle(cfg: Any) -> Any:
     """The data set of a config, loaded once per worker (the seed matters for synthetic data and subsets)."""
-    from hill_app.datasets import load_dataset
-    kw: dict[str, Any] = {}
-    for k in ("val_size", "train_size"):   # C1 data sizes, where this hill-app's RunConfig has them
-        if hasattr(cfg, k):
-            kw[k] = getattr(cfg, k)
-    key = (cfg.dataset, cfg.data_root, cfg.synthetic_size, cfg.seed, tuple(sorted(kw.items())))
+    from .runner import load_for_config
+    sizes = tuple((k, getattr(cfg, k)) for k in ("val_size", "train_size") if hasattr(cfg, k))
+    key = (cfg.dataset, cfg.data_root, cfg.synthetic_size, cfg.seed, sizes)
     cache = _WORKER["bundles"]
     if key not in cache:
         if len(cache) > 4:
             cache.clear()
-        cache[key] = load_dataset(cfg.dataset, cfg.data_root, download=False, synthetic_size=cfg.synthetic_size,
-                                  seed=cfg.seed, **kw)
+        cache[key] = load_for_config(cfg)
     return cache[key]
 
 

@@ -68,7 +68,8 @@ _EXTRA_TYPES: dict[str, type] = {
     "batch_size": int, "view_size": int, "checkpoint_every": int, "synthetic_size": int,
     "lr": float, "momentum": float, "weight_decay": float, "grad_clip": float,
     "w_center": float, "w_spread": float, "w_sep": float, "w_point": float,
-    "device": str, "optimizer": str, "projection": str, "amp": str, "compile": bool,
+    "device": str, "optimizer": str, "projection": str, "amp": str, "compile": bool, "ce_weight": str,
+    "val_size": "size", "train_size": "size",   # C1: a count (int >= 1) or a fraction (0 < float < 1)
 }
 
 
@@ -293,6 +294,9 @@ def parse_protocol(data: Any, source: str = "protocol") -> Protocol:
             _str(v, source, "training", k)
         elif kind is bool and not isinstance(v, bool):
             raise _err(source, "training", k, f"expected true or false, got {v!r}")
+        elif kind == "size" and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                 or (isinstance(v, int) and v < 1) or (isinstance(v, float) and not 0 < v < 1)):
+            raise _err(source, "training", k, f"expected a count (integer >= 1) or a fraction in (0, 1), got {v!r}")
     dev = training.get("device")
     if dev is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", dev):
         raise _err(source, "training", "device", f"expected auto, cpu or cuda[:N], got {dev!r}")

@@ -63,6 +63,14 @@ def check_participant(pid: str) -> str:
     return pid
 
 
+def load_for_config(cfg: Any) -> Any:
+    """The data set a resolved RunConfig trains on, with its data sizes (C1: val_size, train_size)."""
+    from hill_app.datasets import load_dataset
+    kw = {k: getattr(cfg, k) for k in ("val_size", "train_size") if hasattr(cfg, k)}
+    return load_dataset(cfg.dataset, cfg.data_root, download=False, synthetic_size=cfg.synthetic_size,
+                        seed=cfg.seed, **kw)
+
+
 # ---------------------------------------------------------------- the scripted participant
 
 def load_scripted(path: str | Path, protocol: Protocol, num_classes: int, view_size: int
@@ -118,8 +126,6 @@ def run_participant(protocol: Protocol, participant: str, study_dir: str | Path,
     instead. ``answers`` (questionnaire answers) override the file's. Raises StudyError, EditsFileError,
     AnswerError, ConfigError or DataError before anything is written when the inputs are wrong.
     """
-    from hill_app.datasets import load_dataset
-
     check_participant(participant)
     study_dir = Path(study_dir)
     pdir = study_dir / participant
@@ -127,8 +133,7 @@ def run_participant(protocol: Protocol, participant: str, study_dir: str | Path,
         raise StudyError(f"{pdir} already holds a session; choose another participant id or study folder")
     cfg = protocol.run_config(device)
     if bundle is None:
-        bundle = load_dataset(cfg.dataset, cfg.data_root, download=False, synthetic_size=cfg.synthetic_size,
-                              seed=cfg.seed)
+        bundle = load_for_config(cfg)
     k = bundle.num_classes
     file_answers = None
     if scripted is not None:
