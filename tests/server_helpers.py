@@ -7,8 +7,9 @@ import json
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from hill_app.engine.config import RunConfig
 from hill_app.engine.journal import read_journal
@@ -110,7 +111,7 @@ class StandInLLM:
         self.reply = reply
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
                 if self.path != "/v1/chat/completions":

@@ -7,12 +7,11 @@ import json
 import httpx
 import numpy as np
 import pytest
+from server_helpers import served, strict_json, wait_until
 
 from hill_app.client.protocol import RunClient
 from hill_app.client.remote import RemoteError, RemoteRunClient
 from hill_app.engine.commands import SPECS
-
-from server_helpers import served, strict_json, wait_until
 
 
 def collect(client, until, seen=None, what="event"):
@@ -148,18 +147,17 @@ def test_errors_a_user_can_act_on(tmp_path):
 
 
 def test_openapi_and_command_listing(tmp_path):
-    with served(tmp_path / "run") as r:
-        with httpx.Client(base_url=r.url, headers=r.auth, trust_env=False) as c:
-            doc = strict_json(c.get("/api/v1/openapi.json").content)
-            paths = set(doc["paths"])
-            assert {"/api/v1/commands", "/api/v1/state", "/api/v1/journal", "/api/v1/snapshot/latest",
-                    "/api/command/", "/api/get_info/"} <= paths
-            post = doc["paths"]["/api/v1/commands"]["post"]
-            assert "command" in post["requestBody"]["content"]["application/json"]["schema"]["properties"]
-            assert c.get("/api/v1/docs").status_code == 200
-            listing = strict_json(c.get("/api/v1/commands").content)["commands"]
-            lr = next(x for x in listing if x["name"] == "update_optimizer")
-            assert lr["args_schema"]["properties"]["lr"]["type"] == "number"
-            assert c.get("/api/v1/commands/unknown-uuid").status_code == 404
-            assert c.get("/api/v1/snapshot/latest").status_code == 404
-            assert c.get("/api/v1/view/samples", params={"indices": "0,99999"}).status_code == 422
+    with served(tmp_path / "run") as r, httpx.Client(base_url=r.url, headers=r.auth, trust_env=False) as c:
+        doc = strict_json(c.get("/api/v1/openapi.json").content)
+        paths = set(doc["paths"])
+        assert {"/api/v1/commands", "/api/v1/state", "/api/v1/journal", "/api/v1/snapshot/latest",
+                "/api/command/", "/api/get_info/"} <= paths
+        post = doc["paths"]["/api/v1/commands"]["post"]
+        assert "command" in post["requestBody"]["content"]["application/json"]["schema"]["properties"]
+        assert c.get("/api/v1/docs").status_code == 200
+        listing = strict_json(c.get("/api/v1/commands").content)["commands"]
+        lr = next(x for x in listing if x["name"] == "update_optimizer")
+        assert lr["args_schema"]["properties"]["lr"]["type"] == "number"
+        assert c.get("/api/v1/commands/unknown-uuid").status_code == 404
+        assert c.get("/api/v1/snapshot/latest").status_code == 404
+        assert c.get("/api/v1/view/samples", params={"indices": "0,99999"}).status_code == 422

@@ -10,9 +10,8 @@ import uuid
 
 import httpx
 import pytest
-from websockets.sync.client import connect
-
 from server_helpers import StandInLLM, served, strict_json, wait_until
+from websockets.sync.client import connect
 
 
 class PeerAgentLoop:

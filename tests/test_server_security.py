@@ -10,14 +10,13 @@ import stat
 
 import httpx
 import pytest
+from server_helpers import ServedRun, served, strict_json, wait_until
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from hill_app.server import parse_address
 from hill_app.server.auth import host_name, is_loopback_name
 from hill_app.server.wire import WireError, dumps, loads_strict
-
-from server_helpers import ServedRun, served, strict_json, wait_until
 
 
 @pytest.fixture(scope="module")
