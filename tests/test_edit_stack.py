@@ -175,3 +175,26 @@ def test_history_is_bounded():
     while s.undo():
         undone += 1
     assert undone == 10 and len(s) == 20
+
+
+def test_push_many_is_one_undoable_step_and_all_or_nothing():
+    """A drop that merges two classes where it was dropped is two ops and one gesture: one undo takes both."""
+    s = _stack()
+    s.push(MOVE)
+    got = s.push_many([MERGE, {"op": "move_center", "class": 2, "to": (1.0, 1.0)}])
+    assert [e["op"] for e in got] == ["merge", "move_center"] and got[1]["to"] == [1.0, 1.0]
+    assert [e["op"] for e in s.edits] == ["move_center", "merge", "move_center"]
+    lay = s.layout
+    np.testing.assert_allclose(lay.centers[2], [1.0, 1.0])
+    np.testing.assert_allclose(lay.centers[3], [1.0, 1.0])
+    assert lay.group[2] == lay.group[3]
+    fresh = apply_edits(s.base, s.edits)                     # the incremental cache matches a full replay
+    np.testing.assert_allclose(lay.centers, fresh.centers)
+    assert s.undo() and s.edits == [MOVE]
+    assert s.redo() and len(s) == 3
+    before = s.edits
+    with pytest.raises(EditError):
+        s.push_many([SCALE, {"op": "scale_spread", "class": 99, "factor": 2.0}])
+    assert s.edits == before and len(s) == 3                 # nothing of the refused batch went in ...
+    assert s.push_many([]) == [] and s.edits == before
+    assert s.undo() and s.edits == [MOVE]                    # ... and it left no history entry

@@ -96,6 +96,20 @@ class EditStack:
             self._cache_for = self._edits
         return copy.deepcopy(e)
 
+    def push_many(self, edits: list[dict]) -> list[dict]:
+        """Validate and append several edits as ONE undoable step (a drop that merges two classes and places
+        them where it was dropped is one gesture). Nothing changes if any of them is invalid."""
+        if not edits:
+            return []
+        new = [self.validate(e) for e in edits]
+        old = self._edits
+        self._record(old + new)
+        if self._cache is not None and self._cache_for is old:
+            for e in new:
+                self._cache = apply_edit(self._cache, e)
+            self._cache_for = self._edits
+        return copy.deepcopy(new)
+
     def replace(self, edits: list[dict]) -> None:
         """Swap the whole edit list (e.g. "reset this class" drops the edits naming it); one undoable step."""
         new = [self.validate(e) for e in edits]
