@@ -6,12 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hill_app.engine.models import MODELS, build_model, default_model
+from hill_app.engine.models import MODELS, build_model, default_model, global_max_pool
 
 # Each model with an input shape it was built for (small where the model allows, to keep tests fast).
 CASES = {
     "digits_cnn": ((1, 8, 8), 64),
     "airbench": ((3, 16, 16), 256),
+    "cifar_cpu_fast": ((3, 16, 16), 256),
     "resnet18": ((3, 8, 8), 512),
     "pamap_cnn1d": ((27, 171), 128),
 }
@@ -196,3 +197,52 @@ def test_digits_cnn_learns_sklearn_digits(one_thread: None) -> None:
     with torch.no_grad():
         acc = (model(x_test)[0].argmax(1) == y_test).float().mean().item()
     assert acc > 0.90, f"test accuracy {acc:.3f}"
+
+
+def test_global_max_pool_gradient_follows_one_index_not_an_equality_test() -> None:
+    """Regression for NaN gradients of the compiled airbench net under bf16: the pool's backward must not find
+    the maximum by comparing input and output (amax does, and splits the gradient among ties)."""
+    x = torch.zeros(2, 3, 3, 3)
+    x[:, :, 0, 0] = 1.0
+    x[:, :, 2, 1] = 1.0                      # a tie for the maximum in every map
+    x.requires_grad_()
+    out = global_max_pool(x)
+    assert torch.equal(out.detach(), torch.ones(2, 3))
+    out.sum().backward()
+    g = x.grad.flatten(2)
+    assert torch.equal(g.sum(2), torch.ones(2, 3))
+    assert torch.equal((g != 0).sum(2), torch.ones(2, 3, dtype=torch.long))  # all of it to one element
+    assert set(g.unique().tolist()) == {0.0, 1.0}
+
+
+def test_cifar_cpu_fast_is_much_cheaper_than_airbench() -> None:
+    """The CPU model's point: far fewer multiply-adds per image (counted from the conv shapes)."""
+    def macs(model: nn.Module, shape: tuple[int, int, int]) -> int:
+        total = 0
+
+        def hook(m: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+            nonlocal total
+            total += out.numel() // out.shape[0] * m.in_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
+
+        hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+        model.eval()(torch.randn(1, *shape))
+        for h in hs:
+            h.remove()
+        return total
+
+    fast, air = macs(build_model("cifar_cpu_fast", (3, 32, 32), 10), (3, 32, 32)), \
+        macs(build_model("airbench", (3, 32, 32), 10), (3, 32, 32))
+    assert fast * 6 < air, (fast, air)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_airbench_compiled_under_bf16_autocast_has_finite_gradients() -> None:
+    torch.manual_seed(0)
+    model = build_model("airbench", (3, 32, 32), 10).cuda().to(memory_format=torch.channels_last)
+    fwd = torch.compile(model)
+    x = torch.randn(64, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        logits, _ = fwd(x)
+    F.cross_entropy(logits.float(), torch.arange(64, device="cuda") % 10).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
