@@ -145,10 +145,13 @@ class Problem:
 class EngineVariant:
     """A session run through its own epoch; ``hill`` commits edits after epoch 1 (which fitted the projection)."""
 
-    def __init__(self, prob: Problem, compile: bool, graphs: bool | None, hill: bool, root: Path):
+    def __init__(self, prob: Problem, compile: bool, graphs: bool | None, hill: bool, root: Path,
+                 setup: Callable[[TrainingSession], None] | None = None):
         self.nonfinite = 0
         self.s = TrainingSession(prob.config(compile), root, bundle=prob.bundle, pause_handler=self._on_pause)
         self.s.train_step.cuda_graphs = graphs
+        if setup is not None:  # before the first step: compile the model, change its precision, ...
+            setup(self.s)
         m = self.s._train_epoch()
         self.first = m
         if not all(math.isfinite(v) for k, v in m.items() if k.startswith("train_")):
