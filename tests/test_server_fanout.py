@@ -85,7 +85,7 @@ def test_hub_feeds_every_client_the_same_sequence_from_another_thread():
 
         def emit():
             for i in range(300):
-                hub.listener(Event("command" if i % 3 else "step", {"i": i}))
+                hub.listener(Event("command" if i % 3 else "epoch", {"i": i}))
         t = threading.Thread(target=emit)
         t.start()
         await asyncio.get_running_loop().run_in_executor(None, t.join)
@@ -102,17 +102,21 @@ def test_hub_feeds_every_client_the_same_sequence_from_another_thread():
 
 
 def test_an_emitter_never_waits_for_a_stalled_loop():
-    """The loop never drains: the hub's buffer stays bounded and the loss is told to every client later."""
+    """The loop never drains: the hub's buffer stays bounded, steps go first, the loss is told to every client
+    later, and of the steps that waited only the newest is sent (rate-limited clients would hold the others)."""
     async def main():
-        hub = Hub([], {"p": Codec()}, maxlen=100)
+        rec = Recorder()
+        hub = Hub([rec], {"p": Codec()}, maxlen=100)
         hub.loop = asyncio.get_running_loop()
         q = ClientQueue(Codec(), hub.loop, step_rate=0)
         hub.add_client("p", q)
         for i in range(1000):                    # this coroutine holds the loop: nothing drains meanwhile
-            hub.listener(Event("step", {"i": i}))
+            hub.listener(Event("command" if i % 10 == 0 else "step", {"i": i}))
         assert len(hub._buf) == 100
         hub.drain()
-        return await q.take()
-    out = run(main())
+        return await q.take(), rec.kinds
+    out, kinds = run(main())
     assert json.loads(out[0]) == {"kind": "dropped", "count": 900}
-    assert [json.loads(m)["i"] for m in out[1:]] == list(range(900, 1000))
+    got = [json.loads(m)["i"] for m in out[1:]]
+    assert got == list(range(10, 1000, 10)) + [999]   # the newest commands that fit, then the newest step
+    assert len(kinds) == 100                                  # the mirror saw all that was buffered

@@ -171,7 +171,7 @@ def serve_session(session: Any, address: str | int | tuple[str, int] | None = No
     mirror = RunMirror(static)
     pstate = peer.PeerState(mirror)
     codec = peer.PeerCodec(mirror, pstate, lambda: peer.peer_model_tree(mirror.model_tree()))
-    hub = Hub([mirror, pstate], {"native": NATIVE, "peer": codec})
+    hub = Hub([mirror, pstate], {"native": NATIVE, "peer": codec}, step_rate=step_rate)
     ws_base = url.replace("http://", "ws://", 1)
     urls = {"url": url, "api": f"{url}/api/v1", "events": f"{ws_base}/api/v1/events",
             "peer_events": f"{ws_base}/ws/message/", "openapi": f"{url}/api/v1/openapi.json",

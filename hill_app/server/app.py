@@ -79,9 +79,10 @@ class NativeCodec:
     """Engine events as {kind, seq, time, data}; snapshots carry their arrays as base64."""
 
     def encode(self, ev: Event, seq: int) -> list[OutMessage]:
-        data = encode_snapshot(ev.data) if ev.kind == "snapshot" else ev.data
-        text = dumps({"kind": ev.kind, "seq": seq, "time": ev.time, "data": data})
-        return [OutMessage(text, lossy=ev.kind in LOSSY_KINDS, throttle=ev.kind == "step")]
+        def make() -> str:
+            data = encode_snapshot(ev.data) if ev.kind == "snapshot" else ev.data
+            return dumps({"kind": ev.kind, "seq": seq, "time": ev.time, "data": data})
+        return [OutMessage(make=make, lossy=ev.kind in LOSSY_KINDS, throttle=ev.kind == "step")]
 
     def dropped_notice(self, count: int) -> str:
         return dumps({"kind": "dropped", "time": time.time(), "data": {"count": count,

@@ -13,7 +13,7 @@ import asyncio
 import collections
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from hill_app.engine.events import Event
@@ -21,11 +21,26 @@ from hill_app.engine.events import Event
 LOSSY_KINDS = frozenset({"step", "snapshot", "progress"})
 
 
-@dataclass(frozen=True)
 class OutMessage:
-    text: str
-    lossy: bool = False      # may be dropped first when the client falls behind
-    throttle: bool = False   # step metrics: at most ``step_rate`` per second per client
+    """One message for a client. Its text may be made lazily (``make``), once, when a client first needs it: a
+    step that every client's rate limit skips is never encoded."""
+
+    __slots__ = ("_make", "_text", "lossy", "throttle")
+
+    def __init__(self, text: str | None = None, *, make: Callable[[], str] | None = None, lossy: bool = False,
+                 throttle: bool = False) -> None:
+        if (text is None) == (make is None):
+            raise ValueError("give the text or a function that makes it")
+        self._text, self._make = text, make
+        self.lossy = lossy          # may be dropped first when the client falls behind
+        self.throttle = throttle    # step metrics: at most ``step_rate`` per second per client
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            assert self._make is not None
+            self._text, self._make = self._make(), None
+        return self._text
 
 
 class Observer(Protocol):
@@ -136,7 +151,8 @@ class ClientQueue:
 class Hub:
     """The one place events cross from the emitting threads into the server's event loop."""
 
-    def __init__(self, observers: list[Observer], codecs: dict[str, Codec], maxlen: int = 50_000) -> None:
+    def __init__(self, observers: list[Observer], codecs: dict[str, Codec], maxlen: int = 50_000,
+                 step_rate: float = 20.0) -> None:
         self.observers = observers
         self.codecs = codecs
         self.clients: dict[str, set[ClientQueue]] = {name: set() for name in codecs}
@@ -150,6 +166,8 @@ class Hub:
         self.seq = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
+        self._step_interval = 1.0 / step_rate if step_rate > 0 else 0.0
+        self._step_due = 0.0     # before this (monotonic) no client takes a step: a step does not wake the loop
 
     # ------------------------------------------------------------------ any thread (the training thread)
 
@@ -163,6 +181,8 @@ class Hub:
             self._buf.append(ev)
             if self._wake_pending or self.loop is None or (ev.kind in LOSSY_KINDS and not self._n_clients):
                 return  # lossy events with nobody listening wait for the periodic drain
+            if ev.kind == "step" and time.monotonic() < self._step_due:
+                return  # every client's rate limit would hold it: the next due step (or drain) carries it
             self._wake_pending = True
         try:
             self.loop.call_soon_threadsafe(self.drain)
@@ -191,10 +211,15 @@ class Hub:
             for group in self.clients.values():
                 for c in group:
                     c.add_lost(lost)
-        for ev in batch:
+        last_step = max((i for i, ev in enumerate(batch) if ev.kind == "step"), default=-1)
+        for i, ev in enumerate(batch):
             self.seq += 1
             for obs in self.observers:
                 obs.apply(ev)
+            if ev.kind == "step":
+                if i != last_step:
+                    continue   # superseded within this batch: rate-limited clients would only hold it
+                self._step_due = time.monotonic() + self._step_interval
             for name, group in self.clients.items():
                 if not group:
                     continue

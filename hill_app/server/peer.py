@@ -176,7 +176,8 @@ class PeerCodec:
             out.append(OutMessage(_message(d.get("command", ""), self._echo_args(d, uid), uid, ev.time, status,
                                            **extra)))
         elif ev.kind in ("step", "epoch", "evaluation") and self.state.point is not None:
-            out.append(OutMessage(_message("log_update", self.state.point, _uuid.uuid4().hex, ev.time),
+            point = self.state.point
+            out.append(OutMessage(make=lambda: _message("log_update", point, _uuid.uuid4().hex, ev.time),
                                   lossy=ev.kind == "step", throttle=ev.kind == "step"))
         elif ev.kind == "checkpoint":
             out.append(OutMessage(_message("checkpoint_info_update", self.checkpoint(d), _uuid.uuid4().hex,
