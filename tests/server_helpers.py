@@ -61,7 +61,19 @@ class ServedRun:
             return list(read_journal(self.run_dir / "journal.jsonl"))
 
     def commands(self, name: str | None = None) -> list[dict[str, Any]]:
-        return [r for r in self.journal() if r["type"] == "command" and (name is None or r["command"] == name)]
+        """Command records; those journaled without their arguments (the engine writes them once, on
+        'requested') get the arguments of the latest earlier record with the same uuid."""
+        out, last_args = [], {}
+        for r in self.journal():
+            if r["type"] != "command":
+                continue
+            if "args" in r:
+                last_args[r["uuid"]] = r["args"]
+            else:
+                r = dict(r, args=last_args.get(r["uuid"]))
+            if name is None or r["command"] == name:
+                out.append(r)
+        return out
 
     def close(self) -> None:
         if self.thread is not None and self.thread.is_alive():

@@ -120,14 +120,13 @@ def test_the_peer_agents_loop_pauses_changes_the_lr_and_resumes(tmp_path):
                 strict_json(json.dumps(m))
                 assert m["uuid"]
 
-            journal = r.journal()
-            lr_cmds = [c for c in journal if c["type"] == "command" and c["command"] == "update_optimizer"
-                       and c["status"] == "success"]
+            journal = r.commands()
+            lr_cmds = [c for c in journal if c["command"] == "update_optimizer" and c["status"] == "success"]
             assert [c["args"] for c in lr_cmds] == [{"lr": lr} for lr in agent.new_lrs]
-            assert {c["source"] for c in journal if c["type"] == "command" and c["command"] in
+            assert {c["source"] for c in journal if c["command"] in
                     ("pause_training", "resume_training", "update_optimizer")} == {"peer"}
             assert [c["uuid"] for c in lr_cmds] == [agent.requests["update_optimizer"]["uuid"]] * 3
-            stops = [c for c in journal if c["type"] == "command" and c["command"] == "stop_training"]
+            stops = [c for c in journal if c["command"] == "stop_training"]
             assert stops[-1]["source"] == "script" and stops[-1]["status"] == "success"
     finally:
         llm.close()
@@ -217,10 +216,24 @@ def test_dashboard_endpoints_and_unsafe_peer_commands(tmp_path):
             logs = c.get("/api/get_logs/").json()
             assert logs["branch_tree"]["main"] == ["retry"] and logs["current_branch"] == "retry"
             assert logs["branched_logs"]["main"] and "metrics" in logs["branched_logs"]["main"][0]
-        journal = r.journal()
-        refused = [x for x in journal if x["type"] == "command" and x["uuid"] in
-                   (getattr_style["uuid"], to_device["uuid"], unknown["uuid"])]
+        journal = r.commands()
+        refused = [x for x in journal if x["uuid"] in (getattr_style["uuid"], to_device["uuid"], unknown["uuid"])]
         assert refused and all(x["status"] in ("requested", "failed") and x["source"] == "peer" for x in refused)
-        assert not any(x["type"] == "command" and x["command"] == "model_layer_operation" and x["status"] == "success"
-                       and x["args"].get("operation") not in ("freeze",) for x in journal)
+        assert not any(x["command"] == "model_layer_operation" and x["status"] == "success"
+                       and x["args"].get("operation") != "freeze" for x in journal)
         c.close()
+
+
+def test_a_built_dashboard_is_served_behind_the_token(tmp_path):
+    dash = tmp_path / "dist"
+    (dash / "assets").mkdir(parents=True)
+    (dash / "index.html").write_text("<!doctype html><title>dashboard</title>")
+    (dash / "assets" / "app.js").write_text("console.log('x')")
+    with served(tmp_path / "run", dashboard_dir=dash) as r:
+        with httpx.Client(base_url=r.url, trust_env=False) as c:
+            assert c.get("/").status_code == 401 and c.get("/assets/app.js").status_code == 401
+            assert c.get("/", params={"token": r.token}, follow_redirects=True).status_code == 200   # cookie, then /
+            assert "dashboard" in c.get("/").text and "dashboard" in c.get("/some/route").text
+            assert c.get("/assets/app.js").text == "console.log('x')"
+            assert c.get("/api/get_info/").json()["status"] == "init"
+            assert c.get("/api/nothing/").status_code == 404
