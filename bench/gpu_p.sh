@@ -16,15 +16,19 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 python -c "import torch, os; print('torch', torch.__version__, 'cpus', os.cpu_count())" | tee -a "$OUT/device.txt"
 T0=$(date +%s)
+STAGES=${P_STAGES:-"nan gpu accuracy cpu tests"}   # a follow-up pass runs only some
+MODES=${P_MODES:-"eager,eager-nograph,default,loss-only,fp16"}
+on() { [[ " $STAGES " == *" $1 "* ]]; }
 stage() { echo "== $1 ($(( $(date +%s) - T0 )) s)"; }
 stage nan_repro
-timeout 45 python bench/nan_repro.py cuda 2>&1 | tee "$OUT/nan_repro.txt"
+on nan && timeout 75 python bench/nan_repro.py cuda --net 2>&1 | grep -v "Warning\|warn\|detach" | tee "$OUT/nan_repro.txt"
 stage gpu_vs_airbench
-timeout 190 python bench/gpu_vs_airbench.py --airbench-path /tmp/airbench-0.1.8 2>&1 | grep -v "UserWarning\|warnings.warn" | tee "$OUT/gpu_vs_airbench.txt"
+on gpu && timeout 190 python bench/gpu_vs_airbench.py --airbench-path /tmp/airbench-0.1.8 --modes "$MODES" 2>&1 | grep -v "UserWarning\|warnings.warn" | tee "$OUT/gpu_vs_airbench.txt"
 stage cifar_accuracy
-timeout 60 python bench/cifar_cpu.py accuracy --data-root .data_p/cifar10-real --device cuda --seeds 0,1,2 2>&1 | tee "$OUT/cifar_accuracy.txt"
+on accuracy && timeout 60 python bench/cifar_cpu.py accuracy --data-root .data_p/cifar10-real --device cuda --seeds 0,1,2 2>&1 | tee "$OUT/cifar_accuracy.txt"
 stage engine_cpu
-timeout 30 python bench/engine_overhead.py --device cpu --epochs 15 2>&1 | tee "$OUT/engine_cpu_device.txt"
+on cpu && timeout 30 python bench/engine_overhead.py --device cpu --epochs 15 2>&1 | tee "$OUT/engine_cpu_device.txt"
 stage cuda_tests
-(cd tests && timeout 40 python -m pytest -q -x -p no:cacheprovider --rootdir=. test_step.py test_models.py -m cuda 2>&1 | tail -6) | tee "$OUT/pytest_cuda.txt"
+on tests || exit 0
+(cd tests && timeout 75 python -m pytest -q -x -p no:cacheprovider --rootdir=. test_step.py test_models.py -m cuda 2>&1 | tail -6) | tee "$OUT/pytest_cuda.txt"
 stage done

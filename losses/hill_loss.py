@@ -347,3 +347,98 @@ def hill_loss(logits: torch.Tensor, z: torch.Tensor | None, y: torch.Tensor, idx
     loss, stats = _hill_node(ce, z, y, idx, targets, alpha, lam,
                              weights if weights is not None else targets.weights, ce_weight, project)
     return loss, stats.detach()
+
+
+class _Replayed(torch.autograd.Function):
+    """The loss from a replayed graph; its backward scales the gradients the graph computed with it."""
+
+    @staticmethod
+    def forward(ctx, ce: torch.Tensor, x: torch.Tensor, graphed: "GraphedHillLoss"  # type: ignore[override]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, stats, gce, gx = graphed.replay(ce, x)
+        ctx.save_for_backward(gce, gx)
+        ctx.mark_non_differentiable(stats)
+        return loss, stats
+
+    @staticmethod
+    def backward(ctx, gl: torch.Tensor, _gs: torch.Tensor | None) -> tuple:  # type: ignore[override]
+        gce, gx = ctx.saved_tensors
+        return gl * gce, gl * gx, None
+
+
+class GraphedHillLoss:
+    """:func:`hill_loss` for a step that runs eager on CUDA: the HILL part captured once in a CUDA graph.
+
+    In eager mode a GPU step is bound by kernel launches from Python, and the HILL terms are about a hundred
+    tiny kernels: the graph replays them as one launch. It computes the loss, the stats and, in the same pass,
+    the gradients for an upstream gradient of 1 (``_terms_torch``/``_grad_torch``, the device path's own
+    formula); backward scales them. Everything the graph reads by address (the batch, copied into static
+    buffers; alpha and lam, device scalars updated in place; the targets and the frozen map) or by value (the
+    weights, ce_weight, shapes) is in its key; a change captures again. The stats are not differentiable here.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._static: dict[str, torch.Tensor] = {}
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._refs: tuple = ()
+        self.captures = 0
+
+    @staticmethod
+    def _body(ce: torch.Tensor, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, targets: LatentTargets,
+              alpha: torch.Tensor, lam: torch.Tensor, w: LossWeights, full: bool,
+              project: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, ...]:
+        m = targets.metric
+        a = m if project is None else m @ project[0]
+        z = x if project is None else torch.addmm(project[1], x, project[0].t())
+        t, saved = _terms_torch(z @ m.t(), y, idx, _target_tensors(targets))
+        loss = combine_terms(ce, t, w, alpha, lam, "full" if full else "blend")
+        coef = torch.stack([alpha * w.center, alpha * w.spread, alpha * w.sep, alpha * w.point,
+                            torch.zeros_like(alpha), lam])
+        gx = _grad_torch(saved, coef) @ a
+        gce = torch.ones_like(alpha) if full else 1.0 - alpha
+        return loss, torch.cat([ce.view(1), t[:5]]), gce, gx
+
+    def _capture(self, key: tuple, refs: tuple, ce: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                 idx: torch.Tensor, args: tuple) -> None:
+        self._graph = None
+        st = {"ce": ce.detach().clone(), "x": x.detach().clone(), "y": y.clone(), "idx": idx.clone()}
+        side = torch.cuda.Stream(x.device)
+        side.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.no_grad(), torch.cuda.stream(side):  # warm-up on the capture stream (lazy cuBLAS state)
+            self._body(st["ce"], st["x"], st["y"], st["idx"], *args)
+        torch.cuda.current_stream(x.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(graph, stream=side):
+            st["loss"], st["stats"], st["gce"], st["gx"] = self._body(st["ce"], st["x"], st["y"], st["idx"], *args)
+        self._graph, self._static, self._key, self._refs = graph, st, key, refs
+        self.captures += 1
+
+    def replay(self, ce: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        st = self._static
+        st["ce"].copy_(ce.detach())
+        st["x"].copy_(x.detach())
+        self._graph.replay()
+        return st["loss"].clone(), st["stats"].clone(), st["gce"].clone(), st["gx"].clone()
+
+    def __call__(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
+                 targets: LatentTargets, alpha: torch.Tensor, lam: torch.Tensor, *, weights: LossWeights,
+                 ce_weight: str, project: tuple[torch.Tensor, torch.Tensor] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        if ce_weight not in CE_WEIGHTS:
+            raise ValueError(f"ce_weight: expected one of {', '.join(CE_WEIGHTS)}, got {ce_weight!r}")
+        ce = F.cross_entropy(logits.float(), y)
+        x = x.float()
+        if project is not None:
+            project = (project[0].to(x), project[1].to(x))
+        tt = _target_tensors(targets) + (targets.metric,) + (project or ())
+        w = (float(weights.center), float(weights.spread), float(weights.sep), float(weights.point))
+        key = (tuple(x.shape), tuple(x.stride()), tuple(y.shape), tuple(idx.shape), x.device, w, ce_weight,
+               alpha.data_ptr(), lam.data_ptr(), tuple(v.data_ptr() for v in tt))
+        if key != self._key:
+            self._capture(key, (targets, project, alpha, lam), ce, x, y, idx,
+                          (targets, alpha, lam, LossWeights(*w), ce_weight == "full", project))
+        st = self._static
+        st["y"].copy_(y)
+        st["idx"].copy_(idx)
+        return _Replayed.apply(ce, x, self)

@@ -291,3 +291,24 @@ def test_numpy_and_tensor_paths_agree():
             H.NUMPY_ON_CPU = True
     assert torch.allclose(out[0][0], out[1][0], rtol=1e-5, atol=1e-6)
     assert torch.allclose(out[0][1], out[1][1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("ce_weight", ["blend", "full"])
+def test_graphed_loss_body_gives_the_loss_and_its_gradients(ce_weight):
+    """What GraphedHillLoss captures (eager CUDA steps) computes the loss and its gradients in one pass: on a
+    CPU, without a graph, it must give hill_loss's value and the gradients autograd finds through it."""
+    feats, y, idx, (w, b), targets = random_problem(8)
+    feats, w, b = feats.float(), w.float(), b.float()
+    logits = torch.randn(feats.shape[0], 10)
+    weights = LossWeights(center=1.0, spread=2.0, sep=0.5, point=1.5)
+    alpha, lam = torch.tensor(0.3), torch.tensor(0.2)
+    lg, fx = logits.clone().requires_grad_(), feats.clone().requires_grad_()
+    loss, stats = hill_loss(lg, fx, y, idx, targets, alpha, lam, weights=weights, ce_weight=ce_weight, project=(w, b))
+    loss.backward()
+    ce_val = F.cross_entropy(logits, y)
+    got_loss, got_stats, gce, gx = H.GraphedHillLoss._body(ce_val, feats, y, idx, targets, alpha, lam, weights,
+                                                           ce_weight == "full", (w, b))
+    assert torch.allclose(got_loss, loss.detach(), rtol=1e-5, atol=1e-6)
+    assert torch.allclose(got_stats, stats, rtol=1e-5, atol=1e-6)
+    assert float(gce) == pytest.approx(1.0 if ce_weight == "full" else 0.7)
+    assert torch.allclose(gx, fx.grad, rtol=1e-4, atol=1e-6)

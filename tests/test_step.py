@@ -299,3 +299,28 @@ def test_cuda_graph_sees_alpha_and_recaptures_on_lr_change(tmp_path):
     assert not s.train_step.graphed
     st = run(s, idxs[14:])
     assert torch.isfinite(st).all(), st
+
+
+@cuda
+@pytest.mark.cuda
+def test_cuda_eager_step_with_the_graphed_loss_matches_the_ordinary_one(tmp_path):
+    """An eager CUDA step replays the HILL loss from its own graph: same stats and gradients as without it."""
+    out = []
+    for name, on in (("plain", False), ("graphed", True)):
+        s = make_session(tmp_path, name, device="cuda", compile=False, lr=0.01, grad_clip=1.0)
+        s.model.dropout.p = 0.0
+        s.train_step.graph_loss = on
+        commit(s)
+        out.append(s)
+    out[1].model.load_state_dict(out[0].model.state_dict())
+    out[1].targets = copy.deepcopy(out[0].targets)
+    out[1].projection = out[0].projection.to("cuda")
+    for i, idx in enumerate(batches(out[0], 4)):
+        a, b = out[0]._train_step(idx), out[1]._train_step(idx)
+        assert torch.allclose(a[:7], b[:7], rtol=1e-3, atol=1e-5), (i, a, b)
+        if i == 0:
+            for p, q in zip(out[0].model.parameters(), out[1].model.parameters()):
+                assert torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-6)
+    assert out[1].train_step._graphed_loss is not None and out[1].train_step._graphed_loss.captures == 1, \
+        out[1].train_step._graphed_loss_error
+    assert out[0].train_step._graphed_loss is None

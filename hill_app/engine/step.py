@@ -1,31 +1,13 @@
 """The training step, kept apart from the session so it can be fused without the session knowing.
 
-It reads the session's current state (model, optimiser, projection, targets, alpha, lambda, clip) and returns
-one stats tensor per step (``STEP_STATS``), so the loop needs one device sync per report, not per step.
-
-Three ways to run the same step, all giving the same stats:
-
-- eager (the default, and the only way on a CPU unless ``config.compile``): plain PyTorch, exact and
-  deterministic, so CPU runs compare bit for bit.
-- compiled (``config.compile``): the loss (cross-entropy and the HILL terms, about a hundred tiny ops
-  forward and backward) is one ``torch.compile`` region, so it becomes a handful of fused kernels. The model
-  itself stays eager unless ``compile_model`` is set: on torch 2.11 + an H200, Inductor's compile of the
-  airbench net under bf16 autocast gave NaN gradients from the first step (the eager net and the compiled
-  digits net were fine), and once the step is one CUDA graph, compiling the model buys little.
-- CUDA graph (on CUDA, on by default when compiling; ``cuda_graphs`` overrides): the whole step (forward,
-  loss, backward, grad norm, clip, optimiser step) is captured once into one CUDA graph and replayed with the
-  batch copied into static buffers. A step on a GPU is bound by kernel launches, not arithmetic; one replay
-  launches all of them at once, and the compiled loss keeps the HILL terms to a few kernels inside it.
-
-A graph bakes in every Python value and every memory address it read. So each step builds a key of all of
-them (the HILL switch, the loss weights, the clip, the optimiser's hyperparameters, the addresses of the
-parameters, buffers, optimiser state, targets and projection, which parameters train, the batch's shape) and
-replays only while the key is unchanged; any change runs a few steps the ordinary way and captures again.
-``alpha`` and ``lambda`` live in device tensors updated in place, so changing them neither recompiles nor
-recaptures. ``invalidate()`` (layer frozen or reset, checkpoint loaded, dropout or BN momentum changed) drops
-the graph and the compiled wrappers at once; torch.compile's own guards recompile whatever changed.
-Where a capture fails (an optimiser that cannot be captured, a model that syncs) the step says so once on the
-event channel and goes on uncaptured.
+It returns one stats tensor per step (``STEP_STATS``), so the loop needs one device sync per report, not per
+step, and trains on :func:`hill_app.losses.hill_loss` (the loss the tests pin). Ways to run the same step:
+eager (plain PyTorch; on a CPU exact and deterministic); eager on CUDA, with the HILL part of the loss replayed
+from its own CUDA graph (``graph_loss``); compiled (``config.compile``: the loss and, on CUDA, the model are
+``torch.compile`` regions); and on CUDA with the whole step (forward, loss, backward, clip, optimiser step)
+captured once into one CUDA graph (``cuda_graphs``; on when compiling). A graph bakes in every value and
+address it read, so each step builds a key of them and captures again when it changes. docs/speed.md says why
+each piece is there and what it measured.
 """
 from __future__ import annotations
 
@@ -37,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from hill_app.losses import hill_loss
-from hill_app.losses.hill_loss import CE_WEIGHTS
+from hill_app.losses.hill_loss import CE_WEIGHTS, GraphedHillLoss
 
 if TYPE_CHECKING:
     from .session import TrainingSession
@@ -86,7 +68,10 @@ class TrainStep:
         self.s = session
         self.cuda_graphs: bool | None = None      # None: on for CUDA when config.compile is set
         self.compile_options: dict[str, Any] = {}  # passed to torch.compile (tests use backend='eager')
-        self.compile_model = False                  # also compile the model's forward (see the module notes)
+        self.compile_model: bool | None = None      # also compile the model's forward; None: on CUDA when compiling
+        self.graph_loss: bool | None = None         # None: on CUDA, graph the HILL loss when the step runs eager
+        self._graphed_loss: GraphedHillLoss | None = None
+        self._graphed_loss_error: str | None = None
         self._fwd_c: Callable | None = None
         self._loss_c: Callable | None = None
         self._captured: _Captured | None = None
@@ -106,6 +91,7 @@ class TrainStep:
         self._fwd_c = None
         self._loss_c = None
         self._captured = None
+        self._graphed_loss = None
         self._key = None
         self._since_change = 0
         self._replays = 0
@@ -147,15 +133,29 @@ class TrainStep:
             self._scalars[name] = (value, cur[1], cur[2])
         return cur[1]
 
+    @property
+    def model_compiled(self) -> bool:
+        """Whether the model's forward is compiled too: with config.compile on CUDA unless set."""
+        if self.compile_model is not None:
+            return bool(self.compile_model)
+        return bool(self.s.use_compile) and self.s.device.type == "cuda"
+
     def _fns(self) -> tuple[Callable, Callable]:
         if not self.s.use_compile:
             return self._forward, self._loss
         opts = {"dynamic": False, **self.compile_options}
         if self._loss_c is None:
             self._loss_c = torch.compile(self._loss, **opts)
-        if self.compile_model and self._fwd_c is None:
+        compiled_model = self.model_compiled
+        if compiled_model and self._fwd_c is None:
             self._fwd_c = torch.compile(self._forward, **opts)
-        return (self._fwd_c if self.compile_model else self._forward), self._loss_c
+        return (self._fwd_c if compiled_model else self._forward), self._loss_c
+
+    def _loss_graphable(self) -> bool:
+        s = self.s
+        on = self.graph_loss if self.graph_loss is not None else True
+        return (on and s.device.type == "cuda" and not s.use_compile and self._graphed_loss_error is None
+                and not torch.cuda.is_current_stream_capturing())
 
     # ---------------------------------------------------------------- the step itself
 
@@ -168,7 +168,9 @@ class TrainStep:
         """The loss (:func:`hill_app.losses.hill_loss`, the one the tests pin) and the stats without the grad
         norm: loss, ce, 5 terms, correct."""
         s = self.s
-        if hill:
+        if hill and self._loss_graphable():
+            loss, terms = self._graphed(logits, feats, y, idx, alpha, lam, ce_weight)
+        elif hill:
             pr = s.projection
             loss, terms = hill_loss(logits, feats, y, idx, s.targets, alpha, lam, weights=s.weights,
                                     ce_weight=ce_weight, project=(pr.weight, pr.bias))
@@ -176,6 +178,28 @@ class TrainStep:
             loss, terms = hill_loss(logits, None, y, idx, None, alpha, lam)
         correct = (logits.argmax(dim=1) == y).sum().float()
         return loss, torch.cat([loss.detach().view(1), terms, correct.view(1)])
+
+    def _graphed(self, logits: torch.Tensor, feats: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
+                 alpha: torch.Tensor, lam: torch.Tensor, ce_weight: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The HILL loss replayed from a CUDA graph (eager CUDA steps); on a failed capture, say so once and go
+        on with the ordinary path."""
+        s = self.s
+        pr = s.projection
+        args = dict(weights=s.weights, ce_weight=ce_weight, project=(pr.weight, pr.bias))
+        if self._graphed_loss is None:
+            self._graphed_loss = GraphedHillLoss()
+        try:
+            return self._graphed_loss(logits, feats, y, idx, s.targets, alpha, lam, **args)
+        except Exception as e:  # noqa: BLE001 - the graph is an optimisation: report it, train on without it
+            self._graphed_loss_error = f"{type(e).__name__}: {e}"
+            self._graphed_loss = None
+            try:
+                torch.cuda.synchronize(s.device)
+            except RuntimeError as sync_error:
+                self._graphed_loss_error += f"; then {sync_error}"
+            s.events.emit("log", level="warning", message=f"CUDA graph of the HILL loss failed; training on "
+                                                          f"without it ({self._graphed_loss_error})")
+            return hill_loss(logits, feats, y, idx, s.targets, alpha, lam, **args)
 
     def _body(self, fwd: Callable, lossfn: Callable, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
               hill: bool, alpha: torch.Tensor, lam: torch.Tensor, ce_weight: str) -> torch.Tensor:
@@ -211,7 +235,7 @@ class TrainStep:
             else:
                 state.append(None)
         key = [
-            hill, ce_weight, bool(s.use_compile), self.compile_model, s.model.training, s.grad_clip,
+            hill, ce_weight, bool(s.use_compile), self.model_compiled, s.model.training, s.grad_clip,
             tuple(x.shape), x.stride(), x.dtype, tuple(y.shape), y.dtype, tuple(idx.shape), idx.dtype,
             id(s.model), id(opt), hps, tuple(state),
             tuple(p.data_ptr() for p in params), tuple(p.requires_grad for p in params),
