@@ -1,13 +1,20 @@
-"""`hill-app`: no arguments opens the window; subcommands run headless (train, replay, study, report)."""
+"""`hill-app`: no arguments opens the window; subcommands run headless (train, replay, study, report, attach,
+compare)."""
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-EXIT_USAGE = 2
+EXIT_FAILED = 1      # the run started and did not end well (non-finite loss, an error while training)
+EXIT_USAGE = 2       # refused before anything ran: a bad option, file or folder
+DEFAULT_SERVE = "127.0.0.1:7007"
+# options that --resume accepts: everything else is the run's own configuration, fixed in its config.json
+RESUME_OPTIONS = frozenset({"resume", "json", "serve", "serve_open_events", "edits"})
 
 
 def _int_list(text: str) -> list[int]:
@@ -16,95 +23,310 @@ def _int_list(text: str) -> list[int]:
     try:
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated epochs such as 25,30,35,40, got {text!r}")
+        shown = text if len(text) <= 40 else text[:30] + "..."
+        raise argparse.ArgumentTypeError(f"expected comma-separated epochs such as 25,30,35,40, got {shown!r}")
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
+def _size(text: str) -> int | float:
+    """A count ("5000") or a fraction ("0.1")."""
+    t = text.strip()
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        return float(t)
+    except ValueError:
+        shown = t if len(t) <= 40 else t[:30] + "..."
+        raise argparse.ArgumentTypeError(f"expected a count such as 5000 or a fraction such as 0.1, got {shown!r}")
+
+
+def add_run_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
+    """The run's configuration. ``suppress``: no defaults, so that parsing tells which options were given."""
     from hill_app.engine.config import DATASETS
-    p.add_argument("--dataset", choices=DATASETS, default="digits")
-    p.add_argument("--data-root", help="data folder (CIFAR-10: cifar-10-batches-py or the archive; PAMAP2: Protocol/)")
-    p.add_argument("--download", action="store_true", help="CIFAR-10: download (MD5-checked) if not on disk")
-    p.add_argument("--model", help="digits_cnn, airbench, resnet18, pamap_cnn1d (default: per data set)")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--pause-at", type=_int_list, default=[25, 30, 35, 40],
-                   help="epochs to pause before, comma-separated (default 25,30,35,40; 'none' for no pauses)")
-    p.add_argument("--alpha", type=float, default=0.5)
-    p.add_argument("--lam", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (CUDA where there is one), cpu, cuda, cuda:N")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--projection", choices=["pca", "lda"], default="pca")
-    p.add_argument("--view-size", type=int, help="points in the latent view (0: the whole training split)")
-    p.add_argument("--grad-clip", type=float)
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+
+    def d(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+    p.add_argument("--dataset", choices=DATASETS, default=d("digits"))
+    p.add_argument("--data-root", default=d(None),
+                   help="data folder (CIFAR-10: cifar-10-batches-py or the archive; PAMAP2: Protocol/)")
+    p.add_argument("--download", action="store_true", default=d(False),
+                   help="CIFAR-10: download (MD5-checked) if not on disk")
+    p.add_argument("--model", default=d(None), help="digits_cnn, airbench, resnet18, pamap_cnn1d (default: per data set)")
+    p.add_argument("--epochs", type=int, default=d(40))
+    p.add_argument("--pause-at", type=_int_list, default=d(None),
+                   help="epochs to pause before, comma-separated (default 25,30,35,40, those within --epochs; "
+                        "'none' for no pauses)")
+    p.add_argument("--alpha", type=float, default=d(0.5))
+    p.add_argument("--lam", type=float, default=d(0.1))
+    p.add_argument("--ce-weight", choices=["blend", "full"], default=d("blend"),
+                   help="blend: (1-alpha) CE + alpha L_human (the paper); full: CE keeps weight 1")
+    p.add_argument("--seed", type=int, default=d(0))
+    p.add_argument("--device", default=d("auto"), help="auto (CUDA where there is one), cpu, cuda, cuda:N")
+    p.add_argument("--batch-size", type=int, default=d(None))
+    p.add_argument("--lr", type=float, default=d(None))
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=d(None))
+    p.add_argument("--projection", choices=["pca", "lda"], default=d("pca"))
+    p.add_argument("--view-size", type=int, default=d(None),
+                   help="points in the latent view (0: the whole training split)")
+    p.add_argument("--val-size", type=_size, default=d(None),
+                   help="validation split: a count (5000) or a fraction (0.1) of the training data (default: per "
+                        "data set)")
+    p.add_argument("--train-size", type=_size, default=d(None),
+                   help="train on a stratified, seeded subset of the rest: a count or a fraction (default: all)")
+    p.add_argument("--grad-clip", type=float, default=d(None))
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=d(None),
                    help="compile the loss and capture the step in a CUDA graph (default: on for CUDA, off on CPU)")
-    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+    p.add_argument("--checkpoint-every", type=int, default=d(0), metavar="N",
                    help="also checkpoint every N epochs (default: only at pauses and at the end)")
 
 
+DEFAULT_PAUSES = [25, 30, 35, 40]
+
+
 def config_from_args(a: argparse.Namespace):
+    """The RunConfig the options describe. The default pauses are those within --epochs; pauses given with
+    --pause-at are kept as given (one beyond the last epoch is refused, not dropped)."""
     from hill_app.engine.config import RunConfig
-    pause = [e for e in a.pause_at if e <= a.epochs] if a.pause_at else []
+    pause = [e for e in DEFAULT_PAUSES if e <= a.epochs] if a.pause_at is None else list(a.pause_at)
     return RunConfig(dataset=a.dataset, data_root=a.data_root, download=a.download, model=a.model,
                      epochs=a.epochs, pause_at=pause, alpha=a.alpha, lam=a.lam, seed=a.seed, device=a.device,
                      batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer, projection=a.projection,
                      view_size=a.view_size, grad_clip=a.grad_clip, compile=a.compile,
-                     checkpoint_every=a.checkpoint_every)
+                     checkpoint_every=a.checkpoint_every, val_size=a.val_size, train_size=a.train_size,
+                     ce_weight=a.ce_weight)
+
+
+def explicit_train_options(argv: Sequence[str]) -> set[str]:
+    """The train options named on the command line (not defaulted)."""
+    p = argparse.ArgumentParser(add_help=False)
+    add_run_options(p, suppress=True)
+    _train_only_options(p, suppress=True)
+    try:
+        known, _ = p.parse_known_args([x for x in argv if x != "train"])
+    except SystemExit:  # the real parser has accepted argv already
+        return set()
+    return set(vars(known))
+
+
+def _train_only_options(t: argparse.ArgumentParser, suppress: bool = False) -> None:
+    def d(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+    t.add_argument("--edits", default=d(None), help="JSON file of interventions applied at the pauses")
+    t.add_argument("--out", default=d("runs/latest"), help="run folder (journal, checkpoints, snapshots, summary)")
+    t.add_argument("--resume", metavar="RUN_DIR", default=d(None), help="continue a run from its last checkpoint")
+    t.add_argument("--json", action="store_true", default=d(False), help="print the summary as JSON on stdout")
+    t.add_argument("--serve", nargs="?", const=DEFAULT_SERVE, default=d(None), metavar="[HOST:]PORT",
+                   help=f"serve the run to clients (the window, agents) on a loopback port (bare: {DEFAULT_SERVE})")
+    t.add_argument("--serve-open-events", action="store_true", default=d(False),
+                   help="with --serve: let loopback clients read the event stream without the token (read-only)")
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def one_line(e: BaseException) -> str:
+    """An error as one line that names the file where there is one."""
+    if isinstance(e, OSError) and type(e).__str__ is OSError.__str__:
+        where = e.filename if e.filename is not None else None
+        what = e.strerror or str(e)
+        text = f"{where}: {what}" if where else what
+    else:
+        text = str(e) or type(e).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= 600 else text[:580] + " ..."
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from hill_app.datasets import DataError
+    from hill_app.engine.checkpoints import CheckpointError
+    from hill_app.engine.config import ConfigError
+    from hill_app.engine.edits_file import EditsFileError
+    from hill_app.engine.errors import CommandError
+    return (ConfigError, EditsFileError, DataError, CheckpointError, CommandError, OSError)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from hill_app.engine.config import ConfigError, RunConfig
-    from hill_app.engine.edits_file import EditsFileError, load_edits_file, scripted_pause_handler
+    from hill_app.engine.config import RunConfig
+    from hill_app.engine.edits_file import load_edits_file
     from hill_app.engine.events import EventChannel
     from hill_app.engine.progress import ProgressBar
-    from hill_app.engine.session import TrainingSession, view_set_indices
-    from hill_app.datasets import DataError, load_dataset
+    from hill_app.engine.runlock import RunLock
+    from hill_app.engine.session import TrainingSession, load_run_data, view_set_indices
 
+    known = _known_errors()
     events = EventChannel()
+    lock = None
     try:
         if a.resume:
             run_dir = Path(a.resume)
+            fixed = sorted(getattr(a, "_explicit", set()) - RESUME_OPTIONS)
+            if fixed:
+                names = ", ".join("--" + n.replace("_", "-") for n in fixed)
+                _say(f"error: {names}: --resume continues {run_dir} as configured in {run_dir / 'config.json'}; "
+                     "its options cannot be changed here (send a command such as update_optimizer at a pause, "
+                     "or start a new run)")
+                return EXIT_USAGE
             cfg = RunConfig.load(run_dir / "config.json")
         else:
             cfg = config_from_args(a)
             run_dir = Path(a.out)
-            if (run_dir / "journal.jsonl").exists():
-                print(f"error: {run_dir} already holds a run; choose another --out or continue it with "
-                      f"--resume {run_dir}", file=sys.stderr)
+            if run_dir.exists() and not run_dir.is_dir():
+                _say(f"error: {run_dir}: --out is a file; expected a new or empty folder for the run")
+                return EXIT_USAGE
+            j = run_dir / "journal.jsonl"
+            if j.exists() and j.stat().st_size > 0:
+                _say(f"error: {run_dir} already holds a run; choose another --out or continue it with "
+                     f"--resume {run_dir}")
                 return EXIT_USAGE
         cfg = cfg.resolved()
-        edits_path = Path(a.edits) if a.edits else (run_dir / "edits.json" if a.resume else None)
-        if edits_path is not None and not edits_path.exists() and not a.edits:
-            edits_path = None
-        bundle = load_dataset(cfg.dataset, cfg.data_root, download=cfg.download,
-                              synthetic_size=cfg.synthetic_size, seed=cfg.seed)
+        edits_path = _edits_path(a, run_dir)
+        bundle = load_run_data(cfg)
         interventions = []
         if edits_path is not None:  # checked whole against the data before anything is written
             interventions = load_edits_file(edits_path, pause_at=cfg.pause_at, num_classes=bundle.num_classes,
                                             view_size=len(view_set_indices(cfg, bundle.train_y)))
         bar = ProgressBar(cfg.epochs)
         events.subscribe(bar)
-        session = TrainingSession(cfg, run_dir, bundle=bundle, events=events, resume=bool(a.resume))
-        if edits_path is not None:
-            if a.edits and not a.resume:
-                from hill_app.engine.files import atomic_write_text
-                atomic_write_text(run_dir / "edits.json", edits_path.read_text())
-        session.pause_handler = scripted_pause_handler(interventions)
-        summary = session.run()
-    except (ConfigError, EditsFileError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock.acquire(run_dir)
+        if not a.resume:
+            _prepare_new_run(run_dir, edits_path)
+        session = TrainingSession(cfg, run_dir, bundle=bundle, events=events, resume=bool(a.resume), lock=lock)
+    except known as e:
+        if lock is not None:
+            lock.release()
+        _say(f"error: {one_line(e)}")
         return EXIT_USAGE
-    except OSError as e:
-        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-        return EXIT_USAGE
-    print(f"\ndone: test accuracy {summary['test_accuracy']:.4f}, val accuracy {summary['val_accuracy']:.4f}, "
-          f"{summary['epochs']} epochs, {summary['edits_applied']} edits, {summary['wall_seconds']:.1f} s "
-          f"-> {run_dir / 'summary.json'}", file=sys.stderr)
+    session.pause_handler = _pause_handler(interventions, serving=a.serve is not None)
+    handle = None
+    try:
+        if a.serve is not None:
+            try:
+                from hill_app.server import serve_session
+            except ImportError as e:
+                _say(f"error: --serve needs the control server (hill_app.server): {e}")
+                return EXIT_USAGE
+            try:
+                handle = serve_session(session, a.serve, open_events=a.serve_open_events)
+            except Exception as e:  # ServeError and the OS's own (port taken, address not local)
+                _say(f"error: --serve {a.serve}: {one_line(e)}")
+                return EXIT_USAGE
+            _say(f"serving on {handle.url} (token in {run_dir / 'control.json'})")
+        with _stop_on_signals(session):
+            summary = session.run()
+    except KeyboardInterrupt:
+        _say(f"interrupted twice: stopped at once, without a final checkpoint; continue from the last one with: "
+             f"hill-app train --resume {run_dir}")
+        return 130
+    except Exception as e:
+        _say(f"error: training stopped at epoch {session.epoch + 1}, step {session.step}: {one_line(e)} "
+             f"(the traceback is in {run_dir / 'journal.jsonl'}, record 'error')")
+        return EXIT_FAILED
+    finally:
+        session.close()
+        if handle is not None:
+            handle.close()
+    stop = summary.get("stop") or {}
+    if stop.get("cause") == "signal":
+        name = str(stop.get("reason", "")).split(" ")[0]
+        _say(f"\nstopped by {name} at epoch {stop.get('epoch')}, step {stop.get('step')}; checkpoint saved. "
+             f"Continue with: hill-app train --resume {run_dir}")
+        return 128 + _signal_number(name)
+    if stop.get("cause") == "nonfinite":
+        _say(f"\nerror: training stopped at epoch {stop.get('epoch')}, step {stop.get('step')}: {stop.get('reason')} "
+             f"(journal record 'stopped' in {run_dir / 'journal.jsonl'})")
+        return EXIT_FAILED
+    _say(f"\ndone: test accuracy {summary['test_accuracy']:.4f}, val accuracy {summary['val_accuracy']:.4f}, "
+         f"{summary['epochs']} epochs, {summary['edits_applied']} edits, {summary['wall_seconds']:.1f} s "
+         f"-> {run_dir / 'summary.json'}")
     if a.json:
         print(json.dumps(summary))
     return 0
+
+
+def _edits_path(a: argparse.Namespace, run_dir: Path) -> Path | None:
+    """The edits file the run plays. A resume plays the copy in its folder; naming another file is refused."""
+    from hill_app.engine.config import ConfigError
+    kept = run_dir / "edits.json"
+    if not a.resume:
+        return Path(a.edits) if a.edits else None
+    if a.edits:
+        given = Path(a.edits)
+        try:
+            same = kept.is_file() and given.read_bytes() == kept.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"{given}: cannot read the edits file ({e.strerror or e})") from None
+        if not same:
+            raise ConfigError(f"{given}: --resume plays the run's own script {kept}; another edits file cannot be "
+                              "swapped in (start a new run with it)")
+    return kept if kept.is_file() else None
+
+
+def _prepare_new_run(run_dir: Path, edits_path: Path | None) -> None:
+    """Under the run lock, before the session writes config.json and its first journal record: the edits file
+    goes in first, so a kill at any later moment leaves everything a resume needs in the folder."""
+    from hill_app.engine.config import ConfigError
+    from hill_app.engine.files import atomic_write_bytes
+    from hill_app.engine.resume import check_new_run_folder
+    check_new_run_folder(run_dir)
+    kept = run_dir / "edits.json"
+    if edits_path is None:
+        if kept.exists():
+            raise ConfigError(f"{kept} is in the folder but no --edits was given; pass --edits {kept} to play it, "
+                              "or move it away")
+        return
+    data = edits_path.read_bytes()
+    if not (kept.is_file() and kept.read_bytes() == data):
+        atomic_write_bytes(kept, data)
+
+
+def _pause_handler(interventions: list, serving: bool) -> Any:
+    """Headless: the script plays the scheduled pauses and stops at any other (a non-finite loss). Served:
+    with no script every pause waits for a client; with one, the script plays its pauses and the others wait."""
+    from hill_app.engine.edits_file import scripted_pause_handler
+    if not serving:
+        return scripted_pause_handler(interventions)
+    if not interventions:
+        return None
+    script = scripted_pause_handler(interventions)
+
+    def handler(session: Any, info: Any) -> None:
+        if str(getattr(info, "reason", "")).startswith("scheduled pause"):
+            script(session, info)
+    return handler
+
+
+class _stop_on_signals:
+    """SIGINT and SIGTERM stop the run at the next step boundary (checkpoint, 'stopped' record); a second one
+    stops at once. Only in the main thread (where Python delivers signals)."""
+
+    def __init__(self, session: Any):
+        self.session = session
+        self.old: dict[int, Any] = {}
+
+    def _on(self, signum: int, frame: Any) -> None:
+        if self.session._signal_stop is not None:
+            raise KeyboardInterrupt
+        self.session.request_stop_from_signal(signal.Signals(signum).name)
+
+    def __enter__(self) -> "_stop_on_signals":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self.old[s] = signal.signal(s, self._on)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
+def _signal_number(name: str) -> int:
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,15 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd")
     t = sub.add_parser("train", help="run a whole pause-and-edit protocol headless")
     add_run_options(t)
-    t.add_argument("--edits", help="JSON file of interventions applied at the pauses")
-    t.add_argument("--out", default="runs/latest", help="run folder (journal, checkpoints, snapshots, summary)")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    t.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    _train_only_options(t)
     t.set_defaults(fn=cmd_train)
 
     r = sub.add_parser("replay", help="re-run a run's journal and compare every logged metric")
     r.add_argument("run_dir")
-    r.add_argument("--out", help="folder for the replayed run (default: RUN_DIR/replay)")
+    r.add_argument("--out", help="new or empty folder for the replayed run (default: RUN_DIR/replay, or a fresh "
+                                 "RUN_DIR/replay-N; nothing is ever deleted)")
     r.add_argument("--device", default="cpu", help="replays are exact on the CPU")
     r.set_defaults(fn=lambda a: _lazy("hill_app.engine.replay", "replay_main")(a))
 
@@ -137,7 +357,42 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("study_dir")
     rp.add_argument("--out", help="report folder (default: STUDY_DIR/report)")
     rp.set_defaults(fn=lambda a: _lazy("hill_app.studies.cli", "report_main")(a))
+
+    at = sub.add_parser("attach", help="open the window on a served run (its URL or its run folder)")
+    at.add_argument("target", metavar="URL|RUN_DIR")
+    at.set_defaults(fn=_attach)
+
+    cp = sub.add_parser("compare", help="run edit strategies against baselines over seeds and report the gains")
+    cp.set_defaults(fn=_compare_unavailable)
     return p
+
+
+def _attach(a: argparse.Namespace) -> int:
+    try:
+        main_fn = _lazy("hill_app.gui.attach", "main")
+    except (ImportError, AttributeError) as e:
+        _say(f"error: attach is not available in this installation ({one_line(e)})")
+        return EXIT_USAGE
+    return int(main_fn(a.target) or 0)
+
+
+def _compare_unavailable(a: argparse.Namespace) -> int:
+    _say(f"error: compare is not available in this installation ({getattr(a, '_compare_error', 'not found')})")
+    return EXIT_USAGE
+
+
+def _add_compare(p: argparse.ArgumentParser) -> None:
+    """The compare subcommand's own arguments, only when it runs (its module is heavier than train's)."""
+    sub = next(x for x in p._subparsers._group_actions if isinstance(x, argparse._SubParsersAction))  # type: ignore
+    cp = sub.choices["compare"]
+    try:
+        from hill_app.studies import compare
+        compare.add_arguments(cp)
+    except (ImportError, AttributeError) as e:
+        cp.set_defaults(_compare_error=one_line(e))
+        cp.add_argument("rest", nargs=argparse.REMAINDER)
+        return
+    cp.set_defaults(fn=compare.run)
 
 
 def _lazy(module: str, name: str):
@@ -152,11 +407,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hill_app.gui.app import run_gui
         return run_gui([])
     p = build_parser()
+    if argv[0] == "compare":
+        _add_compare(p)
     a = p.parse_args(argv)
     if not getattr(a, "fn", None):
         p.print_help()
         return EXIT_USAGE
-    return a.fn(a)
+    if a.cmd == "train":
+        a._explicit = explicit_train_options(argv[1:])
+    try:
+        return int(a.fn(a) or 0)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    except RecursionError:
+        _say("error: an input is nested too deeply to be read")
+        return EXIT_USAGE
+    except _known_errors() as e:
+        _say(f"error: {one_line(e)}")
+        return EXIT_USAGE
+    except Exception as e:  # never a bare traceback: one line, and where to look
+        _say(f"error: {type(e).__name__}: {one_line(e)}")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

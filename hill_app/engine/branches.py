@@ -25,27 +25,55 @@ def sanitize_branch(name: str) -> str:
     return clean or "branch"
 
 
+def valid_node(n: Any) -> bool:
+    """A node as tree.json holds it: the fields the engine relies on, of the right types."""
+    return (isinstance(n, dict) and isinstance(n.get("uuid"), str) and bool(n["uuid"])
+            and isinstance(n.get("file"), str) and isinstance(n.get("branch"), str)
+            and all(isinstance(n.get(k), int) and not isinstance(n.get(k), bool) for k in ("step", "epoch"))
+            and (n.get("parent") is None or isinstance(n.get("parent"), str)))
+
+
 class CheckpointTree:
-    def __init__(self, folder: Path):
+    """``nodes`` given: start from them instead of reading the index; ``create``: make the folder now (a
+    resume that may still be refused creates nothing)."""
+
+    def __init__(self, folder: Path, nodes: list[dict[str, Any]] | None = None, create: bool = True):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.folder.mkdir(parents=True, exist_ok=True)
         self.index_path = self.folder / "tree.json"
         self.nodes: list[dict[str, Any]] = []
-        if self.index_path.exists():
+        self.dirty = False      # nodes differ from the index on disk (rebuilt): written with the next save
+        if nodes is not None:
+            self.nodes = list(nodes)
+            self.dirty = self.index_path.exists() or bool(nodes)
+        elif self.index_path.exists():
             try:
-                self.nodes = json.loads(self.index_path.read_text())["nodes"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise CheckpointError(f"{self.index_path}: unreadable checkpoint index ({e})") from e
+                data = json.loads(self.index_path.read_text(encoding="utf-8"))
+                self.nodes = data["nodes"]
+                if not isinstance(self.nodes, list) or not all(valid_node(n) for n in self.nodes):
+                    raise TypeError("a node lacks uuid, file, branch, step or epoch")
+            except (OSError, UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError) as e:
+                raise CheckpointError(f"{self.index_path}: unreadable checkpoint index "
+                                      f"({type(e).__name__}: {str(e)[:120]})") from None
+
+    def save_index(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.index_path, json.dumps({"nodes": self.nodes}, indent=1) + "\n")
+        self.dirty = False
 
     def add(self, state: dict[str, Any], *, branch: str, parent: str | None, step: int, epoch: int,
-            metrics: dict[str, Any], note: str = "") -> dict[str, Any]:
+            metrics: dict[str, Any], note: str = "", **extra: Any) -> dict[str, Any]:
+        """Write the checkpoint file, then the index that names it (so the index never names a missing file).
+        ``extra`` (e.g. journal_seq) is kept in the node."""
         uid = _uuid.uuid4().hex
         fname = f"{uid}.pt"
+        self.folder.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.folder / fname, state)
         node = {"uuid": uid, "branch": branch, "parent": parent, "step": step, "epoch": epoch,
-                "metrics": metrics, "file": fname, "time": time.time(), "note": note}
+                "metrics": metrics, "file": fname, "time": time.time(), "note": note, **extra}
         self.nodes.append(node)
-        atomic_write_text(self.index_path, json.dumps({"nodes": self.nodes}, indent=1) + "\n")
+        self.save_index()
         return node
 
     def get(self, uid: str) -> dict[str, Any]:
@@ -56,6 +84,8 @@ class CheckpointTree:
 
     def load(self, uid: str) -> dict[str, Any]:
         node = self.get(uid)
+        if not isinstance(node.get("file"), str):
+            raise CheckpointError(f"checkpoint {uid}: the index names no file")
         path = (self.folder / node["file"]).resolve()
         if path.parent != self.folder.resolve():
             raise CheckpointError(f"checkpoint {uid}: file {node['file']!r} lies outside {self.folder}")

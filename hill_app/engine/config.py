@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ class RunConfig:
     compile: bool | None = None  # compile the loss and capture the step in a CUDA graph; None: on for CUDA only
     checkpoint_every: int = 0  # epochs; 0 = only at pauses and at the end
     synthetic_size: int = 2000
+    val_size: int | float | None = None    # validation split: a count (int >= 1), a fraction (0 < f < 1), None: default
+    train_size: int | float | None = None  # training subset of the rest: a count, a fraction, None: all of it
+    ce_weight: str = "blend"   # "blend": (1 - alpha) CE + alpha L_human (the paper); "full": CE + alpha L_human
 
     def resolved(self) -> "RunConfig":
         """A copy with data-set defaults filled in and every field checked."""
@@ -77,28 +81,54 @@ class RunConfig:
         return out
 
     def check(self) -> None:
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ConfigError(f"epochs: must be a positive integer, got {self.epochs!r}")
-        bad = [e for e in self.pause_at if not isinstance(e, int) or not 2 <= e <= self.epochs]
+        """Every field's type and range, so a hand-edited config.json or a CLI value is refused with its name
+        (never a TypeError deep in training, never a NaN that trains silently)."""
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ConfigError(f"epochs: must be a positive integer, got {_show(self.epochs)}")
+        _int("epochs", self.epochs, 1, MAX_EPOCHS)
+        if not isinstance(self.pause_at, list):
+            raise ConfigError(f"pause_at: expected a list of epochs, got {self.pause_at!r}")
+        bad = [e for e in self.pause_at if isinstance(e, bool) or not isinstance(e, int) or not 2 <= e <= self.epochs]
         if bad:
-            raise ConfigError(f"pause_at: {bad} outside 2..{self.epochs} (epochs are numbered from 1 and the "
+            raise ConfigError(f"pause_at: {_show(bad[:10])} outside 2..{self.epochs} (epochs are numbered from 1 and the "
                               "projection is fitted after epoch 1)")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"alpha: must be in [0, 1], got {self.alpha}")
-        if self.lam < 0:
-            raise ConfigError(f"lam: must be >= 0, got {self.lam}")
-        if self.batch_size is not None and self.batch_size < 2:
-            raise ConfigError(f"batch_size: must be >= 2, got {self.batch_size}")
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"lr: must be > 0, got {self.lr}")
-        if self.optimizer is not None and self.optimizer not in ("sgd", "adam", "adamw"):
-            raise ConfigError(f"optimizer: expected sgd, adam or adamw, got {self.optimizer!r}")
-        if self.projection not in ("lda", "pca"):
-            raise ConfigError(f"projection: expected lda or pca, got {self.projection!r}")
-        if self.amp not in ("auto", "off", "bf16"):
-            raise ConfigError(f"amp: expected auto, off or bf16, got {self.amp!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ConfigError(f"grad_clip: must be > 0 or unset, got {self.grad_clip}")
+        _num("alpha", self.alpha, 0.0, 1.0)
+        _num("lam", self.lam, 0.0, None)
+        _int("seed", self.seed, 0, 2 ** 63 - 1)
+        if self.batch_size is not None:
+            _int("batch_size", self.batch_size, 2, 10 ** 7)
+        if self.lr is not None:
+            _num("lr", self.lr, 0.0, None, lo_open=True)
+        for name in ("momentum", "weight_decay"):
+            if getattr(self, name) is not None:
+                _num(name, getattr(self, name), 0.0, 1.0 if name == "momentum" else None)
+        if self.grad_clip is not None:
+            _num("grad_clip", self.grad_clip, 0.0, None, lo_open=True, what="> 0 or unset")
+        for name in ("w_center", "w_spread", "w_sep", "w_point"):
+            _num(name, getattr(self, name), 0.0, None)
+        _choice("optimizer", self.optimizer, ("sgd", "adam", "adamw"), allow_none=True)
+        _choice("projection", self.projection, ("lda", "pca"))
+        _choice("amp", self.amp, ("auto", "off", "bf16"))
+        _choice("ce_weight", self.ce_weight, ("blend", "full"))
+        if not isinstance(self.device, str) or not self.device:
+            raise ConfigError(f"device: expected auto, cpu or cuda[:N], got {self.device!r}")
+        if self.model is not None:
+            from .models import MODELS
+            if not isinstance(self.model, str) or self.model not in MODELS:
+                raise ConfigError(f"model: unknown {self.model!r}; expected one of {', '.join(sorted(MODELS))}")
+        for name in ("download",):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: expected true or false, got {getattr(self, name)!r}")
+        if self.compile is not None and not isinstance(self.compile, bool):
+            raise ConfigError(f"compile: expected true, false or unset, got {self.compile!r}")
+        if self.view_size is not None:
+            _int("view_size", self.view_size, 0, 10 ** 9)
+        _int("checkpoint_every", self.checkpoint_every, 0, MAX_EPOCHS)
+        _int("synthetic_size", self.synthetic_size, 20, 10 ** 7)
+        for name in ("val_size", "train_size"):
+            check_size(name, getattr(self, name))
+        if self.data_root is not None and not isinstance(self.data_root, str):
+            raise ConfigError(f"data_root: expected a folder path, got {self.data_root!r}")
         if self.dataset in ("cifar10", "pamap2") and not self.data_root:
             raise ConfigError(f"data_root: the {self.dataset} data set needs a data folder (--data-root)")
 
@@ -107,6 +137,8 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "RunConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"expected a JSON object of config fields, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -120,6 +152,67 @@ class RunConfig:
     @classmethod
     def load(cls, path: Path) -> "RunConfig":
         try:
-            return cls.from_json(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(f"{path}: cannot read the run config: {e}") from e
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: not found; this folder holds no run (a run folder starts with its "
+                              "config.json)") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read the run config ({getattr(e, 'strerror', None) or e})") from None
+        try:
+            d = json.loads(text, parse_constant=_no_constant)
+        except (json.JSONDecodeError, ValueError, RecursionError) as e:
+            raise ConfigError(f"{path}: the run config is not valid JSON ({str(e)[:200]})") from None
+        try:
+            return cls.from_json(d)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+
+MAX_EPOCHS = 100_000
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a value a config may hold")
+
+
+def _int(name: str, v: Any, lo: int, hi: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"{name}: expected an integer in {lo}..{hi}, got {_show(v)}")
+    if v < lo:
+        raise ConfigError(f"{name}: must be >= {lo}, got {_show(v)}")
+    if v > hi:
+        raise ConfigError(f"{name}: must be <= {hi}, got {_show(v)}")
+
+
+def _num(name: str, v: Any, lo: float, hi: float | None, *, lo_open: bool = False, what: str | None = None) -> None:
+    rng = what or ((f"> {lo:g}" if lo_open else f">= {lo:g}") if hi is None else f"in [{lo:g}, {hi:g}]")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ConfigError(f"{name}: expected a finite number {rng}, got {_show(v)}")
+    if (v <= lo if lo_open else v < lo) or (hi is not None and v > hi):
+        raise ConfigError(f"{name}: must be {rng}, got {_show(v)}")
+
+
+def _choice(name: str, v: Any, options: tuple[str, ...], allow_none: bool = False) -> None:
+    if (v is None and allow_none) or (isinstance(v, str) and v in options):
+        return
+    raise ConfigError(f"{name}: expected {', '.join(options[:-1])} or {options[-1]}, got {_show(v)}")
+
+
+def _show(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:40] + f"... ({len(text)} characters)"
+
+
+def check_size(name: str, v: Any) -> None:
+    """val_size / train_size: None, a count (int >= 1) or a fraction strictly between 0 and 1."""
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f"{name}: expected a count (integer >= 1) or a fraction in (0, 1), got {_show(v)}")
+    if isinstance(v, int):
+        if not 1 <= v <= 10 ** 9:
+            raise ConfigError(f"{name}: a count must be in 1..{10 ** 9}, got {_show(v)}")
+        return
+    if not (math.isfinite(v) and 0 < v < 1):
+        raise ConfigError(f"{name}: a fraction must lie strictly between 0 and 1, got {_show(v)} "
+                          "(write a count as a whole number, e.g. 5000)")

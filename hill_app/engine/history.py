@@ -14,35 +14,70 @@ NO_EFFECT = frozenset({"pause_training", "resume_training"})
 TIMING_FIELDS = frozenset({"epoch_seconds", "images_per_s", "time", "seq"})
 
 
-def effective_commands(records: Iterable[dict[str, Any]], after_checkpoint: str | None = None) -> list[Command]:
-    """Commands that succeeded, in the order they were applied, with the (branch, step) they were applied at.
+def effective_commands(records: Iterable[dict[str, Any]], after_checkpoint: str | None = None,
+                       after_seq: int | None = None) -> list[Command]:
+    """Commands that succeeded, in the order they were applied, with the (branch, step) they were applied at
+    and their result.
 
-    With ``after_checkpoint``, only those applied after that checkpoint was written. A ``resumed_after_crash``
-    record drops what was applied after its checkpoint in the crashed segment (the resume re-applied it).
+    With ``after_checkpoint`` (its uuid; ``after_seq``: the journal's length when it was taken, which also
+    places a checkpoint whose own record a kill prevented), only those applied after that checkpoint. A
+    ``resumed_after_crash`` record drops what was applied after its checkpoint in the crashed segment (the
+    resume re-applied it). A command's arguments are journaled once, on its first record (again on
+    ``pending`` only when validation changed them); older journals repeat them on every record.
     """
+    records = list(records)
+    seqs = [r.get("seq") if isinstance(r.get("seq"), int) else i for i, r in enumerate(records)]
     running: list[tuple[int, dict[str, Any]]] = []   # (index, running record)
-    final: dict[str, str] = {}
+    final: dict[str, tuple[str, Any]] = {}
+    args: dict[str, Any] = {}
     ckpt_index: dict[str, int] = {}
     for i, r in enumerate(records):
         t = r.get("type")
         if t == "checkpoint":
-            ckpt_index[r["uuid"]] = i
+            ckpt_index[r.get("uuid")] = i
         elif t == "resumed_after_crash":
-            cut = ckpt_index.get(r.get("checkpoint"), -1)
+            cut = _position(seqs, r.get("journal_seq"), ckpt_index.get(r.get("checkpoint"), -1), i)
             running = [(j, rec) for j, rec in running if j < cut]
         elif t == "command":
+            uid = r.get("uuid")
+            if "args" in r:
+                args[uid] = r["args"]
             if r.get("status") == "running":
                 running.append((i, r))
             elif r.get("status") in ("success", "failed"):
-                final[r["uuid"]] = r["status"]
-    start = ckpt_index.get(after_checkpoint, -1) if after_checkpoint else -1
+                final[uid] = (r["status"], r.get("result"))
+    start = -1
+    if after_checkpoint or after_seq is not None:
+        start = _position(seqs, after_seq, ckpt_index.get(after_checkpoint, -1), len(records)) - 1
     out = []
     for j, r in running:
-        if j <= start or final.get(r["uuid"]) != "success" or r["command"] in NO_EFFECT:
+        status, result = final.get(r["uuid"], (None, None))
+        if j <= start or status != "success" or r["command"] in NO_EFFECT:
             continue
-        c = Command(r["command"], r.get("args") or {}, uuid=r["uuid"], source=r.get("source", "user"),
-                    step=r.get("step"), epoch=r.get("epoch"), branch=r.get("branch", "main"))
+        a = r["args"] if "args" in r else args.get(r["uuid"], {})
+        c = Command(r["command"], dict(a or {}), uuid=r["uuid"], source=r.get("source", "user"),
+                    step=r.get("step"), epoch=r.get("epoch"), branch=r.get("branch", "main"), result=result)
         out.append(c)
+    return out
+
+
+def _position(seqs: list[int], journal_seq: Any, ckpt_index: int, limit: int) -> int:
+    """Index of the first record at or after a checkpoint: from the journal length it recorded when known
+    (its own record may be missing after a kill), else from where its record stands."""
+    if isinstance(journal_seq, int) and not isinstance(journal_seq, bool):
+        for i in range(min(limit, len(seqs))):
+            if seqs[i] >= journal_seq:
+                return i
+        return min(limit, len(seqs))
+    return ckpt_index
+
+
+def command_args(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The arguments of every command by uuid (journaled once, on its first record)."""
+    out: dict[str, Any] = {}
+    for r in records:
+        if r.get("type") == "command" and "args" in r:
+            out[r.get("uuid")] = r["args"]
     return out
 
 
@@ -51,8 +86,22 @@ def completed_pauses(records: Iterable[dict[str, Any]]) -> set[tuple[str, int]]:
 
 
 def checkpoint_order(records: Iterable[dict[str, Any]]) -> list[str]:
-    """Checkpoint uuids in the order they were written (replays write theirs in the same order)."""
-    return [r["uuid"] for r in records if r.get("type") == "checkpoint"]
+    """Checkpoint uuids in the order they were written (replays write theirs in the same order). Those a
+    resume superseded (written after the checkpoint it went back to, in the crashed segment) drop out."""
+    records = list(records)
+    seqs = [r.get("seq") if isinstance(r.get("seq"), int) else i for i, r in enumerate(records)]
+    out: list[tuple[int, str]] = []
+    pos: dict[str, int] = {}
+    for i, r in enumerate(records):
+        t = r.get("type")
+        if t == "checkpoint":
+            pos[r.get("uuid")] = i
+            out.append((i, r["uuid"]))
+        elif t == "resumed_after_crash" and r.get("checkpoint"):
+            cut = _position(seqs, r.get("journal_seq"), pos.get(r.get("checkpoint"), i), i)
+            keep_resumed = r.get("checkpoint")
+            out = [(j, u) for j, u in out if j < cut or u == keep_resumed]
+    return [u for _, u in out]
 
 
 def epoch_metrics(records: Iterable[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:

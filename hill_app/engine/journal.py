@@ -1,7 +1,9 @@
 """The run's append-only journal: one JSON object a line, flushed and fsynced per record.
 
 It is the source of truth for replay and studies. A kill loses at most the record being written; the
-reader skips a torn last line and nothing else.
+reader skips a torn line (a record cut short) and names any other unreadable line as corruption. Every
+record carries ``seq``, its position, so a reader can tell a journal that lost records in the middle or at
+the end (a checkpoint knows the journal's length when it was taken).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 
@@ -36,12 +39,20 @@ class Journal:
         with self._lock:
             rec = {**fields, "seq": self._seq, "type": type_, "time": time.time()}
             line = json.dumps(rec, separators=(",", ":"), allow_nan=True)
-            self._f.write(line + "\n")
-            self._f.flush()
-            if self._fsync:
-                os.fsync(self._f.fileno())
+            try:
+                self._f.write(line + "\n")
+                self._f.flush()   # into the OS first, then to the disk: fsync before flush would sync nothing
+                if self._fsync:
+                    os.fsync(self._f.fileno())
+            except OSError as e:  # a full disk: say which file
+                raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
             self._seq += 1
             return rec
+
+    @property
+    def seq(self) -> int:
+        """The seq the next record gets (= the records written so far)."""
+        return self._seq
 
     @property
     def closed(self) -> bool:
@@ -54,15 +65,55 @@ class Journal:
 
 
 def read_journal(path: Path) -> Iterator[dict]:
-    """Every complete record in order; a torn line (from a kill mid-write) is skipped with a warning."""
+    """Every complete record in order. A torn line (a record cut short by a kill) is skipped with a warning;
+    any other unreadable line is skipped with a warning that names it as corruption."""
+    scan = scan_journal(path)
+    for lineno in scan.torn:
+        warnings.warn(f"{path} line {lineno}: torn record skipped (the process was killed mid-write)")
+    for lineno, what in scan.corrupt:
+        warnings.warn(f"{path} line {lineno}: corrupt line skipped ({what}); the journal was damaged")
+    yield from scan.records
+
+
+@dataclass
+class JournalScan:
+    records: list[dict] = field(default_factory=list)
+    torn: list[int] = field(default_factory=list)                    # line numbers of records cut short
+    corrupt: list[tuple[int, str]] = field(default_factory=list)     # (line number, what is wrong)
+
+    def seq_problem(self) -> str | None:
+        """None when the records are numbered 0, 1, 2 ... without a gap or a repeat; else what is wrong."""
+        for i, r in enumerate(self.records):
+            s = r.get("seq")
+            if s != i:
+                if isinstance(s, int) and not isinstance(s, bool) and s > i:
+                    return f"records {i}..{s - 1} are missing (the journal was cut or edited)"
+                return f"record {i} carries seq {s!r} (written twice, or by two processes at once)"
+        return None
+
+
+def scan_journal(path: Path) -> JournalScan:
+    """Read a journal and sort its lines into records, torn records and corrupt lines."""
+    out = JournalScan()
     with open(path, "r", encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
-            if not line.strip():
+            text = line.strip()
+            if not text:
                 continue
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                warnings.warn(f"{path} line {lineno}: torn record skipped (the process was killed mid-write)")
+                rec = json.loads(text)
+            except json.JSONDecodeError as e:
+                if text.startswith("{") and (e.pos >= len(text) or e.msg.startswith("Unterminated string")):
+                    # valid as far as it goes: a record cut short
+                    out.torn.append(lineno)
+                else:
+                    out.corrupt.append((lineno, f"not JSON at column {e.colno}: {e.msg}"))
+                continue
+            except RecursionError:
+                out.corrupt.append((lineno, "nested too deeply"))
                 continue
             if isinstance(rec, dict):
-                yield rec
+                out.records.append(rec)
+            else:
+                out.corrupt.append((lineno, f"a JSON {type(rec).__name__}, not a record"))
+    return out

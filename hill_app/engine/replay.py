@@ -2,7 +2,6 @@
 compare every logged metric. On the CPU the comparison is exact; a branched run replays its branches."""
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from .events import EventChannel
 from .history import checkpoint_order, compare_metrics, effective_commands, epoch_metrics
 from .journal import read_journal
 from .progress import ProgressBar
-from .session import TrainingSession
+from .session import ResumeFailed, TrainingSession
 
 
 class ReplayError(Exception):
@@ -27,9 +26,7 @@ def replay_run(run_dir: str | Path, out_dir: str | Path | None = None, device: s
     run_dir = Path(run_dir)
     if not (run_dir / "journal.jsonl").is_file() or not (run_dir / "config.json").is_file():
         raise ReplayError(f"{run_dir}: not a run folder (needs config.json and journal.jsonl)")
-    out = Path(out_dir) if out_dir else run_dir / "replay"
-    if out.exists():
-        shutil.rmtree(out)
+    out = replay_folder(run_dir, out_dir)
     records = list(read_journal(run_dir / "journal.jsonl"))
     started = next((r for r in records if r.get("type") == "run_started"), {})
     if isinstance(started.get("threads"), int) and started["threads"] != torch.get_num_threads():
@@ -39,6 +36,7 @@ def replay_run(run_dir: str | Path, out_dir: str | Path | None = None, device: s
     cfg.device = device
     session = TrainingSession(cfg, out, events=events)
     session.replaying = True
+    session.source_dir = run_dir   # files the run added are read from its own copies
     session.schedule = effective_commands(records)
     original_ckpts = checkpoint_order(records)
     session.events.subscribe(lambda ev: _map_checkpoint(ev, session, original_ckpts))
@@ -48,6 +46,31 @@ def replay_run(run_dir: str | Path, out_dir: str | Path | None = None, device: s
     diffs = leftover + compare_metrics(epoch_metrics(records), epoch_metrics(replayed))
     import json
     return json.loads((out / "summary.json").read_text()), diffs
+
+
+def replay_folder(run_dir: Path, out_dir: str | Path | None) -> Path:
+    """Where a replay goes. It never deletes anything: an explicit ``out_dir`` must be new or empty; the default
+    is ``RUN/replay``, or ``RUN/replay-2``, ``-3`` ... when an earlier replay is there."""
+    if out_dir is None:
+        base = run_dir / "replay"
+        out, i = base, 2
+        while out.exists() and not _empty_dir(out):
+            out, i = base.with_name(f"replay-{i}"), i + 1
+        return out
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ReplayError(f"{out}: --out is a file; expected a new or empty folder for the replay")
+    if out.exists() and not _empty_dir(out):
+        raise ReplayError(f"{out}: --out is not empty; a replay writes only into a new or empty folder "
+                          f"(nothing is deleted; leave out --out for {run_dir / 'replay'} or a fresh replay-N)")
+    r_out, r_run = out.resolve(), run_dir.resolve()
+    if r_out == r_run or r_out in r_run.parents:
+        raise ReplayError(f"{out}: --out would hold the run being replayed; choose a new folder")
+    return out
+
+
+def _empty_dir(p: Path) -> bool:
+    return p.is_dir() and not any(p.iterdir())
 
 
 def _map_checkpoint(ev: Any, session: TrainingSession, original: list[str]) -> None:
@@ -68,6 +91,9 @@ def replay_main(a: Any) -> int:
     except ReplayError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ResumeFailed as e:
+        print(f"error: the replay cannot follow the original: {e}", file=sys.stderr)
+        return 1
     original = epoch_metrics(read_journal(Path(a.run_dir) / "journal.jsonl"))
     n_fields = sum(len(v) for v in original.values())
     if diffs:

@@ -29,9 +29,12 @@ from .commands import SPECS, Command, CommandError
 from .config import ConfigError, RunConfig
 from .events import EventChannel
 from .history import completed_pauses, effective_commands
-from .journal import Journal, read_journal
+from .journal import Journal
 from .models import build_model
 from .projection import Projection, fit_projection
+from .resume import (ResumePlan, check_journal_length, check_new_run_folder, input_hashes, plan_resume,
+                     remove_stale_temp_files)
+from .runlock import RunLock
 from .snapshots import SnapshotStore
 from .step import STEP_STATS, TrainStep
 
@@ -48,6 +51,21 @@ def resolve_device(spec: str) -> torch.device:
     if spec == "cpu":
         return torch.device("cpu")
     raise ConfigError(f"device: expected auto, cpu or cuda[:N], got {spec!r}")
+
+
+def load_run_data(config: RunConfig) -> DataBundle:
+    """The run's data set, with the split sizes passed through when the loader takes them (C1)."""
+    import inspect
+    kw: dict[str, Any] = {"download": config.download, "synthetic_size": config.synthetic_size, "seed": config.seed}
+    params = inspect.signature(load_dataset).parameters
+    for name in ("val_size", "train_size"):
+        value = getattr(config, name)
+        if name in params:
+            kw[name] = value
+        elif value is not None:
+            raise ConfigError(f"{name}: this version's data loaders do not take a {name.replace('_', ' ')} yet "
+                              f"(hill_app.datasets.load_dataset has no {name} argument); leave it unset")
+    return load_dataset(config.dataset, config.data_root, **kw)
 
 
 def view_set_indices(config: RunConfig, train_y: torch.Tensor) -> np.ndarray:
@@ -96,24 +114,45 @@ class PauseInfo:
     reason: str
 
 
+class ResumeFailed(RuntimeError):
+    """A journaled command could not be re-applied (resume or replay): the run would not be the same."""
+
+
 class TrainingSession:
     """A run in a run folder. ``run()`` trains until done or stopped; ``submit()`` is safe from any thread."""
 
     def __init__(self, config: RunConfig, run_dir: str | Path, *, bundle: DataBundle | None = None,
                  events: EventChannel | None = None,
                  pause_handler: Callable[["TrainingSession", PauseInfo], None] | None = None,
-                 resume: bool = False):
+                 resume: bool = False, lock: RunLock | None = None):
+        """``lock``: the folder's RunLock when the caller took it first (to write files before the run starts);
+        else the session takes it. It is held until the run ends or :meth:`close`; a second session on the
+        folder (another process, or another session here) is refused with the holder's pid."""
         self.config = config.resolved()
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume:  # first, so that a kill at any later moment leaves a folder that --resume can continue
+        self._runlock = lock if lock is not None else RunLock.acquire(self.run_dir)
+        try:
+            self._setup(bundle, events, pause_handler, resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, bundle: DataBundle | None, events: EventChannel | None,
+               pause_handler: Callable[["TrainingSession", PauseInfo], None] | None, resume: bool) -> None:
+        cleaned = remove_stale_temp_files(self.run_dir)
+        plan: ResumePlan | None = None
+        if resume:  # the whole folder is checked before anything in it is written
+            plan = plan_resume(self.run_dir)
+        else:
+            check_new_run_folder(self.run_dir)
+            # first, so that a kill at any later moment leaves a folder that --resume can continue
             self.config.save(self.run_dir / "config.json")
         self.events = events if events is not None else EventChannel()
         self.pause_handler = pause_handler
         self.device = resolve_device(self.config.device)
         self.use_compile = self.config.compile if self.config.compile is not None else self.device.type == "cuda"
-        self.journal = Journal(self.run_dir / "journal.jsonl")
-        self.tree = CheckpointTree(self.run_dir / "checkpoints")
+        self.tree = plan.tree if plan is not None else CheckpointTree(self.run_dir / "checkpoints")
         self.snapshots = SnapshotStore(self.run_dir / "snapshots.h5")
         self._queue: "queue.Queue[Command]" = queue.Queue()
         self._lock = threading.Lock()
@@ -123,8 +162,7 @@ class TrainingSession:
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % (2 ** 32))
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.data = bundle if bundle is not None else load_dataset(
-            cfg.dataset, cfg.data_root, download=cfg.download, synthetic_size=cfg.synthetic_size, seed=cfg.seed)
+        self.data = bundle if bundle is not None else load_run_data(cfg)
         self._place_data()
         self.model = build_model(cfg.model, self.data.input_shape, self.data.num_classes).to(self.device)
         if self._channels_last:
@@ -145,12 +183,18 @@ class TrainingSession:
         self.paused = False
         self.pause_reason = ""
         self.stop_requested = False
+        self.stop_reason: str | None = None           # why the run stopped early (the stop command's reason)
+        self.stop_cause: str | None = None            # "command" | "nonfinite" | "signal"
+        self._signal_stop: str | None = None          # set by a signal handler (only an assignment there)
+        self._signal_sent = False
         self.finished = False
         self.last_metrics: dict[str, Any] = {}
         self.edits_applied = 0
         self.schedule: list[Command] = []             # journaled commands re-applied at their (branch, step)
         self.replaying = False                        # exact replay: no scheduled pauses, no pause handler
         self.translate_uuid: dict[str, str] = {}      # replay: original checkpoint uuid -> this run's
+        self.source_dir = self.run_dir                # where re-applied commands find the run's stored files
+        self._completed_pauses: set[tuple[str, int]] = set()
         self._ep: EpochProgress | None = None
         self._pending: list[torch.Tensor] = []
         self._paused_for: set[tuple[str, int]] = set()
@@ -161,12 +205,35 @@ class TrainingSession:
         self._nonfinite = False
         self.report_every = 1 if self.device.type == "cpu" else 50
 
-        if resume:
-            self._resume_from_disk()
+        if plan is not None:
+            state, node, notes = self._pick_checkpoint(plan)
+            self.journal = Journal(self.run_dir / "journal.jsonl")
+            if plan.started is None:  # killed before its first record: the run starts here
+                self._write_started()
+            if plan.tree.dirty:
+                plan.tree.save_index()
+            self._resume_from(plan, state, node, notes + plan.notes, cleaned)
         else:
-            self.journal.write("run_started", config=cfg.to_json(), device=str(self.device),
-                               torch=torch.__version__, n_train=int(self.n_train), view_size=len(self.view_idx),
-                               threads=torch.get_num_threads())
+            self.journal = Journal(self.run_dir / "journal.jsonl")
+            self._write_started(cleaned)
+
+    def _write_started(self, cleaned: list[str] | None = None) -> None:
+        split = getattr(self.data, "split_info", None)
+        extra: dict[str, Any] = {"split": split} if split else {}
+        if cleaned:
+            extra["removed_temp_files"] = cleaned
+        self.journal.write("run_started", config=self.config.to_json(), device=str(self.device),
+                           torch=torch.__version__, n_train=int(self.n_train), view_size=len(self.view_idx),
+                           threads=torch.get_num_threads(), inputs=input_hashes(self.run_dir), **extra)
+
+    def close(self) -> None:
+        """Release the run folder (the run's end does this; call it for a session that is never run)."""
+        lock = getattr(self, "_runlock", None)
+        if lock is not None:
+            lock.release()
+        j = getattr(self, "journal", None)
+        if j is not None:
+            j.close()
 
     # ------------------------------------------------------------------ data
 
@@ -246,16 +313,20 @@ class TrainingSession:
                 raise CommandError(f"the run has finished; {cmd.command} cannot be applied (start or replay a run)")
             if spec is None:
                 raise CommandError(f"unknown command {cmd.command!r}; known: {', '.join(sorted(SPECS))}")
-            cmd.args = spec.check_args({} if args is None else args, handlers.session_context(self))
+            clean = spec.check_args({} if args is None else args, handlers.session_context(self))
         except CommandError as e:
             self._set_status(cmd, "failed", reason=str(e))
             return cmd
-        self._set_status(cmd, "pending")
+        changed = clean != cmd.args
+        cmd.args = clean
+        self._set_status(cmd, "pending", args_changed=changed)
         self._queue.put(cmd)
         return cmd
 
     def _set_status(self, cmd: Command, status: str, reason: str | None = None,
-                    result: dict[str, Any] | None = None) -> None:
+                    result: dict[str, Any] | None = None, args_changed: bool = False) -> None:
+        """Record a status change. The journal gets the arguments on 'requested' (as sent) and again on
+        'pending' only when validation changed them (``args_changed``); events always carry them."""
         with self._lock:
             cmd.status = status
             if reason is not None:
@@ -270,7 +341,10 @@ class TrainingSession:
         rec["requested_time"] = rec.pop("time")
         rec["branch"] = self.branch if hasattr(self, "branch") else "main"
         if not self.journal.closed:  # after the run has finished the journal is closed; the event still goes out
-            self.journal.write("command", **rec)
+            if status == "requested" or (status == "pending" and args_changed):
+                self.journal.write("command", **rec)
+            else:  # the arguments are journaled once (a large edit list would otherwise be written four times)
+                self.journal.write("command", **{k: v for k, v in rec.items() if k != "args"})
         self.events.emit("command", **rec)
 
     def _apply(self, cmd: Command, at_epoch_boundary: bool) -> bool:
@@ -288,10 +362,26 @@ class TrainingSession:
             self._set_status(cmd, "failed", reason=f"{type(e).__name__}: {e}")
             self.events.emit("log", level="error", message=traceback.format_exc())
         else:
+            if cmd.command == "stop_training":
+                self.stop_reason = str(cmd.args.get("reason") or "stop requested")
+                self.stop_cause = "nonfinite" if self._nonfinite else ("signal" if cmd.source == "signal"
+                                                                        else "command")
             self._set_status(cmd, "success", result=result or {})
         return True
 
+    def request_stop_from_signal(self, name: str) -> None:
+        """Called from a signal handler: only an assignment, no lock. The training thread turns it into a
+        journaled stop_training at the next step boundary (or at once while paused)."""
+        self._signal_stop = name
+
+    def _check_signal(self) -> None:
+        if self._signal_stop is not None and not self._signal_sent:
+            self._signal_sent = True
+            where = f"epoch {self.epoch + 1}, step {self.step}"
+            self.submit("stop_training", {"reason": f"{self._signal_stop} received at {where}"}, source="signal")
+
     def _process_commands(self, at_epoch_boundary: bool) -> None:
+        self._check_signal()
         if self.schedule:
             self._apply_schedule()
         deferred = []
@@ -309,12 +399,31 @@ class TrainingSession:
         while self.schedule and self.schedule[0].step == self.step and self.schedule[0].branch == self.branch:
             cmd = self.schedule.pop(0)
             args = dict(cmd.args)
+            result = cmd.result if isinstance(cmd.result, dict) else {}
             if cmd.command == "load_checkpoint" and args.get("uuid") in self.translate_uuid:
                 args["uuid"] = self.translate_uuid[args["uuid"]]
+            if cmd.command == "update_dataset" and args.get("action") == "add" and isinstance(result.get("stored"), str):
+                # the run's own copy, checked against its hash, never the path as it was given
+                from .dataset_updates import stored_path
+                try:
+                    args["path"] = str(stored_path(self.source_dir, result["stored"]))
+                except CommandError as e:
+                    raise ResumeFailed(f"update_dataset at step {cmd.step}: {e}") from None
             new = Command(cmd.command, args, source="replay")
             self._set_status(new, "requested")
             self._set_status(new, "pending")
             self._apply(new, True)
+            if new.status != "success":  # what succeeded once must succeed again, or the run is not the same
+                raise ResumeFailed(f"re-applying {cmd.command} (step {cmd.step}, {cmd.branch}) failed: {new.reason}")
+            if cmd.command == "load_checkpoint" and isinstance(result.get("branch"), str) \
+                    and self.branch != result["branch"]:
+                # a resume knows the branch names of the crashed segment: keep the original name
+                self.known_branches.discard(self.branch)
+                self.branch = result["branch"]
+                self.known_branches.add(self.branch)
+                self._paused_for = {(self.branch, e) for e in self.config.pause_at if e <= self.epoch}
+            if cmd.command == "load_checkpoint":
+                self._paused_for |= self._completed_pauses
 
     # ------------------------------------------------------------------ pause
 
@@ -331,6 +440,7 @@ class TrainingSession:
         elif self.pause_handler is not None:
             self.pause_handler(self, info)
         while self.paused and not self.stop_requested:
+            self._check_signal()
             try:
                 cmd = self._queue.get(timeout=0.05)
             except queue.Empty:
@@ -537,16 +647,18 @@ class TrainingSession:
             "epoch_progress": None if self._ep is None else self._ep.to_state(),
             "added_files": list(self.added_files),
             "edits_applied": self.edits_applied, "wall_seconds": self._wall + self._segment_seconds(),
+            "journal_seq": self.journal.seq,   # the records before this checkpoint: a resume needs them all
         }
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
     def save_checkpoint(self, note: str = "") -> dict[str, Any]:
-        node = self.tree.add(self.checkpoint_state(), branch=self.branch, parent=self.parent_ckpt,
+        state = self.checkpoint_state()
+        node = self.tree.add(state, branch=self.branch, parent=self.parent_ckpt,
                              step=self.step, epoch=self.epoch,
                              metrics={k: v for k, v in self.last_metrics.items() if isinstance(v, (int, float))},
-                             note=note)
+                             note=note, journal_seq=state["journal_seq"])
         self.parent_ckpt = node["uuid"]
         self.journal.write("checkpoint", **node)
         self.events.emit("checkpoint", **node)
@@ -588,23 +700,57 @@ class TrainingSession:
         self._ep = EpochProgress.from_state(state.get("epoch_progress"))
         self.train_step.invalidate()
 
-    def _resume_from_disk(self) -> None:
-        """Continue after a crash: restore the last checkpoint and re-apply, at their steps, the commands that
-        took effect after it, so the run goes on exactly as it would have. With no checkpoint yet, start over
-        from the seed and re-apply everything."""
-        records = list(read_journal(self.journal.path))
-        node = self.tree.latest()
-        if node is not None:
-            state = self.tree.load(node["uuid"])
-            self.restore_state(state)
+    def _pick_checkpoint(self, plan: ResumePlan) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[str]]:
+        """The newest checkpoint that loads and fits (a missing, truncated or corrupt newer one is skipped, and
+        said so), restored into this session. None when the run has no checkpoint yet."""
+        from .checkpoints import CheckpointError
+        notes: list[str] = []
+        jpath = self.run_dir / "journal.jsonl"
+        for node in reversed(plan.tree.nodes):
+            try:
+                state = plan.tree.load(node["uuid"])
+                check_journal_length(jpath, len(plan.records), state.get("journal_seq"), node["uuid"])
+                self.restore_state(state)
+            except (CheckpointError, CommandError) as e:
+                notes.append(f"checkpoint {node['uuid'][:8]} (epoch {node.get('epoch')}, step {node.get('step')}) "
+                             f"cannot be used: {e}")
+                continue
+            if notes:
+                notes[-1] += f"; resuming from the newest one that loads, {node['uuid'][:8]} (epoch {node['epoch']})"
+            return state, node, notes
+        if plan.tree.nodes:
+            raise CheckpointError(f"{self.tree.folder}: none of the run's {len(plan.tree.nodes)} checkpoints can be "
+                                  f"loaded ({notes[0]}); the run cannot be continued")
+        return None, None, notes
+
+    def _resume_from(self, plan: ResumePlan, state: dict[str, Any] | None, node: dict[str, Any] | None,
+                     notes: list[str], cleaned: list[str]) -> None:
+        """Continue after a crash: from the checkpoint restored by :meth:`_pick_checkpoint`, re-apply at their
+        steps the commands that took effect after it, so the run goes on exactly as it would have. With no
+        checkpoint yet, start over from the seed and re-apply everything."""
+        records = plan.records
+        if node is not None and state is not None:
             self.branch, self.parent_ckpt = node["branch"], node["uuid"]
             self.edits_applied = int(state.get("edits_applied", 0))
             self._wall = float(state.get("wall_seconds", 0.0))
         self.known_branches |= {r["branch"] for r in records if isinstance(r.get("branch"), str)}
-        self.schedule = effective_commands(records, after_checkpoint=node["uuid"] if node else None)
-        self._paused_for = completed_pauses(records)
-        self.journal.write("resumed_after_crash", checkpoint=node["uuid"] if node else None, epoch=self.epoch,
-                           step=self.step, branch=self.branch, reapply=len(self.schedule))
+        seq = None if state is None else state.get("journal_seq", node.get("journal_seq") if node else None)
+        self.schedule = effective_commands(records, after_checkpoint=node["uuid"] if node else None,
+                                           after_seq=seq if node else 0)
+        self._completed_pauses = completed_pauses(records)
+        self._paused_for = set(self._completed_pauses)
+        if node is not None and not any(r.get("type") == "checkpoint" and r.get("uuid") == node["uuid"]
+                                        for r in records):
+            # killed between the checkpoint file and its journal record: the record is written now, in place
+            self.journal.write("checkpoint", **node)
+        for n in notes:
+            self.events.emit("log", level="warning", message=n)
+        extra: dict[str, Any] = {"notes": notes} if notes else {}
+        if cleaned:
+            extra["removed_temp_files"] = cleaned
+        self.journal.write("resumed_after_crash", checkpoint=node["uuid"] if node else None,
+                           journal_seq=seq if node else 0, epoch=self.epoch, step=self.step, branch=self.branch,
+                           reapply=len(self.schedule), **extra)
 
     # ------------------------------------------------------------------ the run
 
@@ -650,21 +796,37 @@ class TrainingSession:
                 m = self._train_epoch()
                 if m is not None:
                     self._end_of_epoch(m)
-        except Exception as e:
-            self.events.emit("error", message=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-            self.journal.write("error", message=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-            self.journal.close()
+        except BaseException as e:
+            msg = f"{type(e).__name__}: {e}"
+            self.events.emit("error", message=msg, traceback=traceback.format_exc())
+            try:  # a full disk may refuse this record too: the original error is the one to report
+                if not self.journal.closed:
+                    self.journal.write("error", message=msg, epoch=self.epoch, step=self.step, branch=self.branch,
+                                       traceback=traceback.format_exc())
+            except OSError:
+                pass
+            self.close()
             raise
         self._wall += self._segment_seconds()
         self._t_start = None
-        return self._finish()
+        try:
+            return self._finish()
+        except BaseException:
+            self.close()
+            raise
 
     def _segment_seconds(self) -> float:
         return 0.0 if self._t_start is None else time.perf_counter() - self._t_start
 
     def _finish(self) -> dict[str, Any]:
         self._process_commands(at_epoch_boundary=True)
-        self.save_checkpoint(note="final")
+        node = self.save_checkpoint(note="final")
+        stop = None
+        if self.stop_requested:
+            stop = {"cause": self.stop_cause or "command", "reason": self.stop_reason or "stop requested",
+                    "epoch": self.epoch + 1 if self.epoch < self.config.epochs else self.epoch, "step": self.step,
+                    "branch": self.branch}
+            self.journal.write("stopped", checkpoint=node["uuid"], **stop)
         test = self.evaluate("test")
         val = self.evaluate("val")
         summary = {
@@ -674,7 +836,7 @@ class TrainingSession:
             "wall_seconds": self._wall, "stopped_early": self.epoch < self.config.epochs,
             "branch": self.branch, "device": str(self.device), "seed": self.config.seed,
             "alpha": self.alpha, "lam": self.lam, "dataset": self.config.dataset, "model": self.config.model,
-            "events_dropped": self.events.dropped,
+            "events_dropped": self.events.dropped, "stop": stop,
         }
         import json
         from .files import atomic_write_text
@@ -682,7 +844,7 @@ class TrainingSession:
         self.journal.write("finished", **{k: v for k, v in summary.items() if k != "test_per_class_accuracy"})
         self.events.emit("finished", **summary)
         self.finished = True
-        self.journal.close()
+        self.close()
         return summary
 
     # ------------------------------------------------------------------ conveniences for callers

@@ -21,7 +21,14 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .files import fsync_dir
+from .files import fsync_dir, temp_name
+
+
+class SnapshotError(OSError):
+    """The snapshot file cannot be read or extended; the message names it."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "snapshot file error"
 
 
 class SnapshotStore:
@@ -29,17 +36,29 @@ class SnapshotStore:
         self.path = Path(path)
 
     def _write(self, fn: Any) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        tmp = temp_name(self.path)
         try:
             if self.path.exists():
                 shutil.copyfile(self.path, tmp)
-            with h5py.File(tmp, "a") as f:
+            try:
+                f = h5py.File(tmp, "a")
+            except OSError as e:
+                if self.path.exists() and not h5py.is_hdf5(self.path):
+                    raise SnapshotError(f"{self.path}: not a readable HDF5 snapshot file; move it aside to go on "
+                                        "without the earlier snapshots") from None
+                raise OSError(e.errno, str(e).splitlines()[0][:200], str(self.path)) from None
+            with f:
                 fn(f)
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+        except BaseException as e:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            if isinstance(e, OSError) and not isinstance(e, SnapshotError):
+                raise OSError(e.errno, e.strerror or str(e).splitlines()[0][:200], str(self.path)) from None
             raise
         fsync_dir(self.path.parent)
 
