@@ -41,6 +41,7 @@ def test_attach_pause_snapshot_commit_and_journal(tmp_path):
         assert info["config"]["epochs"] == 3 and info["state"]["status"] == "init"
         assert {c["name"] for c in client.commands()} == set(SPECS)
         assert np.array_equal(client.view_labels(), r.session.view_labels)
+        assert np.array_equal(client.view_indices(), r.session.view_idx)
         samples = client.view_samples([0, 5, 7])
         assert np.array_equal(samples, r.session.data.train_x[r.session.view_idx[[0, 5, 7]]].numpy())
 

@@ -81,6 +81,7 @@ class RemoteRunClient:
         self.dropped = 0             # events lost here or on the server because this client fell behind
         self.last_refusal: str | None = None
         self._labels: np.ndarray | None = None
+        self._view_idx: np.ndarray | None = None
         self._closing = threading.Event()
         self.connected = threading.Event()
         self._ws: Any = None
@@ -137,8 +138,20 @@ class RemoteRunClient:
 
     def view_labels(self) -> np.ndarray:
         if self._labels is None:
-            self._labels = decode_array(self._get("/api/v1/view/labels")["labels"])
+            self._load_view()
+        assert self._labels is not None
         return self._labels
+
+    def view_indices(self) -> np.ndarray:
+        """The training-sample index of each view point, in view order."""
+        if self._view_idx is None:
+            self._load_view()
+        assert self._view_idx is not None
+        return self._view_idx
+
+    def _load_view(self) -> None:
+        d = self._get("/api/v1/view/labels")
+        self._labels, self._view_idx = decode_array(d["labels"]), decode_array(d["view_indices"])
 
     def latest_snapshot(self) -> dict[str, Any] | None:
         r = self._request("GET", "/api/v1/snapshot/latest")
