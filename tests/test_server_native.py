@@ -12,6 +12,7 @@ from server_helpers import served, strict_json, wait_until
 from hill_app.client.protocol import RunClient
 from hill_app.client.remote import RemoteError, RemoteRunClient
 from hill_app.engine.commands import SPECS
+from hill_app.server import ServeError, serve_session
 
 
 def collect(client, until, seen=None, what="event"):
@@ -142,6 +143,10 @@ def test_errors_a_user_can_act_on(tmp_path):
         with pytest.raises(RemoteError, match="refused"):
             RemoteRunClient(r.url, token="wrong-token")
         port = r.handle.port
+        with pytest.raises(ServeError, match=f"cannot listen on 127.0.0.1:{port}: .*free port"):
+            serve_session(r.session, f"127.0.0.1:{port}")
+        with pytest.raises(ServeError, match="not a number"):
+            serve_session(r.session, "127.0.0.1:http")
     with pytest.raises(RemoteError, match="cannot reach"):
         RemoteRunClient(f"http://127.0.0.1:{port}", token="t")
     assert not (r.run_dir / "control.json").exists()   # closing removed it

@@ -44,17 +44,17 @@ def parse_address(address: str | int | tuple[str, int] | None) -> tuple[str, int
         elif text.isdigit():
             host, port_text = "", text
         elif text.count(":") > 1:
-            raise ServeError(f"--serve {address!r}: write an IPv6 address in brackets, e.g. [::1]:7007")
+            raise ServeError(f"{address!r}: write an IPv6 address in brackets, e.g. [::1]:7007")
         else:
             host, port_text = text, str(DEFAULT_PORT)
         try:
             port = int(port_text)
         except ValueError:
-            raise ServeError(f"--serve {address!r}: port {port_text!r} is not a number (expected HOST:PORT, "
+            raise ServeError(f"{address!r}: port {port_text!r} is not a number (expected HOST:PORT, "
                              "e.g. 127.0.0.1:7007)") from None
         host = host or DEFAULT_HOST
     if not 0 <= int(port) <= 65535:
-        raise ServeError(f"--serve {address!r}: port {port} outside 0..65535")
+        raise ServeError(f"{address!r}: port {port} outside 0..65535")
     return str(host), int(port)
 
 
@@ -71,7 +71,7 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
-        raise ServeError(f"--serve: cannot resolve host {host!r}: {e}") from None
+        raise ServeError(f"cannot resolve host {host!r}: {e}") from None
     if _is_loopback(host):  # 'localhost' may resolve to a non-loopback address on odd systems: never serve on that
         infos = [i for i in infos if ipaddress.ip_address(i[4][0]).is_loopback]
     last: OSError | None = None
@@ -87,7 +87,7 @@ def _bind(host: str, port: int) -> socket.socket:
             last = e
     hint = " (another job serving there? use --serve 127.0.0.1:0 for any free port)" if last and \
         getattr(last, "errno", None) == 98 else ""
-    raise ServeError(f"--serve: cannot listen on {host}:{port}: {last.strerror if last else 'no address'}{hint}")
+    raise ServeError(f"cannot listen on {host}:{port}: {last.strerror if last else 'no address'}{hint}")
 
 
 def _url(host: str, port: int) -> str:
