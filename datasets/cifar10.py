@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .base import DataBundle, DataError, stratified_split
+from .base import DataBundle, DataError, carve_validation, check_size_spec, pick_training_subset, split_info
 from .download import download_file, file_md5
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -231,14 +231,29 @@ def _channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(means, dtype=torch.float32), torch.tensor(stds, dtype=torch.float32)
 
 
-def load_cifar10(root: str | Path, download: bool = False, val_size: int = 5000, url: str = CIFAR10_URL,
-                 expected_md5: str | None = CIFAR10_MD5,
-                 progress: Callable[[int, int], None] | None = None) -> DataBundle:
-    """Load CIFAR-10 as uint8 (N, 3, 32, 32) tensors: train minus a stratified ``val_size`` held out, and test.
+FULL_TRAIN = 50_000
+FULL_VAL = 5_000        # the usual validation split of the full set (airbench, most papers: 45k / 5k)
+SMALL_VAL_FRACTION = 0.1  # a smaller folder keeps the same tenth instead of a fixed 5,000
 
-    The validation split uses a fixed seed so every run compares on the same images; mean/std come from the
-    training split. ``expected_md5`` checks the archive (None skips the check, e.g. for test archives);
-    ``progress(bytes_done, total)`` reports a download. Every problem raises :class:`DataError` naming the file.
+
+def default_val_size(n_train: int) -> int | float:
+    """5,000 for the full 50,000 training images; a 0.1 fraction for a smaller folder (5,000 of 5,551 would
+    leave 551 to train on, and a folder under 5,001 images could not load at all)."""
+    return FULL_VAL if n_train >= FULL_TRAIN else SMALL_VAL_FRACTION
+
+
+def load_cifar10(root: str | Path, download: bool = False, val_size: int | float | None = None,
+                 url: str = CIFAR10_URL, expected_md5: str | None = CIFAR10_MD5,
+                 progress: Callable[[int, int], None] | None = None,
+                 train_size: int | float | None = None) -> DataBundle:
+    """Load CIFAR-10 as uint8 (N, 3, 32, 32) tensors: train minus a stratified validation split, and test.
+
+    ``val_size`` is a count or a fraction of the training batches (None: :func:`default_val_size`);
+    ``train_size`` a count or fraction of what remains, a stratified subset with a fixed seed. Both
+    splits use fixed seeds so every run compares on the same images; mean/std come from the training
+    split that is trained on. ``expected_md5`` checks the archive (None skips the check, e.g. for test
+    archives); ``progress(bytes_done, total)`` reports a download. Every problem raises
+    :class:`DataError` naming the file or folder.
     """
     folder = find_cifar10(root, download=download, url=url, expected_md5=expected_md5, progress=progress)
     missing = [f for f in (*TRAIN_FILES, TEST_FILE, META_FILE) if not (folder / f).is_file()]
@@ -246,15 +261,30 @@ def load_cifar10(root: str | Path, download: bool = False, val_size: int = 5000,
         raise DataError(f"CIFAR-10 file {missing[0]} not found in {folder}/ (missing: {', '.join(missing)}; "
                         f"expected data_batch_1..5, test_batch and batches.meta); delete the folder and use "
                         f"--download or the official archive to restore it")
+    where = f"CIFAR-10 folder {folder}"
+    check_size_spec("val_size", val_size, where)
+    check_size_spec("train_size", train_size, where)
     class_names = _read_meta(folder / META_FILE)
     parts = [_read_batch(folder / f) for f in TRAIN_FILES]
     train_np = np.concatenate([p[0] for p in parts]).reshape(-1, 3, 32, 32)
     labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     test_data, test_labels = _read_batch(folder / TEST_FILE)
     n = labels.shape[0]
-    if not 0 <= val_size < n:
-        raise ValueError(f"val_size must lie in [0, {n}) for {n} training images, got {val_size}")
-    rest, held = stratified_split(labels, val_size / n, SPLIT_SEED)
+    given = val_size is not None
+    spec: int | float = val_size if val_size is not None else default_val_size(n)
+    rest, held, rule = carve_validation(labels, spec, SPLIT_SEED, where)
+    if given:
+        val_rule = f"{rule} of the images in data_batch_1..5"
+    elif spec == FULL_VAL:
+        val_rule = f"default: {FULL_VAL} of the {n} images in data_batch_1..5 (the full CIFAR-10)"
+    else:
+        val_rule = (f"default for a folder under {FULL_TRAIN} training images: {rule} of the images in "
+                    f"data_batch_1..5")
+    val_rule += f", stratified, seed {SPLIT_SEED}"
+    train_rule = f"all {rest.numel()} remaining images"
+    if train_size is not None:
+        keep, train_rule = pick_training_subset(labels[rest], train_size, where)
+        rest = rest[keep]
     x = torch.from_numpy(train_np)
     train_x = x[rest]
     mean, std = _channel_stats(train_x)
@@ -267,4 +297,5 @@ def load_cifar10(root: str | Path, download: bool = False, val_size: int = 5000,
         meta={"source": str(folder), "val_size": int(held.numel()), "split_seed": SPLIT_SEED},
     )
     bundle.validate()
+    bundle.split_info = split_info(bundle, val_rule, train_rule, n_train_batches=int(n))
     return bundle

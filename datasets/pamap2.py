@@ -20,12 +20,14 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from .base import DataBundle, DataError
+from .base import (DataBundle, DataError, DataWarning, allocate, check_size_spec, pick_training_subset,
+                   size_to_count, split_info)
 
 N_COLUMNS = 54
 RAW_HZ = 100.0
 MAX_GAP_S = 0.5  # a larger jump in timestamps ends a segment: no window spans it
-CACHE_VERSION = 1  # bump whenever the processing below changes, so old caches are rebuilt
+MAX_ABS_READING = 1e6  # |value| of an IMU channel; real readings stay below ~1e3 (m/s^2, rad/s, uT)
+CACHE_VERSION = 2  # bump whenever the processing below changes, so old caches are rebuilt
 
 ACTIVITY_IDS = (1, 2, 3, 4, 5, 6, 7, 12, 13, 16, 17, 24)
 CLASS_NAMES = ["lying", "sitting", "standing", "walking", "running", "cycling", "Nordic walking",
@@ -44,7 +46,8 @@ _LABEL_OF = {a: i for i, a in enumerate(ACTIVITY_IDS)}
 
 def load_pamap2(root: str | Path, cache_dir: str | Path | None = None, val_subjects: Iterable[int] = (105,),
                 test_subjects: Iterable[int] = (106,), window_s: float = 5.12, step_s: float = 1.0,
-                target_hz: float = 100 / 3) -> DataBundle:
+                target_hz: float = 100 / 3, val_size: int | float | None = None,
+                train_size: int | float | None = None) -> DataBundle:
     """Load PAMAP2 ``Protocol/subject1xx.dat`` as float32 windows ``(N, 27, T)``, already z-scored.
 
     ``root`` is the data set folder holding ``Protocol/`` (or the ``Protocol`` folder itself). Subjects in
@@ -52,6 +55,12 @@ def load_pamap2(root: str | Path, cache_dir: str | Path | None = None, val_subje
     data. The windows are normalised with training statistics, so ``mean``/``std`` are zeros/ones; the raw
     statistics are kept in ``meta['raw_mean']``/``meta['raw_std']`` for normalising new recordings.
     Results are cached in ``cache_dir`` (default ``root/.hill_cache``) keyed by the files and parameters.
+
+    ``val_size`` (a count or fraction of the windows of every non-test subject) replaces the subject split
+    of validation by the last windows of every activity segment, dropping the training windows that
+    overlap them; ``train_size`` keeps a stratified, seeded subset of the training windows. Either one
+    re-derives the z-score from the training windows that remain. A subject file that yields no window
+    is reported (a :class:`DataWarning` naming the file and why, and ``split_info['left_out']``).
     """
     val_subjects = tuple(sorted(int(s) for s in val_subjects))
     test_subjects = tuple(sorted(int(s) for s in test_subjects))
@@ -71,6 +80,8 @@ def load_pamap2(root: str | Path, cache_dir: str | Path | None = None, val_subje
         raise ValueError(f"PAMAP2: window_s={window_s} is shorter than one sample at {hz:.3g} Hz")
 
     root = Path(root)
+    check_size_spec("val_size", val_size, f"PAMAP2 folder {root}")
+    check_size_spec("train_size", train_size, f"PAMAP2 folder {root}")
     protocol = _find_protocol_dir(root)
     files = _subject_files(protocol)
     present = set(files)
@@ -98,25 +109,128 @@ def load_pamap2(root: str | Path, cache_dir: str | Path | None = None, val_subje
         arrays["key"] = np.array(key)
         _write_cache(cache_file, arrays)
 
-    stream = torch.from_numpy(arrays["stream"])
+    left_out = {int(k): v for k, v in json.loads(str(arrays["notes"])).items()}
+    for subject, reason in sorted(left_out.items()):
+        warnings.warn(f"PAMAP2: {files[subject]} contributes no windows and is left out: {reason}",
+                      DataWarning, stacklevel=2)
+    where = f"PAMAP2 folder {protocol}"
+    sel = {k: (arrays[f"{k}_starts"], arrays[f"{k}_y"], arrays[f"{k}_subject"]) for k in splits}
+    stream_np, raw_mean, raw_std = arrays["stream"], arrays["mean"], arrays["std"]
+    val_rule = f"default: subject split, validation subject(s) {list(val_subjects)}, test {list(test_subjects)}"
+    extra: dict = {}
+    if val_size is not None:
+        pool = [np.concatenate([sel["train"][i], sel["val"][i]]) for i in range(3)]
+        order = np.argsort(pool[0], kind="stable")
+        pool = [a[order] for a in pool]
+        tr, va, n_purged, rule = _carve_validation(pool[0], pool[1], pool[2], val_size, win, step, where)
+        sel["train"] = tuple(a[tr] for a in pool)
+        sel["val"] = tuple(a[va] for a in pool)
+        pooled = sorted(set(train_subjects) | set(val_subjects))
+        splits = {"train": tuple(pooled), "val": tuple(pooled), "test": test_subjects}
+        val_rule = (f"{rule} of the windows of subjects {pooled} (all but the test subjects): the "
+                    f"last windows of every activity segment, {n_purged} training windows overlapping them "
+                    f"dropped")
+        extra["dropped_overlapping_windows"] = n_purged
+    train_rule = f"all {len(sel['train'][0])} remaining windows"
+    if train_size is not None:
+        keep, train_rule = pick_training_subset(torch.from_numpy(sel["train"][1]), train_size, where,
+                                                unit="windows")
+        sel["train"] = tuple(a[keep.numpy()] for a in sel["train"])
+    if val_size is not None or train_size is not None:  # the z-score follows the training windows
+        stream_np, m, sd = _renormalize(stream_np, sel["train"][0], win)
+        raw_mean, raw_std = raw_mean + raw_std * m, raw_std * sd
+
+    stream = torch.from_numpy(stream_np)
     windows = stream.unfold(0, win, 1)  # (L - win + 1, 27, win), a view: indexing below copies
     out: dict[str, torch.Tensor] = {}
     meta: dict = {"source": str(protocol), "channel_names": list(CHANNEL_NAMES), "window_length": win,
                   "window_step": step, "hz": hz, "subjects": {k: list(v) for k, v in splits.items()},
-                  "raw_mean": arrays["mean"].tolist(), "raw_std": arrays["std"].tolist(),
-                  "cache_file": str(cache_file), "from_cache": from_cache}
+                  "raw_mean": raw_mean.tolist(), "raw_std": raw_std.tolist(),
+                  "cache_file": str(cache_file), "from_cache": from_cache,
+                  "left_out": {files[k].name: v for k, v in sorted(left_out.items())}}
     for split in splits:
-        starts = torch.from_numpy(arrays[f"{split}_starts"])
+        starts_np, y_np, subj_np = sel[split]
+        starts = torch.from_numpy(starts_np)
         out[f"{split}_x"] = windows[starts] if starts.numel() else torch.zeros((0, len(CHANNEL_NAMES), win))
-        out[f"{split}_y"] = torch.from_numpy(arrays[f"{split}_y"])
-        meta[f"{split}_subjects_per_window"] = torch.from_numpy(arrays[f"{split}_subject"])
+        out[f"{split}_y"] = torch.from_numpy(y_np)
+        meta[f"{split}_subjects_per_window"] = torch.from_numpy(subj_np)
     bundle = DataBundle(
         name="pamap2", kind="signal", class_names=list(CLASS_NAMES),
         mean=torch.zeros(len(CHANNEL_NAMES)), std=torch.ones(len(CHANNEL_NAMES)),
-        augment="none", meta=meta, **out,
+        augment="none", meta=meta, train_x=out["train_x"], train_y=out["train_y"], val_x=out["val_x"],
+        val_y=out["val_y"], test_x=out["test_x"], test_y=out["test_y"],
     )
     bundle.validate()
+    bundle.split_info = split_info(bundle, val_rule, train_rule, left_out=dict(meta["left_out"]), **extra)
     return bundle
+
+
+def _carve_validation(starts: np.ndarray, y: np.ndarray, subj: np.ndarray, val_size: int | float, win: int,
+                      step: int, where: str) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """(train, val) positions into the pooled windows, and how many training windows were dropped.
+
+    Windows overlap (a 5.12 s window every 1 s), so a random window split would put most of every
+    validation window into training too. Instead each class's share is spread over its activity
+    segments in proportion to their length, each segment gives its last windows, and the training
+    windows of that segment that overlap them are dropped.
+    """
+    n = len(starts)
+    classes, counts = np.unique(y, return_counts=True)
+    k, rule = size_to_count("val_size", val_size, n)
+    if k < 1 or k > n - len(classes):
+        raise DataError(f"{where}: val_size={val_size!r} asks for {k} of the {n} windows of the non-test "
+                        f"subjects; expected 1 to {n - len(classes)}, so that each of the {len(classes)} "
+                        f"classes keeps a training window")
+    per_class = allocate(counts, k, np.zeros_like(counts), counts - 1)
+    brk = np.ones(n, dtype=bool)
+    if n > 1:
+        brk[1:] = (np.diff(starts) != step) | (np.diff(y) != 0) | (np.diff(subj) != 0)
+    seg_a = np.flatnonzero(brk)
+    seg_b = np.append(seg_a[1:], n)
+    seg_class = y[seg_a]
+    is_val = np.zeros(n, dtype=bool)
+    dropped = np.zeros(n, dtype=bool)
+    overlap = -(-win // step) - 1  # windows before a validation window that share samples with it
+    for c, kc in zip(classes.tolist(), per_class.tolist()):
+        segs = np.flatnonzero(seg_class == c)
+        sizes = seg_b[segs] - seg_a[segs]
+        take = allocate(sizes, kc, np.zeros_like(sizes), sizes)
+        for sg, m in zip(segs.tolist(), take.tolist()):
+            if m:
+                first_val = seg_b[sg] - m
+                is_val[first_val:seg_b[sg]] = True
+                dropped[max(seg_a[sg], first_val - overlap):first_val] = True
+    train = ~is_val & ~dropped
+    empty = [CLASS_NAMES[int(c)] for c in classes if not (train & (y == c)).any()]
+    if empty:
+        raise DataError(f"{where}: val_size={val_size!r} leaves no training window of class(es) "
+                        f"{', '.join(empty)} once the windows overlapping validation are dropped; expected a "
+                        f"smaller val_size")
+    return np.flatnonzero(train), np.flatnonzero(is_val), int(dropped.sum()), rule
+
+
+def _renormalize(stream: np.ndarray, train_starts: np.ndarray, win: int, chunk: int = 1 << 18
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Z-score ``stream`` again with the statistics of exactly these training windows (each sample counted
+    once per window covering it); returns the new stream and the mean and std it removed."""
+    cover = np.zeros(len(stream) + 1, dtype=np.float64)
+    np.add.at(cover, train_starts, 1.0)
+    np.add.at(cover, train_starts + win, -1.0)
+    weight = np.cumsum(cover)[:-1]
+    total = weight.sum()
+    acc = np.zeros(stream.shape[1])
+    for i in range(0, len(stream), chunk):
+        acc += weight[i:i + chunk] @ stream[i:i + chunk].astype(np.float64)
+    mean = acc / total
+    acc[:] = 0.0
+    for i in range(0, len(stream), chunk):
+        acc += weight[i:i + chunk] @ (stream[i:i + chunk].astype(np.float64) - mean) ** 2
+    std = np.sqrt(acc / total)
+    std[std < 1e-8] = 1.0
+    out = np.empty_like(stream, dtype=np.float32)
+    for i in range(0, len(stream), chunk):
+        out[i:i + chunk] = (stream[i:i + chunk] - mean) / std
+    return out, mean, std
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -173,7 +287,23 @@ def parse_subject_file(path: Path) -> np.ndarray:
     if data.shape[1] != N_COLUMNS:
         _scan_for_bad_line(path)
         raise DataError(f"{path.name}: {data.shape[1]} columns, expected {N_COLUMNS}")
+    inf = np.isinf(data)
+    if inf.any():  # "inf", "-Infinity" or a number too large for a double such as 1e400
+        row, col = (int(v[0]) for v in np.nonzero(inf))
+        lineno = _line_of_row(path, row)
+        raise DataError(f"{path.name} line {lineno}, column {col + 1}: {_token_at(path, lineno, col)!r} is not a "
+                        f"finite number (expected a decimal number or NaN)")
     return data
+
+
+def _token_at(path: Path, lineno: int, col: int) -> str:
+    """The text of column ``col`` (0-based) on line ``lineno`` (1-based), for messages."""
+    with open(path, "r", encoding="ascii", errors="replace") as f:
+        for i, line in enumerate(f, 1):
+            if i == lineno:
+                tokens = line.split()
+                return tokens[col][:40] if col < len(tokens) else ""
+    return ""
 
 
 def _scan_for_bad_line(path: Path, first_row: int = 0) -> None:
@@ -249,6 +379,12 @@ def _subject_windows(path: Path, data: np.ndarray, win: int, step: int, stride: 
         raise DataError(f"{path.name} line {_line_of_row(path, row)}: timestamp {data[row, 0]!r} and "
                         f"activityID {data[row, 1]!r}; expected a finite timestamp and a whole activity ID")
     x = np.ascontiguousarray(data[:, CHANNEL_COLUMNS])
+    huge = np.abs(x) > MAX_ABS_READING  # NaN compares False: NaNs are interpolated below
+    if huge.any():
+        row, c = (int(v[0]) for v in np.nonzero(huge))
+        raise DataError(f"{path.name} line {_line_of_row(path, row)}, column {CHANNEL_COLUMNS[c] + 1} "
+                        f"({CHANNEL_NAMES[c]}): {x[row, c]:g} is not a sensor reading (expected |value| <= "
+                        f"{MAX_ABS_READING:g}, or NaN)")
     if not _interpolate_nans(x):
         warnings.warn(f"PAMAP2: {path.name} has a channel with no valid values at all; it is set to zero",
                       stacklevel=4)
@@ -276,15 +412,43 @@ def _subject_windows(path: Path, data: np.ndarray, win: int, step: int, stride: 
     return np.concatenate(pieces), np.concatenate(starts), np.concatenate(labels)
 
 
+def why_no_windows(path: Path, data: np.ndarray, win: int, stride: int) -> str:
+    """Why a recording yields no window, in terms of what the file holds and what a window needs."""
+    ts, act = data[:, 0], data[:, 1].astype(np.int64)
+    need = (win - 1) * stride + 1
+    ids = ", ".join(map(str, ACTIVITY_IDS))
+    proto = np.isin(act, ACTIVITY_IDS)
+    if not proto.any():
+        found = ", ".join(map(str, sorted(set(act.tolist()))[:8]))
+        return (f"all {len(act)} rows have activityID {found}; expected rows of a protocol activity ({ids}); "
+                f"0 is the transient activity and is dropped")
+    dt = np.diff(ts)
+    brk = np.concatenate([[True], (act[1:] != act[:-1]) | ~((dt > 0) & (dt <= MAX_GAP_S))])
+    seg_starts = np.flatnonzero(brk)
+    lengths = np.diff(np.append(seg_starts, len(act)))
+    longest = int(lengths[proto[seg_starts]].max())
+    msg = (f"its longest run of one protocol activity without a timestamp gap over {MAX_GAP_S:g} s is {longest} "
+           f"rows; expected at least {need} rows ({need / RAW_HZ:.2f} s at {RAW_HZ:g} Hz)")
+    back = np.flatnonzero(dt <= 0)
+    if back.size:
+        i = int(back[0])
+        msg += (f"; timestamps do not increase at {back.size} of {len(dt)} steps (first at line "
+                f"{_line_of_row(path, i + 1)}: {ts[i + 1]:g} after {ts[i]:g}), expected increasing by 0.01 s")
+    return msg
+
+
 def _build(files: dict[int, Path], splits: dict[str, tuple[int, ...]], win: int, step: int, stride: int
            ) -> dict[str, np.ndarray]:
     """Parse every subject, window, z-score with training statistics; the arrays the cache holds."""
     streams, offset = [], 0
     parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {k: [] for k in splits}
     split_of = {s: k for k, subs in splits.items() for s in subs}
+    notes: dict[str, str] = {}
     for subject in sorted(files):
         data = parse_subject_file(files[subject])
         stream, starts, labels = _subject_windows(files[subject], data, win, step, stride)
+        if len(starts) == 0:
+            notes[str(subject)] = why_no_windows(files[subject], data, win, stride)
         del data
         parts[split_of[subject]].append((starts + offset, labels, np.full(len(starts), subject, np.int64)))
         streams.append(stream)
@@ -296,8 +460,10 @@ def _build(files: dict[int, Path], splits: dict[str, tuple[int, ...]], win: int,
         got = parts[split]
         starts = np.concatenate([p[0] for p in got]) if got else np.zeros(0, np.int64)
         if subs and len(starts) == 0:
+            why = "; ".join(f"{files[s].name}: {notes[str(s)]}" for s in subs if str(s) in notes)
             raise DataError(f"PAMAP2: the {split} split is empty: subject(s) {list(subs)} have no "
-                            f"{win}-sample window of one protocol activity ({', '.join(map(str, ACTIVITY_IDS))})")
+                            f"{win}-sample window of one protocol activity ({', '.join(map(str, ACTIVITY_IDS))})"
+                            f" ({why})")
         arrays[f"{split}_starts"] = starts
         arrays[f"{split}_y"] = np.concatenate([p[1] for p in got]) if got else np.zeros(0, np.int64)
         arrays[f"{split}_subject"] = np.concatenate([p[2] for p in got]) if got else np.zeros(0, np.int64)
@@ -316,6 +482,7 @@ def _build(files: dict[int, Path], splits: dict[str, tuple[int, ...]], win: int,
     arrays["stream"] = ((stream - mean) / std).astype(np.float32)
     arrays["mean"], arrays["std"] = mean, std
     arrays["window_length"] = np.array(win)
+    arrays["notes"] = np.array(json.dumps(notes, sort_keys=True))
     return arrays
 
 
@@ -343,6 +510,9 @@ def _read_cache(path: Path, key: str, win: int) -> dict[str, np.ndarray] | None:
                 raise ValueError(f"{split} labels out of range")
         if not np.isfinite(stream).all():
             raise ValueError("stream holds non-finite values")
+        notes = json.loads(str(arrays["notes"]))
+        if not isinstance(notes, dict) or not all(isinstance(v, str) and k.isdigit() for k, v in notes.items()):
+            raise ValueError("notes are not a {subject: reason} table")
         return arrays
     except Exception as e:  # noqa: BLE001 - any failure means "rebuild", never "trust it"
         warnings.warn(f"PAMAP2: ignoring the cache {path} and rebuilding it: {type(e).__name__}: {e}",

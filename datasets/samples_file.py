@@ -59,11 +59,14 @@ def _read_optdigits(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _read_pamap2(bundle: DataBundle, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    from .pamap2 import RAW_HZ, _subject_windows, parse_subject_file
+    from .pamap2 import RAW_HZ, _subject_windows, parse_subject_file, why_no_windows
     meta = bundle.meta
     win, step = int(meta["window_length"]), int(meta["window_step"])
     stride = int(round(RAW_HZ / float(meta["hz"])))
-    stream, starts, labels = _subject_windows(path, parse_subject_file(path), win, step, stride)
+    data = parse_subject_file(path)
+    stream, starts, labels = _subject_windows(path, data, win, step, stride)
+    if len(starts) == 0:
+        raise DataError(f"{path}: no samples in the file: {why_no_windows(path, data, win, stride)}")
     mean = np.asarray(meta["raw_mean"], dtype=np.float32)
     std = np.asarray(meta["raw_std"], dtype=np.float32)
     stream = ((stream - mean) / std).astype(np.float32)

@@ -226,8 +226,8 @@ def test_split_is_fixed_and_stats_from_train(tmp_path: Path, folder: Path) -> No
     assert (a.mean.double() - xf.mean(dim=(0, 2, 3))).abs().max() < 1e-6
     assert (a.std.double() - xf.std(dim=(0, 2, 3))).abs().max() < 1e-6
     assert a.mean.shape == (3,) and a.std.shape == (3,)
-    c = load_cifar10(folder, val_size=0)
-    assert len(c.val_x) == 0 and len(c.train_x) == 150
+    with pytest.raises(DataError, match=r"val_size=0; expected a count \(an integer >= 1\)"):
+        load_cifar10(folder, val_size=0)  # C1: a validation split has at least one image
 
 
 @pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])

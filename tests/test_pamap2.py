@@ -358,3 +358,168 @@ def test_subject_without_protocol_windows_empties_its_split(tmp_path):
     write_subject(protocol, 106, make_rows(106, [(0, 900), (9, 900)]))  # only transient / optional rows
     with pytest.raises(DataError, match=r"test split is empty: subject\(s\) \[106\] have no 171-sample window"):
         load_pamap2(tmp_path, cache_dir=tmp_path / "c")
+
+
+# ------------------------------------------------------------------ bad values and subjects left out (issue 13.8)
+
+@pytest.mark.parametrize("token", ["inf", "1e400", "-inf", "Infinity"])
+@pytest.mark.parametrize("column", [CHANNEL_COLUMNS[5] + 1, 3])  # an IMU channel; the unused heart rate
+def test_infinite_value_names_file_line_column_and_token(dataset, token, column):
+    # Today the file loads, the z-score turns every window into NaN and the run dies after epoch 1.
+    root, tables = dataset
+    lines = format_rows(tables[103])
+    tokens = lines[56].split()
+    tokens[column - 1] = token
+    lines[56] = " ".join(tokens) + "\n"  # line 57
+    (root / "Protocol" / "subject103.dat").write_text("".join(lines))
+    with pytest.raises(DataError) as e:
+        load_pamap2(root, cache_dir=root / "c")
+    assert str(e.value) == (f"subject103.dat line 57, column {column}: {token!r} is not a finite number "
+                            f"(expected a decimal number or NaN)")
+    assert not list((root / "c").glob("*.npz"))  # nothing cached
+
+
+def test_value_beyond_any_sensor_reading_is_refused(dataset):
+    root, tables = dataset
+    rows = tables[102].copy()
+    rows[40, CHANNEL_COLUMNS[10]] = 1e300  # finite, but its square overflows the z-score
+    write_subject(root / "Protocol", 102, rows)
+    with pytest.raises(DataError, match=r"^subject102\.dat line 41, column 23 \(chest_acc16_y\): 1e\+300 is not a "
+                                        r"sensor reading \(expected \|value\| <= 1e\+06, or NaN\)$"):
+        load_pamap2(root, cache_dir=root / "c")
+
+
+def _left_out_warnings(record) -> list[str]:
+    return [str(w.message) for w in record if "contributes no windows" in str(w.message)]
+
+
+def test_training_subject_with_only_activity_0_is_reported_at_load_and_from_cache(dataset, tmp_path):
+    root, _ = dataset
+    path = root / "Protocol" / "subject104.dat"
+    write_subject(root / "Protocol", 104, make_rows(104, [(0, 900)]))
+    for attempt in ("parsed", "cached"):
+        with pytest.warns(UserWarning) as record:
+            b = load_pamap2(root, cache_dir=tmp_path / "c")
+        assert b.meta["from_cache"] == (attempt == "cached")
+        msgs = _left_out_warnings(record)
+        want = (f"PAMAP2: {path} contributes no windows and is left out: all 900 rows have activityID 0; "
+                f"expected rows of a protocol activity (1, 2, 3, 4, 5, 6, 7, 12, 13, 16, 17, 24); 0 is "
+                f"the transient activity and is dropped")
+        assert msgs == [want], attempt
+        assert any(w.category.__name__ == "DataWarning" for w in record)
+        assert list(b.split_info["left_out"]) == ["subject104.dat"]
+        assert 104 not in b.meta["train_subjects_per_window"].tolist()
+        assert len(b.train_y) == sum(len(expected_windows(SUBJECTS[s])) for s in (101, 102, 103))
+
+
+def test_subject_with_reversed_timestamps_is_reported(dataset, tmp_path):
+    root, tables = dataset
+    rows = tables[102].copy()
+    rows[:, 0] = rows[::-1, 0].copy()  # newest first
+    write_subject(root / "Protocol", 102, rows)
+    with pytest.warns(UserWarning) as record:
+        b = load_pamap2(root, cache_dir=tmp_path / "c")
+    (msg,) = _left_out_warnings(record)
+    n = len(rows)
+    assert msg.startswith(f"PAMAP2: {root / 'Protocol' / 'subject102.dat'} contributes no windows and is left out: "
+                          f"its longest run of one protocol activity without a timestamp gap over 0.5 s is 1 rows; "
+                          f"expected at least 511 rows")
+    assert msg.endswith(f"timestamps do not increase at {n - 1} of {n - 1} steps (first at line 2: "
+                        f"{rows[1, 0]:g} after {rows[0, 0]:g}), expected increasing by 0.01 s")
+    assert "subject102.dat" in b.split_info["left_out"]
+
+
+def test_empty_split_error_says_why_the_subject_gave_nothing(tmp_path):
+    protocol = tmp_path / "Protocol"
+    protocol.mkdir()
+    for s in (101, 105):
+        (protocol / f"subject{s}.dat").write_text(standard_subject(s)[1])
+    write_subject(protocol, 106, make_rows(106, [(0, 900), (9, 900)]))
+    with pytest.raises(DataError, match=r"\(subject106\.dat: all 1800 rows have activityID 0, 9; expected rows of "
+                                        r"a protocol activity"):
+        load_pamap2(tmp_path, cache_dir=tmp_path / "c")
+
+
+# ------------------------------------------------------------------ val_size / train_size (C1)
+
+# Longer segments (2400 rows = 24 s -> 20 windows each), and hand gyro x carrying the timestamp, so the
+# validation windows can be checked against the training windows in time.
+LONG = {101: [(0, 50), (1, 2400), (0, 30), (2, 2400)], 102: [(1, 2400), (3, 2400)],
+        103: [(2, 2400), (3, 2400)], 105: [(1, 1200), (2, 1200)], 106: [(3, 1200), (1, 1200)]}
+TIME_CH = 3
+
+
+@pytest.fixture(scope="module")
+def long_dataset(tmp_path_factory) -> Path:
+    protocol = tmp_path_factory.mktemp("long") / "Protocol"
+    protocol.mkdir()
+    for s, blocks in LONG.items():
+        rows = make_rows(s, blocks)
+        rows[:, CHANNEL_COLUMNS[TIME_CH]] = rows[:, 0]
+        write_subject(protocol, s, rows)
+    return protocol
+
+
+def test_default_is_the_subject_split_and_says_so(long_dataset, tmp_path):
+    b = load_pamap2(long_dataset, cache_dir=tmp_path / "c")
+    assert b.meta["subjects"] == {"train": [101, 102, 103], "val": [105], "test": [106]}
+    assert (b.split_info["n_train"], b.split_info["n_val"], b.split_info["n_test"]) == (120, 14, 14)
+    assert b.split_info["val_rule"].startswith("default: subject split, validation subject(s) [105]")
+
+
+def test_val_size_takes_segment_tails_without_overlap(long_dataset, tmp_path):
+    default = load_pamap2(long_dataset, cache_dir=tmp_path / "c")
+    b = load_pamap2(long_dataset, cache_dir=tmp_path / "c", val_size=0.2)
+    assert b.meta["from_cache"]  # the cache holds the windows; the split is made on top of it
+    n_pool = 134  # 101, 102, 103 (40 windows each) and 105 (14)
+    assert len(b.val_y) == 27
+    pool_counts = torch.tensor([47, 47, 40], dtype=torch.float64)  # activities 1, 2, 3
+    val_counts = torch.bincount(b.val_y, minlength=3)[:3].double()
+    assert (val_counts - pool_counts * 27 / n_pool).abs().max() <= 1.0
+    dropped = b.split_info["dropped_overlapping_windows"]
+    assert dropped > 0 and len(b.train_y) == n_pool - 27 - dropped
+    assert b.meta["subjects"]["val"] == [101, 102, 103, 105]
+    assert torch.equal(b.test_y, default.test_y)
+
+    def spans(split):
+        x = getattr(b, f"{split}_x")
+        t = denorm(b, x, TIME_CH)
+        return list(zip(b.meta[f"{split}_subjects_per_window"].tolist(), getattr(b, f"{split}_y").tolist(),
+                        t[:, 0].tolist(), t[:, -1].tolist()))
+
+    train, val = spans("train"), spans("val")
+    for s, y, t0, t1 in val:
+        same = [(a, z) for s2, y2, a, z in train if s2 == s]
+        assert all(z < t0 or a > t1 for a, z in same)  # no sample of a validation window is trained on
+        # It is a tail: every training window of its segment (same subject and activity here) comes first.
+        assert all(z < t0 for s2, y2, a, z in train if s2 == s and y2 == y)
+    # The z-score follows the new training windows, and the raw statistics still undo it.
+    flat = b.train_x.double().permute(1, 0, 2).reshape(27, -1)
+    assert torch.allclose(flat.mean(1), torch.zeros(27, dtype=torch.float64), atol=1e-5)
+    varying = [c for c in range(27) if c != 1]  # channel 1 (the segment index) is constant here
+    assert torch.allclose(flat[varying].std(1, unbiased=False), torch.ones(26, dtype=torch.float64), atol=1e-4)
+    for split in ("train", "val", "test"):
+        act = denorm(b, getattr(b, f"{split}_x"), 0)
+        want = 10.0 * torch.tensor(ACTIVITY_IDS, dtype=torch.float64)[getattr(b, f"{split}_y")]
+        assert torch.allclose(act, want[:, None].expand_as(act), atol=1e-3)
+    assert "0.2 of 134" in b.split_info["val_rule"] and "last windows of every activity segment" in \
+        b.split_info["val_rule"]
+
+
+def test_train_size_is_a_stratified_subset_and_renormalised(long_dataset, tmp_path):
+    full = load_pamap2(long_dataset, cache_dir=tmp_path / "c")
+    b = load_pamap2(long_dataset, cache_dir=tmp_path / "c", train_size=30)
+    assert len(b.train_y) == 30 and torch.bincount(b.train_y, minlength=3)[:3].tolist() == [10, 10, 10]
+    assert len(b.val_y) == len(full.val_y)
+    flat = b.train_x.double().permute(1, 0, 2).reshape(27, -1)
+    assert torch.allclose(flat.mean(1), torch.zeros(27, dtype=torch.float64), atol=1e-5)
+    t_full = set(denorm(full, full.train_x, TIME_CH)[:, 0].round(decimals=2).tolist())
+    assert set(denorm(b, b.train_x, TIME_CH)[:, 0].round(decimals=2).tolist()) <= t_full
+
+
+def test_val_size_too_large_for_pamap2_is_refused(long_dataset, tmp_path):
+    with pytest.raises(DataError, match=r"val_size=132 asks for 132 of the 134 windows of the non-test subjects; "
+                                        r"expected 1 to 131"):
+        load_pamap2(long_dataset, cache_dir=tmp_path / "c", val_size=132)
+    with pytest.raises(DataError, match=r"val_size=0.9 leaves no training window of class\(es\)"):
+        load_pamap2(long_dataset, cache_dir=tmp_path / "c", val_size=0.9)
