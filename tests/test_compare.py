@@ -127,7 +127,8 @@ def test_each_run_states_its_arm_in_config_and_journal(small):
     commits = [r for r in recs if r["type"] == "command" and r["command"] == "set_latent_targets"
                and r["status"] == "success"]
     assert len(commits) == 2 and commits[0]["source"] == "script:compare:compactness:0.5[alpha=0]"
-    assert commits[0]["args"]["edits"][0]["origin"] == "suggested:compactness"
+    targets = [r for r in recs if r["type"] == "targets"]
+    assert len(targets) == 2 and targets[0]["edits"][0]["origin"] == "suggested:compactness"
     assert not (run / "checkpoints").exists()
     early = json.loads((out / "runs" / "no_edits_early" / "seed0" / "config.json").read_text())
     assert early["pause_at"] == [2] and early["epochs"] == 4   # early_pauses([2, 3]) keeps what stays >= 2
