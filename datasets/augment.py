@@ -2,8 +2,9 @@
 
 Small data sets live on the training device as whole tensors (airbench's loader is the model), so
 augmentation must be vectorised: no Python loop over samples and no trip to the CPU. ``flip_crop`` is the
-standard CIFAR-10 recipe: random horizontal flip, then a random translation by up to ``pad`` pixels with
-reflect (or zero) padding, i.e. pad-and-random-crop back to the original size.
+usual CIFAR-10 recipe: random horizontal flip, then a random translation by up to ``pad`` pixels with
+reflect (or zero) padding, i.e. pad-and-random-crop back to the original size (pad 2 with reflect is
+airbench94's, pad 4 with zeros the ResNet paper's; sources in docs/data.md).
 """
 from __future__ import annotations
 
