@@ -103,7 +103,7 @@ def test_several_edits_at_a_pause_are_all_committed(qtbot, main_window, tmp_path
     recs = list(read_journal(Path(run_dir) / "journal.jsonl"))
     cmds = [x for x in recs if x["type"] == "command" and x["command"] == "set_latent_targets"]
     assert cmds and cmds[-1]["status"] == "success"
-    assert cmds[-1]["args"]["edits"] == edits
+    assert cmds[0]["args"]["edits"] == edits   # args are journaled once, with "requested"
     targets = [x for x in recs if x["type"] == "targets"]
     assert len(targets) == 1 and targets[0]["edits"] == edits
     centers = np.asarray(targets[0]["layout"]["centers"])

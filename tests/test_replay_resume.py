@@ -96,6 +96,13 @@ def _check_readable(run: Path) -> None:
 
 
 @pytest.mark.slow
+def _records_so_far(run: Path) -> int:
+    try:
+        return (run / "journal.jsonl").read_bytes().count(b"\n")
+    except OSError:
+        return 0
+
+
 def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path):
     edits = tmp_path / "edits.json"
     edits.write_text(json.dumps(EDITS))
@@ -103,6 +110,7 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
               "--checkpoint-every", 1]
     ref = tmp_path / "ref"
     subprocess.run(_cli("train", *common, "--out", ref), check=True, capture_output=True)
+    ref_records = _records_so_far(ref)
 
     run = tmp_path / "run"
     rng = random.Random(1234)
@@ -115,11 +123,11 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
             import shutil
             shutil.rmtree(run)
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-        # wait until the run has started writing, then kill at a random moment
-        t0 = time.monotonic()
-        while p.poll() is None and not (run / "journal.jsonl").exists() and time.monotonic() - t0 < 120:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 2.5))
+        # kill at a random moment of the run's progress: once the journal holds a random number of records
+        # (a random delay in seconds lands after the end on a fast machine and before the first pause on a slow one)
+        target = rng.randint(1, max(2, ref_records - 5))
+        while p.poll() is None and _records_so_far(run) < target:
+            time.sleep(0.005)
         if p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)
             p.wait()

@@ -316,12 +316,12 @@ def set_latent_targets(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any
     s.journal.write("targets", epoch=s.epoch, step=s.step, branch=s.branch, edits=a["edits"],
                     layout=layout.to_json())
     s.snapshot("commit", points)
-    resumed = False
-    if a.get("resume") and s.paused:  # commit and resume in one step: nothing can come between them
-        resume_training(s, {})
-        resumed = True
-    return {"classes": layout.num_classes, "points": len(layout.points), "edits": len(a["edits"]),
-            "resumed": resumed}
+    result = {"classes": layout.num_classes, "points": len(layout.points), "edits": len(a["edits"])}
+    if a.get("resume"):  # commit and resume in one step: nothing can come between them
+        result["resumed"] = bool(s.paused)
+        if s.paused:
+            resume_training(s, {})
+    return result
 
 
 @command("clear_latent_targets", doc="drop the teacher layout: plain cross-entropy")
