@@ -148,7 +148,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from hill_app.engine.config import RunConfig
+    from hill_app.engine.config import ConfigError, RunConfig
     from hill_app.engine.edits_file import load_edits_file
     from hill_app.engine.events import EventChannel
     from hill_app.engine.progress import ProgressBar
@@ -180,7 +180,12 @@ def cmd_train(a: argparse.Namespace) -> int:
                 _say(f"error: {run_dir} already holds a run; choose another --out or continue it with "
                      f"--resume {run_dir}")
                 return EXIT_USAGE
-        cfg = cfg.resolved()
+        try:
+            cfg = cfg.resolved()
+        except ConfigError as e:
+            if a.resume:
+                raise ConfigError(f"{run_dir / 'config.json'}: {e}") from None
+            raise
         edits_path = _edits_path(a, run_dir)
         bundle = load_run_data(cfg)
         interventions = []
@@ -221,8 +226,10 @@ def cmd_train(a: argparse.Namespace) -> int:
              f"hill-app train --resume {run_dir}")
         return 130
     except Exception as e:
-        _say(f"error: training stopped at epoch {session.epoch + 1}, step {session.step}: {one_line(e)} "
-             f"(the traceback is in {run_dir / 'journal.jsonl'}, record 'error')")
+        where = (f"the traceback is in {run_dir / 'journal.jsonl'}, record 'error'"
+                 if getattr(session, "error_recorded", False) else "the journal had no room for the error record")
+        _say(f"error: training stopped at epoch {session.epoch + 1}, step {session.step}: {one_line(e)} ({where}; "
+             f"continue from the last checkpoint with: hill-app train --resume {run_dir})")
         return EXIT_FAILED
     finally:
         session.close()
@@ -286,16 +293,34 @@ def _pause_handler(interventions: list, serving: bool) -> Any:
     """Headless: the script plays the scheduled pauses and stops at any other (a non-finite loss). Served:
     with no script every pause waits for a client; with one, the script plays its pauses and the others wait."""
     from hill_app.engine.edits_file import scripted_pause_handler
-    if not serving:
-        return scripted_pause_handler(interventions)
-    if not interventions:
+    if serving and not interventions:
         return None
     script = scripted_pause_handler(interventions)
 
     def handler(session: Any, info: Any) -> None:
-        if str(getattr(info, "reason", "")).startswith("scheduled pause"):
-            script(session, info)
+        if serving and not str(getattr(info, "reason", "")).startswith("scheduled pause"):
+            return
+        done = sum(1 for d in getattr(info, "done", []) if d.get("source") == "script")
+        # a pause a crash interrupted after the script had sent some of its commands: those were re-applied
+        # from the journal, so the script sends only the rest
+        script(_SkipSubmits(session, done) if done else session, info)
     return handler
+
+
+class _SkipSubmits:
+    """The session, except that the first ``n`` submits are dropped (they were applied before a crash)."""
+
+    def __init__(self, session: Any, n: int):
+        self._session, self._skip = session, n
+
+    def submit(self, *args: Any, **kw: Any) -> Any:
+        if self._skip > 0:
+            self._skip -= 1
+            return None
+        return self._session.submit(*args, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
 
 
 class _stop_on_signals:

@@ -85,6 +85,28 @@ def completed_pauses(records: Iterable[dict[str, Any]]) -> set[tuple[str, int]]:
     return {(r.get("branch", "main"), int(r["epoch"])) for r in records if r.get("type") == "resumed"}
 
 
+def interrupted_pauses(records: Iterable[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """Pauses entered and never resumed (a crash or a stop came first), with the commands that reached a final
+    status while they lasted ({command, source, status}, in order; re-applied ones excluded), across
+    crashes. A resume enters such a pause again; its handler learns what was already done there."""
+    open_: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    current: tuple[str, int] | None = None
+    for r in records:
+        t = r.get("type")
+        if t == "paused" and isinstance(r.get("epoch"), int):
+            current = (str(r.get("branch", "main")), r["epoch"])
+            open_.setdefault(current, [])
+        elif t == "resumed" and isinstance(r.get("epoch"), int):
+            open_.pop((str(r.get("branch", "main")), r["epoch"]), None)
+            current = None
+        elif t in ("resumed_after_crash", "finished"):
+            current = None   # (a stop while paused keeps the pause open: queued commands are applied at the end)
+        elif t == "command" and current is not None and r.get("status") in ("success", "failed") \
+                and r.get("source") != "replay" and r.get("command") not in NO_EFFECT:
+            open_[current].append({"command": r.get("command"), "source": r.get("source"), "status": r["status"]})
+    return open_
+
+
 def checkpoint_order(records: Iterable[dict[str, Any]]) -> list[str]:
     """Checkpoint uuids in the order they were written (replays write theirs in the same order). Those a
     resume superseded (written after the checkpoint it went back to, in the crashed segment) drop out."""

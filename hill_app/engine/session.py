@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -28,7 +28,7 @@ from .branches import CheckpointTree
 from .commands import SPECS, Command, CommandError
 from .config import ConfigError, RunConfig
 from .events import EventChannel
-from .history import completed_pauses, effective_commands
+from .history import completed_pauses, effective_commands, interrupted_pauses
 from .journal import Journal
 from .models import build_model
 from .projection import Projection, fit_projection
@@ -112,6 +112,9 @@ class PauseInfo:
     epoch: int          # the epoch about to start (1-based)
     step: int
     reason: str
+    # a pause that a crash or a stop interrupted, entered again after --resume: the commands already applied
+    # at it ({command, source, status}, in order; their effects are restored), so a script does not repeat them
+    done: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ResumeFailed(RuntimeError):
@@ -195,6 +198,7 @@ class TrainingSession:
         self.translate_uuid: dict[str, str] = {}      # replay: original checkpoint uuid -> this run's
         self.source_dir = self.run_dir                # where re-applied commands find the run's stored files
         self._completed_pauses: set[tuple[str, int]] = set()
+        self._pause_done: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self._ep: EpochProgress | None = None
         self._pending: list[torch.Tensor] = []
         self._paused_for: set[tuple[str, int]] = set()
@@ -430,14 +434,15 @@ class TrainingSession:
     def _pause(self, reason: str) -> None:
         self.paused = True
         self.pause_reason = reason
-        info = PauseInfo(epoch=self.epoch + 1, step=self.step, reason=reason)
+        info = PauseInfo(epoch=self.epoch + 1, step=self.step, reason=reason,
+                         done=self._pause_done.pop((self.branch, self.epoch + 1), []))
         self.journal.write("paused", epoch=info.epoch, step=self.step, branch=self.branch, reason=reason)
         self.events.emit("paused", epoch=info.epoch, step=self.step, reason=reason, branch=self.branch)
         if self.schedule:
             self._apply_schedule()
         if self.replaying:  # the original resumed here; what it did while paused was just re-applied
             self.paused = False
-        elif self.pause_handler is not None:
+        elif self.pause_handler is not None and not self.stop_requested:
             self.pause_handler(self, info)
         while self.paused and not self.stop_requested:
             self._check_signal()
@@ -739,6 +744,7 @@ class TrainingSession:
                                            after_seq=seq if node else 0)
         self._completed_pauses = completed_pauses(records)
         self._paused_for = set(self._completed_pauses)
+        self._pause_done = interrupted_pauses(records)
         if node is not None and not any(r.get("type") == "checkpoint" and r.get("uuid") == node["uuid"]
                                         for r in records):
             # killed between the checkpoint file and its journal record: the record is written now, in place
@@ -780,6 +786,8 @@ class TrainingSession:
             while self.epoch < self.config.epochs and not self.stop_requested:
                 nxt = self.epoch + 1
                 self._process_commands(at_epoch_boundary=True)
+                if self.stop_requested:  # e.g. a signal at the epoch boundary: no pause to enter
+                    break
                 if self._ep is None and nxt in self.config.pause_at and not self.replaying \
                         and (self.branch, nxt) not in self._paused_for:
                     self._paused_for.add((self.branch, nxt))
@@ -799,10 +807,12 @@ class TrainingSession:
         except BaseException as e:
             msg = f"{type(e).__name__}: {e}"
             self.events.emit("error", message=msg, traceback=traceback.format_exc())
+            self.error_recorded = False
             try:  # a full disk may refuse this record too: the original error is the one to report
                 if not self.journal.closed:
                     self.journal.write("error", message=msg, epoch=self.epoch, step=self.step, branch=self.branch,
                                        traceback=traceback.format_exc())
+                    self.error_recorded = True
             except OSError:
                 pass
             self.close()
