@@ -150,12 +150,15 @@ def test_pause_drag_commit_undo_redo(qtbot, main_window, tmp_path):
     recs = journal(run_dir)
     cmds = [r for r in recs if r["type"] == "command" and r["command"] == "set_latent_targets"]
     assert [r["status"] for r in cmds] == ["requested", "pending", "running", "success"]
-    assert cmds[-1]["args"]["edits"] == [edit]
+    # Commit and resume is one engine command, sent by the window (C5).
+    assert cmds[0]["args"] == {"edits": [edit], "resume": True} and cmds[-1]["source"] == "window"
+    assert cmds[-1]["result"]["resumed"] is True
     targets = [r for r in recs if r["type"] == "targets"]
     assert len(targets) == 1 and targets[0]["edits"] == [edit]
     assert targets[0]["layout"]["centers"][c] == pytest.approx(edit["to"])
-    resumes = [r for r in recs if r["type"] == "command" and r["command"] == "resume_training"]
-    assert resumes[-1]["status"] == "success" and resumes[-1]["seq"] > cmds[-1]["seq"]
+    assert not [r for r in recs if r["type"] == "command" and r["command"] == "resume_training"]
+    resumed = [r for r in recs if r["type"] == "resumed"]
+    assert resumed and resumed[-1]["seq"] > cmds[-1]["seq"]
     assert (run_dir / "summary.json").exists()
 
     # Feedback: the epochs after the commit report each class's distance to its target.

@@ -15,7 +15,6 @@ opened from disk, or one resumed after a crash); a node seen twice is added once
 from __future__ import annotations
 
 import html
-import json
 import math
 import time
 from pathlib import Path
@@ -28,32 +27,23 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QInp
 
 from hill_app.engine.branches import unique_name
 
-SubmitFn = Callable[[str, dict], Any]   # returns the engine's Command (with .uuid and .status) or None
+from .history import read_tree_index
+from .results import STATUS_COLOURS
+from .widgets import WrapLabel
+
+SubmitFn = Callable[[str, dict], "str | None"]   # the command's uuid, or None when no run can take it
 
 COLUMNS = ("branch", "epoch", "step", "val acc", "note", "time")
 COL_BRANCH, COL_EPOCH, COL_STEP, COL_VAL, COL_NOTE, COL_TIME = range(len(COLUMNS))
 UUID_ROLE = Qt.ItemDataRole.UserRole
 CURRENT_BG = QColor("#e6efff")
 CURRENT_FG = QColor("#1e3a8a")
-STATUS_COLOURS = {"pending": "#b7791f", "running": "#2b6cb0", "success": "#2f855a", "failed": "#c53030",
-                  "requested": "#8a8a8a"}
 TEXT_COLOUR = "#4a5568"
 
 
 def suggested_branch_name(node: dict[str, Any], taken: set[str]) -> str:
     """``<branch>-from-e<epoch>``, sanitised as the engine will, and not yet taken (``-2``, ``-3`` ...)."""
     return unique_name(f"{node.get('branch', 'branch')}-from-e{node.get('epoch', 0)}", taken)
-
-
-def read_tree_index(path: str | Path) -> list[dict[str, Any]]:
-    """The nodes of a run's ``checkpoints/tree.json`` (no file: none). Read-only: nothing is created."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "tree.json" if (p / "tree.json").exists() else p / "checkpoints" / "tree.json"
-    if not p.exists():
-        return []
-    nodes = json.loads(p.read_text())["nodes"]
-    return [n for n in nodes if isinstance(n, dict) and isinstance(n.get("uuid"), str)]
 
 
 class CheckpointPanel(QWidget):
@@ -76,8 +66,7 @@ class CheckpointPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.setSpacing(6)
-        self.header = QLabel("")
-        self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.header = WrapLabel("")
         self.header.setStyleSheet(f"color:{TEXT_COLOUR}")
         lay.addWidget(self.header)
 
@@ -133,9 +122,7 @@ class CheckpointPanel(QWidget):
                                  "the same")
         self.load_btn.clicked.connect(self.load_selected)
         row.addWidget(self.load_btn, 0, Qt.AlignmentFlag.AlignTop)
-        self.result = QLabel("")
-        self.result.setWordWrap(True)
-        self.result.setTextFormat(Qt.TextFormat.RichText)
+        self.result = WrapLabel("")
         self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.result.setStyleSheet("color: #718096; font-size: 9pt;")
         self.result.setMinimumHeight(16)
@@ -313,14 +300,14 @@ class CheckpointPanel(QWidget):
         if not self.active:
             return None
         note = self.note.text().strip()
-        cmd = self._submit("save_checkpoint", {"note": note} if note else {})
-        if cmd is None:
+        uid = self._submit("save_checkpoint", {"note": note} if note else {})
+        if uid is None:
             self._show("no run in progress", STATUS_COLOURS["failed"])
             return None
-        self._saves.add(cmd.uuid)
+        self._saves.add(uid)
         self.note.clear()
-        self._show_status(cmd.status, "saving a checkpoint\u2026" if cmd.status != "failed" else cmd.reason or "")
-        return cmd
+        self._show_status("requested", "saving a checkpoint\u2026")
+        return uid
 
     def ask_branch_name(self, node: dict[str, Any], suggested: str) -> str | None:
         """The "fork a branch" dialog (window-modal); the name typed, or None if cancelled."""
@@ -365,13 +352,15 @@ class CheckpointPanel(QWidget):
             return None
         return self.request_load(node["uuid"], name.strip() or suggested)
 
-    def request_load(self, uid: str, branch_name: str) -> Any:
-        cmd = self._submit("load_checkpoint", {"uuid": uid, "branch_name": branch_name})
-        if cmd is None:
+    def request_load(self, uid: str, branch_name: str) -> str | None:
+        args = {"uuid": uid, "branch_name": branch_name}
+        cid = self._submit("load_checkpoint", args)
+        if cid is None:
             self._show("no run in progress", STATUS_COLOURS["failed"])
             return None
-        self.on_command(cmd.to_json())
-        return cmd
+        if cid not in self._loads:     # the engine's own "requested" may already have come back
+            self.on_command({"command": "load_checkpoint", "uuid": cid, "status": "requested", "args": args})
+        return cid
 
     # ------------------------------------------------------------------ commands in
 
@@ -438,8 +427,5 @@ class CheckpointPanel(QWidget):
 
     def result_text(self) -> str:
         """The result line as plain text (what a user reads)."""
-        from PySide6.QtGui import QTextDocument
-        doc = QTextDocument()
-        doc.setHtml(self.result.text())
-        return doc.toPlainText().replace("\u00a0", " ")
+        return self.result.plain()
 

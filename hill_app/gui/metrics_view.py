@@ -12,17 +12,28 @@ checkpoint it was loaded from, at the parent's value there, so a fork reads as a
 The loss terms, target distances, per-class bars and confusion matrix follow the current branch's lineage
 (its ancestors up to the fork, then the branch). Curves and legend entries are made once per branch, when it
 appears; an epoch costs a ``setData`` on the curves of the branch that changed.
+
+What the plots say: the loss plot's scale line is the *penalty* lambda * |1 - scale| that enters the loss (not
+the ratio, which sits near 1 and would flatten every other term); the distance plot names its lines on
+hover, draws the edited classes thick and the others thin, zooms to the epochs since the first commit, and
+for a class whose points were moved but whose centre was not it shows the mean distance of the moved points
+to where they were dropped (what was asked), not the centre's. Every line plot zooms and pans with the mouse,
+resets on a double click (or Reset zoom), shows the values under the cursor, and can be smoothed (EMA, as
+TensorBoard does); losses can be drawn on a log axis; the figure exports as PNG and the data as CSV.
 """
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter
-from PySide6.QtWidgets import QGridLayout, QSizePolicy, QWidget
+from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton,
+                               QSizePolicy, QVBoxLayout, QWidget)
 
 FOREGROUND = "#404040"
 GRID_ALPHA = 0.18
@@ -35,7 +46,7 @@ LOSS_TERMS: list[tuple[str, str, str]] = [
     ("train_spread", "spread", "#55a868"),
     ("train_sep", "separation", "#c44e52"),
     ("train_point", "points", "#8172b3"),
-    ("train_scale", "scale", "#937860"),
+    ("scale_penalty", "scale penalty \u03bb|1\u2212scale|", "#937860"),
 ]
 TRAIN_COLOUR, VAL_COLOUR = "#4c72b0", "#dd8452"
 TOTAL_COLOUR = "#222222"
@@ -47,7 +58,9 @@ CURRENT_WIDTH, OTHER_WIDTH = 2.2, 1.5
 EDIT_LINE_COLOUR = "#b0b0b0"
 LEFT_AXIS_PX = 46
 CLASS_AXIS_PX = 46
-
+PLOT_MIN_W, PLOT_MIN_H = 150, 120
+COLUMN_W = 230             # below this many pixels a plot wraps to the next row
+EDITED_WIDTH, UNEDITED_WIDTH = 2.6, 1.0
 
 
 def class_colours(n: int) -> list[QColor]:
@@ -172,20 +185,64 @@ class MetricsView(QWidget):
         self._last_eval: dict[str, Any] | None = None
         self._conf_split = "val"
         self._dist_shown = False
+        self.max_columns = columns
+        self.columns = 0
+        self.smoothing = 0.0
+        self.log_losses = False
+        self.edited: list[bool] = []                   # classes whose centre, spread or pairs were edited
+        self.point_classes: list[bool] = []            # classes with moved points and no other edit
+        self._asked: dict[tuple[str, int], list[float]] = {}   # (branch, epoch) -> distance of what was asked
+        self._dist_zoomed = False
 
-        grid = QGridLayout(self)
-        grid.setContentsMargins(4, 4, 4, 4)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 2, 4, 4)
+        outer.setSpacing(2)
+        bar = QHBoxLayout()
+        bar.setSpacing(6)
+        self.smooth_spin = QDoubleSpinBox()
+        self.smooth_spin.setRange(0.0, 0.95)
+        self.smooth_spin.setSingleStep(0.1)
+        self.smooth_spin.setDecimals(2)
+        self.smooth_spin.setToolTip("exponential moving average of the loss and accuracy curves (0: raw values)")
+        self.smooth_spin.valueChanged.connect(self.set_smoothing)
+        self.log_check = QCheckBox("log loss")
+        self.log_check.setToolTip("draw the loss terms on a logarithmic axis")
+        self.log_check.toggled.connect(self.set_log_losses)
+        self.reset_btn = QPushButton("Reset zoom")
+        self.reset_btn.setToolTip("show all data in every plot (a double click on a plot does the same)")
+        self.reset_btn.clicked.connect(self.reset_zoom)
+        self.png_btn = QPushButton("Export PNG\u2026")
+        self.png_btn.clicked.connect(lambda: self.export_png())
+        self.csv_btn = QPushButton("Export CSV\u2026")
+        self.csv_btn.setToolTip("every branch's epoch records (losses, accuracies, per-class values, distances)")
+        self.csv_btn.clicked.connect(lambda: self.export_csv())
+        hint = QLabel("drag to pan, wheel to zoom")
+        hint.setStyleSheet("color:#9a9a9a; font-size:8.5pt")
+        hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        bar.addWidget(QLabel("smoothing"))
+        bar.addWidget(self.smooth_spin)
+        bar.addWidget(self.log_check)
+        bar.addWidget(hint, 1)
+        for b in (self.reset_btn, self.png_btn, self.csv_btn):
+            b.setStyleSheet("padding: 2px 8px")
+            bar.addWidget(b)
+        outer.addLayout(bar)
+        self.grid = grid = QGridLayout()
+        grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(6)
+        outer.addLayout(grid, 1)
         self.loss_plot = self._plot("Loss terms", "loss", "epoch")
         self.acc_plot = self._plot("Accuracy", "%", "epoch")
         self.dist_plot = self._plot("Distance to target", "distance (view units)", "epoch")
         self.class_plot = self._plot("Accuracy per class", "", "val accuracy %")
         self.conf_plot = self._plot("Confusion (val)", "true", "predicted")
         self.plots = [self.loss_plot, self.acc_plot, self.dist_plot, self.class_plot, self.conf_plot]
-        for i, w in enumerate(self.plots):
-            grid.addWidget(w, i // columns, i % columns)
-            w.setMinimumSize(220, 200)
+        for w in self.plots:
+            w.setMinimumSize(PLOT_MIN_W, PLOT_MIN_H)
             w.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self._reflow(columns)
+        self.hovers = {name: _Hover(self, w) for name, w in (("loss", self.loss_plot), ("accuracy", self.acc_plot),
+                                                              ("distance", self.dist_plot))}
 
         lp = self.loss_plot.getPlotItem()
         self.loss_legend = lp.addLegend(offset=(-4, 4), labelTextSize="8pt", verSpacing=-6)
@@ -245,6 +302,23 @@ class MetricsView(QWidget):
         _style_plot(w.getPlotItem(), title, left, bottom)
         return w
 
+    def _reflow(self, columns: int) -> None:
+        """Lay the plots out in ``columns`` columns (wrapping to more rows when the dock is narrow)."""
+        columns = max(1, min(self.max_columns, columns))
+        if columns == self.columns:
+            return
+        self.columns = columns
+        for w in self.plots:
+            self.grid.removeWidget(w)
+        for i, w in enumerate(self.plots):
+            self.grid.addWidget(w, i // columns, i % columns)
+        for c in range(self.max_columns):
+            self.grid.setColumnStretch(c, 1 if c < columns else 0)
+
+    def resizeEvent(self, ev: Any) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(ev)
+        self._reflow(max(2, self.width() // COLUMN_W))
+
     def set_class_names(self, names: Sequence[str]) -> None:
         """A new run: reset every plot and build the per-class items (curves, bars, matrix labels)."""
         self.clear()
@@ -255,7 +329,8 @@ class MetricsView(QWidget):
         for c in self.dist_curves:
             dp.removeItem(c)
         self.dist_curves = [dp.plot([], [], pen=pg.mkPen(self.colours[c], width=1.8), connect="finite",
-                                    symbol="o", symbolSize=4, symbolBrush=self.colours[c], symbolPen=None)
+                                    symbol="o", symbolSize=4, symbolBrush=self.colours[c], symbolPen=None,
+                                    name=self.class_names[c])
                             for c in range(k)]
         cp = self.class_plot.getPlotItem()
         ax = cp.getAxis("left")
@@ -297,6 +372,10 @@ class MetricsView(QWidget):
         self.edit_lines = []
         self.dist_hint.setVisible(True)
         self._dist_shown = False
+        self._dist_zoomed = False
+        self.edited = []
+        self.point_classes = []
+        self._asked = {}
         if self.bars is not None:
             self.class_plot.getPlotItem().removeItem(self.bars)
             self.bars = None
@@ -450,9 +529,9 @@ class MetricsView(QWidget):
             x, train = self.branch_series(br.name, "train_accuracy")
             _, val = self.branch_series(br.name, "val_accuracy")
             _, total = self.branch_series(br.name, "train_loss")
-            br.curves["train"].setData(x, 100 * train)
-            br.curves["val"].setData(x, 100 * val)
-            br.curves["total"].setData(x, total)
+            br.curves["train"].setData(x, 100 * self._smooth(train))
+            br.curves["val"].setData(x, 100 * self._smooth(val))
+            br.curves["total"].setData(x, self._loss_values(self._smooth(total)))
         self._pens_dirty = False
 
     def add_commit(self, after_epoch: int) -> None:
@@ -489,11 +568,11 @@ class MetricsView(QWidget):
 
         self._draw_branches()
         for key, curve in self.loss_curves.items():
-            y = col(key)
+            y = scale_penalty(self.epochs) if key == "scale_penalty" else col(key)
             # Terms that never left zero (no edits yet) stay out of the plot and the legend.
             shown = bool(np.nanmax(np.abs(y)) > 0) if len(y) and np.isfinite(y).any() else False
             if shown:
-                curve.setData(ep, y)
+                curve.setData(ep, self._loss_values(self._smooth(y)))
             elif key in self._in_legend:
                 curve.setData([], [])
             if shown and key not in self._in_legend:
@@ -502,23 +581,9 @@ class MetricsView(QWidget):
             elif not shown and key in self._in_legend:
                 self.loss_legend.removeItem(curve)
                 self._in_legend.discard(key)
+        self._draw_distances(ep)
 
         k = len(self.class_names)
-        if k and self.dist_curves:
-            d = np.full((len(self.epochs), k), np.nan)
-            for i, r in enumerate(self.epochs):
-                td = r.get("target_distance")
-                if isinstance(td, list) and len(td) == k:
-                    d[i] = [_num(v) for v in td]
-            have = bool(np.isfinite(d).any())
-            if have or self._dist_shown:     # nothing to clear before the first commit: skip 10 setData calls
-                self.dist_hint.setVisible(not have)
-                for c, curve in enumerate(self.dist_curves):
-                    curve.setData(ep, d[:, c]) if have else curve.setData([], [])
-                if have and not self._dist_shown:
-                    self.dist_plot.getPlotItem().enableAutoRange()
-                self._dist_shown = have
-
         per_class = conf = None
         title_split = "val"
         if self._last_eval is not None:
@@ -532,6 +597,196 @@ class MetricsView(QWidget):
         if isinstance(conf, list) and len(conf) == k:
             self._draw_confusion(np.asarray(conf, dtype=float), title_split)
         return True
+
+    # ------------------------------------------------------------------ distances to the targets
+
+    def add_snapshot(self, snap: dict[str, Any]) -> None:
+        """A snapshot with a committed layout: which classes were edited, and how far the moved points are from
+        where they were dropped (stored for the epoch record of the same branch and epoch)."""
+        lay = snap.get("layout")
+        if not isinstance(lay, dict):
+            return
+        k = len(self.class_names)
+        edited = [bool(v) for v in (lay.get("edited") or [])]
+        asked, point_only = asked_distances(snap, k)
+        if len(edited) == k and (edited != self.edited or point_only != self.point_classes):
+            self.edited, self.point_classes = edited, point_only
+            self._restyle_distances()
+        if asked is not None and isinstance(snap.get("epoch"), int):
+            self._asked[(str(snap.get("branch") or "main"), int(snap["epoch"]))] = asked
+            self._dirty = True
+
+    def _restyle_distances(self) -> None:
+        for c, curve in enumerate(self.dist_curves):
+            strong = (c < len(self.edited) and self.edited[c]) or (c < len(self.point_classes) and
+                                                                   self.point_classes[c])
+            col = QColor(self.colours[c])
+            if not strong and any(self.edited):
+                col.setAlpha(110)
+            curve.setPen(pg.mkPen(col, width=EDITED_WIDTH if strong else UNEDITED_WIDTH,
+                                  style=Qt.PenStyle.DashLine if c < len(self.point_classes) and
+                                  self.point_classes[c] else Qt.PenStyle.SolidLine))
+            curve.setSymbolBrush(col)
+            curve.setZValue(3 if strong else 1)
+
+    def distance_matrix(self) -> np.ndarray:
+        """(epochs, K) distances as plotted: the centre's, or for a point-edited class the moved points'."""
+        k = len(self.class_names)
+        d = np.full((len(self.epochs), k), np.nan)
+        for i, r in enumerate(self.epochs):
+            td = r.get("target_distance")
+            if isinstance(td, list) and len(td) == k:
+                d[i] = [_num(v) for v in td]
+            asked = self._asked.get((str(r.get("branch") or "main"), int(r["epoch"])))
+            if asked is not None and isinstance(td, list):
+                for c in range(k):
+                    if c < len(self.point_classes) and self.point_classes[c] and math.isfinite(asked[c]):
+                        d[i, c] = asked[c]
+        return d
+
+    def _draw_distances(self, ep: np.ndarray) -> None:
+        k = len(self.class_names)
+        if not (k and self.dist_curves):
+            return
+        d = self.distance_matrix()
+        have = bool(np.isfinite(d).any())
+        if not (have or self._dist_shown):     # nothing to clear before the first commit: skip 10 setData calls
+            return
+        self.dist_hint.setVisible(not have)
+        for c, curve in enumerate(self.dist_curves):
+            curve.setData(ep, d[:, c]) if have else curve.setData([], [])
+        if have and not self._dist_zoomed:
+            self._zoom_distances(ep, d)
+        self._dist_shown = have
+
+    def _zoom_distances(self, ep: np.ndarray, d: np.ndarray) -> None:
+        """The epochs since the first commit, and the distances there (not the whole run's empty start)."""
+        rows = np.isfinite(d).any(axis=1)
+        first = min(self.commit_epochs) if self.commit_epochs else float(ep[rows][0]) - 0.5
+        x1 = float(ep[rows][-1]) + 0.5
+        vals = d[rows][np.isfinite(d[rows])]
+        vb = self.dist_plot.getPlotItem().getViewBox()
+        vb.setRange(xRange=(first, max(x1, first + 1)), yRange=(0, float(vals.max()) * 1.08 or 1.0), padding=0)
+
+    # ------------------------------------------------------------------ habits: smoothing, log axis, zoom, export
+
+    def set_smoothing(self, weight: float) -> None:
+        """EMA weight for the loss and accuracy curves (0 = raw)."""
+        self.smoothing = float(weight)
+        if abs(self.smooth_spin.value() - self.smoothing) > 1e-9:
+            self.smooth_spin.setValue(self.smoothing)
+        for br in self.branches.values():
+            br.dirty = True
+        self._dirty = True
+        self.refresh()
+
+    def set_log_losses(self, on: bool) -> None:
+        self.log_losses = bool(on)
+        if self.log_check.isChecked() != self.log_losses:
+            self.log_check.setChecked(self.log_losses)
+        self.loss_plot.getPlotItem().setLogMode(y=self.log_losses)
+        for br in self.branches.values():
+            br.dirty = True
+        self._dirty = True
+        self.refresh()
+        self.loss_plot.getPlotItem().enableAutoRange()
+
+    def _smooth(self, y: np.ndarray) -> np.ndarray:
+        return ema(y, self.smoothing) if self.smoothing > 0 else y
+
+    def _loss_values(self, y: np.ndarray) -> np.ndarray:
+        """On a log axis, values <= 0 are gaps (pyqtgraph would warn on log10 of them)."""
+        if not self.log_losses:
+            return y
+        y = np.array(y, dtype=float)
+        y[~(y > 0)] = np.nan
+        return y
+
+    def reset_zoom(self) -> None:
+        """Every plot shows all its data again (the distance plot: the epochs since the first commit)."""
+        for w in (self.loss_plot, self.acc_plot, self.class_plot, self.conf_plot):
+            w.getPlotItem().getViewBox().enableAutoRange()
+        self.acc_plot.getPlotItem().setYRange(0, 100, padding=0.02)
+        self._dist_zoomed = False
+        ep = np.array([r["epoch"] for r in self.epochs], dtype=float)
+        d = self.distance_matrix() if self.class_names else np.zeros((0, 0))
+        if d.size and np.isfinite(d).any():
+            self._zoom_distances(ep, d)
+
+    def note_user_zoom(self, plot: pg.PlotWidget) -> None:
+        if plot is self.dist_plot:
+            self._dist_zoomed = True
+
+    def curve_label(self, curve: Any) -> str | None:
+        """The name a hovered curve goes by (None: not a named series)."""
+        for key, c in self.loss_curves.items():
+            if c is curve:
+                return self.loss_labels[key]
+        for c, dc in enumerate(self.dist_curves):
+            if dc is curve:
+                what = " (moved points)" if c < len(self.point_classes) and self.point_classes[c] else ""
+                star = " \u2605" if c < len(self.edited) and self.edited[c] else ""
+                return f"{self.class_names[c]}{what}{star}"
+        many = len(self.branches) > 1
+        for br in self.branches.values():
+            for kind, bc in br.curves.items():
+                if bc is curve:
+                    return f"{kind} {br.name}" if many else kind
+        return None
+
+    def csv_rows(self) -> tuple[list[str], list[list[Any]]]:
+        """Every branch's epoch records, flattened: per-class lists become one column per class."""
+        k = len(self.class_names)
+        scalar: dict[str, None] = {}
+        lists: dict[str, None] = {}
+        for br in self.branches.values():
+            for r in br.records:
+                for key, v in r.items():
+                    if isinstance(v, list) and len(v) == k and key != "val_confusion":
+                        lists.setdefault(key)
+                    elif isinstance(v, (int, float, str, bool)) and key not in ("branch", "seq", "type"):
+                        scalar.setdefault(key)
+        first = [c for c in ("epoch", "step") if c in scalar]
+        cols = ["branch", *first, *[c for c in scalar if c not in first], "scale_penalty"]
+        names = [n.replace(",", " ") for n in self.class_names]
+        list_cols = [(key, c) for key in lists for c in range(k)]
+        header = cols + [f"{key}[{names[c]}]" for key, c in list_cols] + [f"asked_distance[{n}]" for n in names]
+        rows: list[list[Any]] = []
+        for br in self.branches.values():
+            pen = scale_penalty(br.records)
+            for i, r in enumerate(br.records):
+                row: list[Any] = [br.name] + [r.get(c, "") for c in cols[1:-1]]
+                row.append("" if not math.isfinite(pen[i]) else float(pen[i]))
+                for key, c in list_cols:
+                    v = r.get(key)
+                    row.append(v[c] if isinstance(v, list) and len(v) == k else "")
+                asked = self._asked.get((br.name, int(r["epoch"])))
+                row += [asked[c] if asked is not None and math.isfinite(asked[c]) else "" for c in range(k)]
+                rows.append(row)
+        return header, rows
+
+    def export_csv(self, path: str | Path | None = None) -> Path | None:
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export the plotted data", "metrics.csv", "CSV (*.csv)")
+            if not path:
+                return None
+        header, rows = self.csv_rows()
+        p = Path(path)
+        with open(p, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows)
+        return p
+
+    def export_png(self, path: str | Path | None = None) -> Path | None:
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export the figure", "feedback.png", "PNG (*.png)")
+            if not path:
+                return None
+        p = Path(path)
+        if not self.grab().save(str(p), "PNG"):
+            raise OSError(f"{p}: cannot write the PNG file")
+        return p
 
     def _draw_bars(self, acc: np.ndarray) -> None:
         cp = self.class_plot.getPlotItem()
@@ -559,6 +814,126 @@ class MetricsView(QWidget):
             self._conf_split = split
             self.conf_plot.getPlotItem().setTitle(
                 f"<span style='font-size:10.5pt; font-weight:600; color:{FOREGROUND}'>Confusion ({split})</span>")
+
+
+def ema(y: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's smoothing: s_t = w s_{t-1} + (1 - w) y_t, debiased, skipping NaN gaps."""
+    y = np.asarray(y, dtype=float)
+    out = np.full_like(y, np.nan)
+    acc, norm = 0.0, 0.0
+    for i, v in enumerate(y):
+        if not math.isfinite(v):
+            continue
+        acc = weight * acc + (1 - weight) * v
+        norm = weight * norm + (1 - weight)
+        out[i] = acc / norm
+    return out
+
+
+def scale_penalty(records: Sequence[dict[str, Any]]) -> np.ndarray:
+    """lambda * |1 - scale| per epoch, the term that enters the loss; NaN where the scale term was off.
+
+    Uses the engine's ``train_scale_penalty`` when the record has it, else the epoch's mean scale and lambda
+    (exact when the batches' scales sit on one side of 1, which they do in practice)."""
+    out = np.full(len(records), np.nan)
+    for i, r in enumerate(records):
+        pen = r.get("train_scale_penalty")
+        if isinstance(pen, (int, float)) and not isinstance(pen, bool):
+            out[i] = float(pen)
+            continue
+        sc, lam = _num(r.get("train_scale")), _num(r.get("lam"))
+        if math.isfinite(sc) and sc > 0 and math.isfinite(lam):     # scale 0: no targets, the term was off
+            out[i] = lam * abs(1.0 - sc)
+    return out
+
+
+def asked_distances(snap: dict[str, Any], k: int) -> tuple[list[float] | None, list[bool]]:
+    """Per class, the mean distance of its moved points to where they were dropped (NaN for classes without
+    moved points), and which classes have moved points but no centre, spread or pair edit."""
+    lay = snap.get("layout")
+    pts = lay.get("points") if isinstance(lay, dict) else None
+    edited = [bool(v) for v in (lay.get("edited") or [])] if isinstance(lay, dict) else []
+    if not pts or k == 0:
+        return None, [False] * k
+    z = np.asarray(snap["z"], dtype=float)
+    labels = np.asarray(snap["labels"]).astype(int)
+    idx = np.array([int(i) for i in pts], dtype=int)
+    to = np.array([pts[i] for i in pts], dtype=float).reshape(-1, 2)
+    ok = (idx >= 0) & (idx < len(z))
+    idx, to = idx[ok], to[ok]
+    dist = np.linalg.norm(z[idx] - to, axis=1)
+    cls = labels[idx]
+    sums = np.bincount(cls, weights=dist, minlength=k)[:k]
+    counts = np.bincount(cls, minlength=k)[:k]
+    asked = [float(sums[c] / counts[c]) if counts[c] else float("nan") for c in range(k)]
+    point_only = [bool(counts[c]) and not (c < len(edited) and edited[c]) for c in range(k)]
+    return asked, point_only
+
+
+class _Hover:
+    """Values under the cursor: the nearest epoch of every named curve of one plot, in a box by the cursor."""
+
+    def __init__(self, view: MetricsView, plot: pg.PlotWidget) -> None:
+        self.view, self.plot = view, plot
+        self.text = pg.TextItem(anchor=(0, 1), fill=pg.mkBrush(255, 255, 255, 230), border=pg.mkPen("#c0c0c0"))
+        self.text.setZValue(100)
+        self.text.setVisible(False)
+        plot.getPlotItem().addItem(self.text, ignoreBounds=True)
+        self.last = ""
+        plot.scene().sigMouseMoved.connect(self.moved)
+        vb = plot.getPlotItem().getViewBox()
+        vb.sigRangeChangedManually.connect(lambda *_: view.note_user_zoom(plot))
+        plot.scene().sigMouseClicked.connect(self.clicked)
+
+    def clicked(self, ev: Any) -> None:
+        """A double click on the plot resets its zoom."""
+        if not ev.double() or not self.plot.getPlotItem().sceneBoundingRect().contains(ev.scenePos()):
+            return
+        if self.plot is self.view.dist_plot:
+            self.view.reset_zoom()
+        else:
+            self.plot.getPlotItem().getViewBox().enableAutoRange()
+
+    def values_at(self, x: float) -> tuple[float | None, list[tuple[str, float]]]:
+        """The epoch nearest to ``x`` that some curve has, and (label, value) of every curve there."""
+        best = None
+        rows: list[tuple[str, float]] = []
+        items = [c for c in self.plot.getPlotItem().listDataItems() if c.isVisible()]
+        xs = [c.getData()[0] for c in items]
+        cand = [float(a[np.nanargmin(np.abs(a - x))]) for a in xs if a is not None and len(a)]
+        if not cand:
+            return None, []
+        best = min(cand, key=lambda v: abs(v - x))
+        log = self.view.log_losses and self.plot is self.view.loss_plot
+        for c, cx in zip(items, xs):
+            label = self.view.curve_label(c)
+            if label is None or cx is None or not len(cx):
+                continue
+            j = np.nonzero(cx == best)[0]
+            if not len(j):
+                continue
+            y = c.getData()[1][j[0]]
+            if y is not None and math.isfinite(y):
+                rows.append((label, float(10 ** y if log else y)))
+        return best, rows
+
+    def moved(self, pos: Any) -> None:
+        pi = self.plot.getPlotItem()
+        if not pi.sceneBoundingRect().contains(pos):
+            self.text.setVisible(False)
+            return
+        p = pi.getViewBox().mapSceneToView(pos)
+        epoch, rows = self.values_at(p.x())
+        if epoch is None or not rows:
+            self.text.setVisible(False)
+            return
+        rows.sort(key=lambda r: -r[1])
+        body = "<br>".join(f"{r[0]}: {r[1]:.4g}" for r in rows[:12])
+        more = f"<br>\u2026 {len(rows) - 12} more" if len(rows) > 12 else ""
+        self.last = f"epoch {epoch:g}: " + ", ".join(f"{r[0]} {r[1]:.4g}" for r in rows)
+        self.text.setHtml(f"<div style='font-size:8pt; color:#222'><b>epoch {epoch:g}</b><br>{body}{more}</div>")
+        self.text.setPos(p.x(), p.y())
+        self.text.setVisible(True)
 
 
 def _label_width(axis: pg.AxisItem, labels: Sequence[str], extra: int = 14) -> int:

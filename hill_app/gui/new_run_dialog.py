@@ -1,9 +1,10 @@
-"""The New Run dialog: data set, model, protocol, HILL weights, device, seed and run folder.
+"""The New Run dialog: data set, model, protocol, optimiser, HILL weights, view, device, seed and run folder.
 
 Inputs are checked inline while the user types (the Start button stays disabled and the message says
-which field is wrong), so a run never starts from a config the engine would reject. What cannot be known
-without loading (a folder that exists but holds no CIFAR-10 batches) is reported by the window when the
-worker fails. The last accepted choice is remembered in QSettings.
+which field is wrong), so a run never starts from a config the engine would reject, and the window stops a
+running run only after the dialog was accepted. Checked before accepting: the data folder holds the data
+set's files and they are readable, the model takes the data set's inputs (the model list shows only those
+that do), and every number is in range. The last accepted choice is remembered in QSettings.
 """
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import os
+import re
+
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
-                               QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout,
-                               QWidget)
+                               QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QSpinBox,
+                               QVBoxLayout, QWidget)
 
-from hill_app.engine.config import ConfigError, RunConfig
+from hill_app.engine.config import DEFAULTS, ConfigError, RunConfig
 from hill_app.engine.models import MODELS, default_model
 
 ORGANIZATION = "hill-app"
@@ -30,6 +34,65 @@ DATASET_LABELS = [
 ]
 NEEDS_FOLDER = ("cifar10", "pamap2")
 DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+# Input shape (no batch dimension) and class count of each data set, to check that a model fits before loading.
+INPUT_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "digits": ((1, 8, 8), 10), "cifar10": ((3, 32, 32), 10), "pamap2": ((27, 171), 12), "synthetic": ((3, 32, 32), 10),
+}
+CIFAR_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
+_SUBJECT = re.compile(r"^subject\d+\.dat$")
+_fits: dict[tuple[str, str], str | None] = {}
+
+
+def model_problem(model: str, dataset: str) -> str | None:
+    """None if ``model`` takes ``dataset``'s inputs, else why not (built once per pair, on the CPU)."""
+    key = (model, dataset)
+    if key not in _fits:
+        from hill_app.engine.models import build_model
+        shape, k = INPUT_SHAPES[dataset]
+        try:
+            build_model(model, shape, k)
+            _fits[key] = None
+        except ValueError as e:
+            _fits[key] = f"model {model} does not fit {dataset} (inputs {'x'.join(map(str, shape))}): {e}"
+    return _fits[key]
+
+
+def _readable(p: Path) -> bool:
+    return p.is_file() and os.access(p, os.R_OK)
+
+
+def data_problem(dataset: str, root: str, download: bool) -> str | None:
+    """None if ``root`` holds ``dataset``'s files (readable), else what is missing, in the window's words."""
+    r = Path(root).expanduser()
+    if not r.exists():
+        return f"data folder {r} does not exist" + (" (tick download to fetch CIFAR-10 into it)"
+                                                    if dataset == "cifar10" else "")
+    if not r.is_dir():
+        return f"data folder {r} is a file, not a folder"
+    if not os.access(r, os.R_OK | os.X_OK):
+        return f"data folder {r} is not readable"
+    if dataset == "cifar10":
+        for folder in (r, r / "cifar-10-batches-py"):
+            if all((folder / f).exists() for f in CIFAR_FILES):
+                bad = [f for f in CIFAR_FILES if not _readable(folder / f)]
+                return f"{folder}: cannot read {', '.join(bad)}" if bad else None
+        archive = r / "cifar-10-python.tar.gz"
+        if archive.exists():
+            return None if _readable(archive) else f"{archive} is not readable"
+        if download:
+            return None if os.access(r, os.W_OK) else f"data folder {r} is not writable (needed to download)"
+        return (f"CIFAR-10 not found in {r}: expected cifar-10-batches-py/ (data_batch_1..5, test_batch) or "
+                "cifar-10-python.tar.gz there; tick download to fetch it (170 MB, MD5-checked)")
+    if dataset == "pamap2":
+        for folder in (r / "Protocol", r, r / "PAMAP2_Dataset" / "Protocol"):
+            if folder.is_dir():
+                subjects = [p for p in folder.iterdir() if _SUBJECT.match(p.name)]
+                if subjects:
+                    bad = [p.name for p in subjects if not _readable(p)]
+                    return f"{folder}: cannot read {', '.join(bad)}" if bad else None
+        return f"PAMAP2 not found in {r}: expected Protocol/subject101.dat ... subject109.dat"
+    return None
 
 
 def make_settings() -> QSettings:
@@ -99,10 +162,7 @@ class NewRunDialog(QDialog):
         form.addRow("", self.download)
 
         self.model = QComboBox()
-        self.model.addItem("default for the data set", None)
-        for name, doc in MODELS.items():
-            self.model.addItem(name, name)
-            self.model.setItemData(self.model.count() - 1, doc, Qt.ItemDataRole.ToolTipRole)
+        self.model.setToolTip("only the models that take this data set's inputs are listed")
         form.addRow("Model", self.model)
 
         self.epochs = QSpinBox()
@@ -125,6 +185,33 @@ class NewRunDialog(QDialog):
         self.lam.setSingleStep(0.05)
         self.lam.setToolTip("weight of the scale term |1 - scale|")
         form.addRow("lambda", self.lam)
+        self.optimizer = QComboBox()
+        self.optimizer.addItem("default for the data set", None)
+        for o in OPTIMIZERS:
+            self.optimizer.addItem(o, o)
+        form.addRow("Optimiser", self.optimizer)
+        self.lr = QDoubleSpinBox()
+        self.lr.setRange(0.0, 10.0)
+        self.lr.setDecimals(5)
+        self.lr.setSingleStep(0.01)
+        self.lr.setSpecialValueText("default")
+        self.lr.setToolTip("learning rate (default: the data set's)")
+        form.addRow("Learning rate", self.lr)
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(0, 65536)
+        self.batch_size.setSpecialValueText("default")
+        self.batch_size.setToolTip("samples per step (default: the data set's)")
+        form.addRow("Batch size", self.batch_size)
+        self.view_size = QSpinBox()
+        self.view_size.setRange(-1, 1_000_000)
+        self.view_size.setSpecialValueText("default")
+        self.view_size.setToolTip("training samples shown in the latent view (0: the whole training split)")
+        form.addRow("View size", self.view_size)
+        self.projection = QComboBox()
+        self.projection.addItem("PCA (largest variance)", "pca")
+        self.projection.addItem("LDA (separates the classes)", "lda")
+        self.projection.setToolTip("the 2D map fitted after epoch 1 and then frozen")
+        form.addRow("2D view", self.projection)
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         form.addRow("Device", self.device)
@@ -153,7 +240,14 @@ class NewRunDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
 
         lay = QVBoxLayout(self)
-        lay.addLayout(form)
+        body = QWidget()
+        body.setLayout(form)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(body)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        lay.addWidget(scroll, 1)
         lay.addWidget(self.error)
         lay.addWidget(self.buttons)
 
@@ -164,8 +258,10 @@ class NewRunDialog(QDialog):
             w.textChanged.connect(self.validate)
         for w in (self.epochs, self.seed):
             w.valueChanged.connect(self.validate)
-        for w in (self.alpha, self.lam):
+        for w in (self.alpha, self.lam, self.lr, self.batch_size, self.view_size):
             w.valueChanged.connect(self.validate)
+        self.optimizer.currentIndexChanged.connect(self.validate)
+        self.projection.currentIndexChanged.connect(self.validate)
         self.device.currentIndexChanged.connect(self.validate)
         self.model.currentIndexChanged.connect(self.validate)
         self.download.toggled.connect(self.validate)
@@ -180,6 +276,7 @@ class NewRunDialog(QDialog):
         self.dataset.setCurrentIndex(max(0, self.dataset.findData(ds)))
         self.data_root.setText(str(s.value(f"new_run/data_root/{ds}", "") or ""))
         self.download.setChecked(_bool(s.value("new_run/download", False)))
+        self._fill_models(ds)
         model = s.value("new_run/model", "") or None
         self.model.setCurrentIndex(max(0, self.model.findData(model)) if model else 0)
         self.epochs.setValue(int(s.value("new_run/epochs", d.epochs)))
@@ -189,6 +286,14 @@ class NewRunDialog(QDialog):
         dev = str(s.value("new_run/device", d.device))
         self.device.setCurrentIndex(max(0, self.device.findText(dev)))
         self.seed.setValue(int(s.value("new_run/seed", d.seed)))
+        opt = s.value("new_run/optimizer", "") or None
+        self.optimizer.setCurrentIndex(max(0, self.optimizer.findData(opt)) if opt else 0)
+        self.lr.setValue(float(s.value("new_run/lr", 0.0) or 0.0))
+        self.batch_size.setValue(int(s.value("new_run/batch_size", 0) or 0))
+        self.view_size.setValue(int(s.value("new_run/view_size", -1) if s.value("new_run/view_size") not in
+                                    (None, "") else -1))
+        self.projection.setCurrentIndex(max(0, self.projection.findData(str(s.value("new_run/projection",
+                                                                                    d.projection)))))
         self._base = last_base(s)
         self.run_dir_edit.setText(str(new_run_dir(self._base, ds)))
 
@@ -206,6 +311,11 @@ class NewRunDialog(QDialog):
         s.setValue("new_run/lam", self.lam.value())
         s.setValue("new_run/device", self.device.currentText())
         s.setValue("new_run/seed", self.seed.value())
+        s.setValue("new_run/optimizer", self.optimizer.currentData() or "")
+        s.setValue("new_run/lr", self.lr.value())
+        s.setValue("new_run/batch_size", self.batch_size.value())
+        s.setValue("new_run/view_size", self.view_size.value())
+        s.setValue("new_run/projection", self.projection.currentData())
         s.setValue("new_run/run_base", str(Path(self.run_dir_edit.text().strip()).expanduser().parent))
         s.sync()
 
@@ -221,10 +331,29 @@ class NewRunDialog(QDialog):
             remembered = str(self.settings.value(f"new_run/data_root/{ds}", "") or "")
             if remembered or not self.data_root.text():
                 self.data_root.setText(remembered)
-        self.model.setItemText(0, f"default for the data set ({default_model(ds)})")
+        self._fill_models(ds)
         if not self._run_dir_edited:
             self.run_dir_edit.setText(str(new_run_dir(self._base, ds)))
         self.validate()
+
+    def _fill_models(self, ds: str) -> None:
+        """The models that take ``ds``'s inputs (the current choice is kept when it still fits)."""
+        keep = self.model.currentData()
+        self.model.blockSignals(True)
+        self.model.clear()
+        self.model.addItem(f"default for the data set ({default_model(ds)})", None)
+        for name, doc in MODELS.items():
+            if model_problem(name, ds) is None:
+                self.model.addItem(name, name)
+                self.model.setItemData(self.model.count() - 1, doc, Qt.ItemDataRole.ToolTipRole)
+        self.model.setCurrentIndex(max(0, self.model.findData(keep)) if keep else 0)
+        self.model.blockSignals(False)
+        d = DEFAULTS.get(ds, {})
+        self.lr.setSpecialValueText(f"default ({d.get('lr', '?'):g})" if "lr" in d else "default")
+        self.batch_size.setSpecialValueText(f"default ({d.get('batch_size', '?')})")
+        self.optimizer.setItemText(0, f"default for the data set ({d.get('optimizer', '?')})")
+        vs = d.get("view_size")
+        self.view_size.setSpecialValueText("default (all)" if vs == 0 else f"default ({vs})")
 
     def _mark_run_dir_edited(self) -> None:
         self._run_dir_edited = True
@@ -249,7 +378,11 @@ class NewRunDialog(QDialog):
         return RunConfig(dataset=ds, data_root=root or None, download=ds == "cifar10" and self.download.isChecked(),
                          model=self.model.currentData(), epochs=self.epochs.value(),
                          pause_at=parse_epochs(self.pause_at.text()), alpha=self.alpha.value(), lam=self.lam.value(),
-                         seed=self.seed.value(), device=self.device.currentText())
+                         seed=self.seed.value(), device=self.device.currentText(),
+                         optimizer=self.optimizer.currentData(), lr=self.lr.value() or None,
+                         batch_size=self.batch_size.value() or None,
+                         view_size=None if self.view_size.value() < 0 else self.view_size.value(),
+                         projection=self.projection.currentData())
 
     def run_dir(self) -> Path:
         return Path(self.run_dir_edit.text().strip()).expanduser()
@@ -272,8 +405,14 @@ class NewRunDialog(QDialog):
             root = self.data_root.text().strip()
             if not root:
                 bad["data_root"] = f"choose the {self.dataset.currentText().split(' (')[0]} data folder"
-            elif not Path(root).expanduser().exists() and not (ds == "cifar10" and self.download.isChecked()):
-                bad["data_root"] = f"data folder {root} does not exist"
+            else:
+                why = data_problem(ds, root, ds == "cifar10" and self.download.isChecked())
+                if why:
+                    bad["data_root"] = why
+        model = self.model.currentData() or default_model(ds)
+        why = model_problem(model, ds)
+        if why:
+            bad["model"] = why
         if self.device.currentText() == "cuda":
             if self._cuda is None:
                 import torch
@@ -300,7 +439,7 @@ class NewRunDialog(QDialog):
         """Show the first problem under the form, outline the fields at fault, enable Start only when valid."""
         bad = self.problems()
         widgets = {"pause_at": self.pause_at, "data_root": self.data_root, "device": self.device,
-                   "run_dir": self.run_dir_edit}
+                   "run_dir": self.run_dir_edit, "model": self.model}
         for key, w in widgets.items():
             w.setStyleSheet("border: 1px solid #c53030; border-radius: 3px;" if key in bad else "")
         self.error.setText("\n".join(bad.values()))

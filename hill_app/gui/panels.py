@@ -8,60 +8,25 @@ status a user sees is the status that happened in the training thread.
 from __future__ import annotations
 
 import html
-import json
-import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontDatabase, QTextCursor
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
-                               QLabel, QLineEdit, QPlainTextEdit, QPushButton, QScrollArea, QSizePolicy,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QPushButton, QScrollArea, QSizePolicy, QVBoxLayout, QWidget)
 
-SubmitFn = Callable[[str, dict], Any]   # returns the engine's Command (with .uuid and .status) or None
+from .command_log import LEVEL_COLOURS, LogConsole
+from .results import STATUS_COLOURS, describe_result
+from .widgets import WrapLabel
 
-STATUS_COLOURS = {
-    "requested": "#8a8a8a", "pending": "#b7791f", "running": "#2b6cb0", "success": "#2f855a", "failed": "#c53030",
-}
-LEVEL_COLOURS = {"debug": "#8a8a8a", "info": "#4a5568", "warning": "#b7791f", "error": "#c53030"}
+SubmitFn = Callable[[str, dict], "str | None"]   # the command's uuid, or None when no run can take it
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if v is None:
-        return "none"
-    return str(v)
-
-
-def describe_result(rec: dict[str, Any]) -> str:
-    """A short human reading of a command's result ('lr 0.05 -> 0.01'), or its reason when it failed."""
-    if rec.get("status") == "failed":
-        return rec.get("reason") or "failed"
-    res = rec.get("result") or {}
-    if not isinstance(res, dict) or not res:
-        return ""
-    if "old" in res and "new" in res:
-        old, new = res["old"], res["new"]
-        if isinstance(old, dict) and isinstance(new, dict):
-            return ", ".join(f"{k} {_fmt(old.get(k))} \u2192 {_fmt(new[k])}" for k in new)
-        return f"{_fmt(old)} \u2192 {_fmt(new)}"
-    if rec.get("command") == "save_checkpoint":
-        return f"checkpoint {str(res.get('uuid', ''))[:8]} at epoch {res.get('epoch')}, step {res.get('step')}"
-    if rec.get("command") == "do_evaluate":
-        parts = [f"{k.split('_', 1)[1]} {_fmt(v)}" for k, v in res.items() if isinstance(v, (int, float))]
-        return ", ".join(parts)
-    if rec.get("command") == "set_latent_targets":
-        return f"{res.get('edits')} edit(s) \u2192 targets for {res.get('classes')} classes"
-    return ", ".join(f"{k} {_fmt(v)}" for k, v in res.items())
-
-
-class _ResultLabel(QLabel):
-    """The line under a panel that says what happened to the panel's last command."""
+class _ResultLabel(WrapLabel):
+    """The line under a panel that says what happened to the panel's last command (wraps, never widens)."""
 
     def __init__(self) -> None:
         super().__init__("")
-        self.setWordWrap(True)
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.setStyleSheet("color: #718096; font-size: 9pt;")
         self.setMinimumHeight(16)
@@ -78,6 +43,7 @@ class _ResultLabel(QLabel):
 
     def show_text(self, text: str, colour: str = "#718096") -> None:
         self.setText(f"<span style='color:{colour}'>{html.escape(text)}</span>")
+        self.setToolTip(text)
 
 
 class CommandPanel(QGroupBox):
@@ -89,15 +55,21 @@ class CommandPanel(QGroupBox):
         self._mine: set[str] = set()
         self.result = _ResultLabel()
 
-    def send(self, command: str, args: dict[str, Any]) -> Any:
-        """Submit through the session; a command refused at once (bad args) shows its reason right away."""
-        cmd = self._submit(command, args)
-        if cmd is None:
+    def send(self, command: str, args: dict[str, Any]) -> str | None:
+        """Submit through the run's client; the status (a refusal too) arrives as a command event."""
+        uid = self._submit(command, args)
+        if uid is None:
             self.result.show_text("no run in progress", "#c53030")
             return None
-        self._mine.add(cmd.uuid)
-        self.result.show_status(cmd.to_json())
-        return cmd
+        self._mine.add(uid)
+        self.result.show_status({"status": "requested"})
+        return uid
+
+    def reset(self) -> None:
+        """A new run: forget what the last one said."""
+        self._mine.clear()
+        self.result.setText("")
+        self.result.setToolTip("")
 
     def on_command(self, rec: dict[str, Any]) -> bool:
         """A command event from the channel; True if this panel sent it (and now shows it)."""
@@ -126,38 +98,27 @@ def _spin(lo: float, hi: float, decimals: int, step: float, value: float) -> QDo
 
 
 class RunPanel(CommandPanel):
-    """Save a checkpoint, evaluate now, stop the run."""
+    """Evaluate now (val or test) and stop the run. Checkpoints are saved in the Checkpoints panel."""
 
     def __init__(self, submit: SubmitFn, parent: QWidget | None = None) -> None:
         super().__init__("Run", submit, parent)
         lay = QVBoxLayout(self)
         row = QHBoxLayout()
-        self.note = QLineEdit()
-        self.note.setPlaceholderText("checkpoint note (optional)")
-        self.save_btn = QPushButton("Save checkpoint")
-        self.save_btn.clicked.connect(self.save_checkpoint)
-        row.addWidget(self.note, 1)
-        row.addWidget(self.save_btn)
-        lay.addLayout(row)
-        row = QHBoxLayout()
         self.split = QComboBox()
         self.split.addItems(["val", "test"])
+        self.split.setToolTip("the split to evaluate on")
         self.eval_btn = QPushButton("Evaluate now")
         self.eval_btn.clicked.connect(self.evaluate)
         self.stop_btn = QPushButton("Stop run")
         self.stop_btn.setObjectName("danger")
+        self.stop_btn.setToolTip("stop at the next step and save a final checkpoint")
         self.stop_btn.clicked.connect(self.stop)
-        row.addWidget(QLabel("split"))
         row.addWidget(self.split)
         row.addWidget(self.eval_btn)
         row.addStretch(1)
         row.addWidget(self.stop_btn)
         lay.addLayout(row)
         lay.addWidget(self.result)
-
-    def save_checkpoint(self) -> None:
-        note = self.note.text().strip()
-        self.send("save_checkpoint", {"note": note} if note else {})
 
     def evaluate(self) -> None:
         self.send("do_evaluate", {"split": self.split.currentText()})
@@ -270,132 +231,99 @@ class LossPanel(CommandPanel):
         self.send("set_lambda", {"lam": self.lam.value()})
 
 
-class ControlsPanel(QScrollArea):
-    """All command panels in one scrollable column (the right-hand dock)."""
+@dataclass
+class EditHooks:
+    """What the panels need from the window besides submit: the latent view's edit stack and selection."""
 
-    def __init__(self, submit: SubmitFn, parent: QWidget | None = None) -> None:
+    push_edit: Callable[[dict[str, Any]], bool]
+    suggest: Callable[[], "tuple[int, str]"]
+    selected_train_indices: Callable[[], list[int]]
+
+
+class ControlsPanel(QScrollArea):
+    """All command panels in one scrollable column (the right-hand dock).
+
+    ``sections`` names each panel as the study protocols do (latent, projection, loss, optimizer, grad_clip,
+    data, layers, evaluate, stop), so a window's restrictions can hide what is not allowed.
+    """
+
+    def __init__(self, submit: SubmitFn, hooks: EditHooks | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        from .data_panel import DataPanel
+        from .edit_panels import LatentEditsPanel, ProjectionPanel
+        from .layers_panel import LayersPanel
+        hooks = hooks or EditHooks(lambda e: False, lambda: (0, "no latent view"), lambda: [])
         self.setWidgetResizable(True)
         self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         inner = QWidget()
         lay = QVBoxLayout(inner)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.setSpacing(8)
         self.run = RunPanel(submit)
+        self.edits = LatentEditsPanel(submit, hooks.push_edit, hooks.suggest)
+        self.projection = ProjectionPanel(submit)
         self.optimizer = OptimizerPanel(submit)
         self.clip = GradClipPanel(submit)
         self.loss = LossPanel(submit)
-        self.panels: list[CommandPanel] = [self.run, self.optimizer, self.clip, self.loss]
+        self.data = DataPanel(submit, hooks.selected_train_indices)
+        self.layers = LayersPanel(submit)
+        self.panels: list[CommandPanel] = [self.run, self.edits, self.projection, self.optimizer, self.clip,
+                                           self.loss, self.data, self.layers]
         for p in self.panels:
             lay.addWidget(p)
         lay.addStretch(1)
         self.setWidget(inner)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+        self.sections: dict[str, list[QWidget]] = {
+            "evaluate": [self.run.split, self.run.eval_btn], "stop": [self.run.stop_btn],
+            "latent": [self.edits], "projection": [self.projection], "optimizer": [self.optimizer],
+            "grad_clip": [self.clip], "loss": [self.loss], "data": [self.data], "layers": [self.layers]}
         self.set_active(False)
 
+    def restrict(self, shows: Callable[[str], bool]) -> None:
+        """Hide every section ``shows`` refuses (and the Run panel when neither evaluate nor stop is left)."""
+        for name, widgets in self.sections.items():
+            for w in widgets:
+                w.setVisible(shows(name))
+        self.run.setVisible(shows("evaluate") or shows("stop"))
+
+    def visible_sections(self) -> list[str]:
+        return [n for n, ws in self.sections.items() if all(not w.isHidden() for w in ws)
+                and not (n in ("evaluate", "stop") and self.run.isHidden())]
+
     def set_active(self, on: bool) -> None:
-        """Controls work only while a session runs (running or paused)."""
+        """Controls work only while a run is live (running or paused)."""
         for p in self.panels:
             p.setEnabled(on)
+
+    def set_paused(self, paused: bool) -> None:
+        self.edits.set_paused(paused)
 
     def on_command(self, rec: dict[str, Any]) -> None:
         for p in self.panels:
             if p.on_command(rec):
                 return
 
+    def reset(self) -> None:
+        """A new run: no panel keeps what the last run's commands said."""
+        for p in self.panels:
+            p.reset()
+
     def load_from_config(self, cfg: Any) -> None:
-        """Show the run's starting values, so Apply without edits changes nothing."""
-        self.optimizer.set_values(cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
-        self.clip.set_values(cfg.grad_clip)
-        self.loss.set_values(cfg.alpha, cfg.lam)
+        """Show the run's starting values, so Apply without edits changes nothing (a RunConfig or its JSON)."""
+        get = cfg.get if isinstance(cfg, dict) else (lambda k, d=None: getattr(cfg, k, d))
+        self.optimizer.set_values(get("optimizer"), get("lr"), get("momentum"), get("weight_decay"))
+        self.clip.set_values(get("grad_clip"))
+        self.loss.set_values(get("alpha"), get("lam"))
+        self.projection.set_method(str(get("projection") or "pca"))
+
+    def set_run(self, info: dict[str, Any]) -> None:
+        """A run's facts (from its client): the class list for the weights, the layer tree."""
+        ds = info.get("dataset") or {}
+        self.data.set_run(str(ds.get("name", "")), list(ds.get("class_names") or []))
+        self.layers.set_model(info.get("model"))
 
 
-class LogConsole(QWidget):
-    """Every command event (coloured by status), log line and error of the run; tracebacks go here too."""
-
-    cleared = Signal()
-
-    def __init__(self, parent: QWidget | None = None, max_lines: int = 5000) -> None:
-        super().__init__(parent)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(2)
-        head = QHBoxLayout()
-        head.setContentsMargins(6, 2, 6, 0)
-        self.summary = QLabel("")
-        self.summary.setStyleSheet("color:#718096; font-size:9pt")
-        clear = QToolButton()
-        clear.setText("Clear")
-        clear.clicked.connect(self.clear)
-        head.addWidget(self.summary, 1)
-        head.addWidget(clear)
-        lay.addLayout(head)
-        self.text = QPlainTextEdit()
-        self.text.setReadOnly(True)
-        self.text.setMaximumBlockCount(max_lines)
-        self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
-        font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
-        font.setPointSizeF(8.5)
-        self.text.setFont(font)
-        self.text.setStyleSheet("QPlainTextEdit { background: #fbfbfc; border: 1px solid #e2e8f0; }")
-        lay.addWidget(self.text)
-        self.counts = {s: 0 for s in STATUS_COLOURS}
-        self.errors = 0
-
-    def clear(self) -> None:
-        self.text.clear()
-        self.cleared.emit()
-
-    def _append(self, ts: float | None, body: str) -> None:
-        t = time.strftime("%H:%M:%S", time.localtime(ts or time.time()))
-        self.text.appendHtml(f"<span style='color:#a0aec0'>{t}</span>&nbsp; {body}")
-
-    def add_command(self, rec: dict[str, Any]) -> None:
-        st = str(rec.get("status", "?"))
-        self.counts[st] = self.counts.get(st, 0) + 1
-        col = STATUS_COLOURS.get(st, "#4a5568")
-        args = rec.get("args") or {}
-        a = json.dumps(args, separators=(",", ":"), default=str) if args else ""
-        if len(a) > 140:
-            a = a[:137] + "..."
-        body = (f"<b style='color:{col}'>{html.escape(st):<9}</b> "
-                f"<span style='color:#1a202c'>{html.escape(str(rec.get('command')))}</span> "
-                f"<span style='color:#718096'>{html.escape(a)}</span>")
-        if rec.get("source") not in (None, "user", "gui"):
-            body += f" <span style='color:#a0aec0'>[{html.escape(str(rec['source']))}]</span>"
-        if st in ("success", "failed"):
-            detail = describe_result(rec)
-            if detail:
-                body += f" <span style='color:{col}'>\u2014 {html.escape(detail)}</span>"
-        self._append(rec.get("time"), body.replace("  ", "&nbsp; "))
-        self._update_summary()
-
-    def add_log(self, level: str, message: str, ts: float | None = None) -> None:
-        col = LEVEL_COLOURS.get(level, "#4a5568")
-        if level == "error":
-            self.errors += 1
-        lines = html.escape(str(message)).splitlines() or [""]
-        body = f"<b style='color:{col}'>{html.escape(level)}</b> <span style='color:{col}'>{lines[0]}</span>"
-        if len(lines) > 1:
-            body += "<br>" + "<br>".join(f"<span style='color:{col}'>&nbsp;&nbsp;{ln}</span>"
-                                         for ln in lines[1:])
-        self._append(ts, body)
-        self._update_summary()
-
-    def add_error(self, message: str, traceback_text: str | None = None, ts: float | None = None) -> None:
-        self.add_log("error", message + (("\n" + traceback_text.rstrip()) if traceback_text else ""), ts)
-
-    def add_info(self, message: str) -> None:
-        self.add_log("info", message)
-
-    def _update_summary(self) -> None:
-        done = self.counts.get("success", 0)
-        failed = self.counts.get("failed", 0)
-        self.summary.setText(f"commands: {done} succeeded, {failed} failed"
-                             + (f" \u00b7 {self.errors} error(s)" if self.errors else ""))
-
-    def plain_text(self) -> str:
-        return self.text.toPlainText()
-
-    def scroll_to_end(self) -> None:
-        self.text.moveCursor(QTextCursor.MoveOperation.End)
+__all__ = ["CommandPanel", "ControlsPanel", "EditHooks", "GradClipPanel", "LEVEL_COLOURS", "LogConsole", "LossPanel",
+           "OptimizerPanel", "RunPanel", "STATUS_COLOURS", "describe_result"]

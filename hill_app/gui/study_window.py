@@ -3,9 +3,9 @@
 One window, four pages:
 
 1. instructions: the protocol's text, the participant id, what the session will do, and Start;
-2. the training session: the main window (:class:`StudyMainWindow`, a restricted :class:`MainWindow`) under a
-   study bar with the countdown of the current pause. The run is the protocol's (data set, model, epochs,
-   pauses, alpha, lambda, seed); the New Run dialog is not available; command panels the protocol does not
+2. the training session: the main window, given the protocol's :class:`Restrictions`, under a study bar with
+   the countdown of the current pause. The run is the protocol's (data set, model, epochs, pauses, alpha,
+   lambda, seed); New run, Open run and Attach are not available; command panels the protocol does not
    allow are hidden, and a command or a latent edit op it does not allow is refused with a visible message
    (and a ``refused`` record in the study log). When a pause's time runs out the pending edits are committed
    and training resumes; the participant may resume earlier;
@@ -34,7 +34,7 @@ from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import (QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar,
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar,
                                QPushButton, QStackedWidget, QTextBrowser, QVBoxLayout, QWidget)
 
 from hill_app.studies.protocol import Protocol
@@ -44,6 +44,7 @@ from hill_app.studies.session_log import ConditionRecorder, StudyLog
 
 from .main_window import STYLE, MainWindow
 from .questionnaire_dialog import QuestionnaireForm
+from .restrictions import Restrictions
 from .worker import _lower_thread_priority
 
 TICK_MS = 100
@@ -96,112 +97,6 @@ def _centered(inner: QWidget, max_width: int) -> QWidget:
     lay.addWidget(inner, 100)
     lay.addStretch(1)
     return w
-
-
-# ---------------------------------------------------------------- the restricted main window
-
-class StudyMainWindow(MainWindow):
-    """The main window as a participant sees it: only what the protocol allows.
-
-    Every command the window or a panel sends passes :meth:`submit`, which refuses what
-    ``protocol.check_command`` refuses; a commit passes ``protocol.check_edit`` for each edit. A refusal is
-    reported through ``refused(kind, name, reason)`` (the study window shows and logs it).
-    """
-
-    refused = Signal(str, str, str)
-
-    def __init__(self, protocol: Protocol, settings: QSettings | None = None) -> None:
-        super().__init__(settings)
-        self.protocol = protocol
-        self._restrict()
-        self._apply_state_restrictions()
-
-    # What a participant can reach: toolbar actions, command panels, and edits only with the latent panel.
-    # Whatever the main window offers that this list does not know (a new action or dock) stays hidden.
-    def _restrict(self) -> None:
-        p = self.protocol
-        allowed = p.allowed_commands()
-        keep = {self.pause_action} | ({self.stop_action} if "stop_training" in allowed else set())
-        for a in [*self.toolbar.actions(), self.new_run_action, self.start_action,
-                  getattr(self, "open_run_action", None)]:
-            if a is not None and a not in keep and (a.text() or a.shortcuts()):
-                a.setVisible(False)
-                a.setEnabled(False)
-        c = self.controls
-        run = c.run
-        for widgets, cmd in (((run.note, run.save_btn), "save_checkpoint"), ((run.eval_btn, run.split), "do_evaluate"),
-                             ((run.stop_btn,), "stop_training")):
-            for w in widgets:
-                w.setVisible(cmd in allowed)
-        if "do_evaluate" not in allowed:
-            for lab in run.findChildren(QLabel):
-                if lab.text() == "split":
-                    lab.hide()
-        shown = {run: any(x in allowed for x in ("save_checkpoint", "do_evaluate", "stop_training")),
-                 c.optimizer: "optimizer" in p.panels, c.clip: "grad_clip" in p.panels, c.loss: "loss" in p.panels}
-        for panel, on in shown.items():
-            panel.setVisible(on)
-        docks = {self.controls_dock: any(shown.values()), self.log_dock: True, self.metrics_dock: True}
-        if getattr(self, "checkpoints_dock", None) is not None:
-            docks[self.checkpoints_dock] = "checkpoints" in p.panels
-        for d in self.findChildren(QDockWidget):
-            if d.parent() is self:
-                d.setVisible(docks.get(d, False))
-        self.log_dock.raise_()
-
-    def _set_state(self, state: str, title: str | None = None, text: str | None = None) -> None:
-        super()._set_state(state, title, text)
-        self._apply_state_restrictions()
-
-    def _apply_state_restrictions(self) -> None:
-        if getattr(self, "protocol", None) is None:
-            return
-        self.start_btn.setVisible(False)          # the study starts the run; "New run..." is not offered
-        self.new_run_action.setEnabled(False)
-        self.start_action.setEnabled(False)
-        if "latent" not in self.protocol.panels:
-            self.view.set_editable(False)
-
-    def refuse(self, kind: str, name: str, reason: str) -> None:
-        self.statusBar().showMessage(f"not allowed in this study: {reason}", MESSAGE_MS)
-        self.log.add_log("warning", f"refused by the study protocol: {reason}")
-        self.refused.emit(kind, name, reason)
-
-    def submit(self, command: str, args: dict | None = None) -> Any:
-        why = self.protocol.check_command(command)
-        if why:
-            self.refuse("command", command, why)
-            return None
-        return super().submit(command, args)
-
-    def disallowed_edits(self, edits: list[dict] | None = None) -> list[tuple[int, dict, str]]:
-        out = []
-        for i, e in enumerate(self.view.edits() if edits is None else edits):
-            why = self.protocol.check_edit(e)
-            if why:
-                out.append((i, e, why))
-        return out
-
-    def commit_and_resume(self) -> None:
-        bad = self.disallowed_edits()
-        if bad and self.state == "paused":
-            _, e, why = bad[0]
-            self.refuse("edit", str(e.get("op")), why + " \u2014 undo or reset that edit to go on")
-            return
-        super().commit_and_resume()
-
-    def new_run(self) -> None:
-        self.refuse("command", "new_run", "a study session trains the protocol's run only; New Run is not available")
-
-    def start_default(self) -> None:
-        self.new_run()
-
-    def open_run_dialog(self) -> None:
-        self.refuse("command", "open_run", "a study session shows its own run only; Open Run is not available")
-
-    def open_run(self, run_dir: Any) -> bool:
-        self.open_run_dialog()
-        return False
 
 
 # ---------------------------------------------------------------- threads
@@ -346,7 +241,8 @@ class StudyWindow(QMainWindow):
         self._fixing_edits = False
         self._start_requested = False
 
-        self.setWindowTitle(f"hill-app study \u2014 {protocol.name} \u2014 participant {participant}")
+        # Qt appends the application's display name ("hill-app study"): the title does not repeat it.
+        self.setWindowTitle(f"{protocol.name} \u2014 participant {participant}")
         self.setStyleSheet(STYLE + """
             QLabel#title { font-size: 16pt; font-weight: 700; color: #1a202c; }
             QFrame#studybar { background: #ffffff; border: 1px solid #dfe3ea; border-radius: 6px; }
@@ -455,8 +351,9 @@ class StudyWindow(QMainWindow):
         bl.addWidget(self.countdown_bar)
         bl.addWidget(self.clock_label)
         lay.addWidget(bar)
-        self.win = StudyMainWindow(self.protocol, settings)
+        self.win = MainWindow(settings, restrictions=Restrictions.from_protocol(self.protocol))
         self.win.setWindowFlags(Qt.WindowType.Widget)
+        self.win.setMinimumSize(0, 0)          # the study bar and margins come on top: the study window has its own
         self.win.refused.connect(self._refused)
         self.win.view.editsChanged.connect(self._edits_changed)
         lay.addWidget(self.win, 1)
@@ -592,10 +489,10 @@ class StudyWindow(QMainWindow):
         if rem <= 0 and self._countdown_for != pause:
             self._countdown_for = pause
             self._expired_at = time.time()
-            if getattr(win, "_resume_after", None) is None:   # else the participant's own commit is under way
+            if not win.commit_pending:   # else the participant's own commit is under way
                 self._time_out()
         elif (self._countdown_for == pause and self._expired_at is not None and self._auto_resumed_for != pause
-              and time.time() - self._expired_at > GRACE_S and getattr(win, "_resume_after", None) is None):
+              and time.time() - self._expired_at > GRACE_S and not win.commit_pending):
             # The commit was refused by the engine (its reason is in the banner): the time is up all the same.
             self._auto_resumed_for = pause
             self.win.log.add_log("warning", "the pause's time is up: resuming without the refused edits")
@@ -827,26 +724,11 @@ class StudyWindow(QMainWindow):
 
 def run_study_gui(protocol: Protocol, participant: str, study_dir: str | Path, device: str | None = None) -> int:
     """Open the study window and run the Qt event loop: 0 if the session completed, 1 if it did not."""
-    from PySide6.QtGui import QFont
-    from PySide6.QtWidgets import QApplication
-
-    from .metrics_view import configure_pyqtgraph
-    from .new_run_dialog import APPLICATION, ORGANIZATION
-
-    app = QApplication.instance()
-    if app is not None and not isinstance(app, QApplication):
-        raise StudyWindowError("this process already runs a Qt application without widgets (QGuiApplication, "
-                               "e.g. after drawing report figures); run the study window in a process of its own")
-    app = app or QApplication([sys.argv[0] if sys.argv else "hill-app"])
-    app.setApplicationName(APPLICATION)
-    app.setOrganizationName(ORGANIZATION)
-    app.setApplicationDisplayName("hill-app study")
-    app.setStyle("Fusion")
-    font = QFont(app.font())
-    if font.pointSizeF() < 10:
-        font.setPointSizeF(10)
-        app.setFont(font)
-    configure_pyqtgraph()
+    from .app import AppError, make_app
+    try:
+        app = make_app(display_name="hill-app study")
+    except AppError as e:
+        raise StudyWindowError(str(e)) from None
     win = StudyWindow(protocol, participant, study_dir, device=device)
     result = {"complete": False}
     win.sessionEnded.connect(lambda ok: result.update(complete=ok))
@@ -855,4 +737,4 @@ def run_study_gui(protocol: Protocol, participant: str, study_dir: str | Path, d
     return 0 if result["complete"] else 1
 
 
-__all__ = ["BaselineWorker", "StudyMainWindow", "StudyWindow", "StudyWindowError", "run_study_gui"]
+__all__ = ["BaselineWorker", "StudyWindow", "StudyWindowError", "run_study_gui"]

@@ -50,7 +50,6 @@ class TrainingWorker(QThread):
     """One run in one QThread. ``events`` exists before the session does, so polling can start at once."""
 
     sessionReady = Signal(object)          # TrainingSession (constructed, about to run)
-    samplesReady = Signal(object)          # SampleSource of the view set (for hover pictures)
     runFinished = Signal(dict)             # the run's summary
     runFailed = Signal(str, str)           # message, traceback
 
@@ -69,7 +68,7 @@ class TrainingWorker(QThread):
         """Stop as soon as possible: a running session gets stop_training; one still loading never starts."""
         self._cancelled = True
         if self.session is not None:
-            self.session.submit("stop_training", {}, source="gui")
+            self.session.submit("stop_training", {}, source="window")
 
     def run(self) -> None:  # noqa: D401 - QThread entry point
         from hill_app.engine.session import TrainingSession
@@ -84,11 +83,9 @@ class TrainingWorker(QThread):
                                  message="cannot render samples for hover:\n" + traceback.format_exc())
             # The window may notice ``session`` in its poll before the queued signal arrives; either works.
             self.session = session
-            if self.samples is not None:
-                self.samplesReady.emit(self.samples)
             self.sessionReady.emit(session)
             if self._cancelled:
-                session.submit("stop_training", {}, source="gui")
+                session.submit("stop_training", {}, source="window")
             self.summary = session.run()
         except BaseException as e:  # noqa: BLE001 - everything must reach the user, nothing may kill Qt
             self.error = _user_message(e)
