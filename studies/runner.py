@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,6 +43,7 @@ from .session_log import (
     read_run,
     read_run_snapshots,
     read_study_log,
+    session_started,
 )
 from .strategies import classify_pause
 
@@ -154,12 +156,11 @@ def run_participant(protocol: Protocol, participant: str, study_dir: str | Path,
         (pdir / "scripted_edits.json").write_bytes(Path(scripted).read_bytes())
     log = StudyLog(pdir)
     app_version = _app_version()
-    log.write("session_started", participant=participant, mode="scripted", protocol=protocol.to_json(),
-              protocol_text=protocol.text, scripted=None if scripted is None else str(Path(scripted).resolve()),
-              interventions=[{"epoch": iv.epoch, "edits": iv.edits, "commands": iv.commands}
-                             for iv in interventions],
-              conditions=list(protocol.conditions), seed=cfg.seed,
-              class_names=list(bundle.class_names), hill_app=app_version, pid=os.getpid())
+    session_started(log, participant=participant, mode="scripted", protocol=protocol, seed=cfg.seed,
+                    class_names=list(bundle.class_names), app_version=app_version, pid=os.getpid(),
+                    scripted=None if scripted is None else str(Path(scripted).resolve()),
+                    interventions=[{"epoch": iv.epoch, "edits": iv.edits, "commands": iv.commands}
+                                   for iv in interventions])
     results: dict[str, Any] = {}
     try:
         for cond in protocol.conditions:
@@ -185,10 +186,17 @@ def run_participant(protocol: Protocol, participant: str, study_dir: str | Path,
             "questionnaires": scores}
 
 
+class ConditionCancelled(Exception):
+    """``cancel`` was set while a condition trained: it stopped at a step boundary and is not recorded finished."""
+
+
 def run_condition(protocol: Protocol, cond: str, pdir: Path, log: StudyLog, cfg: Any, bundle: Any,
-                  interventions: list[Intervention], progress: TextIO | None = None) -> dict[str, Any]:
+                  interventions: list[Intervention], progress: TextIO | None = None,
+                  events: EventChannel | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
+    """One condition of a session. ``events``: the channel the session emits on (a caller subscribes its own
+    listeners, e.g. progress); ``cancel``: set it from any thread to stop the condition at the next step."""
     run_dir = pdir / cond
-    events = EventChannel()
+    events = events if events is not None else EventChannel()
     recorder = ConditionRecorder(log, cond, protocol.seconds_per_pause if cond == "hill" else None)
     events.subscribe(recorder)
     if progress is not None:
@@ -206,16 +214,25 @@ def run_condition(protocol: Protocol, cond: str, pdir: Path, log: StudyLog, cfg:
             session.journal.close()
             raise
     session.pause_handler = scripted_pause_handler(interventions)
-    log.write("condition_started", condition=cond, run_dir=cond, config=session.config.to_json(),
-              edits_scripted=sum(len(iv.edits) for iv in interventions))
+    if cancel is not None:
+        sent = threading.Event()
+
+        def stop_when_cancelled(ev: Any) -> None:   # on the training thread, at each step's event
+            if cancel.is_set() and not sent.is_set():
+                sent.set()
+                session.submit("stop_training", {"reason": "cancelled"}, source="study")
+        events.subscribe(stop_when_cancelled)
+    recorder.condition_started(session.config.to_json(), sum(len(iv.edits) for iv in interventions))
+    if cancel is not None and cancel.is_set():
+        session.close()
+        raise ConditionCancelled(f"{cond}: cancelled before it started")
     summary = session.run()
+    if cancel is not None and cancel.is_set():
+        raise ConditionCancelled(f"{cond}: cancelled at epoch {summary['epochs']}, step {summary['steps']}")
     session.snapshot("final")     # the final layout, for the report's last 'after' panel
     if progress is not None:
         progress.write(f"{pdir.name} / {cond}: test accuracy {summary['test_accuracy']:.4f}\n")
-    log.write("condition_finished", condition=cond, test_accuracy=summary["test_accuracy"],
-              val_accuracy=summary["val_accuracy"], epochs=summary["epochs"], steps=summary["steps"],
-              edits_applied=summary["edits_applied"], wall_seconds=summary["wall_seconds"],
-              pauses=[{"epoch": p["epoch"], "seconds": p["seconds"]} for p in recorder.pauses])
+    recorder.condition_finished(summary)
     return summary
 
 

@@ -25,6 +25,16 @@ from hill_app.engine.snapshots import read_snapshots
 STUDY_LOG = "study_log.jsonl"
 
 
+def session_started(log: "StudyLog", *, participant: str, mode: str, protocol: Any, seed: int,
+                    class_names: list[str], app_version: str | None, pid: int, scripted: str | None = None,
+                    interventions: list[dict[str, Any]] | None = None) -> None:
+    """The first record of a session, written the same way by the runner and the study window."""
+    log.write("session_started", participant=participant, mode=mode, protocol=protocol.to_json(),
+              protocol_text=protocol.text, scripted=scripted, interventions=interventions or [],
+              conditions=list(protocol.conditions), seed=seed, class_names=list(class_names),
+              hill_app=app_version, pid=pid)
+
+
 class StudyLog:
     """The participant's study log: one record per study event, each with seq, type and time."""
 
@@ -126,6 +136,17 @@ class ConditionRecorder:
                            epoch=d.get("epoch"), step=d.get("step"), uuid=d.get("uuid"))
             if d["command"] == "set_latent_targets" and d["status"] == "success":
                 self._committed(d)
+
+    def condition_started(self, config: dict[str, Any], edits_scripted: int) -> None:
+        self.log.write("condition_started", condition=self.condition, run_dir=self.condition, config=config,
+                       edits_scripted=edits_scripted)
+
+    def condition_finished(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """The record both the runner and the study window end a condition with."""
+        return self.log.write("condition_finished", condition=self.condition, test_accuracy=summary["test_accuracy"],
+                              val_accuracy=summary["val_accuracy"], epochs=summary["epochs"], steps=summary["steps"],
+                              edits_applied=summary["edits_applied"], wall_seconds=summary["wall_seconds"],
+                              pauses=[{"epoch": p["epoch"], "seconds": p["seconds"]} for p in self.pauses])
 
     def _committed(self, d: dict[str, Any]) -> None:
         snap = self._snap   # the engine emits the "commit" snapshot (the base z + the new layout) just before

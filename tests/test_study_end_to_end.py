@@ -280,3 +280,39 @@ def test_a_study_session_replays_exactly(study, tmp_path, capsys):
     finally:
         torch.set_num_threads(threads)
     assert "replay identical" in capsys.readouterr().out
+
+
+def test_run_condition_takes_an_event_channel_and_a_cancel_token(tmp_path):
+    """A caller listens on its own event channel and cancels from it (as the study window's baseline does): the
+    condition stops at a step boundary, raises ConditionCancelled and is not recorded as finished."""
+    import threading
+
+    from hill_app.engine.events import EventChannel
+    from hill_app.studies.runner import ConditionCancelled, load_for_config, run_condition
+    from hill_app.studies.session_log import StudyLog, read_study_log
+
+    proto_path = tmp_path / "tiny.toml"
+    proto_path.write_text(PROTOCOL)
+    protocol = load_protocol(proto_path)
+    cfg = protocol.run_config("cpu")
+    bundle = load_for_config(cfg)
+    pdir = tmp_path / "P01"
+    pdir.mkdir()
+    log = StudyLog(pdir)
+    events, cancel, epochs_seen = EventChannel(), threading.Event(), []
+
+    def on_epoch(ev):
+        if ev.kind == "epoch":
+            epochs_seen.append(ev.data["epoch"])
+            cancel.set()                       # after the first epoch
+    events.subscribe(on_epoch)
+    with pytest.raises(ConditionCancelled, match="cancelled at epoch 1"):
+        run_condition(protocol, "baseline", pdir, log, cfg, bundle, [], events=events, cancel=cancel)
+    log.close()
+    assert epochs_seen == [1]
+    types = [r["type"] for r in read_study_log(pdir)]
+    assert "condition_started" in types and "condition_finished" not in types
+    recs = journal(pdir / "baseline" / "journal.jsonl")
+    stopped = [r for r in recs if r["type"] == "stopped"]
+    assert len(stopped) == 1 and stopped[0]["reason"] == "cancelled"
+    assert [r["source"] for r in recs if r["type"] == "command" and r["command"] == "stop_training"][0] == "study"
