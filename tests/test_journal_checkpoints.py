@@ -37,14 +37,26 @@ def test_records_are_readable_before_close_and_seq_increases(tmp_path):
 
 
 def test_every_record_is_fsynced(tmp_path, monkeypatch):
+    """Each record is flushed into the OS and then fsynced: when fsync runs, the file already holds the whole
+    record (fsync before flush would sync the bytes of the previous record only)."""
+    p = tmp_path / "j.jsonl"
     calls = []
     real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd)))
-    j = Journal(tmp_path / "j.jsonl")
+
+    def fsync(fd):
+        on_disk = p.read_bytes()   # what the OS has for the file at the moment of the fsync
+        calls.append(on_disk)
+        return real(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
+    j = Journal(p)
     n0 = len(calls)
     for i in range(4):
-        j.write("x", i=i)
-    assert len(calls) - n0 == 4
+        rec = j.write("x", i=i)
+        assert len(calls) - n0 == i + 1, "one fsync per record"
+        synced = calls[-1]
+        assert synced.endswith(b"\n") and json.loads(synced.splitlines()[-1]) == rec, \
+            f"record {i} was not in the file when it was fsynced: {synced[-80:]!r}"
+        assert synced.count(b"\n") == i + 1
     j.close()
 
 

@@ -9,6 +9,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hill_app.engine.branches import CheckpointTree
@@ -73,6 +74,32 @@ def test_replay_reports_a_difference(tmp_path):
     (run / "journal.jsonl").write_text("\n".join(lines) + "\n")
     _, diffs = replay_run(run, tmp_path / "replay")
     assert any("epoch 2 val_accuracy" in d for d in diffs)
+
+
+@pytest.mark.parametrize("field", ["val_loss", "train_grad_norm"])
+def test_replay_command_compares_exactly_one_ulp_differs_and_exits_non_zero(tmp_path, capsys, field):
+    """`hill-app replay` is exact: an identical replay exits 0; one ulp (np.nextafter) on one logged value of one
+    epoch is reported, naming the epoch and the field, and exits 1 (a relative tolerance would hide it)."""
+    from hill_app.cli import main
+    run = tmp_path / "run"
+    TrainingSession(RunConfig(epochs=2, pause_at=[], seed=1, device="cpu"), run).run()
+    assert main(["replay", str(run), "--out", str(tmp_path / "same")]) == 0
+    out = capsys.readouterr().out
+    assert "replay identical" in out and "compared exactly" in out, out
+
+    lines = (run / "journal.jsonl").read_text().splitlines()
+    for i, line in enumerate(lines):
+        rec = json.loads(line)
+        if rec["type"] == "epoch" and rec["epoch"] == 2:
+            old = rec[field]
+            new = rec[field] = float(np.nextafter(old, np.inf))
+            assert new != old and abs(new - old) / abs(old) < 1e-15
+            lines[i] = json.dumps(rec)
+    (run / "journal.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(["replay", str(run), "--out", str(tmp_path / "ulp")]) == 1
+    out = capsys.readouterr().out
+    assert "replay DIFFERS from the original in 1 place(s)" in out, out
+    assert f"main epoch 2 {field}: original {new!r}, replay {old!r}" in out, out
 
 
 def _cli(*args):
