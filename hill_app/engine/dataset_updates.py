@@ -114,9 +114,8 @@ def add_samples(s: "TrainingSession", path: str) -> dict[str, Any]:
         x, y = read_samples_file(s.data, Path(s.run_dir) / rel)
     except DataError as e:
         raise CommandError(f"update_dataset: {path}: {e}") from None
-    first = s.n_train
-    _append(s, x, y)
-    s.added_files.append(rel)
+    first = _append(s, x, y)
+    s.train_data.added_files.append(rel)
     s.active = torch.cat([s.active, torch.ones(len(y), dtype=torch.bool)])
     return {"added": len(y), "first_index": first, "n_train": s.n_train,
             "per_class": torch.bincount(y, minlength=s.data.num_classes).tolist(),
@@ -128,11 +127,7 @@ def sync_added_files(s: "TrainingSession", files: list[str], source_dir: Path | 
     files (added/<sha256>) are read from the run folder and checked; older runs kept the path as given."""
     if list(files) == s.added_files:
         return
-    d = s.data
-    d.train_x, d.train_y = d.train_x[:s.base_n_train], d.train_y[:s.base_n_train]
-    s.train_x, s.train_y = s.train_x[:s.base_n_train], s.train_y[:s.base_n_train]
-    s.n_train = s.base_n_train
-    s.added_files = []
+    s.train_data.truncate_to_base()
     for f in files:
         try:
             p = stored_path(source_dir or s.run_dir, f) if _STORED_RE.match(str(f)) else Path(f)
@@ -140,15 +135,11 @@ def sync_added_files(s: "TrainingSession", files: list[str], source_dir: Path | 
         except DataError as e:
             raise CommandError(f"the checkpoint's added samples cannot be read again: {e}") from None
         _append(s, x, y)
-        s.added_files.append(f)
+        s.train_data.added_files.append(f)
 
 
-def _append(s: "TrainingSession", x: torch.Tensor, y: torch.Tensor) -> None:
-    d = s.data
-    d.train_x = torch.cat([d.train_x, x])
-    d.train_y = torch.cat([d.train_y, y])
-    s.train_x = torch.cat([s.train_x, x.to(s.device)])
-    s.train_y = torch.cat([s.train_y, y.to(s.device)])
-    s.n_train = len(d.train_y)
+def _append(s: "TrainingSession", x: torch.Tensor, y: torch.Tensor) -> int:
+    first = s.train_data.append(x, y)
     s.commit_layout(s.layout)  # point targets are indexed by training sample: resize them
     s.train_step.invalidate()
+    return first

@@ -37,6 +37,7 @@ from .resume import (ResumePlan, check_journal_length, check_new_run_folder, inp
 from .runlock import RunLock
 from .snapshots import SnapshotStore
 from .step import STEP_STATS, TrainStep
+from .training_data import TrainingData
 
 
 
@@ -244,19 +245,44 @@ class TrainingSession:
     def _place_data(self) -> None:
         d, dev = self.data, self.device
         self._channels_last = dev.type == "cuda" and d.kind == "image"
-        self.train_x, self.train_y = d.train_x.to(dev), d.train_y.to(dev)
+        self.train_data = TrainingData(d, dev)
         self.val_x, self.val_y = d.val_x.to(dev), d.val_y.to(dev)
         self.test_x, self.test_y = d.test_x.to(dev), d.test_y.to(dev)
         shape = (1, -1) + (1,) * (d.train_x.dim() - 2)
         self._mean = d.mean.to(dev).view(shape).float()
         self._std = d.std.to(dev).view(shape).float()
-        self.n_train = d.train_x.shape[0]
-        self.base_n_train = self.n_train
-        self.added_files: list[str] = []
-        self.active = torch.ones(self.n_train, dtype=torch.bool)
         self.view_idx = view_set_indices(self.config, d.train_y)
         self._view_idx_t = torch.from_numpy(self.view_idx).to(dev)
         self.view_labels = d.train_y[self.view_idx].numpy()
+
+    # the training split's owner is self.train_data; these read through to it
+    @property
+    def train_x(self) -> torch.Tensor:
+        return self.train_data.x
+
+    @property
+    def train_y(self) -> torch.Tensor:
+        return self.train_data.y
+
+    @property
+    def n_train(self) -> int:
+        return self.train_data.n
+
+    @property
+    def base_n_train(self) -> int:
+        return self.train_data.base_n
+
+    @property
+    def added_files(self) -> list[str]:
+        return self.train_data.added_files
+
+    @property
+    def active(self) -> torch.Tensor:
+        return self.train_data.active
+
+    @active.setter
+    def active(self, mask: torch.Tensor) -> None:
+        self.train_data.active = mask
 
     def _prep(self, x: torch.Tensor, augment: bool) -> torch.Tensor:
         if x.dtype == torch.uint8:

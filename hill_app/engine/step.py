@@ -13,16 +13,38 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 
-from hill_app.losses import hill_loss
+from hill_app.losses import LossWeights, hill_loss
 from hill_app.losses.hill_loss import CE_WEIGHTS, GraphedHillLoss
 
-if TYPE_CHECKING:
-    from .session import TrainingSession
+from .config import RunConfig
+from .events import EventChannel
+from .projection import Projection
+
+
+class StepInputs(Protocol):
+    """What a step reads: the model, optimiser and loss with their knobs (the session provides them; the step
+    never sees the rest of it). Read at every call, so a command that changes one takes effect at the next step."""
+
+    config: RunConfig
+    device: torch.device
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    use_compile: bool
+    targets: Any                       # the committed layout's tensors (hill_app.losses), or None
+    projection: Projection | None
+    weights: LossWeights
+    grad_clip: float | None
+    alpha: float
+    lam: float
+    events: EventChannel
+
+    @property
+    def autocast(self) -> Any: ...
 
 # order of the values in the stats tensor a step returns
 STEP_STATS = ("loss", "ce", "center", "spread", "sep", "point", "scale", "grad_norm", "correct")
@@ -64,8 +86,8 @@ class TrainStep:
 
     warmup_steps = 3        # ordinary steps after any change before a (re)capture
 
-    def __init__(self, session: TrainingSession):
-        self.s = session
+    def __init__(self, inputs: StepInputs):
+        self.s = inputs
         self.cuda_graphs: bool | None = None      # None: on for CUDA when config.compile is set
         self.compile_options: dict[str, Any] = {}  # passed to torch.compile (tests use backend='eager')
         self.compile_model: bool | None = None      # also compile the model's forward; None: on CUDA when compiling
