@@ -7,6 +7,7 @@ format opcode by opcode, so the loader is tested against what users actually hav
 from __future__ import annotations
 
 import hashlib
+import json
 import http.server
 import io
 import os
@@ -440,3 +441,38 @@ def test_download_file_replaces_only_on_success(tmp_path: Path, server) -> None:
     assert dest.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
     assert download_file(base + "/f", dest, hashlib.md5(routes["/f"]).hexdigest()) == dest
     assert dest.read_bytes() == routes["/f"]
+
+
+# --------------------------------------------------------------------------- the CLI's --download
+
+def test_cli_download_option_reaches_the_loader(tmp_path: Path, files: dict[str, dict], monkeypatch, capsys) -> None:
+    """`hill-app train --dataset cifar10 --download` asks the loader to fetch the archive (stood in for here by
+    a local copy, no network); without --download the same empty folder is refused, naming the option."""
+    from hill_app.cli import main
+    from hill_app.datasets import cifar10 as cifar10_module
+
+    calls: list[tuple[str, Path]] = []
+
+    def fake_download(url, dest, expected_md5=None, progress=None, **kw):
+        calls.append((url, Path(dest)))
+        _make_archive(Path(dest), files)
+        return Path(dest)
+    monkeypatch.setattr(cifar10_module, "download_file", fake_download)
+    root = tmp_path / "data"
+    root.mkdir()
+    args = ["train", "--dataset", "cifar10", "--data-root", str(root), "--model", "digits_cnn", "--epochs", "1",
+            "--pause-at", "none", "--seed", "0", "--device", "cpu"]
+
+    assert main(args + ["--out", str(tmp_path / "without")]) == 2
+    err = capsys.readouterr().err
+    assert "CIFAR-10 not found" in err and "--download" in err and str(root) in err, err
+    assert calls == [] and list(root.iterdir()) == []
+    assert not (tmp_path / "without" / "config.json").exists()
+
+    out = tmp_path / "with"
+    assert main(args + ["--download", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert calls == [(cifar10_module.CIFAR10_URL, root / "cifar-10-python.tar.gz")]
+    assert json.loads((out / "config.json").read_text())["download"] is True
+    assert (root / "cifar-10-batches-py" / "batches.meta").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"] == "cifar10" and summary["epochs"] == 1

@@ -178,6 +178,22 @@ def test_bad_options_exit_2_naming_the_option(tmp_path, capsys, extra, needle):
     assert not (out / "journal.jsonl").exists()
 
 
+@pytest.mark.parametrize("method", ["lda", "pca"])
+def test_projection_option_reaches_the_config_and_the_fitted_map(tmp_path, method):
+    """`--projection` is the map the engine fits after epoch 1 (not only a word in config.json)."""
+    out = tmp_path / "r"
+    assert main(["train", "--epochs", "2", "--pause-at", "none", "--seed", "0", "--device", "cpu",
+                 "--projection", method, "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["projection"] == method
+    recs = journal(out)
+    assert next(r for r in recs if r["type"] == "run_started")["config"]["projection"] == method
+    fitted = [r for r in recs if r["type"] == "projection_fitted"]
+    assert [(r["method"], r["epoch"]) for r in fitted] == [(method, 1)]
+    from hill_app.engine.branches import CheckpointTree
+    tree = CheckpointTree(out / "checkpoints")
+    assert tree.load(tree.nodes[-1]["uuid"])["projection"]["method"] == method
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_device_cuda_without_cuda_exits_2(tmp_path, capsys):
     out = tmp_path / "r"

@@ -119,16 +119,31 @@ def test_constant_features_raise_for_lda():
         fit_projection(np.ones((30, 8)), y, "lda")
 
 
-def test_lda_on_rank_one_features_gives_2d_or_refuses():
+def test_lda_on_rank_one_features_is_refused_saying_why():
+    """Features that vary along one direction only give LDA one discriminant direction: no 2D view. It is
+    refused with the reason and the way out, never padded or fitted silently."""
     rng = np.random.default_rng(0)
     x = np.zeros((60, 6))
     x[:, 0] = rng.normal(size=60)
     y = np.arange(60) % 3
-    try:
-        p = fit_projection(x, y, "lda")
-    except ValueError:
-        return
-    assert p.weight.shape == (2, 6)
+    with pytest.raises(ValueError, match=r"span only 1 discriminant direction\(s\).*'pca' projection"):
+        fit_projection(x, y, "lda")
+    p = fit_projection(x, y, "pca")   # PCA still gives a (degenerate but finite) 2D map of the same features
+    assert p.weight.shape == (2, 6) and torch.isfinite(p.weight).all()
+
+
+def test_lda_on_rank_two_features_gives_a_2d_map():
+    """The other side of the refusal above: two varying directions and three classes are enough."""
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    x = np.zeros((90, 6))
+    x[:, 0] = rng.normal(size=90) + 2.0 * (y == 1)
+    x[:, 3] = rng.normal(size=90) + 2.0 * (y == 2)
+    p = fit_projection(x, y, "lda")
+    assert p.method == "lda" and p.weight.shape == (2, 6) and torch.isfinite(p.weight).all()
+    z = p(torch.from_numpy(x).float()).numpy()
+    assert rms(z) == pytest.approx(1.0, abs=1e-4)
+    assert np.abs(p.weight.numpy()[:, [1, 2, 4, 5]]).max() < 1e-6   # only the varying features are used
 
 
 # ---------------------------------------------------------------- which default shows digits better
