@@ -29,19 +29,25 @@ class EventChannel:
         self._lock = threading.Lock()
         self.dropped = 0
         self._listeners: list[Callable[[Event], None]] = []
+        # Listeners run on the emitting thread (the training thread, or a thread that called submit), but one
+        # event at a time, in the order the buffer gets them: a listener never shares its state with another
+        # thread's listener call. Re-entrant, so a listener may emit (e.g. submit a command) itself.
+        self._dispatch = threading.RLock()
 
     def subscribe(self, fn: Callable[[Event], None]) -> None:
-        """Call ``fn`` synchronously in the emitting thread (headless progress bars); keep it fast."""
-        self._listeners.append(fn)
+        """Call ``fn`` synchronously for every event, serialised with every other emit; keep it fast."""
+        with self._dispatch:
+            self._listeners.append(fn)
 
     def emit(self, kind: str, /, **data: Any) -> None:
         ev = Event(kind, data)
-        for fn in self._listeners:
-            fn(ev)
-        with self._lock:
-            if len(self._buf) >= self.maxlen:
-                self._drop_one()
-            self._buf.append(ev)
+        with self._dispatch:
+            for fn in self._listeners:
+                fn(ev)
+            with self._lock:
+                if len(self._buf) >= self.maxlen:
+                    self._drop_one()
+                self._buf.append(ev)
 
     def _drop_one(self) -> None:
         for i, e in enumerate(self._buf):
