@@ -39,10 +39,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
 from hill_app.datasets import load_dataset
 from hill_app.datasets.augment import flip_crop
 from hill_app.datasets.synthetic import load_synthetic
-
 from hill_app.engine.config import RunConfig
 from hill_app.engine.models import build_model
 from hill_app.engine.session import TrainingSession
@@ -344,7 +344,8 @@ def run_mode(prob: Problem, mode: str, args: argparse.Namespace, root: Path, bar
         return f"target <= {target:.2f}: {'ok' if r <= target else 'MISSED'}"
 
     line = (f"  [{dev.type} {mode:>8}] (a) engine/bare {a:5.3f} ({verdict(a, TARGET_A)})   "
-            f"(b) HILL/plain {b:5.3f} ({verdict(b, TARGET_B)})   engine plain {prob.images / med['engine plain']:,.0f} img/s, "
+            f"(b) HILL/plain {b:5.3f} ({verdict(b, TARGET_B)})   "
+            f"engine plain {prob.images / med['engine plain']:,.0f} img/s, "
             f"HILL {prob.images / med['engine HILL']:,.0f} img/s, bare {prob.images / bare_t:,.0f} img/s")
     if bare_c and bare_eager_t is not None:
         line += f"; engine compiled / bare eager {med['engine plain'] / bare_eager_t:.3f}"

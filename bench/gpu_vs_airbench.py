@@ -24,7 +24,6 @@ import contextlib
 import io
 import math
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -129,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
     prob = Problem(dev, 1024, 50000)
     print(f"{torch.cuda.get_device_name(dev)} | torch {torch.__version__} | {prob.n_train} synthetic CIFAR-shaped "
           f"images, batch 1024, {prob.steps} steps/epoch", flush=True)
-    rows: list[tuple[str, float]] = []
     t0 = time.perf_counter()
     air1, per1, log = airbench_loop(a.airbench_path, prob.bundle, a.airbench_epochs)
     print(f"airbench train94 (own timer), epochs 2..{a.airbench_epochs}: "

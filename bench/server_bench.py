@@ -185,7 +185,8 @@ def bench_overhead(a: argparse.Namespace, tmp: Path) -> list[str]:
         m, o = med[k], med["off"]
         lines.append(f"    {k:4s} {m['train']:.3f} s ratio {m['train'] / o['train']:.3f}   {m['wall']:.3f} s ratio "
                      f"{m['wall'] / o['wall']:.3f}   {m['cpu']:.3f} s ratio {m['cpu'] / o['cpu']:.3f} | "
-                     f"train {best[k]['train'] / best['off']['train']:.3f} wall {best[k]['wall'] / best['off']['wall']:.3f}"
+                     f"train {best[k]['train'] / best['off']['train']:.3f} "
+                     f"wall {best[k]['wall'] / best['off']['wall']:.3f}"
                      f" | {m['server_cpu']:.2f} s, {m['client_cpu']:.2f} s")
     lines.append("    run-to-run spread of the training time (max - min) / median: "
                  + ", ".join(f"{k} {spread[k]:.0%}" for k in arms))
@@ -221,14 +222,13 @@ def bench_latency(a: argparse.Namespace, tmp: Path) -> list[str]:
 
 def bench_snapshot(a: argparse.Namespace, tmp: Path) -> list[str]:
     from hill_app.datasets.synthetic import load_synthetic
-
     from hill_app.engine.config import RunConfig
     from hill_app.engine.session import TrainingSession
     from hill_app.server import serve_session
     bundle = load_synthetic(n_train=4000, n_val=500, n_test=500, shape=(1, 8, 8), seed=0)
     run_dir = tmp / "snapshot"
-    cfg = RunConfig(dataset="synthetic", model="digits_cnn", view_size=3000, synthetic_size=4000, epochs=a.snapshots + 1,
-                    pause_at=[], device=a.device, seed=0)
+    cfg = RunConfig(dataset="synthetic", model="digits_cnn", view_size=3000, synthetic_size=4000,
+                    epochs=a.snapshots + 1, pause_at=[], device=a.device, seed=0)
     s = TrainingSession(cfg, run_dir, bundle=bundle)
     h = serve_session(s, "127.0.0.1:0")
     proc = spawn_client(run_dir, "snapshot", tmp / "snapshot.json", snapshots=a.snapshots, gets=20)

@@ -125,15 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     runs = [train_once(tmp / f"run{i}") for i in range(a.runs)]
     print("hill-app train --device cpu, digits, 40 epochs, pauses 25/30/35/40 with edits:")
     for r in runs:
-        print(f"  wall {r['wall']:5.1f} s | to first epoch {r['to_first_epoch']:4.1f} s | session {r['session']:5.1f} s "
+        print(f"  wall {r['wall']:5.1f} s | to first epoch {r['to_first_epoch']:4.1f} s | "
+              f"session {r['session']:5.1f} s "
               f"(training {r['training']:4.1f} s, epoch 1 {r['epoch1']:.2f} s) | load {r['load']:.2f}")
     print("imported before training (python -X importtime; each package with what it pulled in first), s:")
     print("  " + ", ".join(f"{n} {s:.2f}" for n, s in imports()))
     lines = []
     med = statistics.median(r["wall"] for r in runs)
     first = statistics.median(r["to_first_epoch"] for r in runs)
-    lines.append(f"train: wall {med:.1f} s (target < {TRAIN_TARGET_S:.0f}: {'ok' if med < TRAIN_TARGET_S else 'MISSED'}),"
-                 f" time to first epoch {first:.1f} s")
+    lines.append(f"train: wall {med:.1f} s (target < {TRAIN_TARGET_S:.0f}: "
+                 f"{'ok' if med < TRAIN_TARGET_S else 'MISSED'}), time to first epoch {first:.1f} s")
     if not a.no_window:
         ws = [window_once() for _ in range(a.windows)]
         if any(isinstance(x, str) for x in ws):

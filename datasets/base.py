@@ -6,8 +6,9 @@ plain tensors rather than a torch ``Dataset``: the engine batches, normalises an
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence, Union
+from typing import Literal
 
 import numpy as np
 import torch
@@ -92,7 +93,6 @@ class DataWarning(UserWarning):
     """Data was left out at load (e.g. a PAMAP2 subject with no usable window); the message says which and why."""
 
 
-SizeSpec = Union[int, float, None]
 SUBSET_SEED = 2468  # fixed: a given train_size picks the same images in every run, whatever the run seed
 
 _SIZE_EXPECTED = "expected a count (an integer >= 1) or a fraction strictly between 0 and 1"
@@ -206,7 +206,7 @@ def pick_training_subset(labels: torch.Tensor, train_size: int | float, where: s
     return keep, rule + f", stratified, seed {seed}"
 
 
-def split_info(bundle: "DataBundle", val_rule: str, train_rule: str, **extra: object) -> dict:
+def split_info(bundle: DataBundle, val_rule: str, train_rule: str, **extra: object) -> dict:
     """The resolved split sizes and the rules that made them (written into the run's config and journal)."""
     info = {"n_train": int(bundle.train_y.numel()), "n_val": int(bundle.val_y.numel()),
             "n_test": int(bundle.test_y.numel()), "val_size": int(bundle.val_y.numel()),

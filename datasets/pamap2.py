@@ -14,14 +14,22 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
 
-from .base import (DataBundle, DataError, DataWarning, allocate, check_size_spec, pick_training_subset,
-                   size_to_count, split_info)
+from .base import (
+    DataBundle,
+    DataError,
+    DataWarning,
+    allocate,
+    check_size_spec,
+    pick_training_subset,
+    size_to_count,
+    split_info,
+)
 
 N_COLUMNS = 54
 RAW_HZ = 100.0
@@ -298,7 +306,7 @@ def parse_subject_file(path: Path) -> np.ndarray:
 
 def _token_at(path: Path, lineno: int, col: int) -> str:
     """The text of column ``col`` (0-based) on line ``lineno`` (1-based), for messages."""
-    with open(path, "r", encoding="ascii", errors="replace") as f:
+    with open(path, encoding="ascii", errors="replace") as f:
         for i, line in enumerate(f, 1):
             if i == lineno:
                 tokens = line.split()
@@ -311,7 +319,7 @@ def _scan_for_bad_line(path: Path, first_row: int = 0) -> None:
 
     Lines before data row ``first_row`` are only counted, not checked (a full check takes ~5 s a file)."""
     row = -1
-    with open(path, "r", encoding="ascii", errors="replace") as f:
+    with open(path, encoding="ascii", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             tokens = line.split()
             if not tokens:
@@ -333,7 +341,7 @@ def _scan_for_bad_line(path: Path, first_row: int = 0) -> None:
 
 def _line_of_row(path: Path, row: int) -> int:
     """1-based line number of data row ``row`` (blank lines are skipped by the parser)."""
-    with open(path, "r", encoding="ascii", errors="replace") as f:
+    with open(path, encoding="ascii", errors="replace") as f:
         seen = -1
         for lineno, line in enumerate(f, 1):
             if line.strip():

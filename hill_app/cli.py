@@ -7,8 +7,9 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 EXIT_FAILED = 1      # the run started and did not end well (non-finite loss, an error while training)
 EXIT_USAGE = 2       # refused before anything ran: a bad option, file or folder
@@ -24,7 +25,8 @@ def _int_list(text: str) -> list[int]:
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         shown = text if len(text) <= 40 else text[:30] + "..."
-        raise argparse.ArgumentTypeError(f"expected comma-separated epochs such as 25,30,35,40, got {shown!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated epochs such as 25,30,35,40, got {shown!r}") from None
 
 
 def _size(text: str) -> int | float:
@@ -38,7 +40,8 @@ def _size(text: str) -> int | float:
         return float(t)
     except ValueError:
         shown = t if len(t) <= 40 else t[:30] + "..."
-        raise argparse.ArgumentTypeError(f"expected a count such as 5000 or a fraction such as 0.1, got {shown!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a count such as 5000 or a fraction such as 0.1, got {shown!r}") from None
 
 
 def add_run_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
@@ -52,7 +55,8 @@ def add_run_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
                    help="data folder (CIFAR-10: cifar-10-batches-py or the archive; PAMAP2: Protocol/)")
     p.add_argument("--download", action="store_true", default=d(False),
                    help="CIFAR-10: download (MD5-checked) if not on disk")
-    p.add_argument("--model", default=d(None), help="digits_cnn, airbench, resnet18, pamap_cnn1d (default: per data set)")
+    p.add_argument("--model", default=d(None),
+                   help="digits_cnn, airbench, resnet18, pamap_cnn1d (default: per data set)")
     p.add_argument("--epochs", type=int, default=d(40))
     p.add_argument("--pause-at", type=_int_list, default=d(None),
                    help="epochs to pause before, comma-separated (default 25,30,35,40, those within --epochs; "
@@ -336,7 +340,7 @@ class _stop_on_signals:
             raise KeyboardInterrupt
         self.session.request_stop_from_signal(signal.Signals(signum).name)
 
-    def __enter__(self) -> "_stop_on_signals":
+    def __enter__(self) -> _stop_on_signals:
         if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self.old[s] = signal.signal(s, self._on)

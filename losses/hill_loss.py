@@ -61,7 +61,7 @@ class LatentTargets:
     def __post_init__(self) -> None:
         self.sep_pairs = torch.triu((self.sep_min > 0).to(self.sep_min.dtype), diagonal=1)
 
-    def to(self, device: torch.device | str) -> "LatentTargets":
+    def to(self, device: torch.device | str) -> LatentTargets:
         return LatentTargets(
             self.centers.to(device), self.spreads.to(device), self.class_mask.to(device),
             self.sep_min.to(device), self.point_pos.to(device), self.point_mask.to(device),
@@ -353,7 +353,7 @@ class _Replayed(torch.autograd.Function):
     """The loss from a replayed graph; its backward scales the gradients the graph computed with it."""
 
     @staticmethod
-    def forward(ctx, ce: torch.Tensor, x: torch.Tensor, graphed: "GraphedHillLoss"  # type: ignore[override]
+    def forward(ctx, ce: torch.Tensor, x: torch.Tensor, graphed: GraphedHillLoss  # type: ignore[override]
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         loss, stats, gce, gx = graphed.replay(ce, x)
         ctx.save_for_backward(gce, gx)

@@ -44,7 +44,7 @@ class TargetLayout:
     def num_classes(self) -> int:
         return int(self.centers.shape[0])
 
-    def copy(self) -> "TargetLayout":
+    def copy(self) -> TargetLayout:
         return copy.deepcopy(self)
 
     def to_json(self) -> dict[str, Any]:
@@ -58,7 +58,7 @@ class TargetLayout:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "TargetLayout":
+    def from_json(cls, d: dict[str, Any]) -> TargetLayout:
         return cls(
             centers=np.asarray(d["centers"], dtype=np.float64), spreads=np.asarray(d["spreads"], dtype=np.float64),
             sep_min=np.asarray(d["sep_min"], dtype=np.float64), group=np.asarray(d["group"], dtype=np.int64),

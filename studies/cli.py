@@ -17,7 +17,6 @@ def _err(msg: str) -> int:
 def study_main(args: Any) -> int:
     """Run one participant session. With --scripted: headless, from an edits file. Without: the study window."""
     from hill_app.datasets import DataError
-
     from hill_app.engine.config import ConfigError
     from hill_app.engine.edits_file import EditsFileError
 

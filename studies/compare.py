@@ -274,7 +274,8 @@ def run_configs(protocol: Any, arms: list[Arm], seeds: list[int], sets: dict[str
         over = {**sets, **a.overrides}
         unknown = sorted(set(over) - names)
         if unknown:
-            raise CompareError(f"{unknown[0]}: not a RunConfig field of this hill-app (fields: {', '.join(sorted(names))})")
+            raise CompareError(f"{unknown[0]}: not a RunConfig field of this hill-app "
+                               f"(fields: {', '.join(sorted(names))})")
         for s in seeds:
             try:
                 cfg = dataclasses.replace(base, **over, seed=s)
@@ -575,8 +576,8 @@ def render_html(arms: list[Arm], seeds: list[int], acc: dict[str, dict[int, floa
               "optimizer", "view_size", "val_size", "train_size", "compile", "amp"):
         if k in cfg:
             v = cfg[k]
-            o.append(f"<tr><th class='l'>{k}</th><td class='l'>{_e(', '.join(map(str, v)) if isinstance(v, list) else v)}"
-                     "</td></tr>")
+            shown = ", ".join(map(str, v)) if isinstance(v, list) else v
+            o.append(f"<tr><th class='l'>{k}</th><td class='l'>{_e(shown)}</td></tr>")
     o.append(f"<tr><th class='l'>seeds</th><td class='l'>{_e(_join(seeds))}</td></tr>")
     o.append(f"<tr><th class='l'>interval</th><td class='l'>{' and '.join(names[k] for k in keys)}, "
              f"95%, of the mean paired gain (arm &minus; baseline of the same seed)</td></tr></table>")
@@ -584,7 +585,8 @@ def render_html(arms: list[Arm], seeds: list[int], acc: dict[str, dict[int, floa
     for key in keys:
         o.append(f"<h2>Paired gain per arm ({names[key]})</h2>")
         o.append("<table><tr><th class='l'>arm</th><th>pairs</th><th>baseline (%)</th><th>arm (%)</th>"
-                 "<th>gain (pp)</th><th>95% interval (pp)</th><th>seeds better / worse</th><th class='l'>note</th></tr>")
+                 "<th>gain (pp)</th><th>95% interval (pp)</th><th>seeds better / worse</th>"
+                 "<th class='l'>note</th></tr>")
         for s in stats:
             iv = s["intervals"][key]
             cls = {"above zero": "pos", "below zero": "neg"}.get(iv.verdict, "zero")

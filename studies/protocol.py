@@ -35,9 +35,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from hill_app.losses import EDIT_OPS
-
 from hill_app.engine.config import DATASETS, ConfigError, RunConfig
+from hill_app.losses import EDIT_OPS
 
 PROTOCOLS_DIR = Path(__file__).resolve().parent / "protocols"
 

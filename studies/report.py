@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from hill_app.losses import (
     EditError,
     TargetLayout,
@@ -382,8 +383,8 @@ def make_figures(parts: list[ParticipantResult], fig_dir: Path) -> dict[str, Any
                 panels.append({"title": "edited: no edits", "z": pr.z, "labels": pr.labels, "faded": True})
             if pr.next_z is not None:
                 nl = layout_from_points(pr.next_z, pr.next_labels, k)
-                panels.append({"title": f"after: trained to epoch {pr.next_epoch}", "z": pr.next_z, "labels": pr.next_labels,
-                               "centers_to": nl.centers})
+                panels.append({"title": f"after: trained to epoch {pr.next_epoch}", "z": pr.next_z,
+                               "labels": pr.next_labels, "centers_to": nl.centers})
             made["pauses"][(p.pid, e)] = F.layout_figure(
                 fig_dir / f"{_safe(p.pid)}_pause_e{e}.png", panels, k, p.class_names,
                 title=f"{p.pid}: latent layout at the pause before epoch {e}").name

@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hill_app.losses import TargetLayout, apply_edit, layout_from_points, validate_edit
 
 from hill_app.engine.journal import Journal, read_journal
 from hill_app.engine.snapshots import read_snapshots
+from hill_app.losses import TargetLayout, apply_edit, layout_from_points, validate_edit
 
 STUDY_LOG = "study_log.jsonl"
 
 
-def session_started(log: "StudyLog", *, participant: str, mode: str, protocol: Any, seed: int,
+def session_started(log: StudyLog, *, participant: str, mode: str, protocol: Any, seed: int,
                     class_names: list[str], app_version: str | None, pid: int, scripted: str | None = None,
                     interventions: list[dict[str, Any]] | None = None) -> None:
     """The first record of a session, written the same way by the runner and the study window."""

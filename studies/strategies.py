@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from hill_app.losses import EditError, TargetLayout, apply_edit, validate_edit
 
 LABELS = ("compactness", "separation", "merge", "points")

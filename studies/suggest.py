@@ -273,15 +273,21 @@ DEFAULT = "selective_compactness:0.5"
 # Mean paired gain in test accuracy with its 95% paired-t interval: no interval lies above zero (every one
 # includes zero); bench/results/compare_cifar10_real_h200 and bench/results/compare_digits_train300.
 MEASURED: dict[str, str] = {
-    "compactness:0.5": "CIFAR-10 real subset, H200: +0.38 pp [-0.44, +1.21] over 9 seeds; digits train_size=300, CPU: -0.05 pp [-0.70, +0.61] over 6 seeds",
+    "compactness:0.5": ("CIFAR-10 real subset, H200: +0.38 pp [-0.44, +1.21] over 9 seeds; "
+                       "digits train_size=300, CPU: -0.05 pp [-0.70, +0.61] over 6 seeds"),
     "merge_similar:0.5": "CIFAR-10 real subset, H200: +0.21 pp [-0.54, +0.95] over 9 seeds",
     "separation:0.5": "CIFAR-10 real subset, H200: -0.42 pp [-1.40, +0.57] over 9 seeds",
-    "confused_pairs:0.5": "CIFAR-10 real subset, H200: -0.27 pp [-1.19, +0.65] over 9 seeds; digits train_size=300, CPU: -0.32 pp [-1.00, +0.35] over 6 seeds",
-    "misclassified_to_centre:1": "CIFAR-10 real subset, H200: -0.93 pp [-2.86, +1.00] over 9 seeds; digits train_size=300, CPU: +0.32 pp [-0.68, +1.33] over 6 seeds",
-    "confusion_separation:0.5": "CIFAR-10 real subset, H200: +0.12 pp [-0.83, +1.07] over 8 seeds; digits train_size=300, CPU: +0.19 pp [-0.33, +0.70] over 6 seeds",
-    "misplaced_correct:0.5": "CIFAR-10 real subset, H200: -0.29 pp [-1.15, +0.56] over 8 seeds; digits train_size=300, CPU: -0.51 pp [-1.19, +0.17] over 6 seeds",
+    "confused_pairs:0.5": ("CIFAR-10 real subset, H200: -0.27 pp [-1.19, +0.65] over 9 seeds; "
+                          "digits train_size=300, CPU: -0.32 pp [-1.00, +0.35] over 6 seeds"),
+    "misclassified_to_centre:1": ("CIFAR-10 real subset, H200: -0.93 pp [-2.86, +1.00] over 9 seeds; "
+                                 "digits train_size=300, CPU: +0.32 pp [-0.68, +1.33] over 6 seeds"),
+    "confusion_separation:0.5": ("CIFAR-10 real subset, H200: +0.12 pp [-0.83, +1.07] over 8 seeds; "
+                                "digits train_size=300, CPU: +0.19 pp [-0.33, +0.70] over 6 seeds"),
+    "misplaced_correct:0.5": ("CIFAR-10 real subset, H200: -0.29 pp [-1.15, +0.56] over 8 seeds; "
+                             "digits train_size=300, CPU: -0.51 pp [-1.19, +0.17] over 6 seeds"),
     "misplaced_points:0.5": "CIFAR-10 real subset, H200: +0.09 pp [-0.73, +0.91] over 8 seeds",
-    "selective_compactness:0.5": "CIFAR-10 real subset, H200: +0.12 pp [-0.85, +1.10] over 8 seeds; digits train_size=300, CPU: +0.09 pp [-0.68, +0.87] over 6 seeds",
+    "selective_compactness:0.5": ("CIFAR-10 real subset, H200: +0.12 pp [-0.85, +1.10] over 8 seeds; "
+                                 "digits train_size=300, CPU: +0.09 pp [-0.68, +0.87] over 6 seeds"),
 }
 
 _SPEC = re.compile(r"^\s*([a-z_]+)\s*(?::\s*([0-9.eE+-]+))?\s*$")

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 class LocalRunClient:
     """One client of a session in this process. ``source`` is recorded with every command it sends."""
 
-    def __init__(self, session: "TrainingSession", *, source: str = "window",
-                 events: "EventChannel | None" = None) -> None:
+    def __init__(self, session: TrainingSession, *, source: str = "window",
+                 events: EventChannel | None = None) -> None:
         from hill_app.server.state import capture
         self.session = session
         self.source = source

@@ -95,7 +95,8 @@ class RemoteRunClient:
             while not self.connected.wait(0.01):
                 if self._gave_up or time.monotonic() > end:
                     self.close()
-                    raise RemoteError(f"{self.url}: {self._gave_up or f'the event stream did not open within {timeout:.0f} s'}")
+                    why = self._gave_up or f"the event stream did not open within {timeout:.0f} s"
+                    raise RemoteError(f"{self.url}: {why}")
 
     # ------------------------------------------------------------------ RunClient
 

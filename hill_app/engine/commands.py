@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 import uuid as _uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from .argtypes import Arg, ArgSchema, ArgType, CommandContext
 from .errors import CommandError

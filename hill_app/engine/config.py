@@ -65,7 +65,7 @@ class RunConfig:
     train_size: int | float | None = None  # training subset of the rest: a count, a fraction, None: all of it
     ce_weight: str = "blend"   # "blend": (1 - alpha) CE + alpha L_human (the paper); "full": CE + alpha L_human
 
-    def resolved(self) -> "RunConfig":
+    def resolved(self) -> RunConfig:
         """A copy with data-set defaults filled in and every field checked."""
         if self.dataset not in DATASETS:
             raise ConfigError(f"dataset: unknown {self.dataset!r}; expected one of {', '.join(DATASETS)}")
@@ -90,8 +90,8 @@ class RunConfig:
             raise ConfigError(f"pause_at: expected a list of epochs, got {self.pause_at!r}")
         bad = [e for e in self.pause_at if isinstance(e, bool) or not isinstance(e, int) or not 2 <= e <= self.epochs]
         if bad:
-            raise ConfigError(f"pause_at: {_show(bad[:10])} outside 2..{self.epochs} (epochs are numbered from 1 and the "
-                              "projection is fitted after epoch 1)")
+            raise ConfigError(f"pause_at: {_show(bad[:10])} outside 2..{self.epochs} (epochs are numbered from 1 "
+                              "and the projection is fitted after epoch 1)")
         _num("alpha", self.alpha, 0.0, 1.0)
         _num("lam", self.lam, 0.0, None)
         _int("seed", self.seed, 0, 2 ** 63 - 1)
@@ -136,7 +136,7 @@ class RunConfig:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "RunConfig":
+    def from_json(cls, d: dict[str, Any]) -> RunConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"expected a JSON object of config fields, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
@@ -150,7 +150,7 @@ class RunConfig:
         atomic_write_text(path, json.dumps(self.to_json(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "RunConfig":
+    def load(cls, path: Path) -> RunConfig:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .session import TrainingSession
 
 
-def drop_samples(s: "TrainingSession", indices: Any) -> dict[str, Any]:
+def drop_samples(s: TrainingSession, indices: Any) -> dict[str, Any]:
     if not isinstance(indices, list) or not indices:
         raise CommandError("update_dataset: 'indices' must be a non-empty list of training-sample indices")
     for i in indices:
@@ -68,7 +68,7 @@ def read_input_file(path: str | os.PathLike[str], max_bytes: int | None = None) 
     return data
 
 
-def store_added_file(s: "TrainingSession", path: str) -> tuple[str, str]:
+def store_added_file(s: TrainingSession, path: str) -> tuple[str, str]:
     """Copy the file into the run folder under its SHA-256; returns (its name relative to RUN, the hash)."""
     from .files import atomic_write_bytes
     data = read_input_file(path)
@@ -106,7 +106,7 @@ def _sha256(p: Path) -> str:
     return h.hexdigest()
 
 
-def add_samples(s: "TrainingSession", path: str) -> dict[str, Any]:
+def add_samples(s: TrainingSession, path: str) -> dict[str, Any]:
     """Append samples; they get the next training indices, so earlier indices (and the view set) stay valid.
     The file is copied into the run folder first and read from there."""
     rel, sha = store_added_file(s, path)
@@ -122,7 +122,7 @@ def add_samples(s: "TrainingSession", path: str) -> dict[str, Any]:
             "file": str(path), "stored": rel, "sha256": sha}
 
 
-def sync_added_files(s: "TrainingSession", files: list[str], source_dir: Path | None = None) -> None:
+def sync_added_files(s: TrainingSession, files: list[str], source_dir: Path | None = None) -> None:
     """Make the training data hold exactly the base split plus ``files`` (restoring a checkpoint). Stored
     files (added/<sha256>) are read from the run folder and checked; older runs kept the path as given."""
     if list(files) == s.added_files:
@@ -138,7 +138,7 @@ def sync_added_files(s: "TrainingSession", files: list[str], source_dir: Path | 
         s.train_data.added_files.append(f)
 
 
-def _append(s: "TrainingSession", x: torch.Tensor, y: torch.Tensor) -> int:
+def _append(s: TrainingSession, x: torch.Tensor, y: torch.Tensor) -> int:
     first = s.train_data.append(x, y)
     s.commit_layout(s.layout)  # point targets are indexed by training sample: resize them
     s.train_step.invalidate()

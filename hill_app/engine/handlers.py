@@ -12,8 +12,22 @@ import torch
 
 from hill_app.losses import EditError
 
-from .argtypes import (Arg, Boolean, CheckpointId, Choice, ClassWeights, CommandContext, Edits, InputFile,
-                       LayerName, Nullable, Number, Pair, Text, TrainIndices)
+from .argtypes import (
+    Arg,
+    Boolean,
+    CheckpointId,
+    Choice,
+    ClassWeights,
+    CommandContext,
+    Edits,
+    InputFile,
+    LayerName,
+    Nullable,
+    Number,
+    Pair,
+    Text,
+    TrainIndices,
+)
 from .checkpoints import CheckpointError
 from .commands import command
 from .errors import CommandError
@@ -53,7 +67,7 @@ def context_for(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, num
                           checkpoint_uuids=checkpoint_uuids, check_files=check_files)
 
 
-def session_context(s: "TrainingSession") -> CommandContext:
+def session_context(s: TrainingSession) -> CommandContext:
     """Checks at submit time, from any thread: only facts that do not change while training runs (the
     model's structure, the optimiser's kind, the classes, the view set); the training-set size and the
     checkpoints are checked again by the handler when the command is applied."""
@@ -84,7 +98,7 @@ def _check_optimizer(a: dict[str, Any], ctx: CommandContext) -> None:
          betas=Arg(Pair(Number(0, 1, hi_open=True)), doc="Adam's two betas, each in [0, 1)"),
          eps=Arg(Number(0, 1, lo_open=True)), dampening=Arg(Number(0, 1)),
          group=Arg(Number(0, integer=True), doc="one parameter group (default: all)"))
-def update_optimizer(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def update_optimizer(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     groups = s.optimizer.param_groups
     sel = groups if "group" not in a else None
     if sel is None:
@@ -112,13 +126,13 @@ def update_optimizer(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
 
 @command("set_grad_clip", doc="clip the gradient norm (null: no clipping)",
          max_norm=Arg(Nullable(Number(0, lo_open=True)), required=True))
-def set_grad_clip(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def set_grad_clip(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     old, s.grad_clip = s.grad_clip, a["max_norm"]
     return {"old": old, "new": s.grad_clip}
 
 
 @command("pause_training", doc="pause at the next step boundary", reason=Arg(Text(500)))
-def pause_training(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def pause_training(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     if s.paused:
         raise CommandError("pause_training: already paused")
     s.paused = True
@@ -127,7 +141,7 @@ def pause_training(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
 
 
 @command("resume_training", applies="pause", doc="resume a paused run")
-def resume_training(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def resume_training(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     if not s.paused:
         raise CommandError("resume_training: not paused")
     if s._nonfinite:
@@ -142,21 +156,21 @@ def resume_training(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
 
 @command("stop_training", doc="stop at the next step boundary and save a final checkpoint",
          reason=Arg(Text(500)))
-def stop_training(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def stop_training(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     s.stop_requested = True
     s.paused = False
     return {"reason": a["reason"]} if "reason" in a else {}
 
 
 @command("save_checkpoint", doc="save a checkpoint now", note=Arg(Text(500)))
-def save_checkpoint(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def save_checkpoint(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     node = s.save_checkpoint(note=a.get("note", "manual"))
     return {"uuid": node["uuid"], "branch": node["branch"], "step": node["step"], "epoch": node["epoch"]}
 
 
 @command("load_checkpoint", applies="epoch", doc="fork a branch from a saved checkpoint and continue there",
          uuid=Arg(CheckpointId(), required=True), branch_name=Arg(Text(64)))
-def load_checkpoint(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def load_checkpoint(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     try:
         node = s.tree.get(a["uuid"])
         state = s.tree.load(a["uuid"])
@@ -204,7 +218,7 @@ def _check_dataset_update(a: dict[str, Any], ctx: CommandContext) -> None:
         raise CommandError(f"'{a['action']}' takes {'path' if a['action'] == 'add' else 'indices'} only")
 
 
-def _layer(s: "TrainingSession", name: str) -> torch.nn.Module:
+def _layer(s: TrainingSession, name: str) -> torch.nn.Module:
     modules = dict(s.model.named_modules())
     if name not in modules or name == "":
         leaves = [n for n, m in s.model.named_modules() if n and not list(m.children())]
@@ -216,7 +230,7 @@ def _layer(s: "TrainingSession", name: str) -> torch.nn.Module:
 @command("model_layer_operation", doc="reset, freeze or unfreeze one layer",
          layer_name=Arg(LayerName(), required=True),
          operation=Arg(Choice(("reset_parameters", "freeze", "unfreeze")), required=True))
-def model_layer_operation(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def model_layer_operation(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     m = _layer(s, a["layer_name"])
     op = a["operation"]
     params = list(m.parameters())
@@ -241,7 +255,7 @@ def model_layer_operation(s: "TrainingSession", a: dict[str, Any]) -> dict[str, 
 @command("model_layer_parameter_update", doc="dropout p or batch-norm momentum of one layer",
          check=_check_layer_param, layer_name=Arg(LayerName(), required=True),
          param_name=Arg(Choice(("p", "momentum")), required=True), value=Arg(Number(0, 1), required=True))
-def model_layer_parameter_update(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def model_layer_parameter_update(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     m = _layer(s, a["layer_name"])
     name, v = a["param_name"], a["value"]
     if name == "p":
@@ -263,7 +277,7 @@ def model_layer_parameter_update(s: "TrainingSession", a: dict[str, Any]) -> dic
 @command("update_dataset", applies="epoch", check=_check_dataset_update,
          doc="add labelled samples from a file in the data set's own format, or drop training samples by index",
          action=Arg(Choice(("add", "drop")), required=True), path=Arg(InputFile()), indices=Arg(TrainIndices()))
-def update_dataset(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def update_dataset(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     from .dataset_updates import add_samples, drop_samples
     if a["action"] == "drop":
         if "indices" not in a:
@@ -276,7 +290,7 @@ def update_dataset(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
 
 @command("update_dataset_runtime_hyperparameters", applies="epoch", doc="per-class sampling weights",
          class_weights=Arg(ClassWeights(), required=True))
-def update_dataset_runtime_hyperparameters(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def update_dataset_runtime_hyperparameters(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     w = a["class_weights"]  # shape and values checked by the schema
     k = s.data.num_classes
     if w is None:
@@ -295,7 +309,7 @@ def update_dataset_runtime_hyperparameters(s: "TrainingSession", a: dict[str, An
 
 
 @command("do_evaluate", doc="evaluate now and report", split=Arg(Choice(("val", "test"))))
-def do_evaluate(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def do_evaluate(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     split = a.get("split", "val")
     m = s.evaluate(split)
     s.journal.write("evaluation", split=split, epoch=s.epoch, step=s.step, branch=s.branch, **m)
@@ -305,7 +319,7 @@ def do_evaluate(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
 
 @command("set_latent_targets", doc="commit latent edits as the teacher layout; with resume, also end the pause",
          edits=Arg(Edits(), required=True), resume=Arg(Boolean(), doc="resume training once committed"))
-def set_latent_targets(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def set_latent_targets(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     points = s.view_points() if s.projection is not None else None  # once, for the layout and the snapshot
     try:
         layout = s.apply_edits_to_current(a["edits"], points)
@@ -325,27 +339,27 @@ def set_latent_targets(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any
 
 
 @command("clear_latent_targets", doc="drop the teacher layout: plain cross-entropy")
-def clear_latent_targets(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def clear_latent_targets(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     had = s.layout is not None
     s.commit_layout(None)
     return {"cleared": had}
 
 
 @command("set_alpha", doc="blend of cross-entropy and the human terms", alpha=Arg(Number(0, 1), required=True))
-def set_alpha(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def set_alpha(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     old, s.alpha = s.alpha, float(a["alpha"])
     return {"old": old, "new": s.alpha}
 
 
 @command("set_lambda", doc="weight of the scale term", lam=Arg(Number(0, 100), required=True))
-def set_lambda(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def set_lambda(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     old, s.lam = s.lam, float(a["lam"])
     return {"old": old, "new": s.lam}
 
 
 @command("refit_projection", applies="epoch", doc="refit the 2D view on the current features",
          method=Arg(Choice(("pca", "lda"))))
-def refit_projection(s: "TrainingSession", a: dict[str, Any]) -> dict[str, Any]:
+def refit_projection(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     if s.epoch < 1:
         raise CommandError("refit_projection: train at least one epoch first")
     if s.layout is not None:

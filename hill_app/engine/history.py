@@ -5,7 +5,8 @@ A crash followed by a resume leaves a segment whose effects were lost; those rec
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .commands import Command
 

@@ -12,9 +12,10 @@ import os
 import threading
 import time
 import warnings
-from pathlib import Path
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any
 
 
 class Journal:
@@ -69,9 +70,9 @@ def read_journal(path: Path) -> Iterator[dict]:
     any other unreadable line is skipped with a warning that names it as corruption."""
     scan = scan_journal(path)
     for lineno in scan.torn:
-        warnings.warn(f"{path} line {lineno}: torn record skipped (the process was killed mid-write)")
+        warnings.warn(f"{path} line {lineno}: torn record skipped (the process was killed mid-write)", stacklevel=2)
     for lineno, what in scan.corrupt:
-        warnings.warn(f"{path} line {lineno}: corrupt line skipped ({what}); the journal was damaged")
+        warnings.warn(f"{path} line {lineno}: corrupt line skipped ({what}); the journal was damaged", stacklevel=2)
     yield from scan.records
 
 
@@ -95,7 +96,7 @@ class JournalScan:
 def scan_journal(path: Path) -> JournalScan:
     """Read a journal and sort its lines into records, torn records and corrupt lines."""
     out = JournalScan()
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             text = line.strip()
             if not text:

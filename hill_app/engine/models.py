@@ -12,7 +12,7 @@ RNG, so ``torch.manual_seed`` before :func:`build_model` makes the weights repro
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -29,7 +29,7 @@ class Projection:
         b = self.bias.to(features.device, features.dtype)
         return torch.addmm(b, features, w.t())
 
-    def to(self, device: torch.device | str) -> "Projection":
+    def to(self, device: torch.device | str) -> Projection:
         return Projection(self.weight.to(device), self.bias.to(device), self.method, self.fitted_epoch)
 
     def state_dict(self) -> dict:
@@ -37,7 +37,7 @@ class Projection:
                 "method": self.method, "fitted_epoch": self.fitted_epoch}
 
     @classmethod
-    def from_state_dict(cls, d: dict) -> "Projection":
+    def from_state_dict(cls, d: dict) -> Projection:
         return cls(d["weight"].float(), d["bias"].float(), str(d["method"]), int(d["fitted_epoch"]))
 
 

@@ -28,7 +28,7 @@ class RunLock:
         self._fd: int | None = fd
 
     @classmethod
-    def acquire(cls, folder: str | Path) -> "RunLock":
+    def acquire(cls, folder: str | Path) -> RunLock:
         folder = Path(folder)
         path = folder / LOCK_NAME
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)

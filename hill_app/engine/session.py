@@ -7,13 +7,15 @@ paused (a pause waits on the queue). Every command status change, edit and epoch
 """
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -32,13 +34,18 @@ from .history import completed_pauses, effective_commands, interrupted_pauses
 from .journal import Journal
 from .models import build_model
 from .projection import Projection, fit_projection
-from .resume import (ResumePlan, check_journal_length, check_new_run_folder, input_hashes, plan_resume,
-                     remove_stale_temp_files)
+from .resume import (
+    ResumePlan,
+    check_journal_length,
+    check_new_run_folder,
+    input_hashes,
+    plan_resume,
+    remove_stale_temp_files,
+)
 from .runlock import RunLock
 from .snapshots import SnapshotStore
 from .step import STEP_STATS, TrainStep
 from .training_data import TrainingData
-
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -95,7 +102,7 @@ class EpochProgress:
                 "seen": self.seen, "seconds": self.seconds}
 
     @classmethod
-    def from_state(cls, d: dict[str, Any] | None) -> "EpochProgress | None":
+    def from_state(cls, d: dict[str, Any] | None) -> EpochProgress | None:
         if d is None:
             return None
         return cls(d["order"].clone(), int(d["pos"]), int(d["n_steps"]), d["totals"].clone(), int(d["seen"]),
@@ -127,7 +134,7 @@ class TrainingSession:
 
     def __init__(self, config: RunConfig, run_dir: str | Path, *, bundle: DataBundle | None = None,
                  events: EventChannel | None = None,
-                 pause_handler: Callable[["TrainingSession", PauseInfo], None] | None = None,
+                 pause_handler: Callable[[TrainingSession, PauseInfo], None] | None = None,
                  resume: bool = False, lock: RunLock | None = None):
         """``lock``: the folder's RunLock when the caller took it first (to write files before the run starts);
         else the session takes it. It is held until the run ends or :meth:`close`; a second session on the
@@ -143,7 +150,7 @@ class TrainingSession:
             raise
 
     def _setup(self, bundle: DataBundle | None, events: EventChannel | None,
-               pause_handler: Callable[["TrainingSession", PauseInfo], None] | None, resume: bool) -> None:
+               pause_handler: Callable[[TrainingSession, PauseInfo], None] | None, resume: bool) -> None:
         cleaned = remove_stale_temp_files(self.run_dir)
         plan: ResumePlan | None = None
         if resume:  # the whole folder is checked before anything in it is written
@@ -158,7 +165,7 @@ class TrainingSession:
         self.use_compile = self.config.compile if self.config.compile is not None else self.device.type == "cuda"
         self.tree = plan.tree if plan is not None else CheckpointTree(self.run_dir / "checkpoints")
         self.snapshots = SnapshotStore(self.run_dir / "snapshots.h5")
-        self._queue: "queue.Queue[Command]" = queue.Queue()
+        self._queue: queue.Queue[Command] = queue.Queue()
         self._lock = threading.Lock()
         self.commands: dict[str, Command] = {}
 
@@ -432,7 +439,8 @@ class TrainingSession:
             result = cmd.result if isinstance(cmd.result, dict) else {}
             if cmd.command == "load_checkpoint" and args.get("uuid") in self.translate_uuid:
                 args["uuid"] = self.translate_uuid[args["uuid"]]
-            if cmd.command == "update_dataset" and args.get("action") == "add" and isinstance(result.get("stored"), str):
+            if cmd.command == "update_dataset" and args.get("action") == "add" \
+                    and isinstance(result.get("stored"), str):
                 # the run's own copy, checked against its hash, never the path as it was given
                 from .dataset_updates import stored_path
                 try:
@@ -660,7 +668,6 @@ class TrainingSession:
     # ------------------------------------------------------------------ checkpoints
 
     def checkpoint_state(self) -> dict[str, Any]:
-        import json
         self._flush_stats()
         state = {
             "format": "hill-app/1", "model_name": self.config.model, "dataset": self.config.dataset,
@@ -697,7 +704,6 @@ class TrainingSession:
 
     def restore_state(self, state: dict[str, Any]) -> None:
         """Load a checkpoint's state into this session (same model and data set, else CheckpointError)."""
-        import json
         from .checkpoints import CheckpointError
         if state.get("model_name") != self.config.model or state.get("num_classes") != self.data.num_classes \
                 or list(state.get("input_shape", [])) != list(self.data.input_shape):
@@ -874,7 +880,6 @@ class TrainingSession:
             "alpha": self.alpha, "lam": self.lam, "dataset": self.config.dataset, "model": self.config.model,
             "events_dropped": self.events.dropped, "stop": stop,
         }
-        import json
         from .files import atomic_write_text
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         self.journal.write("finished", **{k: v for k, v in summary.items() if k != "test_per_class_accuracy"})

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 
 from hill_app.losses import LossWeights, hill_loss
 from hill_app.losses.hill_loss import CE_WEIGHTS, GraphedHillLoss

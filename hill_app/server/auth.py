@@ -110,8 +110,8 @@ class Guard:
             return 403, f"cross-site request refused (Sec-Fetch-Site: {site[0]})", []
         if self._open_path(scope):
             return None
-        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] in ("GET", "HEAD") and "token" in parse_qs(
-                scope.get("query_string", b"").decode("latin-1")):
+        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] in ("GET", "HEAD") \
+                and "token" in parse_qs(scope.get("query_string", b"").decode("latin-1")):
             return None  # the token in the query is checked by _token_in_query
         if not self._has_token(headers):
             return 401, ("missing or wrong token: send 'Authorization: Bearer TOKEN' (TOKEN is in RUN_DIR/"

@@ -311,7 +311,7 @@ class JournalPager:
             f.seek(starts[0])
             data = f.read(end - starts[0])
         out = []
-        for i, line in enumerate(l for l in data.split(b"\n") if l.strip()):
+        for i, line in enumerate(x for x in data.split(b"\n") if x.strip()):
             try:
                 rec = json.loads(line)
             except ValueError:

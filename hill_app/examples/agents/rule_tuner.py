@@ -136,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     except RemoteError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    tuner = RuleTuner(client, spike_factor=a.spike, window=a.window, min_improvement=a.min_improvement, hold_on_spike=a.hold,
-                      resume_pauses=a.resume_pauses, log=lambda m: print(f"[{a.name}] {m}", flush=True))
+    tuner = RuleTuner(client, spike_factor=a.spike, window=a.window, min_improvement=a.min_improvement,
+                      hold_on_spike=a.hold, resume_pauses=a.resume_pauses,
+                      log=lambda m: print(f"[{a.name}] {m}", flush=True))
     try:
         run(tuner)
     except KeyboardInterrupt:
