@@ -169,6 +169,12 @@ def test_pamap2_without_data_root(tmp_path, capsys):
     (["--alpha", "1.5"], "alpha"),
     (["--device", "tpu"], "device"),
     (["--lr", "0"], "lr"),
+    (["--lam", "nan"], "lam: expected a finite number >= 0, got nan"),
+    (["--lam", "inf"], "lam: expected a finite number >= 0, got inf"),
+    (["--lam=-inf"], "lam: expected a finite number >= 0, got -inf"),
+    (["--lam", "-1"], "lam: must be >= 0, got -1"),
+    (["--lr", "inf"], "lr: expected a finite number > 0, got inf"),
+    (["--lr", "nan"], "lr: expected a finite number > 0, got nan"),
 ])
 def test_bad_options_exit_2_naming_the_option(tmp_path, capsys, extra, needle):
     out = tmp_path / "r"
@@ -192,6 +198,46 @@ def test_projection_option_reaches_the_config_and_the_fitted_map(tmp_path, metho
     from hill_app.engine.branches import CheckpointTree
     tree = CheckpointTree(out / "checkpoints")
     assert tree.load(tree.nodes[-1]["uuid"])["projection"]["method"] == method
+
+
+NONFINITE = {
+    "lr-1e6": (["--lr", "1e6"], None, []),
+    "update_optimizer-lr-100": ([], {"interventions": [{"epoch": 2, "commands": [
+        {"command": "update_optimizer", "args": {"lr": 100}}]}]}, ["update_optimizer"]),
+    "move_center-1e308": ([], {"interventions": [{"epoch": 2, "edits": [
+        {"op": "move_center", "class": 3, "to": [1e308, -1e308]}]}]}, ["set_latent_targets"]),
+}
+
+
+@pytest.mark.parametrize("name", list(NONFINITE))
+def test_a_non_finite_headless_run_stops_non_zero_with_a_record_naming_epoch_and_step(tmp_path, capsys, name):
+    """Issue 13.3: the run pauses itself on a NaN/inf loss; with no human it stops (never waits forever, never
+    plays the scheduled pause's script again), exit 1, a 'stopped' record and a last line naming epoch and step."""
+    extra, script, script_commands = NONFINITE[name]
+    out = tmp_path / "run"
+    args = ["train", "--epochs", "3", "--pause-at", "2", "--seed", "0", "--device", "cpu", "--out", str(out), *extra]
+    if script is not None:
+        (tmp_path / "edits.json").write_text(json.dumps(script))
+        args += ["--edits", str(tmp_path / "edits.json")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    recs = journal(out)
+    stopped = [r for r in recs if r["type"] == "stopped"]
+    assert len(stopped) == 1 and stopped[0]["cause"] == "nonfinite", stopped
+    ep, step = stopped[0]["epoch"], stopped[0]["step"]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: training stopped at epoch {ep}, step {step}: ") and "non-finite" in last, last
+    assert str(out / "journal.jsonl") in last
+    nonfinite_pauses = [r for r in recs if r["type"] == "paused" and "non-finite" in r["reason"]]
+    assert len(nonfinite_pauses) == 1 and nonfinite_pauses[0]["step"] == step
+    # the scheduled pause's script was played once, not again at the non-finite pause
+    ok = [r for r in recs if r["type"] == "command" and r.get("status") == "success" and r.get("source") == "script"]
+    played = [r["command"] for r in ok if r["command"] in ("update_optimizer", "set_latent_targets")]
+    assert played == script_commands
+    assert any(r["type"] == "checkpoint" and r["uuid"] == stopped[0]["checkpoint"] for r in recs)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_early"] and summary["stop"]["cause"] == "nonfinite"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
