@@ -7,7 +7,6 @@ with the optional 15 pairwise comparisons for the weighted score).
 key only when the participant answered the comparisons rather than skipping them). Nothing is pre-filled:
 every UMUX-Lite item must be chosen and every TLX slider set (a click anywhere on a scale puts the rating
 there) before the participant can go on, so an untouched default never passes for an answer.
-:class:`QuestionnaireDialog` wraps the form as a modal dialog.
 """
 from __future__ import annotations
 
@@ -15,9 +14,9 @@ from typing import Any
 
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import (QButtonGroup, QDialog, QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton,
-                               QRadioButton, QScrollArea, QSizePolicy, QSlider, QStackedWidget, QStyle,
-                               QStyleOptionSlider, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QButtonGroup, QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QRadioButton,
+                               QScrollArea, QSizePolicy, QSlider, QStackedWidget, QStyle, QStyleOptionSlider,
+                               QVBoxLayout, QWidget)
 
 from hill_app.studies.questionnaires import (PAIRS, TLX_ITEMS, TLX_RANGE, TLX_SCALES, UMUX_LITE_ITEMS,
                                              UMUX_LITE_SCALE)
@@ -94,14 +93,36 @@ class TlxSlider(QSlider):
         x = left + hw / 2 + QStyle.sliderPositionFromValue(self.minimum(), self.maximum(), int(value), span)
         return QPoint(int(round(x)), self.height() // 2)
 
+    def _set_from(self, x: float) -> None:
+        v = self.value_at(x)
+        if v != self.value():
+            self.setValue(v)          # _snap marks it
+        else:
+            self._mark()
+
+    # The left button is handled here, not by QSlider: QSlider treats a press on the groove beside the handle
+    # as a page step toward the click, which after the value was set to the click added (or took) 10 points.
     def mousePressEvent(self, ev: QMouseEvent) -> None:  # noqa: N802 (Qt name)
-        if ev.button() == Qt.MouseButton.LeftButton:
-            v = self.value_at(ev.position().x())
-            if v != self.value():
-                self.setValue(v)
-            else:
-                self._mark()
-        super().mousePressEvent(ev)
+        if ev.button() != Qt.MouseButton.LeftButton:
+            super().mousePressEvent(ev)
+            return
+        ev.accept()
+        self.setSliderDown(True)
+        self._set_from(ev.position().x())
+
+    def mouseMoveEvent(self, ev: QMouseEvent) -> None:  # noqa: N802
+        if self.isSliderDown() and ev.buttons() & Qt.MouseButton.LeftButton:
+            ev.accept()
+            self._set_from(ev.position().x())
+            return
+        super().mouseMoveEvent(ev)
+
+    def mouseReleaseEvent(self, ev: QMouseEvent) -> None:  # noqa: N802
+        if ev.button() == Qt.MouseButton.LeftButton and self.isSliderDown():
+            ev.accept()
+            self.setSliderDown(False)
+            return
+        super().mouseReleaseEvent(ev)
 
 
 class QuestionnaireForm(QWidget):
@@ -359,21 +380,3 @@ class QuestionnaireForm(QWidget):
         self._done = True
         self._update_nav()
         self.submitted.emit(ans)
-
-
-class QuestionnaireDialog(QDialog):
-    """The form as a modal dialog: ``exec()`` then ``answers`` (None if the dialog was closed unanswered)."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Questionnaires")
-        self.answers: dict[str, Any] | None = None
-        lay = QVBoxLayout(self)
-        self.form = QuestionnaireForm(self)
-        self.form.submitted.connect(self._done_with)
-        lay.addWidget(self.form)
-        self.resize(820, 720)
-
-    def _done_with(self, answers: dict) -> None:
-        self.answers = answers
-        self.accept()
