@@ -170,7 +170,10 @@ def test_pause_drag_commit_undo_redo(qtbot, main_window, tmp_path):
     log = win.log.plain_text()
     assert "success" in log and "set_latent_targets" in log
     assert "the window failed" not in log
+    # The poll's timings are written for reading, not asserted: they measure the machine's load as much as the
+    # window. The load-independent rules that keep the event loop responsive are pinned in test_gui_controller.
     stats = win.poll_stats
+    assert stats.count > 0
     (ARTIFACTS / "poll_stats.json").write_text(json.dumps(
         {"polls": stats.count, "max_ms": stats.max_ms, "mean_ms": stats.mean_ms, "worst": stats.worst,
          "over_50ms": stats.slow}, indent=1))
@@ -216,7 +219,12 @@ def test_bad_cifar_folder_shows_the_message_and_the_window_stays_usable(qtbot, m
     qtbot.waitUntil(lambda: win.error_box is not None and win.error_box.isVisible(), timeout=WAIT_MS)
     box = win.error_box
     assert box.windowTitle() == "Could not start the run"
-    assert str(empty) in box.text() or "cifar" in box.text().lower()
+    # Exactly the loader's one-line reason for this folder (it names the folder and what was looked for).
+    from hill_app.datasets import DataError, load_dataset
+    with pytest.raises(DataError) as expected:
+        load_dataset("cifar10", empty)
+    assert box.text() == str(expected.value)
+    assert box.text().startswith("CIFAR-10 not found") and f"{empty}/cifar-10-batches-py" in box.text()
     assert "Traceback" not in box.text()
     assert "Traceback" in win.log.plain_text()           # the traceback went to the log console
     assert win.state == "failed" and win.start_action.isEnabled() and win.new_run_action.isEnabled()

@@ -559,6 +559,35 @@ def test_none_leak_detector_sees_a_leak():
     assert not compat.leaks_none(lambda: None)
 
 
+def test_the_guard_gives_none_headroom_when_void_calls_leak(monkeypatch):
+    """What the guard does where the binding leaks (PySide6 6.12.0 on CPython < 3.12), on any installed binding:
+    the leak is simulated, so this runs even where the real binding does not leak (6.11 here)."""
+    import ctypes
+    import sys
+
+    from hill_app.gui import compat
+    monkeypatch.setattr(compat, "_NONE_GUARDED", False)
+    monkeypatch.setattr(compat, "leaks_none", lambda call, repeat=16: True)
+    before = sys.getrefcount(None)
+    applied = compat.guard_none_refcount()
+    if sys.version_info >= (3, 12) or hasattr(sys, "gettotalrefcount"):
+        assert not applied and not compat.none_guarded()       # None is immortal there: nothing to guard
+        return
+    assert applied and compat.none_guarded()
+    assert sys.getrefcount(None) - before >= compat.HEADROOM - 1000
+    assert compat.guard_none_refcount() is True                 # idempotent: no second headroom
+    assert sys.getrefcount(None) - before < 2 * compat.HEADROOM
+    dec, inc = ctypes.pythonapi.Py_DecRef, ctypes.pythonapi.Py_IncRef
+    dec.argtypes = inc.argtypes = [ctypes.py_object]
+    for _ in range(100_000):      # a long session's worth of leaking void calls
+        dec(None)
+    try:
+        assert sys.getrefcount(None) > compat.HEADROOM // 2
+    finally:
+        for _ in range(100_000):
+            inc(None)
+
+
 def test_class_without_points_has_no_handle(view):
     z, y, p = synthetic()
     keep = y != 3
