@@ -37,7 +37,7 @@ try:  # numpy >= 1.26 / 2.x
 except ImportError:  # pragma: no cover - older numpy
     from numpy.core.multiarray import _reconstruct as _np_reconstruct  # type: ignore[no-redef]
 try:
-    from numpy._core.numeric import _frombuffer as _np_frombuffer
+    from numpy._core.numeric import _frombuffer as _np_frombuffer  # type: ignore[attr-defined]  # private, not in the stubs
 except ImportError:  # pragma: no cover - older numpy
     from numpy.core.numeric import _frombuffer as _np_frombuffer  # type: ignore[no-redef]
 

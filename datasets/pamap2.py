@@ -536,7 +536,7 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
         try:
             os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a shared data folder wants it readable
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
+                np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds against allow_pickle
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)

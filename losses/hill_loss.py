@@ -163,7 +163,7 @@ def _numpy_constants(targets: LatentTargets, project: tuple[torch.Tensor, torch.
               targets.class_mask.double().numpy(), targets.sep_min.double().numpy(),
               targets.sep_pairs.double().numpy(), targets.point_pos.double().numpy(),
               targets.point_mask.double().numpy(), float(targets.ref_radius))
-    targets._numpy = (key, consts)
+    targets._numpy = (key, consts)  # type: ignore[attr-defined]  # a cache that travels with the targets
     return consts
 
 
@@ -418,6 +418,7 @@ class GraphedHillLoss:
         st = self._static
         st["ce"].copy_(ce.detach())
         st["x"].copy_(x.detach())
+        assert self._graph is not None  # __call__ captures before it replays
         self._graph.replay()
         return st["loss"].clone(), st["stats"].clone(), st["gce"].clone(), st["gx"].clone()
 

@@ -261,6 +261,7 @@ def _members(layout: TargetLayout, c: int) -> np.ndarray:
 
 def _set_center(layout: TargetLayout, c: int, to: np.ndarray) -> None:
     """Move a class; merged classes share one centre, so they move together."""
+    assert layout.edited is not None  # apply_edit makes it before any edit
     for m in _members(layout, c):
         layout.centers[m] = to
         layout.edited[m] = True
@@ -341,6 +342,7 @@ def _apply_strategy(layout: TargetLayout, name: str, s: float) -> TargetLayout:
                 continue
             used.update((a, b))
             layout = apply_edit(layout, {"op": "merge", "classes": (a, b)})
+    assert layout.edited is not None  # apply_edit made it
     layout.edited[:] = True
     return layout
 

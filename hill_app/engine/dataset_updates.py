@@ -31,6 +31,7 @@ def drop_samples(s: TrainingSession, indices: Any) -> dict[str, Any]:
             raise CommandError(f"update_dataset: index {i!r} is not a training sample (0..{s.n_train - 1})")
     new = s.active.clone()
     new[torch.tensor(indices)] = False
+    assert s.config.batch_size is not None  # the session's config is resolved
     if int(new.sum()) < s.config.batch_size:
         raise CommandError(f"update_dataset: dropping these would leave {int(new.sum())} samples, fewer than one "
                            f"batch ({s.config.batch_size})")

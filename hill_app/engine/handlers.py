@@ -75,7 +75,7 @@ def session_context(s: TrainingSession) -> CommandContext:
     if ctx is None:
         ctx = context_for(s.model, s.optimizer, num_classes=s.data.num_classes, n_train=None,  # type: ignore[arg-type]
                           view_size=len(s.view_idx))
-        s._command_context = ctx
+        s._command_context = ctx  # type: ignore[attr-defined]  # cached on the session
     return ctx
 
 
@@ -239,7 +239,7 @@ def model_layer_operation(s: TrainingSession, a: dict[str, Any]) -> dict[str, An
         if not targets:
             raise CommandError(f"model_layer_operation: layer {a['layer_name']!r} has no parameters to reset")
         for x in targets:
-            x.reset_parameters()
+            x.reset_parameters()  # type: ignore[operator]  # hasattr above
         s.train_step.invalidate()
         return {"reset": len(targets)}
     if not params:
@@ -258,6 +258,7 @@ def model_layer_operation(s: TrainingSession, a: dict[str, Any]) -> dict[str, An
 def model_layer_parameter_update(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     m = _layer(s, a["layer_name"])
     name, v = a["param_name"], a["value"]
+    old: float | None
     if name == "p":
         if not isinstance(m, torch.nn.modules.dropout._DropoutNd):
             raise CommandError(f"model_layer_parameter_update: 'p' applies to dropout layers; "

@@ -29,9 +29,9 @@ def effective_commands(records: Iterable[dict[str, Any]], after_checkpoint: str 
     records = list(records)
     seqs = [r.get("seq") if isinstance(r.get("seq"), int) else i for i, r in enumerate(records)]
     running: list[tuple[int, dict[str, Any]]] = []   # (index, running record)
-    final: dict[str, tuple[str, Any]] = {}
-    args: dict[str, Any] = {}
-    ckpt_index: dict[str, int] = {}
+    final: dict[Any, tuple[str, Any]] = {}   # keyed by the records' uuids (str, or None in a damaged record)
+    args: dict[Any, Any] = {}
+    ckpt_index: dict[Any, int] = {}
     for i, r in enumerate(records):
         t = r.get("type")
         if t == "checkpoint":
@@ -62,7 +62,7 @@ def effective_commands(records: Iterable[dict[str, Any]], after_checkpoint: str 
     return out
 
 
-def _position(seqs: list[int], journal_seq: Any, ckpt_index: int, limit: int) -> int:
+def _position(seqs: list[Any], journal_seq: Any, ckpt_index: int, limit: int) -> int:
     """Index of the first record at or after a checkpoint: from the journal length it recorded when known
     (its own record may be missing after a kill), else from where its record stands."""
     if isinstance(journal_seq, int) and not isinstance(journal_seq, bool):
@@ -71,15 +71,6 @@ def _position(seqs: list[int], journal_seq: Any, ckpt_index: int, limit: int) ->
                 return i
         return min(limit, len(seqs))
     return ckpt_index
-
-
-def command_args(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The arguments of every command by uuid (journaled once, on its first record)."""
-    out: dict[str, Any] = {}
-    for r in records:
-        if r.get("type") == "command" and "args" in r:
-            out[r.get("uuid")] = r["args"]
-    return out
 
 
 def completed_pauses(records: Iterable[dict[str, Any]]) -> set[tuple[str, int]]:
@@ -114,7 +105,7 @@ def checkpoint_order(records: Iterable[dict[str, Any]]) -> list[str]:
     records = list(records)
     seqs = [r.get("seq") if isinstance(r.get("seq"), int) else i for i, r in enumerate(records)]
     out: list[tuple[int, str]] = []
-    pos: dict[str, int] = {}
+    pos: dict[Any, int] = {}
     for i, r in enumerate(records):
         t = r.get("type")
         if t == "checkpoint":

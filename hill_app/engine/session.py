@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from hill_app.datasets import DataBundle, load_dataset, stratified_split
 from hill_app.datasets.augment import flip_crop
-from hill_app.losses import LossWeights, TargetLayout, apply_edits, layout_from_points, with_metric
+from hill_app.losses import LatentTargets, LossWeights, TargetLayout, apply_edits, layout_from_points, with_metric
 
 from . import handlers
 from .branches import CheckpointTree
@@ -175,9 +175,10 @@ class TrainingSession:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.data = bundle if bundle is not None else load_run_data(cfg)
         self._place_data()
+        assert cfg.model is not None  # resolved() names the data set's default model
         self.model = build_model(cfg.model, self.data.input_shape, self.data.num_classes).to(self.device)
         if self._channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stubs
         self.optimizer = self._make_optimizer()
         self.weights = LossWeights(cfg.w_center, cfg.w_spread, cfg.w_sep, cfg.w_point)
         self.alpha = cfg.alpha
@@ -185,7 +186,7 @@ class TrainingSession:
         self.grad_clip = cfg.grad_clip
         self.projection: Projection | None = None
         self.layout: TargetLayout | None = None       # the committed teacher layout
-        self.targets = None                            # its tensors on the device
+        self.targets: LatentTargets | None = None      # its tensors on the device
         self.class_weights: torch.Tensor | None = None
         self.epoch = 0          # epochs completed
         self.step = 0           # optimiser steps taken by the current model lineage
@@ -318,6 +319,7 @@ class TrainingSession:
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
+        assert cfg.lr is not None and cfg.momentum is not None and cfg.weight_decay is not None  # resolved()
         params = [p for p in self.model.parameters()]
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
@@ -500,6 +502,7 @@ class TrainingSession:
     def _new_epoch_progress(self) -> EpochProgress:
         order = self._epoch_order()
         bs = self.config.batch_size
+        assert bs is not None  # resolved()
         n_steps = max(1, order.numel() // bs)
         return EpochProgress(order=order, pos=0, n_steps=n_steps,
                              totals=torch.zeros(len(STEP_STATS), dtype=torch.float64))
@@ -522,6 +525,7 @@ class TrainingSession:
         ep = self._ep
         order = ep.order.to(self.device)
         bs = self.config.batch_size
+        assert bs is not None  # resolved()
         while ep.pos < ep.n_steps:
             self._process_commands(at_epoch_boundary=False)
             if self.paused:
@@ -538,6 +542,7 @@ class TrainingSession:
             ep.seen += idx.numel()
             if len(self._pending) >= self.report_every or ep.pos == ep.n_steps:
                 stats = self._flush_stats()
+                assert stats is not None  # a step was just added
                 ep.seconds += time.perf_counter() - t0
                 last = stats[-1]
                 self.events.emit("step", epoch=self.epoch + 1, step=self.step, steps_in_epoch=ep.n_steps,
@@ -590,7 +595,7 @@ class TrainingSession:
             for m, mom, nbt in saved:
                 m.momentum = mom
                 if nbt is not None:
-                    m.num_batches_tracked.copy_(nbt)
+                    m.num_batches_tracked.copy_(nbt)  # type: ignore[union-attr]  # it was a tensor when saved
             self.model.train(was)
         return torch.cat(logits), torch.cat(feats)
 
@@ -623,6 +628,7 @@ class TrainingSession:
 
     def view_points(self) -> ViewPoints:
         """The view set's features, predictions and positions through the frozen map, as the model stands."""
+        assert self.projection is not None  # fitted after epoch 1
         feats, preds = self.view_features()
         return ViewPoints(feats, preds, self.projection(torch.from_numpy(feats)).numpy())
 
@@ -649,11 +655,13 @@ class TrainingSession:
         feats, _, z = points or self.view_points()
         layout = layout_from_points(z, self.view_labels, self.data.num_classes)
         radius = float(np.sqrt(((feats - feats.mean(axis=0)) ** 2).sum(axis=1).mean()))
+        assert self.projection is not None  # fitted after epoch 1
         return with_metric(layout, z, self.view_labels, self.projection.weight.cpu().numpy(), radius)
 
     def fit_projection(self, method: str | None = None) -> Projection:
         feats, _ = self.view_features()
-        self.projection = fit_projection(feats, self.view_labels, method or self.config.projection,
+        self.projection = fit_projection(feats, self.view_labels,
+                                         method or self.config.projection,  # type: ignore[arg-type]  # checked
                                          epoch=self.epoch).to(self.device)
         self.snapshots.write_projection(self.projection)
         self.journal.write("projection_fitted", method=self.projection.method, epoch=self.epoch, step=self.step,

@@ -170,7 +170,7 @@ class TrainStep:
         compiled_model = self.model_compiled
         if compiled_model and self._fwd_c is None:
             self._fwd_c = torch.compile(self._forward, **opts)
-        return (self._fwd_c if compiled_model else self._forward), self._loss_c
+        return (self._fwd_c if compiled_model else self._forward), self._loss_c  # type: ignore[return-value]  # set above
 
     def _loss_graphable(self) -> bool:
         s = self.s
@@ -193,6 +193,7 @@ class TrainStep:
             loss, terms = self._graphed(logits, feats, y, idx, alpha, lam, ce_weight)
         elif hill:
             pr = s.projection
+            assert pr is not None  # fitted before there are targets
             loss, terms = hill_loss(logits, feats, y, idx, s.targets, alpha, lam, weights=s.weights,
                                     ce_weight=ce_weight, project=(pr.weight, pr.bias))
         else:
@@ -206,7 +207,8 @@ class TrainStep:
         on with the ordinary path."""
         s = self.s
         pr = s.projection
-        args = dict(weights=s.weights, ce_weight=ce_weight, project=(pr.weight, pr.bias))
+        assert pr is not None  # fitted before there are targets
+        args: dict[str, Any] = dict(weights=s.weights, ce_weight=ce_weight, project=(pr.weight, pr.bias))
         if self._graphed_loss is None:
             self._graphed_loss = GraphedHillLoss()
         try:
@@ -231,7 +233,7 @@ class TrainStep:
         loss.backward()
         params = [p for p in s.model.parameters() if p.grad is not None]
         if params:
-            gn = torch.nn.utils.get_total_norm([p.grad for p in params])
+            gn = torch.nn.utils.get_total_norm([p.grad for p in params])  # type: ignore[misc]  # all set
             if s.grad_clip is not None:
                 torch.nn.utils.clip_grads_with_norm_(params, s.grad_clip, gn)
         else:
@@ -248,7 +250,7 @@ class TrainStep:
         opt = s.optimizer
         params = list(s.model.parameters())
         hps = tuple(tuple((k, _hp(v)) for k, v in g.items() if k != "params") for g in opt.param_groups)
-        state = []
+        state: list[tuple | None] = []
         for p in params:
             st = opt.state.get(p)
             if st:
@@ -266,6 +268,7 @@ class TrainStep:
         refs: tuple = (s.model, opt)
         if hill:
             t, pr, w = s.targets, s.projection, s.weights
+            assert pr is not None  # fitted before there are targets
             key += [id(t), id(pr), (w.center, w.spread, w.sep, w.point),
                     tuple(v.data_ptr() for v in (t.centers, t.spreads, t.class_mask, t.sep_min, t.point_pos,
                                                  t.point_mask, t.ref_radius, t.metric)),
@@ -299,6 +302,7 @@ class TrainStep:
 
     def _replay(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         c = self._captured
+        assert c is not None  # replayed only after a capture
         c.x.copy_(x)
         c.y.copy_(y)
         c.idx.copy_(idx)
