@@ -37,8 +37,8 @@ def _qt() -> Any:
 
 
 def class_color(c: int, num_classes: int) -> str:
-    """Class ``c``'s colour as the window draws it among ``num_classes`` classes (hill_app.gui.palette)."""
-    from hill_app.gui.palette import class_colors
+    """Class ``c``'s colour as the window draws it among ``num_classes`` classes (hill_app.palette)."""
+    from hill_app.palette import class_colors
     r, g, b = class_colors(max(num_classes, c + 1))[c]
     return f"#{r:02x}{g:02x}{b:02x}"
 
