@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 EXIT_FAILED = 1      # the run started and did not end well (non-finite loss, an error while training)
 EXIT_USAGE = 2       # refused before anything ran: a bad option, file or folder
@@ -27,6 +27,35 @@ def _int_list(text: str) -> list[int]:
         shown = text if len(text) <= 40 else text[:30] + "..."
         raise argparse.ArgumentTypeError(
             f"expected comma-separated epochs such as 25,30,35,40, got {shown!r}") from None
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:30] + "...") + f" ({len(text)} characters)"
+
+
+def _integer(text: str) -> int:
+    """A whole-number option, as written ("1e20" or "3.0" is not one)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number such as 40, got {_shown(text)}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 0.05, got {_shown(text)}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line: the option, the value and what was expected (the usage is in --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        if len(text) > 400:
+            text = text[:300] + f" ... ({len(text)} characters)"
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
 
 
 def _size(text: str) -> int | float:
@@ -57,31 +86,31 @@ def add_run_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
                    help="CIFAR-10: download (MD5-checked) if not on disk")
     p.add_argument("--model", default=d(None),
                    help="digits_cnn, airbench, resnet18, pamap_cnn1d (default: per data set)")
-    p.add_argument("--epochs", type=int, default=d(40))
+    p.add_argument("--epochs", type=_integer, default=d(40))
     p.add_argument("--pause-at", type=_int_list, default=d(None),
                    help="epochs to pause before, comma-separated (default 25,30,35,40, those within --epochs; "
                         "'none' for no pauses)")
-    p.add_argument("--alpha", type=float, default=d(0.5))
-    p.add_argument("--lam", type=float, default=d(0.1))
+    p.add_argument("--alpha", type=_number, default=d(0.5))
+    p.add_argument("--lam", type=_number, default=d(0.1))
     p.add_argument("--ce-weight", choices=["blend", "full"], default=d("blend"),
                    help="blend: (1-alpha) CE + alpha L_human (the paper); full: CE keeps weight 1")
-    p.add_argument("--seed", type=int, default=d(0))
+    p.add_argument("--seed", type=_integer, default=d(0))
     p.add_argument("--device", default=d("auto"), help="auto (CUDA where there is one), cpu, cuda, cuda:N")
-    p.add_argument("--batch-size", type=int, default=d(None))
-    p.add_argument("--lr", type=float, default=d(None))
+    p.add_argument("--batch-size", type=_integer, default=d(None))
+    p.add_argument("--lr", type=_number, default=d(None))
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=d(None))
     p.add_argument("--projection", choices=["pca", "lda"], default=d("pca"))
-    p.add_argument("--view-size", type=int, default=d(None),
+    p.add_argument("--view-size", type=_integer, default=d(None),
                    help="points in the latent view (0: the whole training split)")
     p.add_argument("--val-size", type=_size, default=d(None),
                    help="validation split: a count (5000) or a fraction (0.1) of the training data (default: per "
                         "data set)")
     p.add_argument("--train-size", type=_size, default=d(None),
                    help="train on a stratified, seeded subset of the rest: a count or a fraction (default: all)")
-    p.add_argument("--grad-clip", type=float, default=d(None))
+    p.add_argument("--grad-clip", type=_number, default=d(None))
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=d(None),
                    help="compile the loss and capture the step in a CUDA graph (default: on for CUDA, off on CPU)")
-    p.add_argument("--checkpoint-every", type=int, default=d(0), metavar="N",
+    p.add_argument("--checkpoint-every", type=_integer, default=d(0), metavar="N",
                    help="also checkpoint every N epochs (default: only at pauses and at the end)")
 
 
@@ -192,10 +221,13 @@ def cmd_train(a: argparse.Namespace) -> int:
             raise
         edits_path = _edits_path(a, run_dir)
         bundle = load_run_data(cfg)
+        context = _checking_context(cfg, bundle, resume=bool(a.resume))  # refuses a model the data does not fit
         interventions = []
-        if edits_path is not None:  # checked whole against the data before anything is written
+        if edits_path is not None:  # checked whole against the data and the model before anything is written
             interventions = load_edits_file(edits_path, pause_at=cfg.pause_at, num_classes=bundle.num_classes,
-                                            view_size=len(view_set_indices(cfg, bundle.train_y)))
+                                            view_size=len(view_set_indices(cfg, bundle.train_y)), context=context)
+            if not a.resume:
+                _check_added_files(edits_path, interventions, bundle)
         bar = ProgressBar(cfg.epochs)
         events.subscribe(bar)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -255,6 +287,48 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(summary))
     return 0
+
+
+def _checking_context(cfg: Any, bundle: Any, resume: bool) -> Any:
+    """What the edits file is checked against before training: the run's model and optimiser, built here on the
+    CPU with the random state left as it was (the session builds its own from the seed). A model that cannot
+    take the data is refused here, before anything is written. A new run has no checkpoint a script could name;
+    a resume's script was checked when its run started, and its checkpoints and added files are the run's own
+    by now, so those are left to the handlers."""
+    import types
+
+    import torch
+
+    from hill_app.engine.config import ConfigError
+    from hill_app.engine.handlers import context_for
+    from hill_app.engine.models import build_model
+    from hill_app.engine.session import TrainingSession, view_set_indices
+    with torch.random.fork_rng(devices=[]):
+        try:
+            model = build_model(cfg.model, bundle.input_shape, bundle.num_classes)
+        except ValueError as e:
+            raise ConfigError(f"{e}; choose another --model for the {cfg.dataset} data") from None
+    shell = types.SimpleNamespace(config=cfg, model=model, device=torch.device("cpu"), use_compile=False)
+    optimizer = TrainingSession._make_optimizer(shell)  # type: ignore[arg-type]  # the same kind and groups
+    return context_for(model, optimizer, num_classes=bundle.num_classes, n_train=int(bundle.train_x.shape[0]),
+                       view_size=len(view_set_indices(cfg, bundle.train_y)),
+                       checkpoint_uuids=None if resume else frozenset(), check_files=not resume)
+
+
+def _check_added_files(edits_path: Path, interventions: list, bundle: Any) -> None:
+    """The files a script adds are read now, as the pause will read them."""
+    from hill_app.datasets import DataError
+    from hill_app.datasets.samples_file import read_samples_file
+    from hill_app.engine.edits_file import EditsFileError
+    for iv in interventions:
+        for j, c in enumerate(iv.commands):
+            args = c.get("args") or {}
+            if c.get("command") == "update_dataset" and args.get("action") == "add":
+                try:
+                    read_samples_file(bundle, args["path"])
+                except DataError as e:
+                    raise EditsFileError(f"{edits_path}: the intervention at epoch {iv.epoch}, commands[{j}]: "
+                                         f"update_dataset add: {e}") from None
 
 
 def _edits_path(a: argparse.Namespace, run_dir: Path) -> Path | None:
@@ -359,7 +433,7 @@ def _signal_number(name: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hill-app", description="Steer training by reshaping the latent space.")
+    p = _Parser(prog="hill-app", description="Steer training by reshaping the latent space.")
     sub = p.add_subparsers(dest="cmd")
     t = sub.add_parser("train", help="run a whole pause-and-edit protocol headless")
     add_run_options(t)

@@ -6,7 +6,9 @@ It is checked whole before training starts; a malformed file is refused naming t
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ def parse_edits(data: Any, *, pause_at: list[int], num_classes: int, view_size: 
         raise EditsFileError(f"{source}: unexpected top-level key(s) {sorted(extra)}")
     out: list[Intervention] = []
     seen: set[int] = set()
+    adds_from = _first_add_epoch(data["interventions"])
     for i, entry in enumerate(data["interventions"]):
         where = f"{source}: interventions[{i}]"
         if not isinstance(entry, dict):
@@ -77,12 +80,29 @@ def parse_edits(data: Any, *, pause_at: list[int], num_classes: int, view_size: 
             bad_keys = set(c) - {"command", "args"}
             if bad_keys:
                 raise EditsFileError(f"{cw}: unexpected key(s) {sorted(bad_keys)}")
+            ctx = context
+            if ctx is not None and ctx.n_train is not None and ep >= adds_from:
+                # samples added at this pause or an earlier one get the next indices: a drop may name them,
+                # so its range is checked when it is applied
+                ctx = dataclasses.replace(ctx, n_train=None)
             try:
-                spec.check_args(c.get("args", {}), context)
+                spec.check_args(c.get("args", {}), ctx)
             except CommandError as e:
                 raise EditsFileError(f"{cw}: {e}") from None
         out.append(Intervention(ep, [dict(e) for e in edits], list(cmds)))
     return sorted(out, key=lambda iv: iv.epoch)
+
+
+def _first_add_epoch(entries: list[Any]) -> float:
+    """The first pause whose commands add samples (inf when none does); entries not yet checked."""
+    first = math.inf
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("epoch"), int) and isinstance(entry.get("commands"), list):
+            for c in entry["commands"]:
+                if isinstance(c, dict) and c.get("command") == "update_dataset" and isinstance(c.get("args"), dict) \
+                        and c["args"].get("action") == "add":
+                    first = min(first, entry["epoch"])
+    return first
 
 
 def load_edits_file(path: str | Path, **kw: Any) -> list[Intervention]:
