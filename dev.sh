@@ -22,7 +22,7 @@ setup() {
 
 # The paths ruff keeps clean (hill_app/gui and tests/ are to follow) and the packages mypy checks.
 LINT_PATHS=(hill_app/engine hill_app/server hill_app/client hill_app/examples hill_app/cli.py hill_app/__init__.py
-            hill_app/__main__.py losses datasets studies bench)
+            hill_app/__main__.py hill_app/palette.py losses datasets studies bench)
 MYPY_PACKAGES=(-p hill_app.engine -p hill_app.losses -p hill_app.datasets)
 
 lint() {

@@ -75,53 +75,54 @@ def _size(text: str) -> int | float:
 
 def add_run_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
     """The run's configuration. ``suppress``: no defaults, so that parsing tells which options were given."""
-    from hill_app.engine.config import DATASETS
+    from hill_app.datasets import DATASET_NAMES
+    from hill_app.engine.config import RunConfig
+    defaults = RunConfig()  # every default below is the configuration's own
+    pauses = ",".join(map(str, defaults.pause_at))
 
     def d(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
-    p.add_argument("--dataset", choices=DATASETS, default=d("digits"))
-    p.add_argument("--data-root", default=d(None),
+    p.add_argument("--dataset", choices=DATASET_NAMES, default=d(defaults.dataset))
+    p.add_argument("--data-root", default=d(defaults.data_root),
                    help="data folder (CIFAR-10: cifar-10-batches-py or the archive; PAMAP2: Protocol/)")
-    p.add_argument("--download", action="store_true", default=d(False),
+    p.add_argument("--download", action="store_true", default=d(defaults.download),
                    help="CIFAR-10: download (MD5-checked) if not on disk")
-    p.add_argument("--model", default=d(None),
+    p.add_argument("--model", default=d(defaults.model),
                    help="digits_cnn, airbench, resnet18, pamap_cnn1d (default: per data set)")
-    p.add_argument("--epochs", type=_integer, default=d(40))
+    p.add_argument("--epochs", type=_integer, default=d(defaults.epochs))
     p.add_argument("--pause-at", type=_int_list, default=d(None),
-                   help="epochs to pause before, comma-separated (default 25,30,35,40, those within --epochs; "
+                   help=f"epochs to pause before, comma-separated (default {pauses}, those within --epochs; "
                         "'none' for no pauses)")
-    p.add_argument("--alpha", type=_number, default=d(0.5))
-    p.add_argument("--lam", type=_number, default=d(0.1))
-    p.add_argument("--ce-weight", choices=["blend", "full"], default=d("blend"),
+    p.add_argument("--alpha", type=_number, default=d(defaults.alpha))
+    p.add_argument("--lam", type=_number, default=d(defaults.lam))
+    p.add_argument("--ce-weight", choices=["blend", "full"], default=d(defaults.ce_weight),
                    help="blend: (1-alpha) CE + alpha L_human (the paper); full: CE keeps weight 1")
-    p.add_argument("--seed", type=_integer, default=d(0))
-    p.add_argument("--device", default=d("auto"), help="auto (CUDA where there is one), cpu, cuda, cuda:N")
-    p.add_argument("--batch-size", type=_integer, default=d(None))
-    p.add_argument("--lr", type=_number, default=d(None))
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=d(None))
-    p.add_argument("--projection", choices=["pca", "lda"], default=d("pca"))
-    p.add_argument("--view-size", type=_integer, default=d(None),
+    p.add_argument("--seed", type=_integer, default=d(defaults.seed))
+    p.add_argument("--device", default=d(defaults.device),
+                   help="auto (CUDA where there is one), cpu, cuda, cuda:N")
+    p.add_argument("--batch-size", type=_integer, default=d(defaults.batch_size))
+    p.add_argument("--lr", type=_number, default=d(defaults.lr))
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=d(defaults.optimizer))
+    p.add_argument("--projection", choices=["pca", "lda"], default=d(defaults.projection))
+    p.add_argument("--view-size", type=_integer, default=d(defaults.view_size),
                    help="points in the latent view (0: the whole training split)")
-    p.add_argument("--val-size", type=_size, default=d(None),
+    p.add_argument("--val-size", type=_size, default=d(defaults.val_size),
                    help="validation split: a count (5000) or a fraction (0.1) of the training data (default: per "
                         "data set)")
-    p.add_argument("--train-size", type=_size, default=d(None),
+    p.add_argument("--train-size", type=_size, default=d(defaults.train_size),
                    help="train on a stratified, seeded subset of the rest: a count or a fraction (default: all)")
-    p.add_argument("--grad-clip", type=_number, default=d(None))
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=d(None),
+    p.add_argument("--grad-clip", type=_number, default=d(defaults.grad_clip))
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=d(defaults.compile),
                    help="compile the loss and capture the step in a CUDA graph (default: on for CUDA, off on CPU)")
-    p.add_argument("--checkpoint-every", type=_integer, default=d(0), metavar="N",
+    p.add_argument("--checkpoint-every", type=_integer, default=d(defaults.checkpoint_every), metavar="N",
                    help="also checkpoint every N epochs (default: only at pauses and at the end)")
-
-
-DEFAULT_PAUSES = [25, 30, 35, 40]
 
 
 def config_from_args(a: argparse.Namespace):
     """The RunConfig the options describe. The default pauses are those within --epochs; pauses given with
     --pause-at are kept as given (one beyond the last epoch is refused, not dropped)."""
     from hill_app.engine.config import RunConfig
-    pause = [e for e in DEFAULT_PAUSES if e <= a.epochs] if a.pause_at is None else list(a.pause_at)
+    pause = [e for e in RunConfig().pause_at if e <= a.epochs] if a.pause_at is None else list(a.pause_at)
     return RunConfig(dataset=a.dataset, data_root=a.data_root, download=a.download, model=a.model,
                      epochs=a.epochs, pause_at=pause, alpha=a.alpha, lam=a.lam, seed=a.seed, device=a.device,
                      batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer, projection=a.projection,
@@ -454,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--scripted", metavar="EDITS_JSON", help="a scripted participant (edits file); no window")
     st.add_argument("--answers", metavar="ANSWERS_JSON", help="questionnaire answers of a scripted participant")
     st.add_argument("--device", default=None, help="override the protocol's device (auto, cpu, cuda)")
-    st.set_defaults(fn=lambda a: _lazy("hill_app.studies.cli", "study_main")(a))
+    st.set_defaults(fn=lambda a: _lazy("hill_app.studies.cli", "study_main")(a, window=_study_window))
 
     rp = sub.add_parser("report", help="turn a study folder into an HTML report with figures and a CSV")
     rp.add_argument("study_dir")
@@ -496,6 +497,13 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
         cp.add_argument("rest", nargs=argparse.REMAINDER)
         return
     cp.set_defaults(fn=compare.run)
+
+
+def _study_window() -> tuple[Any, type[Exception]]:
+    """The study window's entry and error type, imported only when a participant uses the window. The window
+    imports studies, so it is opened from here: studies never imports hill_app.gui."""
+    from hill_app.gui.study_window import StudyWindowError, run_study_gui
+    return run_study_gui, StudyWindowError
 
 
 def _lazy(module: str, name: str):

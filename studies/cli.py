@@ -1,12 +1,19 @@
-"""`hill-app study` and `hill-app report` (parsers in hill_app/cli.py; the work here)."""
+"""`hill-app study` and `hill-app report` (parsers in hill_app/cli.py; the work here).
+
+The study window is hill_app.gui's, which imports studies: this package never imports the window; the
+command line passes in a function that does (``window``), so the two have no import cycle.
+"""
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 EXIT_USAGE = 2
+# imports the study window and returns its entry (run_study_gui) and error type (StudyWindowError)
+WindowLoader = Callable[[], tuple[Callable[..., int], type[Exception]]]
 
 
 def _err(msg: str) -> int:
@@ -14,8 +21,9 @@ def _err(msg: str) -> int:
     return EXIT_USAGE
 
 
-def study_main(args: Any) -> int:
-    """Run one participant session. With --scripted: headless, from an edits file. Without: the study window."""
+def study_main(args: Any, window: WindowLoader | None = None) -> int:
+    """Run one participant session. With --scripted: headless, from an edits file. Without: the study window,
+    which ``window()`` imports (hill_app/cli.py passes it)."""
     from hill_app.datasets import DataError
     from hill_app.engine.config import ConfigError
     from hill_app.engine.edits_file import EditsFileError
@@ -30,7 +38,7 @@ def study_main(args: Any) -> int:
     except (ProtocolError, StudyError) as e:
         return _err(str(e))
     if not getattr(args, "scripted", None):
-        return _study_window(protocol, args)
+        return _study_window(protocol, args, window)
     answers, source = None, None
     answers_path = getattr(args, "answers", None)
     if answers_path:
@@ -57,11 +65,12 @@ def study_main(args: Any) -> int:
     return 0
 
 
-def _study_window(protocol: Any, args: Any) -> int:
+def _study_window(protocol: Any, args: Any, window: WindowLoader | None) -> int:
     """The interactive session: checked here (so a mistake is a message, not an empty window), then the window.
 
     Exit status 0 when the session completed, 1 when the participant closed the window before the end (the
-    session is logged as incomplete), 2 for a usage error. Qt is imported only here: ``studies`` stays Qt-free.
+    session is logged as incomplete), 2 for a usage error. Qt is imported only by ``window()``: ``studies``
+    stays Qt-free.
     """
     if getattr(args, "answers", None):
         return _err("--answers belongs to a scripted participant (--scripted); in the study window the "
@@ -75,8 +84,10 @@ def _study_window(protocol: Any, args: Any) -> int:
         protocol.run_config(getattr(args, "device", None))
     except ConfigError as e:
         return _err(str(e))
+    if window is None:
+        return _err("the study window is not available here; run the session with hill-app study")
     try:
-        from hill_app.gui.study_window import StudyWindowError, run_study_gui
+        run_study_gui, StudyWindowError = window()
     except ImportError as e:
         return _err(f"the study window needs the GUI packages (PySide6, pyqtgraph): {e}")
     print(f"study {protocol.name!r}: participant {args.participant} in the study window -> {pdir}",

@@ -35,7 +35,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from hill_app.engine.config import DATASETS, ConfigError, RunConfig
+from hill_app.datasets import DATASET_NAMES
+from hill_app.engine.config import ConfigError, RunConfig
 from hill_app.losses import EDIT_OPS
 
 PROTOCOLS_DIR = Path(__file__).resolve().parent / "protocols"
@@ -255,8 +256,9 @@ def parse_protocol(data: Any, source: str = "protocol") -> Protocol:
         if k not in training:
             raise _err(source, "training", k, "missing")
     dataset = training.pop("dataset")
-    if dataset not in DATASETS:
-        raise _err(source, "training", "dataset", f"unknown {dataset!r}; expected one of {', '.join(DATASETS)}")
+    if dataset not in DATASET_NAMES:
+        raise _err(source, "training", "dataset",
+                   f"unknown {dataset!r}; expected one of {', '.join(DATASET_NAMES)}")
     epochs = _int(training.pop("epochs"), source, "training", "epochs", lo=1)
     pause_at = training.pop("pause_at")
     if not isinstance(pause_at, list):

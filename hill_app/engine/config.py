@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-DATASETS = ("digits", "cifar10", "pamap2", "synthetic")
+from hill_app.datasets import DATASET_NAMES
 
 # Per-data-set defaults: a small readable table rather than a framework.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -67,8 +67,8 @@ class RunConfig:
 
     def resolved(self) -> RunConfig:
         """A copy with data-set defaults filled in and every field checked."""
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"dataset: unknown {self.dataset!r}; expected one of {', '.join(DATASETS)}")
+        if self.dataset not in DATASET_NAMES:
+            raise ConfigError(f"dataset: unknown {self.dataset!r}; expected one of {', '.join(DATASET_NAMES)}")
         d = asdict(self)
         for k, v in DEFAULTS[self.dataset].items():
             if d.get(k) is None:
