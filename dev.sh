@@ -27,6 +27,10 @@ MYPY_PACKAGES=(-p hill_app.engine -p hill_app.losses -p hill_app.datasets)
 
 lint() {
     "$VENV/bin/ruff" check "${LINT_PATHS[@]}"
+    typecheck
+}
+
+typecheck() {
     # mypy cannot follow setuptools' editable finder (package-dir): build a tree of links in which losses/,
     # datasets/ and studies/ sit under hill_app/ as installed, and print paths as they are in the repository.
     local tree=build/mypy-path f
@@ -47,5 +51,6 @@ case "$cmd" in
            export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
            exec "$VENV/bin/python" -m pytest -n "${HILL_TEST_WORKERS:-2}" "$@" ;;
     lint)  setup; lint ;;
-    *)     echo "usage: ./dev.sh [run|test|lint|setup] [args...]" >&2; exit 2 ;;
+    mypy)  setup; typecheck ;;   # mypy alone (the pre-commit hook)
+    *)     echo "usage: ./dev.sh [run|test|lint|mypy|setup] [args...]" >&2; exit 2 ;;
 esac

@@ -1,11 +1,12 @@
 """The HILL loss: pull the model's own latent layout toward the user's edited one.
 
-The terms are one autograd node (:class:`_HillTerms`) with a hand-written backward: a few dozen tensor
-ops with fixed shapes (index_add, masks, no boolean indexing, no Python loop over classes or samples), so
-torch.compile and CUDA graphs take it as it is, and eager mode launches a fraction of the kernels that
-autograd through the same formula would. On a CPU outside torch.compile the same formula runs in float64
-numpy, whose small-array calls cost a fraction of torch's dispatch (docs/loss_speed.md has the numbers).
-The formula itself is written out in tests/hill_reference.py, which pins both paths against autograd.
+The terms are one autograd node (:class:`_HillLossTorch`; :class:`_HillLossNumpy` on a CPU) with a
+hand-written backward: a few dozen tensor ops with fixed shapes (index_add, masks, no boolean indexing, no
+Python loop over classes or samples), so torch.compile and CUDA graphs take it as it is, and eager mode
+launches a fraction of the kernels that autograd through the same formula would. On a CPU outside
+torch.compile the same formula runs in float64 numpy, whose small-array calls cost a fraction of torch's
+dispatch (docs/speed.md has the numbers). The formula itself is written out in tests/hill_reference.py,
+which pins both paths against autograd.
 """
 from __future__ import annotations
 

@@ -1,18 +1,6 @@
 """`hill-app compare PROTOCOL --strategies A,B,... --seeds 0-9 --out DIR`: scripted strategies against the
-no-edit baseline, paired by seed, with controls, in parallel worker processes.
-
-    DIR/runs.csv        one row per run (arm, seed, accuracies, gain over the same seed's baseline)
-    DIR/summary.csv     one row per arm: paired gain, its interval, the method, the verdict
-    DIR/compare.json    the same plus the arms' definitions, the command and the environment
-    DIR/index.html      the page: summary with an interval plot, per-seed accuracies, definitions
-    DIR/runs/ARM/seedN/ each run's engine folder (config.json, journal.jsonl, snapshots.h5, summary.json;
-                        checkpoints are deleted after the run unless --keep-checkpoints)
-
-An arm is ``BASE[KEY=VALUE;...]``. BASE is a suggest.py strategy spec (``selective_compactness:0.5``,
-``compactness``, a mixture ``a:0.3+b:0.2``), an edits file (``FILE.json``) or ``null`` (commit the layout
-exactly as it stands: only the loss changes). Keys: ``alpha``, ``lam``, ``ce_weight`` (RunConfig fields),
-``pause_at`` (epochs, or ``early``), ``edit_at`` (the pauses that get edits: epochs, ``last`` or ``lastN``),
-``label``. See docs/measuring-edits.md.
+no-edit baseline, paired by seed, with controls, in parallel worker processes. Arms (``BASE[KEY=VALUE;...]``),
+controls, outputs and how to read the interval: docs/measuring-edits.md.
 """
 from __future__ import annotations
 

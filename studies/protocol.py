@@ -1,22 +1,5 @@
-"""A study protocol: one TOML file that fixes everything a participant session may and may not do.
-
-    [study]
-    name = "HILL on digits (short)"
-    conditions = ["hill", "baseline"]      # hill: the participant edits at the pauses; baseline: no edits
-    panels = ["latent"]                    # what the participant may use (see PANELS)
-    edit_ops = ["move_center", ...]        # optional: the latent edit ops allowed (default: all)
-    seconds_per_pause = 60
-    instructions = '''...'''
-
-    [training]                             # RunConfig fields
-    dataset = "digits"
-    model = "digits_cnn"                   # optional: the data set's default
-    epochs = 12
-    pause_at = [4, 7, 10]
-    alpha = 0.5
-    lam = 0.1
-    seed = 0
-    data_root = "data/cifar10"             # optional; needed for cifar10 and pamap2 (~ is expanded)
+"""A study protocol: one TOML file (a ``[study]`` and a ``[training]`` table) that fixes everything a
+participant session may and may not do. The format, with an example: studies/README.md ("Protocols").
 
 Every problem is reported as ``FILE: [table] key: what is wrong``.
 """

@@ -1,23 +1,7 @@
-"""The two post-session questionnaires, their items and their standard scores.
-
-UMUX-Lite (Lewis, Utesch and Maher, CHI 2013): two items on a 7-point agreement scale
-(1 = strongly disagree .. 7 = strongly agree).
-
-    score     = ((item1 - 1) + (item2 - 1)) / 12 * 100           0 .. 100
-    sus_score = 0.65 * score + 22.9                               the regression onto SUS (UMUX-LITEr)
-
-NASA-TLX (Hart and Staveland 1988; Hart 2006): six subscales rated 0 .. 100.
-
-    raw TLX      = mean of the six ratings
-    weighted TLX = sum(weight_s * rating_s) / 15, where weight_s (0..5) is how often subscale s was chosen
-                   in the 15 pairwise comparisons "which contributed more to your workload?"
-
-Answers as JSON (the edits file's optional "questionnaire" key, or an answers file):
-
-    {"umux_lite": [6, 7],
-     "nasa_tlx": {"mental": 55, "physical": 10, "temporal": 40, "performance": 25, "effort": 50,
-                  "frustration": 20},                     (or a list of six in that order)
-     "nasa_tlx_pairwise": ["mental", "temporal", ...]}    (optional: 15 winners, pairs in PAIRS order)
+"""The two post-session questionnaires, their items and their standard scores: UMUX-Lite (Lewis, Utesch
+and Maher, CHI 2013; two 7-point items, 0..100 and its SUS regression) and NASA-TLX (Hart and Staveland 1988;
+Hart 2006; six 0..100 subscales, raw and weighted by the 15 pairwise comparisons). The formulas and the
+answers' JSON: studies/README.md ("Scores", "A scripted participant").
 """
 from __future__ import annotations
 

@@ -1,16 +1,7 @@
 """`hill-app report STUDY_DIR`: the sessions of a study folder -> an HTML report, PNG figures and CSV tables.
 
-Every number is read from the logs: final test accuracies from each run's summary.json (cross-checked
-against its journal's 'finished' record), accuracy curves from the journals' epoch records, pause
-durations from the journals' paused -> resumed records, edits from the journals' targets records, the
-layouts from the runs' snapshots.h5, questionnaire answers from the study log (scores recomputed here
-with the standard formulas). Nothing is typed in.
-
-    REPORT_DIR/index.html      the report
-    REPORT_DIR/results.csv     one row per participant (the main table)
-    REPORT_DIR/summary.csv     n, mean and std (sample, ddof=1) of each numeric column, complete sessions only
-    REPORT_DIR/paired_gain.csv the gain's 95% interval over complete sessions (paired t and percentile bootstrap)
-    REPORT_DIR/figures/*.png   accuracy curves and latent layouts before / after each pause
+Every number is read from the logs (run summaries, journals, snapshots, the study log), never typed in.
+What each file holds and the checks the report makes: studies/README.md ("The report").
 """
 from __future__ import annotations
 

@@ -1,15 +1,8 @@
 """Run one participant session headless, with a scripted participant (an edits file).
 
-    STUDY_DIR/<participant>/
-        study_log.jsonl         the study log (session_started ... session_finished)
-        protocol.toml           a copy of the protocol the session ran
-        scripted_edits.json     a copy of the scripted participant's file (scripted sessions only)
-        session.h5              the arrays for analysis (derived from the run folders; see README.md)
-        hill/                   one engine run folder per condition: config.json, journal.jsonl,
-        baseline/               snapshots.h5, checkpoints/, summary.json
-
 Every condition gets the protocol's RunConfig with the same seed; the baseline runs the same protocol with
 no edits (it still stops at the pauses, so its layouts are stored at the same epochs, and resumes at once).
+The folder a session leaves: studies/README.md ("The folders a session leaves").
 """
 from __future__ import annotations
 

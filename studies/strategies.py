@@ -1,20 +1,5 @@
-"""Which strategy a participant used at a pause, classified from the logged edits (rule-based).
-
-HILL's participants were seen to use four strategies and mixtures of them:
-
-    compactness   make clusters tighter          scale_spread with factor < 1; strategy "compactness"
-    separation    push clusters apart            separate; strategy "separation"; move_center that moves a
-                                                 class away from its nearest other class (its nearest-centre
-                                                 distance grows)
-    merge         merge similar classes          merge; strategy "merge_similar" that merged something;
-                                                 move_center that drops a class onto another (its
-                                                 nearest-centre distance falls below MERGE_RATIO of before)
-    points        move single points             move_points
-
-Anything else (a spread grown, a centre moved sideways, a strategy op that changed nothing) is "other".
-Each edit counts once. Over a pause, a label's share is its count / all edits; the labels whose share is
-at least MIXTURE_SHARE are "substantial": two or more make a "mixture", one names the pause, none names
-the largest of the four (or "other"); a pause without edits is "none".
+"""Which strategy a participant used at a pause, classified from the logged edits (rule-based): compactness,
+separation, merge, points, a mixture, other or none. The rules: studies/README.md ("Strategies").
 
 Edits are replayed one by one on the layout at the pause (``before``) with the same function the engine
 uses, so each edit is judged on the layout it was made on.

@@ -1,14 +1,8 @@
 """The model zoo: small classifiers whose penultimate layer is the latent space the user reshapes.
 
-Every model returns ``(logits, features)`` from ``forward``, where ``features`` is the penultimate vector
-``g(x)`` of shape ``(N, feature_dim)`` and ``logits == head(features)`` in eval mode (in train mode a dropout
-may sit between them). The HILL loss needs ``g(x)``; the trainer needs the logits; returning both from one
-forward pass saves a second pass and keeps the trainer ignorant of each model's insides.
-
-Forward passes contain no Python branching on data and no ``.item()``, so ``torch.compile(fullgraph=True)``
-and CUDA graphs work. Every model holds at least one ``nn.Dropout`` or ``nn.BatchNorm*`` so that layer
-commands (dropout p, BN momentum) have something to act on. Initialisation only draws from torch's global
-RNG, so ``torch.manual_seed`` before :func:`build_model` makes the weights reproducible.
+Every ``forward`` returns ``(logits, features)`` in one pass, branches on no data and calls no ``.item()``
+(so compile and CUDA graphs work); every model has a dropout or batch-norm layer for the layer commands;
+weights come from torch's global RNG only. Why each rule: docs/architecture.md ("The models").
 """
 from __future__ import annotations
 

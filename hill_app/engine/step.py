@@ -1,13 +1,7 @@
-"""The training step, kept apart from the session so it can be fused without the session knowing.
-
-It returns one stats tensor per step (``STEP_STATS``), so the loop needs one device sync per report, not per
-step, and trains on :func:`hill_app.losses.hill_loss` (the loss the tests pin). Ways to run the same step:
-eager (plain PyTorch; on a CPU exact and deterministic); eager on CUDA, with the HILL part of the loss replayed
-from its own CUDA graph (``graph_loss``); compiled (``config.compile``: the loss and, on CUDA, the model are
-``torch.compile`` regions); and on CUDA with the whole step (forward, loss, backward, clip, optimiser step)
-captured once into one CUDA graph (``cuda_graphs``; on when compiling). A graph bakes in every value and
-address it read, so each step builds a key of them and captures again when it changes. docs/speed.md says why
-each piece is there and what it measured.
+"""The training step, kept apart from the session so it can be fused (compiled, CUDA-graphed) without the
+session knowing. It trains on :func:`hill_app.losses.hill_loss`, the loss the tests pin, and returns one stats
+tensor per step so the loop syncs once per report. The ways to run it and why: docs/architecture.md
+("The training step") and docs/speed.md.
 """
 from __future__ import annotations
 
