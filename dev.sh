@@ -15,7 +15,9 @@ setup() {
     # Without a GPU, pin the CPU build of torch so pip does not pull several GB of CUDA wheels.
     local cons=()
     if ! command -v nvidia-smi >/dev/null 2>&1; then cons=(-c constraints-cpu.txt); fi
-    "$VENV/bin/python" -m pip install -q "${cons[@]}" -e ".[dev]" >&2
+    # setuptools warns, boxed, that an editable install of package-dir packages can be shadowed by folders of
+    # the same name in the working directory: true of any editable install, and nothing a user can act on.
+    PYTHONWARNINGS="ignore::UserWarning" "$VENV/bin/python" -m pip install -q "${cons[@]}" -e ".[dev]" >&2
     rm -f "$VENV"/.installed-*
     touch "$stamp"
 }
