@@ -121,14 +121,17 @@ class CheckpointPanel(QWidget):
                                  "(while training runs, at the next epoch boundary); double-click a row does "
                                  "the same")
         self.load_btn.clicked.connect(self.load_selected)
-        row.addWidget(self.load_btn, 0, Qt.AlignmentFlag.AlignTop)
+        row.addWidget(self.load_btn)
+        row.addStretch(1)
+        lay.addLayout(row)
+        # Under the button, across the panel: beside it, a load's result (branch and checkpoint names) wrapped to
+        # five lines in a 150 px column and was cut off in the dock's height.
         self.result = WrapLabel("")
         self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.result.setStyleSheet("color: #718096; font-size: 9pt;")
         self.result.setMinimumHeight(16)
         self.result.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        row.addWidget(self.result, 1)
-        lay.addLayout(row)
+        lay.addWidget(self.result)
         self._update_header()
         self._update_buttons()
 

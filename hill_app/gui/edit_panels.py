@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from .panels import CommandPanel, SubmitFn
+from .panels import CommandPanel, SubmitFn, compact_combo
 
 STRATEGY_LABELS = (("compactness", "compactness (shrink every class)"),
                    ("separation", "separation (push classes apart)"),
@@ -43,10 +43,14 @@ class LatentEditsPanel(CommandPanel):
         self.add_btn.setToolTip("add this strategy to the edits of this pause (undoable; sent on commit)")
         self.add_btn.clicked.connect(self.add_strategy)
         self.strength_label = QLabel("strength")
-        row.addWidget(self.strategy, 1)
+        # The strategy on a row of its own, its strength and Add below: side by side they made the dock wider
+        # than a 1024 px window leaves it (and the dock clipped them).
+        compact_combo(self.strategy)
+        lay.addWidget(self.strategy)
         row.addWidget(self.strength_label)
         row.addWidget(self.strength)
         row.addWidget(self.add_btn)
+        row.addStretch(1)
         lay.addLayout(row)
         row = QHBoxLayout()
         self.suggest_btn = QPushButton("Suggest edits")
@@ -107,6 +111,7 @@ class ProjectionPanel(CommandPanel):
         self.method = QComboBox()
         self.method.addItem("PCA (largest variance)", "pca")
         self.method.addItem("LDA (separates the classes)", "lda")
+        compact_combo(self.method)
         self.refit_btn = QPushButton("Refit view")
         self.refit_btn.setToolTip("fit the frozen 2D map again on the current features (at the next epoch "
                                   "boundary, or at once while paused); clear committed targets first")

@@ -104,7 +104,7 @@ class MainWindow(QMainWindow):
         self.commit_uuid: str | None = None        # the commit-and-resume command in flight
         self._error_logged = False
         self._snapshot: dict[str, Any] | None = None
-        self._fitted = False
+        self._banner_pending: tuple[str | None, str | None] | None = None   # set during a drag, shown after it
         self._epochs_total = self.next_config.epochs
         # PySide releases the GIL around most Qt calls; getting it back from a training thread that is busy in
         # Python can take up to the switch interval (5 ms by default), per call. 1 ms bounds that wait.
@@ -157,7 +157,17 @@ class MainWindow(QMainWindow):
         w, h = 1600, 1000
         if avail is not None and avail.width() > 0:
             w, h = min(w, avail.width()), min(h, avail.height())
-        self.resize(max(w, MIN_SIZE.width()), max(h, MIN_SIZE.height()))
+        w, h = max(w, MIN_SIZE.width()), max(h, MIN_SIZE.height())
+        self.resize(w, h)
+        # The docks take what the latent view can spare: on a 1024 x 700 screen a narrower right column and a
+        # lower feedback row (the plots scroll), so the view keeps about half the window.
+        right = 360 if w < 1280 else 400
+        feedback = 200 if h < 850 else 270
+        self.resizeDocks([self.controls_dock], [right], Qt.Orientation.Horizontal)
+        # the controls scroll; the checkpoint tree's rows (note, load, its result) need about 300 px
+        self.resizeDocks([self.controls_dock, self.log_dock], [int(h * 0.5), int(h * 0.5)] if h < 850 else
+                         [int(h * 0.55), int(h * 0.4)], Qt.Orientation.Vertical)
+        self.resizeDocks([self.metrics_dock], [feedback], Qt.Orientation.Vertical)
 
     def _action(self, text: str, slot: Any, shortcuts: list[Any] | None = None, tip: str = "") -> QAction:
         a = QAction(text, self)
@@ -254,13 +264,18 @@ class MainWindow(QMainWindow):
         self.banner = QWidget()
         self.banner.setObjectName("banner")
         self.banner.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        bl = QHBoxLayout(self.banner)
-        bl.setContentsMargins(10, 4, 6, 4)
+        bl = QVBoxLayout(self.banner)
+        bl.setContentsMargins(10, 4, 6, 5)
+        bl.setSpacing(1)
         self.banner_title = ElidedLabel("", min_chars=10)
         self.banner_title.setStyleSheet("font-weight:700; font-size:11pt")
         self.banner_text = WrapLabel("")
-        self.undo_btn = QPushButton("\u21b6 Undo")
-        self.redo_btn = QPushButton("\u21b7 Redo")
+        # Arrows only (named in their tooltips and for screen readers): the title beside them keeps its room at
+        # 1024 px ("Paused before epoch 12" is what a user reads first).
+        self.undo_btn = QPushButton("\u21b6")
+        self.redo_btn = QPushButton("\u21b7")
+        self.undo_btn.setAccessibleName("Undo")
+        self.redo_btn.setAccessibleName("Redo")
         self.reset_btn = QPushButton("Reset")
         self.undo_btn.setToolTip("undo the last edit (Ctrl+Z)")
         self.redo_btn.setToolTip("redo (Ctrl+Shift+Z)")
@@ -268,9 +283,9 @@ class MainWindow(QMainWindow):
         self.commit_btn = QPushButton("Commit edits and resume")
         self.commit_btn.setObjectName("primary")
         self.commit_btn.setToolTip("send the edits to the training as the teacher layout and resume (Ctrl+Enter)")
-        # As wide as its longest text, so the banner never re-lays-out (or clips it) while the count changes.
-        self.commit_btn.setMinimumWidth(self.commit_btn.fontMetrics().horizontalAdvance(
-            "Commit 888 edits and resume") + 34)
+        # Its own size hint (never clipped). A new count only moves the elided title's end: the banner's text is
+        # on a row of its own, so nothing below the buttons moves.
+        self.commit_btn.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
         self.start_btn = QPushButton("Start training")
         self.start_btn.setObjectName("primary")
         self.undo_btn.clicked.connect(self.undo_action.trigger)
@@ -278,17 +293,19 @@ class MainWindow(QMainWindow):
         self.reset_btn.clicked.connect(self.reset_action.trigger)
         self.commit_btn.clicked.connect(self.commit_action.trigger)
         self.start_btn.clicked.connect(self.start_action.trigger)
-        text_col = QVBoxLayout()
-        text_col.setSpacing(0)
-        text_col.addWidget(self.banner_title)
-        text_col.addWidget(self.banner_text)
-        bl.addLayout(text_col, 1)
+        # Two rows: the title with the buttons, then the text across the whole banner. The text's line count then
+        # depends only on the window's width, not on which buttons show, and it stays short at 1024 px.
+        top = QHBoxLayout()
+        top.setSpacing(6)
+        top.addWidget(self.banner_title, 1)
         for b in (self.undo_btn, self.redo_btn, self.reset_btn):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            bl.addWidget(b)
-        bl.addSpacing(4)
-        bl.addWidget(self.commit_btn)
-        bl.addWidget(self.start_btn)
+            top.addWidget(b)
+        top.addSpacing(4)
+        top.addWidget(self.commit_btn)
+        top.addWidget(self.start_btn)
+        bl.addLayout(top)
+        bl.addWidget(self.banner_text)
         lay.addWidget(self.banner)
 
         self.view = LatentView()
@@ -299,6 +316,7 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.view, 1)
         self.view.editsChanged.connect(self._edits_changed)
         self.view.hovered.connect(self._hovered)
+        self.view.dragActive.connect(self._drag_active)
         self.setCentralWidget(central)
 
     def _build_docks(self) -> None:
@@ -339,9 +357,6 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.log_dock, self.checkpoints_dock)
         self.log_dock.raise_()
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.metrics_dock)
-        self.resizeDocks([self.controls_dock], [400], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.controls_dock, self.log_dock], [520, 360], Qt.Orientation.Vertical)
-        self.resizeDocks([self.metrics_dock], [270], Qt.Orientation.Vertical)
 
     def _build_status(self) -> None:
         sb = self.statusBar()
@@ -357,7 +372,9 @@ class MainWindow(QMainWindow):
         self.device_label = ElidedLabel("", min_chars=8)
         self.device_label.setStyleSheet("padding: 0 6px; color:#718096")
         self.device_label.setMaximumWidth(160)
-        sb.addPermanentWidget(self.stats_label, 3)
+        # The step line is a normal widget: a message (a hovered sample, a refusal, an epoch's accuracy) takes its
+        # place while it shows. As a permanent widget it left messages no room at all.
+        sb.addWidget(self.stats_label, 3)
         sb.addPermanentWidget(self.device_label, 1)
         sb.addPermanentWidget(self.progress, 1)
 
@@ -402,8 +419,7 @@ class MainWindow(QMainWindow):
             title = title or "Ready"
             text = text or (html.escape(self._describe(self.next_config)) + " \u2014 press <b>Start training</b> "
                             "or choose <b>New run\u2026</b>" if self.restrictions.new_runs else "")
-        self.banner_title.setText(title or state.capitalize())
-        self.banner_text.setText(text or "")
+        self._show_banner(title or state.capitalize(), text or "")
         live = state in LIVE_STATES
         active = state in ("loading", "running", "paused")
         new_runs = self.restrictions.new_runs
@@ -542,7 +558,6 @@ class MainWindow(QMainWindow):
         self.class_names = []
         self.view_indices = None
         self._snapshot = None
-        self._fitted = False
         self._error_logged = False
         self.commit_uuid = None
         self.last_error = None
@@ -556,6 +571,8 @@ class MainWindow(QMainWindow):
         self.progress.setValue(0)
         self.progress.setFormat("%p%")
         self.view.set_sample_renderer(None)
+        self.view.clear()       # no points, handles or edits of the last run while the next one loads
+        self._set_axis_labels(self.next_config.projection or "pca")
 
     def run_ready(self, client: RunClient, info: dict[str, Any]) -> None:
         """The run exists (an in-process session was built, or a served job was attached)."""
@@ -730,7 +747,7 @@ class MainWindow(QMainWindow):
         if uid is None:
             return
         self.commit_uuid = uid
-        self.banner_text.setText(f"Committing {len(edits)} edit(s) and resuming\u2026" if edits else "Resuming\u2026")
+        self._show_banner(text=f"Committing {len(edits)} edit(s) and resuming\u2026" if edits else "Resuming\u2026")
         self._update_edit_buttons()
 
     def undo_edit(self) -> None:
@@ -807,6 +824,26 @@ class MainWindow(QMainWindow):
     def _fit_view(self) -> None:
         self.view.fit()
 
+    def _show_banner(self, title: str | None = None, text: str | None = None) -> None:
+        """Set the banner's title and/or text. While the user drags in the latent view this waits for the
+        release: a banner text that wraps to another line count would move the view, and the drop target with
+        it, under the user's hand."""
+        if self.view.dragging:
+            old_t, old_x = self._banner_pending or (None, None)
+            self._banner_pending = (old_t if title is None else title, old_x if text is None else text)
+            return
+        if title is not None:
+            self.banner_title.setText(title)
+        if text is not None:
+            self.banner_text.setText(text)
+            self.banner_text.setVisible(bool(text))
+
+    def _drag_active(self, on: bool) -> None:
+        if not on and self._banner_pending is not None:
+            title, text = self._banner_pending
+            self._banner_pending = None
+            self._show_banner(title, text)
+
     def _edits_changed(self, edits: list) -> None:
         self._update_edit_buttons()
 
@@ -865,10 +902,7 @@ class MainWindow(QMainWindow):
         self.metrics.add_snapshot(s)
         names = self.class_names or [str(c) for c in range(int(np.max(s["labels"])) + 1)]
         self.view.set_snapshot(s["z"], s["labels"], s["preds"], names, committed_layout=s.get("layout"),
-                               keep_edits=False)
-        if not self._fitted:
-            self.view.fit()
-            self._fitted = True
+                               keep_edits=False)     # the view fits its first snapshot (after clear(): the run's)
         self._update_edit_buttons()
 
     def refresh_plots(self) -> bool:
@@ -936,11 +970,11 @@ class MainWindow(QMainWindow):
         self.metrics.add_branch(new, parent, epoch)
         self.metrics.set_current_branch(new)
         if self.state == "paused":
-            self.banner_title.setText(f"Paused \u2014 now on branch {new}")
+            title = f"Paused \u2014 now on branch {new}"
             shown = ("The latent view shows the loaded model: edit it, then <b>Commit edits and resume</b> "
                      "(Ctrl+Enter)." if self._snapshot is not None or self.controller.has_pending_snapshot else
                      "<b>Resume</b> (Ctrl+Enter) to train the new branch.")
-            self.banner_text.setText(f"Loaded the checkpoint of {html.escape(str(parent))} at epoch {epoch}; "
+            self._show_banner(title, f"Loaded the checkpoint of {html.escape(str(parent))} at epoch {epoch}; "
                                      f"training continues on <b>{html.escape(new)}</b> from there. {shown}")
 
     def _on_paused(self, d: dict[str, Any]) -> None:

@@ -61,6 +61,7 @@ CLASS_AXIS_PX = 46
 PLOT_MIN_W, PLOT_MIN_H = 150, 120
 COLUMN_W = 230             # below this many pixels a plot wraps to the next row
 EDITED_WIDTH, UNEDITED_WIDTH = 2.6, 1.0
+LEGEND_CHARS = 14          # a branch name longer than this is shortened in the legends (the legend covers curves)
 
 
 def class_colours(n: int) -> list[QColor]:
@@ -193,6 +194,8 @@ class MetricsView(QWidget):
         self.point_classes: list[bool] = []            # classes with moved points and no other edit
         self._asked: dict[tuple[str, int], list[float]] = {}   # (branch, epoch) -> distance of what was asked
         self._dist_zoomed = False
+        self._tick_names: dict[tuple[Any, str], tuple[float, list[str]]] = {}   # class-named axes, see _thin_ticks
+        self._tick_every: dict[tuple[Any, str], int] = {}
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 2, 4, 4)
@@ -293,6 +296,10 @@ class MetricsView(QWidget):
         fp.setAspectLocked(True)
         self.conf_labels = _MatrixLabels()
         fp.addItem(self.conf_labels)
+        for plot in (self.class_plot, self.conf_plot):
+            vb = plot.getPlotItem().getViewBox()
+            vb.sigResized.connect(self._thin_ticks)
+            vb.sigRangeChanged.connect(self._thin_ticks)
         self.edit_lines: list[pg.InfiniteLine] = []
 
     # ------------------------------------------------------------------ building
@@ -334,7 +341,6 @@ class MetricsView(QWidget):
                             for c in range(k)]
         cp = self.class_plot.getPlotItem()
         ax = cp.getAxis("left")
-        ax.setTicks([[(i, n) for i, n in enumerate(self.class_names)]])
         ax.setWidth(_label_width(ax, self.class_names))
         cp.setYRange(-0.6, k - 0.4, padding=0)
         fp = self.conf_plot.getPlotItem()
@@ -342,13 +348,37 @@ class MetricsView(QWidget):
         # else their class index, so a dozen columns never print over each other.
         short = [n if len(n) <= 9 else n[:8] + "." for n in self.class_names]
         cols_named = all(len(n) <= 2 for n in self.class_names)
-        fp.getAxis("left").setTicks([[(i + 0.5, n) for i, n in enumerate(short)]])
         fp.getAxis("left").setWidth(_label_width(fp.getAxis("left"), short, extra=28))
-        fp.getAxis("bottom").setTicks([[(i + 0.5, n if cols_named else str(i)) for i, n in enumerate(short)]])
+        self._tick_names = {(self.class_plot, "left"): (0.0, list(self.class_names)),
+                            (self.conf_plot, "left"): (0.5, short),
+                            (self.conf_plot, "bottom"): (0.5, [n if cols_named else str(i)
+                                                               for i, n in enumerate(short)])}
+        self._tick_every = {}
         fp.setLabel("bottom", "predicted" if cols_named else "predicted (class index)", **{"font-size": "9pt"})
         self.conf_labels.set_counts(np.zeros((k, k)), np.zeros((k, k)))
         self.conf_image.setImage(np.zeros((k, k)), levels=(0, 1))
         fp.setRange(xRange=(0, k), yRange=(0, k), padding=0.02)
+        self._thin_ticks()
+
+    def _thin_ticks(self, *_: Any) -> None:
+        """Name every class on the per-class and confusion axes when there is room, else every n-th one, so
+        the labels never print over each other in a small plot (they are set again only when n changes)."""
+        for (plot, side), (offset, names) in self._tick_names.items():
+            if not names:
+                continue
+            vb = plot.getPlotItem().getViewBox()
+            a, b = vb.mapViewToScene(QPointF(0, 0)), vb.mapViewToScene(QPointF(1, 1))
+            ax = plot.getPlotItem().getAxis(side)
+            fm = QFontMetrics(ax.style.get("tickFont") or QFont())
+            if side == "left":
+                step_px, need = abs(b.y() - a.y()), fm.height()
+            else:
+                step_px, need = abs(b.x() - a.x()), max(fm.horizontalAdvance(n) for n in names) + 6
+            every = max(1, math.ceil(need / step_px)) if step_px > 0 else 1
+            if self._tick_every.get((plot, side)) == every:
+                continue
+            self._tick_every[(plot, side)] = every
+            ax.setTicks([[(i + offset, n) for i, n in enumerate(names) if i % every == 0]])
 
     def clear(self) -> None:
         """Forget the run's history (a new run starts)."""
@@ -488,8 +518,8 @@ class MetricsView(QWidget):
             for kind, c in br.curves.items():
                 legend = self.loss_legend if kind == "total" else self.acc_legend
                 label = legend.getLabel(c)
-                if label is not None:
-                    label.setText(f"{kind} {br.name}" if many else kind)
+                if label is not None:      # the legend sits over the curves: long names are shortened there
+                    label.setText(f"{kind} {_short(br.name)}" if many else kind)
 
     def _lineage(self, name: str, _seen: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
         """The records the current-branch plots show: the parent's lineage up to the fork epoch, then the
@@ -941,6 +971,11 @@ def _label_width(axis: pg.AxisItem, labels: Sequence[str], extra: int = 14) -> i
     fm = QFontMetrics(axis.style.get("tickFont") or QFont())
     longest = max((fm.horizontalAdvance(n) for n in labels), default=0)
     return int(min(150, max(LEFT_AXIS_PX, longest + extra)))
+
+
+def _short(name: str, n: int = LEGEND_CHARS) -> str:
+    """A branch name as the legends show it: at most ``n`` characters (the hover box names it in full)."""
+    return name if len(name) <= n else name[: n - 1] + "\u2026"
 
 
 def _num(v: Any) -> float:

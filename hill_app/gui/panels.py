@@ -11,7 +11,7 @@ import html
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QPushButton, QScrollArea, QSizePolicy, QVBoxLayout, QWidget)
 
@@ -95,6 +95,13 @@ def _spin(lo: float, hi: float, decimals: int, step: float, value: float) -> QDo
     s.setAlignment(Qt.AlignmentFlag.AlignRight)
     s.setMinimumWidth(96)
     return s
+
+
+def compact_combo(combo: QComboBox, chars: int = 12) -> None:
+    """A combo box that asks for ``chars`` characters of width, not its longest item's (it may grow)."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(chars)
+    combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
 
 class RunPanel(CommandPanel):
@@ -280,6 +287,13 @@ class ControlsPanel(QScrollArea):
             "latent": [self.edits], "projection": [self.projection], "optimizer": [self.optimizer],
             "grad_clip": [self.clip], "loss": [self.loss], "data": [self.data], "layers": [self.layers]}
         self.set_active(False)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt name)
+        """As wide as the widest panel (plus the scroll bar), so the dock never clips a control; any height."""
+        inner = self.widget()
+        w = inner.minimumSizeHint().width() if inner is not None else 0
+        bar = self.verticalScrollBar().sizeHint().width()
+        return QSize(w + bar + 2 * self.frameWidth(), 120)
 
     def restrict(self, shows: Callable[[str], bool]) -> None:
         """Hide every section ``shows`` refuses (and the Run panel when neither evaluate nor stop is left)."""

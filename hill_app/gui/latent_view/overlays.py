@@ -284,6 +284,7 @@ class Legend(QWidget):
         f.setPointSizeF(8.5)
         self.setFont(f)
         self.setCursor(Qt.CursorShape.ArrowCursor)
+        self.hide()                 # an empty box until a snapshot names the classes
         viewport.installEventFilter(self)
 
     def set_entries(self, entries: list[tuple[str, tuple[int, int, int], str]]) -> None:

@@ -52,6 +52,12 @@ class PointScatter:
             self.tables = {"sym": sym, "size": size, "pens": pen, "brushes": brush}
         self.style_id = (2 * labels + miss.astype(np.int64))[self.order]
 
+    def clear(self) -> None:
+        """No points (a new run is loading); the next ``show`` restyles."""
+        self.item.clear()
+        self.style_id = np.zeros(0, dtype=np.int64)
+        self.order = np.zeros(0, dtype=np.int64)
+
     def show(self, pos: np.ndarray, restyle: bool = False) -> None:
         """Draw ``pos`` (N, 2, view order): in place when only positions changed, else with the styles."""
         sc = self.item

@@ -341,7 +341,41 @@ class LatentView(QWidget):
         if not self._fitted or (not self._user_ranged and self._escapes_view()):
             self.fit()
             self._fitted = True
+        # Repaint the whole plot: after a load or a fork the points, handles and labels can all be somewhere
+        # else, and the scene's own dirty regions left pieces of the old picture on screen (seen under X11).
+        self.plot.viewport().update()
         self.editsChanged.emit(self._stack.edits)
+
+    def clear(self) -> None:
+        """Show nothing: no points, handles, rings, labels, legend or edits (a new run is loading). The next
+        snapshot is fitted, as the first one is."""
+        self._cancel_drag()
+        self._z = None
+        self._labels = np.zeros(0, dtype=np.int64)
+        self._preds = np.zeros(0, dtype=np.int64)
+        self._mis = np.zeros(0, dtype=bool)
+        self._names = []
+        self._base = self._committed = None
+        self._pos = np.zeros((0, 2))
+        self._present = np.zeros(0, dtype=bool)
+        self._selection = np.zeros(0, dtype=np.int64)
+        self._stack = EditStack()
+        self._image_cache.clear()
+        if self._hover_idx != -1:
+            self._hover_idx = -1
+            self._popup.hide()
+            self.hovered.emit(-1)
+        self.points.clear()
+        for it in self.markers.handles + self.markers.rings:
+            it.setVisible(False)
+        self.overlay.set_content([], [], np.zeros((0, 4)), [])
+        self.selection_item.setData(x=[], y=[])
+        self.hover_item.setData(x=[], y=[])
+        self.legend.set_entries([])
+        self._fitted = self._user_ranged = False
+        self._update_toolbar()
+        self.plot.viewport().update()
+        self.editsChanged.emit([])
 
     def set_editable(self, editable: bool) -> None:
         """Edits only while paused: when not editable, drags and keys do nothing and the cursor says so."""
