@@ -59,7 +59,8 @@ EDIT_LINE_COLOUR = "#b0b0b0"
 LEFT_AXIS_PX = 46
 CLASS_AXIS_PX = 46
 PLOT_MIN_W, PLOT_MIN_H = 150, 120
-COLUMN_W = 230             # below this many pixels a plot wraps to the next row
+TITLE_PT = 9.5            # plot titles: "Distance to target" fits a 185 px plot
+COLUMN_W = 185             # below this many pixels a plot wraps to the next row (five in a row at 1366 px)
 EDITED_WIDTH, UNEDITED_WIDTH = 2.6, 1.0
 LEGEND_CHARS = 14          # a branch name longer than this is shortened in the legends (the legend covers curves)
 
@@ -104,7 +105,7 @@ def configure_pyqtgraph() -> None:
 
 
 def _style_plot(p: pg.PlotItem, title: str, left: str, bottom: str) -> None:
-    p.setTitle(f"<span style='font-size:10.5pt; font-weight:600; color:{FOREGROUND}'>{title}</span>")
+    p.setTitle(f"<span style='font-size:{TITLE_PT}pt; font-weight:600; color:{FOREGROUND}'>{title}</span>")
     p.setLabel("left", left, **{"font-size": "9pt"})
     p.setLabel("bottom", bottom, **{"font-size": "9pt"})
     p.showGrid(x=True, y=True, alpha=GRID_ALPHA)
@@ -237,7 +238,7 @@ class MetricsView(QWidget):
         self.loss_plot = self._plot("Loss terms", "loss", "epoch")
         self.acc_plot = self._plot("Accuracy", "%", "epoch")
         self.dist_plot = self._plot("Distance to target", "distance (view units)", "epoch")
-        self.class_plot = self._plot("Accuracy per class", "", "val accuracy %")
+        self.class_plot = self._plot("Class accuracy", "", "val accuracy %")
         self.conf_plot = self._plot("Confusion (val)", "true", "predicted")
         self.plots = [self.loss_plot, self.acc_plot, self.dist_plot, self.class_plot, self.conf_plot]
         for w in self.plots:
@@ -268,7 +269,7 @@ class MetricsView(QWidget):
 
         self.dist_curves: list[pg.PlotDataItem] = []
         self.dist_hint = pg.TextItem(html="<div style='text-align:center; color:#9a9a9a'>no targets yet:<br>"
-                                          "commit edits at a pause</div>", anchor=(0.5, 0.5))
+                                          "commit edits<br>at a pause</div>", anchor=(0.5, 0.5))
         self.dist_plot.getPlotItem().addItem(self.dist_hint, ignoreBounds=True)
         self.dist_hint.setPos(0.5, 0.5)
         self.dist_plot.getPlotItem().getViewBox().setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
@@ -843,7 +844,7 @@ class MetricsView(QWidget):
         if split != self._conf_split:           # a title change re-lays-out the plot: only when it changes
             self._conf_split = split
             self.conf_plot.getPlotItem().setTitle(
-                f"<span style='font-size:10.5pt; font-weight:600; color:{FOREGROUND}'>Confusion ({split})</span>")
+                f"<span style='font-size:{TITLE_PT}pt; font-weight:600; color:{FOREGROUND}'>Confusion ({split})</span>")
 
 
 def ema(y: np.ndarray, weight: float) -> np.ndarray:
