@@ -30,6 +30,7 @@ class CommandContext:
     view_size: int | None = None
     optimizer: str | None = None
     optimizer_hparams: frozenset[str] | None = None
+    nesterov: bool | None = None               # Nesterov SGD (its momentum cannot become 0)
     n_param_groups: int | None = None
     layers: dict[str, str] | None = None       # name -> "dropout" | "batchnorm" | "params" | "other"
     checkpoint_uuids: frozenset[str] | None = None
@@ -179,6 +180,8 @@ class ClassWeights(ArgType):
                 if ci < 0 or (k is not None and ci >= k):
                     raise CommandError(f"class {ci} does not exist (0..{(k or 1) - 1})")
                 out[str(ci)] = self._weight(w)
+            if k is not None and len(out) == k and not any(out.values()):
+                raise CommandError("at least one weight must be > 0 (the classes not named keep weight 1)")
             return out
         if not isinstance(v, list) or (k is not None and len(v) != k):
             raise CommandError(f"class_weights must be a list of {k if k is not None else 'K'} numbers "

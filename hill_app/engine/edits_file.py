@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,11 +121,19 @@ def load_edits_file(path: str | Path, **kw: Any) -> list[Intervention]:
     except RecursionError:
         raise EditsFileError(f"{path}: nested too deeply to be an edits file") from None
     except ValueError as e:  # e.g. an integer of more than 4300 digits, NaN or Infinity
-        raise EditsFileError(f"{path}: {e}") from None
+        raise EditsFileError(f"{path}: {_value_error(e)}") from None
     try:
         return parse_edits(data, source=str(path), **kw)
     except RecursionError:
         raise EditsFileError(f"{path}: nested too deeply to be an edits file") from None
+
+
+def _value_error(e: ValueError) -> str:
+    """Python's own words for a too-long integer name a Python setting; say what the file may hold instead."""
+    m = re.search(r"limit \((\d+) digits\).*value has (\d+) digits", str(e))
+    if m:
+        return f"an integer of {m.group(2)} digits; expected numbers of at most {m.group(1)} digits"
+    return str(e)
 
 
 def _refuse_constant(name: str) -> Any:

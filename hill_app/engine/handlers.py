@@ -63,6 +63,7 @@ def context_for(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, num
     return CommandContext(num_classes=num_classes, n_train=n_train, view_size=view_size,
                           optimizer=type(optimizer).__name__,
                           optimizer_hparams=frozenset(k for k in optimizer.param_groups[0] if k in OPTIMIZER_ARGS),
+                          nesterov=bool(optimizer.param_groups[0].get("nesterov", False)),
                           n_param_groups=len(optimizer.param_groups), layers=layer_kinds(model),
                           checkpoint_uuids=checkpoint_uuids, check_files=check_files)
 
@@ -88,6 +89,8 @@ def _check_optimizer(a: dict[str, Any], ctx: CommandContext) -> None:
             if k not in ctx.optimizer_hparams:
                 raise CommandError(f"{ctx.optimizer or 'the optimiser'} has no hyperparameter {k!r}; it has "
                                    f"{', '.join(sorted(ctx.optimizer_hparams))}")
+    if ctx.nesterov and a.get("momentum") == 0:
+        raise CommandError("Nesterov SGD needs momentum > 0, got 0")
     if ctx.n_param_groups is not None and a.get("group", 0) >= ctx.n_param_groups:
         raise CommandError(f"group {a['group']} does not exist (0..{ctx.n_param_groups - 1})")
 
@@ -227,7 +230,13 @@ def _layer(s: TrainingSession, name: str) -> torch.nn.Module:
     return modules[name]
 
 
-@command("model_layer_operation", doc="reset, freeze or unfreeze one layer",
+def _check_layer_operation(a: dict[str, Any], ctx: CommandContext) -> None:
+    if ctx.layers is not None and ctx.layers[a["layer_name"]] not in ("params", "batchnorm"):
+        raise CommandError(f"layer {a['layer_name']!r} has no parameters to {a['operation'].replace('_', ' ')}; "
+                           "expected a layer with parameters")
+
+
+@command("model_layer_operation", doc="reset, freeze or unfreeze one layer", check=_check_layer_operation,
          layer_name=Arg(LayerName(), required=True),
          operation=Arg(Choice(("reset_parameters", "freeze", "unfreeze")), required=True))
 def model_layer_operation(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
