@@ -187,3 +187,29 @@ def test_long_branch_names_are_shortened_in_the_legends(mv):
     assert all(len(t) <= len("train ") + LEGEND_CHARS for t in labels)
     # the hover names the branch in full
     assert mv.curve_label(mv.branches[name].curves["val"]) == f"val {name}"
+
+
+def test_a_legend_shows_only_where_it_fits_inside_its_plot(qtbot):
+    """In a small plot a legend covered the curves and ran out over the axis; it shows only where it fits
+    (the values under the cursor name every curve either way)."""
+    m = MetricsView()
+    qtbot.addWidget(m)
+    m.set_class_names([f"class {i}" for i in range(K)])
+    name = "retry-from-epoch-1-with-a-rather-long-branch-name"
+    for e in range(1, 5):
+        m.add_epoch({**epoch(e), "train_center": 0.1 / e, "train_scale": 0.9})
+    m.add_branch(name, "main", 2)
+    m.add_epoch({**epoch(3), "branch": name, "train_center": 0.05, "train_scale": 0.95})
+    m.refresh()
+    for size, shown in (((1800, 600), True), ((800, 230), False)):
+        m.resize(*size)
+        m.show()
+        QApplication.processEvents()
+        for which, plot, legend in (("loss", m.loss_plot, m.loss_legend), ("accuracy", m.acc_plot, m.acc_legend)):
+            assert m.legend_shown(which) == shown, (size, which)
+            if shown:
+                inside = plot.getPlotItem().getViewBox().sceneBoundingRect()
+                assert inside.contains(legend.sceneBoundingRect()), (size, which)
+    mv_hover = m.hovers["loss"]
+    _, rows = mv_hover.values_at(3)
+    assert {"scale penalty \u03bb|1\u2212scale|", "cross-entropy", f"total {name}"} <= {r[0] for r in rows}

@@ -220,7 +220,7 @@ class MetricsView(QWidget):
         self.csv_btn = QPushButton("Export CSV\u2026")
         self.csv_btn.setToolTip("every branch's epoch records (losses, accuracies, per-class values, distances)")
         self.csv_btn.clicked.connect(lambda: self.export_csv())
-        hint = QLabel("drag to pan, wheel to zoom")
+        hint = QLabel("hover: names and values \u00b7 drag: pan \u00b7 wheel: zoom")
         hint.setStyleSheet("color:#9a9a9a; font-size:8.5pt")
         hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         bar.addWidget(QLabel("smoothing"))
@@ -301,6 +301,8 @@ class MetricsView(QWidget):
             vb = plot.getPlotItem().getViewBox()
             vb.sigResized.connect(self._thin_ticks)
             vb.sigRangeChanged.connect(self._thin_ticks)
+        for plot in (self.loss_plot, self.acc_plot):
+            plot.getPlotItem().getViewBox().sigResized.connect(self._fit_legends)
         self.edit_lines: list[pg.InfiniteLine] = []
 
     # ------------------------------------------------------------------ building
@@ -360,6 +362,20 @@ class MetricsView(QWidget):
         self.conf_image.setImage(np.zeros((k, k)), levels=(0, 1))
         fp.setRange(xRange=(0, k), yRange=(0, k), padding=0.02)
         self._thin_ticks()
+
+    def _fit_legends(self, *_: Any) -> None:
+        """A legend is shown only where it fits inside its plot: in a small plot it would cover the curves and
+        run out over the axis. The values under the cursor name every curve either way."""
+        for plot, legend in ((self.loss_plot, self.loss_legend), (self.acc_plot, self.acc_legend)):
+            vb = plot.getPlotItem().getViewBox()
+            legend.updateSize()
+            fits = legend.width() + 8 <= vb.width() * 0.75 and legend.height() + 8 <= vb.height()
+            if legend.isVisible() != fits:
+                legend.setVisible(fits)
+
+    def legend_shown(self, which: str) -> bool:
+        """Whether the "loss" or "accuracy" legend is on screen."""
+        return {"loss": self.loss_legend, "accuracy": self.acc_legend}[which].isVisible()
 
     def _thin_ticks(self, *_: Any) -> None:
         """Name every class on the per-class and confusion axes when there is room, else every n-th one, so
@@ -509,6 +525,7 @@ class MetricsView(QWidget):
         self.acc_legend.addItem(br.curves["val"], "val")
         self.loss_legend.addItem(br.curves["total"], "total")
         self._relabel_branches()
+        self._fit_legends()
         return br
 
     def _relabel_branches(self) -> None:
@@ -612,6 +629,7 @@ class MetricsView(QWidget):
             elif not shown and key in self._in_legend:
                 self.loss_legend.removeItem(curve)
                 self._in_legend.discard(key)
+        self._fit_legends()
         self._draw_distances(ep)
 
         k = len(self.class_names)
