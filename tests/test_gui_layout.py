@@ -260,6 +260,11 @@ def test_nothing_of_a_run_leaks_into_the_next_and_new_run_checks_before_stopping
     resume_to_the_end(qtbot, win)
     assert win.view.status_label.full_text() == "The run has ended \u00b7 start a new run to edit"
     assert "locked" not in win.view.status_label.full_text()
+    # the command log: one row per command, in its last status
+    from hill_app.engine.journal import read_journal
+    cmds = {r["uuid"]: r["status"] for r in read_journal(first / "journal.jsonl") if r["type"] == "command"}
+    assert win.log.command_rows() == len(cmds) >= 5
+    assert all(win.log.row_text(u).startswith(st) for u, st in cmds.items()), [win.log.row_text(u) for u in cmds]
 
     second = tmp_path / "second"
     assert win.start_run(RunConfig(epochs=2, pause_at=[2], projection="lda", device="cpu"), second)
