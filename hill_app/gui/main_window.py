@@ -162,6 +162,8 @@ class MainWindow(QMainWindow):
         # The docks take what the latent view can spare: on a 1024 x 700 screen a narrower right column and a
         # lower feedback row (the plots scroll), so the view keeps about half the window.
         right = 360 if w < 1280 else 400
+        if self.controls_dock.isHidden():     # a study without command panels: the log needs less
+            right = 280 if w < 1280 else 340
         feedback = 200 if h < 850 else 270
         self.resizeDocks([self.controls_dock], [right], Qt.Orientation.Horizontal)
         # the controls scroll; the checkpoint tree's rows (note, load, its result) need about 300 px
