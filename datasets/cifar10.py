@@ -270,6 +270,9 @@ def load_cifar10(root: str | Path, download: bool = False, val_size: int | float
     train_np = np.concatenate([p[0] for p in parts]).reshape(-1, 3, 32, 32)
     labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     test_data, test_labels = _read_batch(folder / TEST_FILE)
+    if len(test_labels) == 0:  # else the run would report a test accuracy of nan
+        raise DataError(f"{folder / TEST_FILE}: holds no images; expected the test images (10000 in the official "
+                        f"batch)")
     n = labels.shape[0]
     given = val_size is not None
     spec: int | float = val_size if val_size is not None else default_val_size(n)

@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -309,10 +310,18 @@ def _checking_context(cfg: Any, bundle: Any, resume: bool) -> Any:
             model = build_model(cfg.model, bundle.input_shape, bundle.num_classes)
         except ValueError as e:
             raise ConfigError(f"{e}; choose another --model for the {cfg.dataset} data") from None
+    view = view_set_indices(cfg, bundle.train_y)
+    if len(view) < 3:  # else the run would fail after epoch 1, fitting the 2D view
+        raise ConfigError(f"train_size: the training split holds {len(view)} sample(s) (--val-size {cfg.val_size}, "
+                          f"--train-size {cfg.train_size}); expected at least 3 for the 2D view")
+    present = len(torch.unique(bundle.train_y[torch.as_tensor(view)]))
+    if cfg.projection == "lda" and present < 3:
+        raise ConfigError(f"projection: lda needs at least 3 classes in the view set, the training split has "
+                          f"{present}; expected --projection pca for this data")
     shell = types.SimpleNamespace(config=cfg, model=model, device=torch.device("cpu"), use_compile=False)
     optimizer = TrainingSession._make_optimizer(shell)  # type: ignore[arg-type]  # the same kind and groups
     return context_for(model, optimizer, num_classes=bundle.num_classes, n_train=int(bundle.train_x.shape[0]),
-                       view_size=len(view_set_indices(cfg, bundle.train_y)),
+                       view_size=len(view),
                        checkpoint_uuids=None if resume else frozenset(), check_files=not resume)
 
 
@@ -526,6 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if a.cmd == "train":
         a._explicit = explicit_train_options(argv[1:])
+    shown, warnings.formatwarning = warnings.formatwarning, _warning_line
     try:
         return int(a.fn(a) or 0)
     except KeyboardInterrupt:
@@ -540,6 +550,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # never a bare traceback: one line, and where to look
         _say(f"error: {type(e).__name__}: {one_line(e)}")
         return EXIT_FAILED
+    finally:
+        warnings.formatwarning = shown
+
+
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  line: str | None = None) -> str:
+    """A warning (a PAMAP2 subject left out, ...) as one line in the user's terms, without the source line."""
+    return f"warning: {' '.join(str(message).split())}\n"
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def test_context_checks_refuse_what_would_fail_at_the_pause(name, args, needle):
     ctx = digits_context(checkpoint_uuids=frozenset(), check_files=True)
     with pytest.raises(CommandError, match=re.escape(needle)):
         SPECS[name].check_args(args, ctx)
-    SPECS[name].check_args  # the same declaration without a context checks types only
+    assert callable(SPECS[name].check_args)  # the same declaration without a context checks types only
     if name in ("update_dataset", "load_checkpoint") and needle not in ("needs 'indices'",):
         SPECS[name].check_args(args)  # state-dependent: left to the handler when nothing is known
 

@@ -26,7 +26,8 @@ def apply(s, name, args):
 
 
 def statuses(run_dir, uuid):
-    return [r["status"] for r in read_journal(run_dir / "journal.jsonl") if r["type"] == "command" and r["uuid"] == uuid]
+    return [r["status"] for r in read_journal(run_dir / "journal.jsonl")
+            if r["type"] == "command" and r["uuid"] == uuid]
 
 
 def test_status_sequence_is_journaled(session):

@@ -18,7 +18,8 @@ json_values = st.recursive(
     | st.text(max_size=12),
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
     max_leaves=8)
-arg_names = st.sampled_from(sorted({k for s in SPECS.values() for k in [*s.required, *s.optional]})) | st.text(max_size=10)
+arg_names = (st.sampled_from(sorted({k for s in SPECS.values() for k in [*s.required, *s.optional]}))
+             | st.text(max_size=10))
 names = st.sampled_from(sorted(SPECS)) | st.text(max_size=20) | st.integers() | st.none()
 args = st.none() | json_values | st.dictionaries(arg_names, json_values, max_size=4)
 
@@ -101,7 +102,8 @@ def test_specific_bad_commands_fail_with_reasons(paused_session):
         ("model_layer_operation", {"layer_name": "__class__", "operation": "freeze"}, "no layer"),
         ("model_layer_operation", {"layer_name": "head", "operation": "delete"}, "expected one of"),
         ("model_layer_parameter_update", {"layer_name": "head", "param_name": "p", "value": 0.5}, "dropout"),
-        ("model_layer_parameter_update", {"layer_name": "head", "param_name": "weight", "value": 0.5}, "expected one of"),
+        ("model_layer_parameter_update", {"layer_name": "head", "param_name": "weight", "value": 0.5},
+         "expected one of"),
         ("set_latent_targets", {"edits": [{"op": "move_center", "class": 99, "to": [0, 0]}]}, "class 99"),
         ("set_alpha", {"alpha": 2}, "alpha"),
         ("update_dataset", {"action": "drop", "indices": [10**9]}, "not a training sample"),

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from hill_app.engine.journal import read_journal
 from hill_app.studies import compare
 from hill_app.studies.compare import CompareError, build_arms, early_pauses, parse_arm, parse_seeds, split_top

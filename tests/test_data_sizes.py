@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cifar10 import _make_data, _write_folder
 
 from hill_app.datasets import DataError, load_dataset
 from hill_app.datasets.base import allocate, carve_validation, pick_training_subset, stratified_split
 from hill_app.datasets.cifar10 import default_val_size, load_cifar10
-from test_cifar10 import _make_data, _write_folder
 
 BAD_SIZES = [0, -3, 0.0, 1.0, 1.5, 5000.0, float("nan"), float("inf"), True, "5", [1]]
 

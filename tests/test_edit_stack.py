@@ -3,9 +3,9 @@ import json
 
 import numpy as np
 import pytest
-from hill_app.losses import EditError, apply_edits, layout_from_points
 
 from hill_app.gui.edit_stack import EditStack
+from hill_app.losses import EditError, apply_edits, layout_from_points
 
 
 def _base(k=4, n=80, seed=0):

@@ -17,13 +17,22 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 pytest.importorskip("pytestqt")
+from gui_helpers import drag, free_drop_point  # noqa: E402
 from PySide6.QtCore import QPoint, QRect, Qt, QTimer  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
-from PySide6.QtWidgets import (QAbstractButton, QAbstractScrollArea, QAbstractSpinBox, QApplication,  # noqa: E402
-                               QComboBox, QDialogButtonBox, QInputDialog, QLineEdit, QWidget)
+from PySide6.QtWidgets import (  # noqa: E402
+    QAbstractButton,
+    QAbstractScrollArea,
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
+    QDialogButtonBox,
+    QInputDialog,
+    QLineEdit,
+    QWidget,
+)
 
 from hill_app.engine.config import RunConfig  # noqa: E402
-from gui_helpers import drag, free_drop_point  # noqa: E402
 from hill_app.gui.widgets import WrapLabel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,7 @@ from PySide6.QtGui import QColor  # noqa: E402
 from hill_app.engine.config import RunConfig  # noqa: E402
 from hill_app.gui.metrics_view import MetricsView  # noqa: E402
 from hill_app.gui.new_run_dialog import NewRunDialog  # noqa: E402
-from hill_app.gui.panels import ControlsPanel, LogConsole, STATUS_COLOURS  # noqa: E402
+from hill_app.gui.panels import STATUS_COLOURS, ControlsPanel, LogConsole  # noqa: E402
 from hill_app.gui.samples import SampleSource, render_image  # noqa: E402
 
 LEFT = Qt.MouseButton.LeftButton

@@ -15,12 +15,12 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 pytest.importorskip("pytestqt")
+from gui_helpers import drag, free_drop_point  # noqa: E402
 from PySide6.QtCore import Qt, QTimer  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
 from hill_app.engine.journal import read_journal  # noqa: E402
-from gui_helpers import drag, free_drop_point  # noqa: E402
 from hill_app.gui.study_window import StudyWindow  # noqa: E402
 from hill_app.studies.cli import report_main  # noqa: E402
 from hill_app.studies.protocol import load_protocol  # noqa: E402
@@ -342,7 +342,8 @@ def test_refusals_resume_early_and_closing_mid_session(qtbot, qt_settings, tmp_p
 
 def test_instructions_text_is_reflowed():
     from hill_app.gui.study_window import instructions_html
-    out = instructions_html("Train the best\nmodel you can.\n\nAt each pause:\n- drag a centre\n  or a ring\n- <merge> two classes")
+    out = instructions_html("Train the best\nmodel you can.\n\nAt each pause:\n- drag a centre\n  or a ring\n"
+                            "- <merge> two classes")
     assert out == ("<p>Train the best model you can.</p><p>At each pause:</p>"
                    "<ul><li>drag a centre or a ring</li><li>&lt;merge&gt; two classes</li></ul>")
 
@@ -351,9 +352,8 @@ def test_closing_stops_the_baseline_and_leaves_its_journal_readable(qtbot, tmp_p
     """The baseline runs in the runner's run_condition; a cancel (the window closing) stops it at its next
     progress report with an error record, and every journal stays readable."""
     from hill_app.datasets import load_dataset
-    from hill_app.studies.session_log import StudyLog
-
     from hill_app.gui.study_window import BaselineWorker
+    from hill_app.studies.session_log import StudyLog
 
     proto = tmp_path / "long.toml"
     proto.write_text(PROTOCOL.format(seconds=5, edit_ops="").replace("epochs = 4", "epochs = 200"))

@@ -10,13 +10,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 pytest.importorskip("pytestqt")
+from gui_helpers import drag, free_drop_point  # noqa: E402
 from PySide6.QtCore import QPointF, Qt, QTimer  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from hill_app.engine.config import RunConfig  # noqa: E402
 from hill_app.engine.journal import read_journal  # noqa: E402
-from gui_helpers import drag, free_drop_point  # noqa: E402
 from hill_app.gui.main_window import MainWindow  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 pytest.importorskip("pytestqt")
-from hill_app.losses import apply_edits, layout_from_points  # noqa: E402
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QColor, QImage, QMouseEvent  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
@@ -17,6 +16,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from hill_app.gui.latent_view import LatentView  # noqa: E402
 from hill_app.gui.palette import class_colors  # noqa: E402
+from hill_app.losses import apply_edits, layout_from_points  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LEFT = Qt.MouseButton.LeftButton

@@ -123,7 +123,7 @@ def test_command_statuses_in_order(edited):
             by_uuid.setdefault(r["uuid"], []).append(r)
     names = sorted(v[0]["command"] for v in by_uuid.values())
     assert names == ["resume_training", "set_latent_targets"]
-    for uid, rs in by_uuid.items():
+    for _uid, rs in by_uuid.items():
         assert [r["status"] for r in rs] == ["requested", "pending", "running", "success"], rs[0]["command"]
         assert all(r["reason"] is None for r in rs)
         assert rs[-1]["step"] == 36 and rs[-1]["epoch"] == 2

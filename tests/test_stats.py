@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+
 from hill_app.studies.stats import bootstrap, fmt_interval, paired_interval, paired_t
 
 

@@ -5,12 +5,12 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from hill_app.losses import combine_terms
 from hill_reference import reference_loss
 
 from hill_app.engine.config import RunConfig
 from hill_app.engine.session import TrainingSession
 from hill_app.engine.step import STEP_STATS
+from hill_app.losses import combine_terms
 
 EDITS = [
     {"op": "strategy", "name": "compactness", "strength": 0.5},

@@ -8,10 +8,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from hill_app.studies.protocol import load_protocol
-from hill_app.studies.runner import run_participant
 
 from hill_app.cli import main
+from hill_app.studies.protocol import load_protocol
+from hill_app.studies.runner import run_participant
 
 pytestmark = pytest.mark.slow
 

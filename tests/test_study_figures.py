@@ -2,7 +2,6 @@
 import os
 
 import numpy as np
-import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from hill_app.gui.palette import class_colors  # noqa: E402
@@ -13,7 +12,7 @@ def test_class_colours_are_the_apps():
     for k in (10, 12, 20):
         cols = class_colors(k)
         for c in range(k):
-            assert figures.class_color(c, k) == "#%02x%02x%02x" % cols[c]
+            assert figures.class_color(c, k) == "#{:02x}{:02x}{:02x}".format(*cols[c])
     assert figures.class_color(3, 10) == "#f0e442"   # class 3 is yellow in the window, so in the report
 
 

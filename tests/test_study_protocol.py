@@ -2,6 +2,8 @@
 from pathlib import Path
 
 import pytest
+
+from hill_app.engine.commands import SPECS
 from hill_app.studies.protocol import (
     ALWAYS_ALLOWED,
     PANELS,
@@ -10,8 +12,6 @@ from hill_app.studies.protocol import (
     resolve_protocol_path,
     shipped_protocols,
 )
-
-from hill_app.engine.commands import SPECS
 
 GOOD = """
 [study]

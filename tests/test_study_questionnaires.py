@@ -2,6 +2,7 @@
 import itertools
 
 import pytest
+
 from hill_app.studies.questionnaires import (
     PAIRS,
     TLX_SCALES,

@@ -1,6 +1,7 @@
 """Strategy classification of a pause's edits: the four HILL strategies, mixtures, other and none."""
 import numpy as np
 import pytest
+
 from hill_app.losses import layout_from_points
 from hill_app.studies.strategies import (
     MIXTURE_SHARE,

@@ -2,6 +2,7 @@
 every edit it makes is one the engine accepts and applies."""
 import numpy as np
 import pytest
+
 from hill_app.losses import apply_edit, layout_from_points, validate_edit
 from hill_app.studies import suggest
 from hill_app.studies.suggest import SuggestError, parse_spec, suggest_edits

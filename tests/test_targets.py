@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from hill_app.losses import (EDIT_OPS, EditError, TargetLayout, apply_edit, apply_edits, layout_from_points,
-                             validate_edit)
+from hill_app.losses import (
+    EDIT_OPS,
+    EditError,
+    TargetLayout,
+    apply_edit,
+    apply_edits,
+    layout_from_points,
+    validate_edit,
+)
 
 K = 5
 VIEW = 20

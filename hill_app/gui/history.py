@@ -7,9 +7,10 @@ events that follow (an epoch replaces the same epoch, a checkpoint or commit see
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 

@@ -17,9 +17,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QInputDialog, QLineEdit,
-                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QStyle,
-                               QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QStyle,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
 from hill_app.client.protocol import RunClient
 from hill_app.engine.config import ConfigError, RunConfig
@@ -123,11 +137,11 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ what the window runs
 
     @property
-    def worker(self) -> "TrainingWorker | None":
+    def worker(self) -> TrainingWorker | None:
         return self.controller.worker
 
     @property
-    def session(self) -> "TrainingSession | None":
+    def session(self) -> TrainingSession | None:
         """The in-process session, for scripts and tests (None when attached)."""
         return self.controller.session
 
@@ -394,7 +408,8 @@ class MainWindow(QMainWindow):
         self.suggest_action.setVisible(r.shows("latent") and r.suggestions)
         self.controls.edits.suggest_btn.setVisible(r.suggestions)
         # strategy edits, like suggestions, are automated aids: a study (suggestions off) measures the participant
-        strategies = r.suggestions and r.edit_refusal({"op": "strategy", "name": "compactness", "strength": 0.5}) is None
+        probe = {"op": "strategy", "name": "compactness", "strength": 0.5}
+        strategies = r.suggestions and r.edit_refusal(probe) is None
         for w in (self.controls.edits.strategy, self.controls.edits.strength, self.controls.edits.add_btn,
                   self.controls.edits.strength_label):
             w.setVisible(strategies)

@@ -25,15 +25,26 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter
-from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton,
-                               QSizePolicy, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 FOREGROUND = "#404040"
 GRID_ALPHA = 0.18
@@ -254,7 +265,7 @@ class MetricsView(QWidget):
         self.loss_curves = {}
         self.loss_labels = {key: label for key, label, _ in LOSS_TERMS}
         self._in_legend: set[str] = set()
-        for key, label, col in LOSS_TERMS:
+        for key, _label, col in LOSS_TERMS:
             if key == "train_loss":
                 continue
             # Not named: a term joins the legend only once it is non-zero (the human terms after a commit).

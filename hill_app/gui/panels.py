@@ -8,12 +8,24 @@ status a user sees is the status that happened in the training thread.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
-                               QPushButton, QScrollArea, QSizePolicy, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .command_log import LEVEL_COLOURS, LogConsole
 from .results import STATUS_COLOURS, describe_result
@@ -243,7 +255,7 @@ class EditHooks:
     """What the panels need from the window besides submit: the latent view's edit stack and selection."""
 
     push_edit: Callable[[dict[str, Any]], bool]
-    suggest: Callable[[], "tuple[int, str]"]
+    suggest: Callable[[], tuple[int, str]]
     selected_train_indices: Callable[[], list[int]]
 
 

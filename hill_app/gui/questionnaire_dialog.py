@@ -14,12 +14,25 @@ from typing import Any
 
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import (QButtonGroup, QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QRadioButton,
-                               QScrollArea, QSizePolicy, QSlider, QStackedWidget, QStyle, QStyleOptionSlider,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QRadioButton,
+    QScrollArea,
+    QSizePolicy,
+    QSlider,
+    QStackedWidget,
+    QStyle,
+    QStyleOptionSlider,
+    QVBoxLayout,
+    QWidget,
+)
 
-from hill_app.studies.questionnaires import (PAIRS, TLX_ITEMS, TLX_RANGE, TLX_SCALES, UMUX_LITE_ITEMS,
-                                             UMUX_LITE_SCALE)
+from hill_app.studies.questionnaires import PAIRS, TLX_ITEMS, TLX_RANGE, TLX_SCALES, UMUX_LITE_ITEMS, UMUX_LITE_SCALE
 
 TLX_STEP = 5          # the paper scale has 21 marks: 0, 5, ..., 100
 STEPS = ("umux", "tlx", "pairwise")

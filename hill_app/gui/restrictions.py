@@ -7,8 +7,9 @@ restrictions of its protocol instead of overriding the window's methods.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 # The panels a window can show, named as the study protocols name them (studies/protocol.py PANELS).
 PANELS = ("latent", "projection", "loss", "optimizer", "grad_clip", "checkpoints", "data", "layers", "evaluate",
@@ -39,10 +40,11 @@ class Restrictions:
         return None if self.check_edit is None else self.check_edit(edit)
 
     @classmethod
-    def from_protocol(cls, protocol: Any) -> "Restrictions":
+    def from_protocol(cls, protocol: Any) -> Restrictions:
         """A study protocol's panels, commands and edit ops (``hill_app.studies.protocol.Protocol``)."""
         return cls(panels=frozenset(protocol.panels), check_command=protocol.check_command,
-                   check_edit=protocol.check_edit, new_runs=False, name=f"study protocol {protocol.name}", where="in this study", suggestions=False)
+                   check_edit=protocol.check_edit, new_runs=False, name=f"study protocol {protocol.name}",
+                   where="in this study", suggestions=False)
 
 
 UNRESTRICTED = Restrictions()

@@ -101,7 +101,7 @@ class RunController(QObject):
     # ------------------------------------------------------------------ what runs
 
     @property
-    def session(self) -> "TrainingSession | None":
+    def session(self) -> TrainingSession | None:
         """The in-process session (None when attached or before it is built)."""
         return self.worker.session if self.worker is not None else None
 

@@ -8,7 +8,8 @@ a few channels drawn with QPainter.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
@@ -41,11 +42,11 @@ class SampleSource:
         self.kind = kind
         self.x = x
         self.lanes = lanes or []
-        self._cache: "OrderedDict[int, QImage]" = OrderedDict()
+        self._cache: OrderedDict[int, QImage] = OrderedDict()
         self._cache_size = cache_size
 
     @classmethod
-    def from_bundle(cls, bundle: Any, view_idx: np.ndarray) -> "SampleSource":
+    def from_bundle(cls, bundle: Any, view_idx: np.ndarray) -> SampleSource:
         """Copy only what the renderer needs (for signals: the plotted channels), so memory stays small."""
         idx = np.asarray(view_idx, dtype=np.int64)
         x = bundle.train_x[idx]

@@ -34,8 +34,19 @@ from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar,
-                               QPushButton, QStackedWidget, QTextBrowser, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QStackedWidget,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
 
 from hill_app.studies.protocol import Protocol
 from hill_app.studies.questionnaires import AnswerError, score_answers
@@ -303,7 +314,8 @@ class StudyWindow(QMainWindow):
         pauses = ", ".join(map(str, p.pause_at))
         secs = f"{p.seconds_per_pause:g} seconds" if p.seconds_per_pause < 120 else \
             f"{p.seconds_per_pause / 60:g} minutes"
-        facts = QLabel(f"{p.dataset} \u00b7 {p.epochs} epochs \u00b7 training pauses before epoch{'s' if len(p.pause_at) > 1 else ''} "
+        plural = "s" if len(p.pause_at) > 1 else ""
+        facts = QLabel(f"{p.dataset} \u00b7 {p.epochs} epochs \u00b7 training pauses before epoch{plural} "
                        f"{pauses} \u00b7 {secs} per pause \u00b7 then two short questionnaires")
         facts.setStyleSheet("color: #4a5568;")
         outer.addWidget(facts)

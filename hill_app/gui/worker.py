@@ -72,6 +72,7 @@ class TrainingWorker(QThread):
 
     def run(self) -> None:  # noqa: D401 - QThread entry point
         from hill_app.engine.session import TrainingSession
+
         from .samples import SampleSource
         _lower_thread_priority()
         try:
