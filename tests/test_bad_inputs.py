@@ -56,10 +56,13 @@ PYTHON_WORDS = re.compile(r"\b[A-Z]\w*(Error|Exception)\b|NoneType|has no attrib
 # ---------------------------------------------------------------- running and judging one case
 
 def run_cli(argv: list[str]) -> tuple[int, str]:
-    """main(argv) in this process: (exit code, stderr). argparse's own exits count as exit codes."""
+    """main(argv) in this process: (exit code, stderr). argparse's own exits count as exit codes; warnings go
+    to stderr as the CLI shows them (a data set's left-out subject is a line there)."""
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: err.write(
+            warnings.formatwarning(message, category, filename, lineno, line))
         try:
             rc = main(argv)
         except SystemExit as e:
@@ -418,3 +421,239 @@ def test_named_bad_edits_files(name, tmp_path):
     _files(tmp_path)
     outcome = check_edits_text(NAMED_EDITS[name].replace("{ROOT}", str(tmp_path)), tmp_path)
     assert outcome == ("completed" if name.startswith("good-") else "refused")
+
+
+
+# ---------------------------------------------------------------- the data loaders' files: PAMAP2
+
+def _pamap2_tables() -> dict[int, str]:
+    import test_pamap2   # its writer of subject files in the exact on-disk format
+    return {s: test_pamap2.standard_subject(s)[1] for s in test_pamap2.SUBJECTS}
+
+
+TOKENS = ["inf", "-inf", "Infinity", "+Infinity", "1e400", "-1e400", "NaN", "nan", "1e300", "-1e7", "abc", "1,5",
+          "0x10", "1e", "--1", "\u0661", "1e-400", "9" * 400, "1_0", "True"]
+
+
+@st.composite
+def pamap2_damage(draw):
+    """(subject, what was done, a function that does it to the Protocol folder)."""
+    tables = _pamap2_tables()
+    subject = draw(st.sampled_from(sorted(tables)))
+    kind = draw(st.sampled_from(["cell", "cell", "cell", "drop-column", "extra-column", "truncate", "garbage",
+                                 "empty", "delete", "binary", "only-activity-0", "reversed-time", "crlf"]))
+    lines = tables[subject].splitlines(keepends=True)
+    row = draw(st.integers(0, len(lines) - 1))
+    col = draw(st.integers(0, 53))
+    token = draw(st.one_of(st.sampled_from(TOKENS), TEXT.filter(lambda t: t.strip() and " " not in t)))
+    cut = draw(st.integers(0, len(tables[subject])))
+    noise = draw(st.binary(min_size=1, max_size=64))
+
+    def apply(protocol: Path) -> None:
+        path = protocol / f"subject{subject}.dat"
+        if kind == "delete":
+            path.unlink()
+            return
+        out = list(lines)
+        parts = out[row].split()
+        if kind == "cell":
+            parts[col] = token
+        elif kind == "drop-column":
+            del parts[col]
+        elif kind == "extra-column":
+            parts.insert(col, "1.0")
+        out[row] = " ".join(parts) + "\n"
+        text = "".join(out)
+        if kind == "only-activity-0":
+            text = "".join(" ".join([p[0], "0", *p[2:]]) + "\n" for p in (x.split() for x in lines))
+        elif kind == "reversed-time":
+            stamps = [x.split()[0] for x in lines][::-1]
+            text = "".join(" ".join([t, *x.split()[1:]]) + "\n" for t, x in zip(stamps, lines))
+        elif kind == "crlf":
+            text = text.replace("\n", "\r\n")
+        data = text.encode("utf-8", "surrogatepass")
+        if kind == "truncate":
+            data = data[:cut]
+        elif kind == "garbage":
+            data = data[:cut] + noise + data[cut:]
+        elif kind == "empty":
+            data = b""
+        elif kind == "binary":
+            data = noise * 50
+        path.write_bytes(data)
+    return subject, kind, apply
+
+
+def check_pamap2(subject: int, apply, root: Path) -> str:
+    protocol = root / "data" / "Protocol"
+    protocol.mkdir(parents=True)
+    for s, text in _pamap2_tables().items():
+        (protocol / f"subject{s}.dat").write_text(text)
+    apply(protocol)
+    run = root / "run"
+    before = folder_state(root)
+    rc, err = run_cli([*BASE, "--dataset", "pamap2", "--data-root", str(root / "data"), "--epochs", "1",
+                       "--pause-at", "none", "--out", str(run)])
+    return judge(rc, err, run, root, before, (f"subject{subject}", "PAMAP2"))
+
+
+@settings(max_examples=examples(30), **SETTINGS)
+@given(damage=pamap2_damage())
+def test_pamap2_files(damage):
+    subject, kind, apply = damage
+    with scratch() as root:
+        event(f"PAMAP2 {kind}: {check_pamap2(subject, apply, root)}")
+
+
+# ---------------------------------------------------------------- the data loaders' files: CIFAR-10
+
+def write_cifar10(folder: Path, counts: list[int], n_test: int, classes: list[int], seed: int = 0) -> None:
+    """A CIFAR-10 folder in the official format: ``counts`` images in data_batch_1..5, labels from ``classes``."""
+    import test_cifar10   # its writer of the official (Python 2 pickle) batch format
+    rng = np.random.default_rng(seed)
+    files = {}
+    first = 0
+    for b, n in enumerate(counts):
+        files[f"data_batch_{b + 1}"] = {
+            b"batch_label": f"training batch {b + 1} of 5".encode(),
+            b"labels": [int(rng.choice(classes)) for _ in range(n)],
+            b"data": test_cifar10._image_rows(first, n, rng).reshape(n, 3072), b"filenames": [b"x.png"] * n}
+        first += n
+    files["test_batch"] = {b"batch_label": b"testing batch 1 of 1",
+                           b"labels": [int(rng.choice(classes)) for _ in range(n_test)],
+                           b"data": test_cifar10._image_rows(200, n_test, rng).reshape(n_test, 3072),
+                           b"filenames": [b"t.png"] * n_test}
+    files["batches.meta"] = {b"num_cases_per_batch": max(counts), b"label_names": test_cifar10.CLASSES,
+                             b"num_vis": 3072}
+    test_cifar10._write_folder(folder, files)
+
+
+@st.composite
+def cifar10_folders(draw):
+    """A CIFAR-10 folder with few images (per batch, per class), and the options to train on it."""
+    counts = draw(st.lists(st.integers(0, 12), min_size=5, max_size=5))
+    n_test = draw(st.integers(0, 6))
+    classes = draw(st.sampled_from([list(range(10)), [0, 1], [3]]))
+    seed = draw(st.integers(0, 2 ** 16))
+    val = draw(st.sampled_from([None, None, "1", "5", "0.5", "0.9", "100", "0.01", "49"]))
+    train = draw(st.sampled_from([None, None, None, "1", "3", "0.5"]))
+    options = ([f"--val-size={val}"] if val else []) + ([f"--train-size={train}"] if train else [])
+    options += draw(st.sampled_from([[], [], ["--projection", "lda"]]))
+    return counts, n_test, classes, seed, options
+
+
+def check_cifar10(case, root: Path) -> str:
+    counts, n_test, classes, seed, options = case
+    data = root / "data" / "cifar-10-batches-py"
+    write_cifar10(data, counts, n_test, classes, seed)
+    run = root / "run"
+    before = folder_state(root)
+    rc, err = run_cli([*BASE, "--dataset", "cifar10", "--data-root", str(data), "--model", "digits_cnn",
+                       "--epochs", "1", "--pause-at", "none", *options, "--out", str(run)])
+    return judge(rc, err, run, root, before, ("CIFAR-10", str(data), "val_size", "train_size", "--val-size",
+                                              "--train-size", "projection"))
+
+
+@settings(max_examples=examples(30), **SETTINGS)
+@given(case=cifar10_folders())
+def test_cifar10_folders_with_few_images(case):
+    with scratch() as root:
+        event(f"CIFAR-10 ({'under' if sum(case[0]) < 20 else 'over'} 20 training images): {check_cifar10(case, root)}")
+
+
+NAMED_CIFAR10 = {   # (counts, test images, classes, options, ending)
+    "fewer-images-than-the-validation-split": ([2] * 5, 5, list(range(10)), ["--val-size", "49"], "refused"),
+    "no-training-images": ([0] * 5, 5, list(range(10)), [], "refused"),
+    "one-image-left-to-train-on": ([6] * 5, 5, list(range(10)), ["--train-size", "1"], "refused"),
+    "two-images-left-for-the-view": ([1, 3, 10, 5, 2], 3, [3], ["--val-size", "5", "--train-size", "2"], "refused"),
+    "lda-with-two-classes": ([6] * 5, 5, [0, 1], ["--projection", "lda"], "refused"),
+    "no-test-images": ([6] * 5, 0, list(range(10)), [], "refused"),
+    "one-class": ([6] * 5, 5, [3], [], "completed"),
+    "thirty-images": ([6] * 5, 5, list(range(10)), [], "completed"),
+}
+
+
+@pytest.mark.parametrize("name", list(NAMED_CIFAR10))
+def test_named_cifar10_folders(name, tmp_path):
+    counts, n_test, classes, options, ending = NAMED_CIFAR10[name]
+    assert check_cifar10((counts, n_test, classes, 0, options), tmp_path) == ending
+
+
+# ---------------------------------------------------------------- a damaged snapshots.h5, then --resume
+
+_STOPPED: dict[str, Path] = {}
+
+
+def stopped_run() -> tuple[Path, dict]:
+    """A run stopped in epoch 3 (after a pause, with snapshots), kept for the module, and the summary of the
+    same run uninterrupted."""
+    if "run" not in _STOPPED:
+        from hill_app.engine.config import RunConfig
+        from hill_app.engine.events import EventChannel
+        from hill_app.engine.session import TrainingSession
+        base = Path(tempfile.mkdtemp(prefix="bad-inputs-stopped-"))
+        cfg = RunConfig(epochs=3, pause_at=[2], seed=0, device="cpu", checkpoint_every=1)
+        assert run_cli([*BASE, "--epochs", "3", "--pause-at", "2", "--checkpoint-every", "1",
+                        "--out", str(base / "ref")])[0] == 0
+        events = EventChannel()
+        box = {}
+        events.subscribe(lambda ev: ev.kind == "step" and ev.data["step"] == 45
+                         and box["s"].submit("stop_training", {}))
+        box["s"] = TrainingSession(cfg, base / "run", events=events,
+                                   pause_handler=lambda s, info: s.submit("resume_training", {}))
+        assert box["s"].run()["stopped_early"]
+        _STOPPED["run"], _STOPPED["ref"] = base / "run", base / "ref"
+    return _STOPPED["run"], json.loads((_STOPPED["ref"] / "summary.json").read_text())
+
+
+def check_snapshots(damage, root: Path) -> str:
+    src, ref = stopped_run()
+    run = root / "run"
+    shutil.copytree(src, run)
+    snap = run / "snapshots.h5"
+    damage(snap)
+    before = folder_state(root)
+    rc, err = run_cli(["train", "--resume", str(run)])
+    outcome = judge(rc, err, run, root, before, ("snapshots.h5",))
+    if outcome == "completed":   # the snapshots are for analysis: the training is the same
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["test_accuracy"] == ref["test_accuracy"] and summary["epochs"] == 3
+    return outcome
+
+
+@st.composite
+def snapshot_damage(draw):
+    size = stopped_run()[0].joinpath("snapshots.h5").stat().st_size
+    kind = draw(st.sampled_from(["truncate", "flip", "flip", "zero-block", "append", "random", "delete", "empty"]))
+    at = draw(st.integers(0, size - 1))
+    flips = draw(st.lists(st.tuples(st.integers(0, size - 1), st.integers(1, 255)), min_size=1, max_size=8))
+    length = draw(st.integers(1, 4096))
+
+    def damage(p: Path) -> None:
+        data = bytearray(p.read_bytes())
+        if kind == "delete":
+            p.unlink()
+            return
+        if kind == "truncate":
+            data = data[:at]
+        elif kind == "flip":
+            for i, x in flips:
+                data[i] ^= x
+        elif kind == "zero-block":
+            data[at:at + length] = bytes(len(data[at:at + length]))
+        elif kind == "append":
+            data += os.urandom(length)
+        elif kind == "random":
+            data = bytearray(os.urandom(len(data)))
+        elif kind == "empty":
+            data = bytearray()
+        p.write_bytes(bytes(data))
+    return kind, damage
+
+
+@settings(max_examples=examples(25), **SETTINGS)
+@given(case=snapshot_damage())
+def test_resume_with_a_damaged_snapshots_file(case):
+    kind, damage = case
+    with scratch() as root:
+        event(f"snapshots.h5 {kind}: {check_snapshots(damage, root)}")
