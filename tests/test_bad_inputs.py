@@ -18,6 +18,7 @@ how many cases ended which way.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import io
@@ -102,9 +103,29 @@ def shows_value(line: str, value: str) -> bool:
     return v == "" and ("''" in line or "expected one argument" in line or "empty" in line)
 
 
+TALLY: collections.Counter = collections.Counter()   # (test, ending) -> cases
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tally():
+    """BAD_INPUTS_TALLY=FILE: write how many cases ended which way, per test (the issue's closing figures)."""
+    yield
+    if os.environ.get("BAD_INPUTS_TALLY"):
+        Path(os.environ["BAD_INPUTS_TALLY"]).write_text(json.dumps(
+            [[t, e, n] for (t, e), n in sorted(TALLY.items())], indent=1) + "\n")
+
+
 def judge(rc: int, err: str, run: Path, root: Path, before: dict[str, str], names: tuple[str, ...],
           value: str | None = None) -> str:
     """Check one case's ending (see the module docstring) and return which it was."""
+    ending = _judge(rc, err, run, root, before, names, value)
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").split("::")[-1].split("[")[0].split(" ")[0]
+    TALLY[(test, ending)] += 1
+    return ending
+
+
+def _judge(rc: int, err: str, run: Path, root: Path, before: dict[str, str], names: tuple[str, ...],
+           value: str | None = None) -> str:
     assert "Traceback" not in err, err[-3000:]
     if rc == 0:
         assert (run / "summary.json").is_file(), err[-2000:]

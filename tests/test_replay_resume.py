@@ -122,7 +122,6 @@ def _check_readable(run: Path) -> None:
             load_checkpoint(run / "checkpoints" / node["file"])
 
 
-@pytest.mark.slow
 def _records_so_far(run: Path) -> int:
     try:
         return (run / "journal.jsonl").read_bytes().count(b"\n")
@@ -130,7 +129,8 @@ def _records_so_far(run: Path) -> int:
         return 0
 
 
-def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path, record_property):
     edits = tmp_path / "edits.json"
     edits.write_text(json.dumps(EDITS))
     common = ["--epochs", 7, "--pause-at", "3,5", "--edits", edits, "--seed", 5, "--device", "cpu",
@@ -171,6 +171,7 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
         r = subprocess.run(cmd, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
     _check_readable(run)
+    record_property("sigkills", kills)   # how many kills this run survived (for the closing figures)
     assert kills >= 1
     got = json.loads((run / "summary.json").read_text())
     want = json.loads((ref / "summary.json").read_text())
