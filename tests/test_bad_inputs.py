@@ -276,9 +276,10 @@ VALID_EDITS = [{"op": "move_center", "class": 3, "to": [1.2, -0.4]}, {"op": "sca
 EDITS = st.lists(st.one_of(st.sampled_from(VALID_EDITS), EDIT), max_size=3)
 OPT_ARGS = st.dictionaries(st.sampled_from(["lr", "momentum", "weight_decay", "betas", "eps", "dampening", "group",
                                             "nesterov"]), NUMBERS, max_size=3)
-CLASS_WEIGHTS = st.one_of(st.lists(NUMBERS, min_size=0, max_size=12), st.lists(st.floats(0, 5), min_size=10, max_size=10),
-                          st.dictionaries(st.sampled_from(["0", "3", "9", "10", "-1", "x", "1.5"]), NUMBERS, max_size=3),
-                          st.sampled_from([None, [0] * 10, {str(c): 0 for c in range(10)}, [1] * 9 + ["__NAN__"]]))
+CLASS_WEIGHTS = st.one_of(
+    st.lists(NUMBERS, min_size=0, max_size=12), st.lists(st.floats(0, 5), min_size=10, max_size=10),
+    st.dictionaries(st.sampled_from(["0", "3", "9", "10", "-1", "x", "1.5"]), NUMBERS, max_size=3),
+    st.sampled_from([None, [0] * 10, {str(c): 0 for c in range(10)}, [1] * 9 + ["__NAN__"]]))
 
 
 def commands(files: dict[str, str]):
@@ -448,7 +449,7 @@ def test_named_bad_edits_files(name, tmp_path):
 # ---------------------------------------------------------------- the data loaders' files: PAMAP2
 
 def _pamap2_tables() -> dict[int, str]:
-    import test_pamap2   # its writer of subject files in the exact on-disk format
+    import test_pamap2  # its writer of subject files in the exact on-disk format
     return {s: test_pamap2.standard_subject(s)[1] for s in test_pamap2.SUBJECTS}
 
 
@@ -530,7 +531,7 @@ def test_pamap2_files(damage):
 
 def write_cifar10(folder: Path, counts: list[int], n_test: int, classes: list[int], seed: int = 0) -> None:
     """A CIFAR-10 folder in the official format: ``counts`` images in data_batch_1..5, labels from ``classes``."""
-    import test_cifar10   # its writer of the official (Python 2 pickle) batch format
+    import test_cifar10  # its writer of the official (Python 2 pickle) batch format
     rng = np.random.default_rng(seed)
     files = {}
     first = 0

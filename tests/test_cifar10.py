@@ -7,9 +7,9 @@ format opcode by opcode, so the loader is tested against what users actually hav
 from __future__ import annotations
 
 import hashlib
-import json
 import http.server
 import io
+import json
 import os
 import pickle
 import struct

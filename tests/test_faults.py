@@ -159,7 +159,8 @@ def test_kills_during_the_resumes_too(tmp_path, edits, reference):
     assert drive(KILLS["after-pause-commands"], ["train", *common(edits), "--out", str(run)]).returncode == 137
     assert drive({"kind": "before_replace", "match": ".pt", "nth": 1},
                  ["train", "--resume", str(run)]).returncode == 137
-    assert drive({"kind": "journal_torn", "match": "epoch", "nth": 1}, ["train", "--resume", str(run)]).returncode == 137
+    assert drive({"kind": "journal_torn", "match": "epoch", "nth": 1},
+                 ["train", "--resume", str(run)]).returncode == 137
     check_readable(run)
     assert main(["train", "--resume", str(run)]) == 0
     assert_same_as(run, reference)
@@ -181,7 +182,7 @@ def test_sigkill_at_random_moments(tmp_path, edits, reference, record_property):
     run = tmp_path / "run"
     journal = run / "journal.jsonl"
     kills = 0
-    for attempt in range(6):
+    for _attempt in range(6):
         if (run / "summary.json").exists():
             break
         started = (run / "config.json").exists()

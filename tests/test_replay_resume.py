@@ -143,7 +143,7 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
     rng = random.Random(1234)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     kills = 0
-    for attempt in range(8):
+    for _attempt in range(8):
         started = (run / "config.json").exists()
         cmd = _cli("train", "--resume", run) if started else _cli("train", *common, "--out", run)
         if not started and run.exists():
