@@ -28,6 +28,7 @@ MYPY_PACKAGES=(-p hill_app.engine -p hill_app.losses -p hill_app.datasets)
 
 lint() {
     "$VENV/bin/ruff" check "${LINT_PATHS[@]}"
+    "$VENV/bin/ruff" format --check "${LINT_PATHS[@]}"
     typecheck
 }
 

@@ -14,6 +14,7 @@ and what the published protocol (40 epochs on 45,000 images, a 5,000-image valid
 (../shared/data/cifar10-real: 5,551 training images, a tenth held out for validation, 1,017 test images)
 for each model and seed and prints the test accuracies.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,13 +42,23 @@ def recipe() -> dict:
 
 
 def session(model: str, bundle, root: Path, device: str, seed: int = 0, epochs: int = 40) -> TrainingSession:
-    cfg = RunConfig(dataset="synthetic", model=model, device=device, epochs=epochs, pause_at=[], seed=seed,
-                    view_size=min(3000, bundle.train_x.shape[0]), compile=False, **recipe())
+    cfg = RunConfig(
+        dataset="synthetic",
+        model=model,
+        device=device,
+        epochs=epochs,
+        pause_at=[],
+        seed=seed,
+        view_size=min(3000, bundle.train_x.shape[0]),
+        compile=False,
+        **recipe(),
+    )
     return TrainingSession(cfg, root / f"{model}-{seed}", bundle=bundle)
 
 
 def cmd_speed(a: argparse.Namespace) -> int:
     from hill_app.datasets.synthetic import load_synthetic
+
     torch.set_num_threads(a.threads)
     root = Path(tempfile.mkdtemp(prefix="hill-cifar-cpu-"))
     bs = recipe()["batch_size"]
@@ -79,17 +90,21 @@ def cmd_speed(a: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         sess[m]._forward_all(x)
         fwd[m] = x.shape[0] / (time.perf_counter() - t0)
-    print(f"\n{'model':<16} {'train img/s (wall)':>19} {'(CPU time)':>11} {'forward img/s':>14} "
-          f"{'protocol, 45k x 40 epochs':>26}")
+    print(
+        f"\n{'model':<16} {'train img/s (wall)':>19} {'(CPU time)':>11} {'forward img/s':>14} "
+        f"{'protocol, 45k x 40 epochs':>26}"
+    )
     for m in MODELS:
         per_epoch = 45000 / ips[m] + (5000 + 2 * 3000) / fwd[m]  # train, then validation and the view set
         print(f"{m:<16} {ips[m]:>19,.0f} {ips_cpu[m]:>11,.0f} {fwd[m]:>14,.0f} {40 * per_epoch / 60:>21.1f} min")
     r = ips["cifar_cpu_fast"] / ips["airbench"]
     ok = "ok" if ips["cifar_cpu_fast"] >= TARGET_IPS else "MISSED"
-    print(f"\nsummary: cifar_cpu_fast / airbench training images/s {r:.2f}x (CPU time "
-          f"{ips_cpu['cifar_cpu_fast'] / ips_cpu['airbench']:.2f}x); cifar_cpu_fast {ips['cifar_cpu_fast']:,.0f} "
-          f"img/s wall (target >= {TARGET_IPS:,.0f}: {ok}), {ips_cpu['cifar_cpu_fast']:,.0f} by CPU time; "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"\nsummary: cifar_cpu_fast / airbench training images/s {r:.2f}x (CPU time "
+        f"{ips_cpu['cifar_cpu_fast'] / ips_cpu['airbench']:.2f}x); cifar_cpu_fast {ips['cifar_cpu_fast']:,.0f} "
+        f"img/s wall (target >= {TARGET_IPS:,.0f}: {ok}), {ips_cpu['cifar_cpu_fast']:,.0f} by CPU time; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     for s in sess.values():
         s.journal.close()
     return 0
@@ -97,10 +112,12 @@ def cmd_speed(a: argparse.Namespace) -> int:
 
 def load_real(root: Path):
     from hill_app.datasets import load_dataset
+
     try:
         return load_dataset("cifar10", root, val_size=0.1)  # C1 (helper D)
     except TypeError:  # before C1 lands: the loader's own count
         from hill_app.datasets.cifar10 import load_cifar10
+
         return load_cifar10(root, val_size=555)
 
 
@@ -113,8 +130,10 @@ def cmd_accuracy(a: argparse.Namespace) -> int:
         torch.set_num_threads(a.threads)
     bundle = load_real(root)
     out = Path(tempfile.mkdtemp(prefix="hill-cifar-acc-"))
-    print(f"real CIFAR-10: {bundle.train_x.shape[0]} train, {bundle.val_x.shape[0]} val, {bundle.test_x.shape[0]} "
-          f"test; {a.epochs} epochs, recipe {recipe()}, augment {bundle.augment}; device {a.device}")
+    print(
+        f"real CIFAR-10: {bundle.train_x.shape[0]} train, {bundle.val_x.shape[0]} val, {bundle.test_x.shape[0]} "
+        f"test; {a.epochs} epochs, recipe {recipe()}, augment {bundle.augment}; device {a.device}"
+    )
     acc: dict[str, list[float]] = {m: [] for m in MODELS}
     for seed in a.seeds:
         for m in MODELS:
@@ -122,10 +141,12 @@ def cmd_accuracy(a: argparse.Namespace) -> int:
             s = session(m, bundle, out, a.device, seed=seed, epochs=a.epochs)
             summary = s.run()
             acc[m].append(summary["test_accuracy"])
-            print(f"  {m:<16} seed {seed}: test {summary['test_accuracy']:.4f}  val {summary['val_accuracy']:.4f}  "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    print("\nsummary (test accuracy on the 1,017 real test images, mean over seeds "
-          f"{','.join(map(str, a.seeds))}):")
+            print(
+                f"  {m:<16} seed {seed}: test {summary['test_accuracy']:.4f}  val {summary['val_accuracy']:.4f}  "
+                f"({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
+    print(f"\nsummary (test accuracy on the 1,017 real test images, mean over seeds {','.join(map(str, a.seeds))}):")
     for m in MODELS:
         v = acc[m]
         sd = statistics.stdev(v) if len(v) > 1 else float("nan")

@@ -22,6 +22,7 @@ in the compiled mode).
 Every variant's epochs are interleaved (the order rotates every round) and the medians reported, so
 background load does not bias one side.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,18 @@ def sync(dev: torch.device) -> None:
 class BareLoop:
     """The loop a user writes by hand: no commands, no events, no stats but the loss, one sync an epoch."""
 
-    def __init__(self, bundle, model_name: str, device: torch.device, batch_size: int, lr: float, momentum: float,
-                 weight_decay: float, compile: bool, seed: int = 0):
+    def __init__(
+        self,
+        bundle,
+        model_name: str,
+        device: torch.device,
+        batch_size: int,
+        lr: float,
+        momentum: float,
+        weight_decay: float,
+        compile: bool,
+        seed: int = 0,
+    ):
         torch.manual_seed(seed)
         cuda = device.type == "cuda"
         self.dev, self.bs, self.cuda = device, batch_size, cuda
@@ -84,8 +95,9 @@ class BareLoop:
         if cuda and bundle.kind == "image":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.channels_last = cuda and bundle.kind == "image"
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                   nesterov=momentum > 0)
+        self.opt = torch.optim.SGD(
+            self.model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0
+        )
         self.forward = torch.compile(self.model) if compile else self.model
         self.gen = torch.Generator(device=device).manual_seed(seed)
 
@@ -96,7 +108,7 @@ class BareLoop:
         order = torch.randperm(n, device=self.dev, generator=self.gen)
         total = torch.zeros((), device=self.dev)
         for i in range(steps):
-            idx = order[i * self.bs:(i + 1) * self.bs]
+            idx = order[i * self.bs : (i + 1) * self.bs]
             x = self.x[idx]
             if x.dtype == torch.uint8:
                 x = x.float().div_(255.0)
@@ -137,16 +149,32 @@ class Problem:
         self.images = self.steps * self.batch_size
 
     def config(self, compile: bool) -> RunConfig:
-        return RunConfig(dataset=self.dataset, model=self.model, device=str(self.device), epochs=1000, pause_at=[],
-                         batch_size=self.batch_size, view_size=self.view_size, compile=compile, seed=0,
-                         lr=self.lr).resolved()
+        return RunConfig(
+            dataset=self.dataset,
+            model=self.model,
+            device=str(self.device),
+            epochs=1000,
+            pause_at=[],
+            batch_size=self.batch_size,
+            view_size=self.view_size,
+            compile=compile,
+            seed=0,
+            lr=self.lr,
+        ).resolved()
 
 
 class EngineVariant:
     """A session run through its own epoch; ``hill`` commits edits after epoch 1 (which fitted the projection)."""
 
-    def __init__(self, prob: Problem, compile: bool, graphs: bool | None, hill: bool, root: Path,
-                 setup: Callable[[TrainingSession], None] | None = None):
+    def __init__(
+        self,
+        prob: Problem,
+        compile: bool,
+        graphs: bool | None,
+        hill: bool,
+        root: Path,
+        setup: Callable[[TrainingSession], None] | None = None,
+    ):
         self.nonfinite = 0
         self.s = TrainingSession(prob.config(compile), root, bundle=prob.bundle, pause_handler=self._on_pause)
         self.s.train_step.cuda_graphs = graphs
@@ -156,7 +184,7 @@ class EngineVariant:
         self.first = m
         if not all(math.isfinite(v) for k, v in m.items() if k.startswith("train_")):
             raise RuntimeError(f"epoch 1 went non-finite: {m}")
-        self.s._end_of_epoch(m)                       # epoch 1: fits the frozen projection
+        self.s._end_of_epoch(m)  # epoch 1: fits the frozen projection
         if hill:
             cmd = self.s.submit("set_latent_targets", {"edits": edits_for(len(self.s.view_idx))})
             self.s._process_commands(at_epoch_boundary=True)
@@ -179,8 +207,13 @@ class EngineVariant:
         return g["lr"], g["momentum"], g["weight_decay"]
 
 
-def time_interleaved(variants: dict[str, Callable[[], object]], warmup: int, repeats: int,
-                     dev: torch.device, clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+def time_interleaved(
+    variants: dict[str, Callable[[], object]],
+    warmup: int,
+    repeats: int,
+    dev: torch.device,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
     names = list(variants)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(warmup + repeats):
@@ -224,22 +257,34 @@ def check_compiled(prob: Problem, root: Path, steps: int = 8) -> None:
     for i in range(2 * steps):
         if i == steps:
             comp.train_step.cuda_graphs = None
-        idx = order[(i % prob.steps) * bs:(i % prob.steps + 1) * bs]
+        idx = order[(i % prob.steps) * bs : (i % prob.steps + 1) * bs]
         x = eager._prep(eager.train_x[idx], augment=False)
         a = eager.train_step(x, eager.train_y[idx], idx)
         b = comp.train_step(x, comp.train_y[idx], idx)
-        print(f"    step {i:2d} eager {float(a[0]):.5f} / {float(a[7]):.4f}   compiled "
-              f"{float(b[0]):.5f} / {float(b[7]):.4f}   graphed {comp.train_step.graphed}", flush=True)
+        print(
+            f"    step {i:2d} eager {float(a[0]):.5f} / {float(a[7]):.4f}   compiled "
+            f"{float(b[0]):.5f} / {float(b[7]):.4f}   graphed {comp.train_step.graphed}",
+            flush=True,
+        )
     for name, sess in (("eager", eager), ("compiled", comp)):
-        bad = [n for n, t in list(sess.model.named_parameters()) + list(sess.model.named_buffers())
-               if t.is_floating_point() and not torch.isfinite(t).all()]
+        bad = [
+            n
+            for n, t in list(sess.model.named_parameters()) + list(sess.model.named_buffers())
+            if t.is_floating_point() and not torch.isfinite(t).all()
+        ]
         rv = min(float(m.running_var.min()) for m in sess.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
         feats = sess.view_features()[0]
-        print(f"    {name}: non-finite tensors {bad[:6]}, smallest BN running_var {rv:.3e}, "
-              f"view features finite {bool(torch.isfinite(torch.from_numpy(feats)).all())}", flush=True)
+        print(
+            f"    {name}: non-finite tensors {bad[:6]}, smallest BN running_var {rv:.3e}, "
+            f"view features finite {bool(torch.isfinite(torch.from_numpy(feats)).all())}",
+            flush=True,
+        )
     err = comp.train_step._graph_error
-    print(f"  check done in {time.perf_counter() - t0:.0f} s; captures {comp.train_step.captures}"
-          + (f", graph error {err}" if err else ""), flush=True)
+    print(
+        f"  check done in {time.perf_counter() - t0:.0f} s; captures {comp.train_step.captures}"
+        + (f", graph error {err}" if err else ""),
+        flush=True,
+    )
     for x in (eager, comp):
         x.journal.close()
 
@@ -254,10 +299,13 @@ def check_model_compile(prob: Problem, root: Path, steps: int = 3) -> None:
         s.train_step.compile_model, s.train_step.cuda_graphs = True, False
         order = s._epoch_order().to(prob.device)
         for i in range(steps):
-            st = s._train_step(order[i * prob.batch_size:(i + 1) * prob.batch_size])
+            st = s._train_step(order[i * prob.batch_size : (i + 1) * prob.batch_size])
             bad = [n for n, p in s.model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
-            print(f"  model compiled, amp {amp}: step {i} loss {float(st[0]):.5f} grad_norm {float(st[7]):.4f} "
-                  f"non-finite grads {bad[:8]}{' ...' if len(bad) > 8 else ''}", flush=True)
+            print(
+                f"  model compiled, amp {amp}: step {i} loss {float(st[0]):.5f} grad_norm {float(st[7]):.4f} "
+                f"non-finite grads {bad[:8]}{' ...' if len(bad) > 8 else ''}",
+                flush=True,
+            )
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
         s.journal.close()
 
@@ -267,10 +315,13 @@ def run_device(dev: torch.device, args: argparse.Namespace) -> list[str]:
     prob = Problem(dev, args.batch_size, args.n_train, args.lr)
     modes = [m for m in args.modes if not (m == "graphs" and dev.type != "cuda")]
     print(f"\n=== {dev.type}: {device_name(dev)} | torch {torch.__version__}", flush=True)
-    print(f"    data {prob.describe}: {prob.n_train} training images resident on {dev.type}, model {prob.model}, "
-          f"batch {prob.batch_size}, {prob.steps} steps/epoch, augment {prob.bundle.augment}, "
-          f"{'bf16 autocast + channels_last' if dev.type == 'cuda' else 'fp32'}, SGD lr {prob.config(False).lr}; "
-          f"modes {', '.join(modes)}", flush=True)
+    print(
+        f"    data {prob.describe}: {prob.n_train} training images resident on {dev.type}, model {prob.model}, "
+        f"batch {prob.batch_size}, {prob.steps} steps/epoch, augment {prob.bundle.augment}, "
+        f"{'bf16 autocast + channels_last' if dev.type == 'cuda' else 'fp32'}, SGD lr {prob.config(False).lr}; "
+        f"modes {', '.join(modes)}",
+        flush=True,
+    )
     summary: list[str] = []
     root = Path(tempfile.mkdtemp(prefix="hill-bench-"))
     bares: dict[bool, BareLoop] = {}
@@ -302,8 +353,14 @@ def run_device(dev: torch.device, args: argparse.Namespace) -> list[str]:
     return summary
 
 
-def run_mode(prob: Problem, mode: str, args: argparse.Namespace, root: Path, bares: dict[bool, BareLoop],
-             bare_eager_t: float | None) -> tuple[str, float]:
+def run_mode(
+    prob: Problem,
+    mode: str,
+    args: argparse.Namespace,
+    root: Path,
+    bares: dict[bool, BareLoop],
+    bare_eager_t: float | None,
+) -> tuple[str, float]:
     """Time one engine mode against its bare loop; return the summary line and the bare loop's median."""
     dev = prob.device
     t0 = time.perf_counter()
@@ -317,15 +374,22 @@ def run_mode(prob: Problem, mode: str, args: argparse.Namespace, root: Path, bar
         bares[bare_c] = BareLoop(prob.bundle, prob.model, dev, prob.batch_size, lr, mom, wd, compile=bare_c)
     bare_name = "bare (torch.compile)" if bare_c else "bare (eager)"
     variants: dict[str, Callable[[], object]] = {
-        bare_name: bares[bare_c].epoch, "engine plain": plain.epoch, "engine HILL": hill.epoch}
+        bare_name: bares[bare_c].epoch,
+        "engine plain": plain.epoch,
+        "engine HILL": hill.epoch,
+    }
     # warm-up epochs run through compile, cudnn autotune and the graph capture, untimed
     cpu_clock = args.clock == "cpu" or (args.clock == "auto" and dev.type == "cpu")
-    times = time_interleaved(variants, args.warmup, args.epochs, dev,
-                             time.process_time if cpu_clock else time.perf_counter)
+    times = time_interleaved(
+        variants, args.warmup, args.epochs, dev, time.process_time if cpu_clock else time.perf_counter
+    )
     med = {n: statistics.median(v) for n, v in times.items()}
-    print(f"\n  mode {mode}: {time.perf_counter() - t0:.0f} s including set-up and compile; "
-          f"{args.epochs} timed epochs per variant after {args.warmup} warm-up; clock: "
-          f"{'process CPU time (robust to other load on a shared machine)' if cpu_clock else 'wall'}", flush=True)
+    print(
+        f"\n  mode {mode}: {time.perf_counter() - t0:.0f} s including set-up and compile; "
+        f"{args.epochs} timed epochs per variant after {args.warmup} warm-up; clock: "
+        f"{'process CPU time (robust to other load on a shared machine)' if cpu_clock else 'wall'}",
+        flush=True,
+    )
     for n, v in med.items():
         spread = times[n]
         rng = f"(min {min(spread):.4f}, max {max(spread):.4f})"
@@ -333,20 +397,26 @@ def run_mode(prob: Problem, mode: str, args: argparse.Namespace, root: Path, bar
     for v, nm in ((plain, "plain"), (hill, "HILL")):
         ts = v.s.train_step
         extra = f", graph error: {ts._graph_error}" if ts._graph_error else ""
-        print(f"    engine {nm}: epoch 1 train loss {v.first['train_loss']:.4f}, cuda-graph captures "
-              f"{ts.captures}, last step graphed {ts.graphed}, non-finite pauses {v.nonfinite}{extra}", flush=True)
+        print(
+            f"    engine {nm}: epoch 1 train loss {v.first['train_loss']:.4f}, cuda-graph captures "
+            f"{ts.captures}, last step graphed {ts.graphed}, non-finite pauses {v.nonfinite}{extra}",
+            flush=True,
+        )
     bare_t = med[bare_name]
     a = med["engine plain"] / bare_t
     b = med["engine HILL"] / med["engine plain"]
+
     def verdict(r: float, target: float) -> str:
         if dev.type != "cuda":
             return f"GPU target <= {target:.2f}; not one on cpu"
         return f"target <= {target:.2f}: {'ok' if r <= target else 'MISSED'}"
 
-    line = (f"  [{dev.type} {mode:>8}] (a) engine/bare {a:5.3f} ({verdict(a, TARGET_A)})   "
-            f"(b) HILL/plain {b:5.3f} ({verdict(b, TARGET_B)})   "
-            f"engine plain {prob.images / med['engine plain']:,.0f} img/s, "
-            f"HILL {prob.images / med['engine HILL']:,.0f} img/s, bare {prob.images / bare_t:,.0f} img/s")
+    line = (
+        f"  [{dev.type} {mode:>8}] (a) engine/bare {a:5.3f} ({verdict(a, TARGET_A)})   "
+        f"(b) HILL/plain {b:5.3f} ({verdict(b, TARGET_B)})   "
+        f"engine plain {prob.images / med['engine plain']:,.0f} img/s, "
+        f"HILL {prob.images / med['engine HILL']:,.0f} img/s, bare {prob.images / bare_t:,.0f} img/s"
+    )
     if bare_c and bare_eager_t is not None:
         line += f"; engine compiled / bare eager {med['engine plain'] / bare_eager_t:.3f}"
     print(line, flush=True)
@@ -362,24 +432,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2, help="untimed epochs per variant first (default 2)")
     ap.add_argument("--batch-size", type=int, default=None, help="cpu 64 (digits default), cuda 1000")
     ap.add_argument("--n-train", type=int, default=50000, help="synthetic training images on the GPU")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads for the CPU part (default 1: digits gains nothing from more, and "
-                         "oversubscribed busy cores make every variant noisy); 0 keeps torch's default")
-    ap.add_argument("--check-model-compile", action="store_true",
-                    help="last, show which gradients go non-finite with the model compiled (bf16 and fp32)")
-    ap.add_argument("--check", action="store_true",
-                    help="first compare eager and compiled steps from the same weights, step by step")
-    ap.add_argument("--compile", action="store_true",
-                    help="also run the compiled mode (config.compile) on CUDA")
-    ap.add_argument("--bare-compile", action="store_true",
-                    help="in the compiled mode, time the bare loop with torch.compile(model) instead of eager")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for the CPU part (default 1: digits gains nothing from more, and "
+        "oversubscribed busy cores make every variant noisy); 0 keeps torch's default",
+    )
+    ap.add_argument(
+        "--check-model-compile",
+        action="store_true",
+        help="last, show which gradients go non-finite with the model compiled (bf16 and fp32)",
+    )
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="first compare eager and compiled steps from the same weights, step by step",
+    )
+    ap.add_argument("--compile", action="store_true", help="also run the compiled mode (config.compile) on CUDA")
+    ap.add_argument(
+        "--bare-compile",
+        action="store_true",
+        help="in the compiled mode, time the bare loop with torch.compile(model) instead of eager",
+    )
     ap.add_argument("--lr", type=float, default=None, help="learning rate of every variant (default: the config's)")
-    ap.add_argument("--clock", choices=("auto", "wall", "cpu"), default="auto",
-                    help="what an epoch's time is: wall clock, or this process's CPU time (auto: CPU time on the "
-                         "CPU, where other processes' load would otherwise decide the ratios; wall on CUDA)")
-    ap.add_argument("--modes", default=None,
-                    help="comma list of eager, graphs, compiled (default: eager,graphs on cuda, eager on cpu; "
-                         "--compile adds compiled)")
+    ap.add_argument(
+        "--clock",
+        choices=("auto", "wall", "cpu"),
+        default="auto",
+        help="what an epoch's time is: wall clock, or this process's CPU time (auto: CPU time on the "
+        "CPU, where other processes' load would otherwise decide the ratios; wall on CUDA)",
+    )
+    ap.add_argument(
+        "--modes",
+        default=None,
+        help="comma list of eager, graphs, compiled (default: eager,graphs on cuda, eager on cpu; "
+        "--compile adds compiled)",
+    )
     args = ap.parse_args(argv)
     devices = []
     if args.device in ("all", "cpu"):

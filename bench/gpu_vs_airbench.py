@@ -17,6 +17,7 @@ before and after the engine variants. The engine runs batch 1024 (48 steps an ep
 
 each as a plain epoch and a HILL epoch (edits committed after epoch 1), epochs interleaved, medians.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,9 +75,14 @@ def setup_fp16(s: TrainingSession) -> None:
     s.train_step.compile_model = True
 
 
-MODES = {"eager": (False, False, None), "eager-nograph": (False, False, setup_nograph),
-         "default": (True, None, None), "loss-only": (True, None, setup_loss_only),
-         "model": (True, None, setup_model), "fp16": (True, None, setup_fp16)}
+MODES = {
+    "eager": (False, False, None),
+    "eager-nograph": (False, False, setup_nograph),
+    "default": (True, None, None),
+    "loss-only": (True, None, setup_loss_only),
+    "model": (True, None, setup_model),
+    "fp16": (True, None, setup_fp16),
+}
 
 
 def airbench_loop(airbench_path: str, bundle, epochs: int) -> tuple[float, list[float], str]:
@@ -84,11 +90,14 @@ def airbench_loop(airbench_path: str, bundle, epochs: int) -> tuple[float, list[
     sys.path.insert(0, airbench_path)
     import airbench
     from airbench.utils import CifarLoader
+
     work = Path(tempfile.mkdtemp(prefix="airbench-"))
     (work / "cifar10").mkdir()
     for name, x, y in (("train", bundle.train_x, bundle.train_y), ("test", bundle.test_x, bundle.test_y)):
-        torch.save({"images": x.permute(0, 2, 3, 1).contiguous(), "labels": y, "classes": [str(i) for i in range(10)]},
-                   work / "cifar10" / f"{name}.pt")
+        torch.save(
+            {"images": x.permute(0, 2, 3, 1).contiguous(), "labels": y, "classes": [str(i) for i in range(10)]},
+            work / "cifar10" / f"{name}.pt",
+        )
     cwd = os.getcwd()
     os.chdir(work)
     try:
@@ -126,13 +135,20 @@ def main(argv: list[str] | None = None) -> int:
         torch._dynamo.config.recompile_limit = 64
     dev = torch.device("cuda")
     prob = Problem(dev, 1024, 50000)
-    print(f"{torch.cuda.get_device_name(dev)} | torch {torch.__version__} | {prob.n_train} synthetic CIFAR-shaped "
-          f"images, batch 1024, {prob.steps} steps/epoch", flush=True)
+    print(
+        f"{torch.cuda.get_device_name(dev)} | torch {torch.__version__} | {prob.n_train} synthetic CIFAR-shaped "
+        f"images, batch 1024, {prob.steps} steps/epoch",
+        flush=True,
+    )
     t0 = time.perf_counter()
     air1, per1, log = airbench_loop(a.airbench_path, prob.bundle, a.airbench_epochs)
-    print(f"airbench train94 (own timer), epochs 2..{a.airbench_epochs}: "
-          + ", ".join(f"{p * 1e3:.1f}" for p in per1) + f" ms -> {air1:,.0f} img/s "
-          f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    print(
+        f"airbench train94 (own timer), epochs 2..{a.airbench_epochs}: "
+        + ", ".join(f"{p * 1e3:.1f}" for p in per1)
+        + f" ms -> {air1:,.0f} img/s "
+        f"({time.perf_counter() - t0:.0f} s)",
+        flush=True,
+    )
     root = Path(tempfile.mkdtemp(prefix="hill-gpu-"))
     results = {}
     for mode in [m.strip() for m in a.modes.split(",") if m.strip()]:
@@ -153,14 +169,19 @@ def main(argv: list[str] | None = None) -> int:
         for nm, v in (("plain", plain), ("HILL", hill)):
             ts = v.s.train_step
             finite = all(math.isfinite(x) for k, x in v.first.items() if k.startswith("train_"))
-            info.append(f"{nm}: epoch-1 loss {v.first['train_loss']:.4f} grad_norm {v.first['train_grad_norm']:.3f} "
-                        f"finite {finite}, graphed {ts.graphed}, captures {ts.captures}"
-                        + (f", graph error {ts._graph_error}" if ts._graph_error else "")
-                        + (f", non-finite pauses {v.nonfinite}" if v.nonfinite else ""))
-        print(f"  mode {mode:<8} plain {ips:>9,.0f} img/s (/ airbench {ips / air1:.3f}), HILL "
-              f"{prob.images / med['hill']:>9,.0f} img/s, HILL/plain {med['hill'] / med['plain']:.3f} "
-              f"({time.perf_counter() - t1:.0f} s incl. compile)\n"
-              f"      " + "\n      ".join(info), flush=True)
+            info.append(
+                f"{nm}: epoch-1 loss {v.first['train_loss']:.4f} grad_norm {v.first['train_grad_norm']:.3f} "
+                f"finite {finite}, graphed {ts.graphed}, captures {ts.captures}"
+                + (f", graph error {ts._graph_error}" if ts._graph_error else "")
+                + (f", non-finite pauses {v.nonfinite}" if v.nonfinite else "")
+            )
+        print(
+            f"  mode {mode:<8} plain {ips:>9,.0f} img/s (/ airbench {ips / air1:.3f}), HILL "
+            f"{prob.images / med['hill']:>9,.0f} img/s, HILL/plain {med['hill'] / med['plain']:.3f} "
+            f"({time.perf_counter() - t1:.0f} s incl. compile)\n"
+            f"      " + "\n      ".join(info),
+            flush=True,
+        )
         for v in (plain, hill):
             v.s.journal.close()
         del plain, hill
@@ -168,14 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     air2, per2, _ = airbench_loop(a.airbench_path, prob.bundle, a.airbench_epochs)
     print(f"airbench again: {air2:,.0f} img/s", flush=True)
     air = (air1 + air2) / 2
-    print(f"\nsummary ({torch.cuda.get_device_name(dev)}; airbench's own loop {air1:,.0f} / {air2:,.0f} img/s "
-          f"before / after, ratios against their mean {air:,.0f}):")
+    print(
+        f"\nsummary ({torch.cuda.get_device_name(dev)}; airbench's own loop {air1:,.0f} / {air2:,.0f} img/s "
+        f"before / after, ratios against their mean {air:,.0f}):"
+    )
     targets = {"eager": 1.10, "default": 1.01}  # the goals of issue 11.2 for the paths users get
     for mode, (ips, hr) in results.items():
         t = targets.get(mode)
         verdict = f" (target <= {t:.2f}: {'ok' if hr <= t else 'MISSED'})" if t else ""
-        print(f"  {mode:<8} engine plain / airbench {ips / air:5.3f} ({ips:,.0f} img/s; goal >= 1.00: "
-              f"{'ok' if ips >= air else 'MISSED'})   HILL/plain {hr:5.3f}{verdict}")
+        print(
+            f"  {mode:<8} engine plain / airbench {ips / air:5.3f} ({ips:,.0f} img/s; goal >= 1.00: "
+            f"{'ok' if ips >= air else 'MISSED'})   HILL/plain {hr:5.3f}{verdict}"
+        )
     return 0
 
 

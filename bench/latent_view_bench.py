@@ -9,6 +9,7 @@ Run: QT_QPA_PLATFORM=offscreen python bench/latent_view_bench.py [--points 10000
     painted, main-thread milliseconds. Target < 100 ms.
 Also: a selection drag (1,000 selected points) and a hover hit-test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,7 @@ def synthetic(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def send(vp, kind, pos: QPointF, button, buttons) -> None:
-    ev = QMouseEvent(kind, pos, QPointF(vp.mapToGlobal(pos.toPoint())), button, buttons,
-                     Qt.KeyboardModifier.NoModifier)
+    ev = QMouseEvent(kind, pos, QPointF(vp.mapToGlobal(pos.toPoint())), button, buttons, Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(vp, ev)
 
 
@@ -75,8 +75,10 @@ def report(name: str, frames: tuple[list[float], list[float]]) -> float:
     cpu = sorted(t * 1e3 for t in frames[1])
     med, p95, cmed = statistics.median(wall), wall[int(0.95 * (len(wall) - 1))], statistics.median(cpu)
     fps = 1000.0 / med
-    print(f"{name:<38} wall median {med:6.2f} ms/frame (p95 {p95:6.2f}) -> {fps:6.1f} fps [{verdict(fps)}];"
-          f"  CPU {cmed:5.2f} ms -> {1000.0 / max(cmed, 1e-3):6.1f} fps")
+    print(
+        f"{name:<38} wall median {med:6.2f} ms/frame (p95 {p95:6.2f}) -> {fps:6.1f} fps [{verdict(fps)}];"
+        f"  CPU {cmed:5.2f} ms -> {1000.0 / max(cmed, 1e-3):6.1f} fps"
+    )
     return fps
 
 
@@ -99,8 +101,10 @@ def main() -> int:
         app.processEvents()
     names = [f"class {i}" for i in range(args.classes)]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"latent view bench: {args.points} points, {args.classes} classes, {w}x{h}, "
-          f"platform {QApplication.platformName()}, {os.cpu_count()} CPUs, load average {load:.1f}")
+    print(
+        f"latent view bench: {args.points} points, {args.classes} classes, {w}x{h}, "
+        f"platform {QApplication.platformName()}, {os.cpu_count()} CPUs, load average {load:.1f}"
+    )
     print("targets: drag >= 30 fps (goal 60); set_snapshot until painted < 100 ms")
 
     # (b) set_snapshot until painted: the first (cold: atlas, fonts, items) and later epochs.
@@ -114,9 +118,11 @@ def main() -> int:
         snap_cpu.append((time.process_time() - c0) * 1e3)
         app.processEvents()
     later = statistics.median(snap_ms[1:])
-    print(f"{'set_snapshot until painted':<38} first {snap_ms[0]:6.1f} ms (cold), then median {later:6.1f} ms "
-          f"(max {max(snap_ms[1:]):.1f}) [{'OK' if max(snap_ms) < 100 else 'UNDER'}];"
-          f"  CPU median {statistics.median(snap_cpu[1:]):.1f} ms")
+    print(
+        f"{'set_snapshot until painted':<38} first {snap_ms[0]:6.1f} ms (cold), then median {later:6.1f} ms "
+        f"(max {max(snap_ms[1:]):.1f}) [{'OK' if max(snap_ms) < 100 else 'UNDER'}];"
+        f"  CPU median {statistics.median(snap_cpu[1:]):.1f} ms"
+    )
 
     view.set_editable(True)
     app.processEvents()
@@ -130,7 +136,7 @@ def main() -> int:
     view.set_selection(sel)
     start = QPointF(view.view_to_widget(view.display_positions()[sel[0]]))
     hit = view._hit(start)
-    if hit != ("point", int(sel[0])):   # another item is on top there: find a selected point that is hittable
+    if hit != ("point", int(sel[0])):  # another item is on top there: find a selected point that is hittable
         for i in sel:
             start = QPointF(view.view_to_widget(view.display_positions()[i]))
             if view._hit(start) == ("point", int(i)):

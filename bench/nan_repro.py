@@ -11,6 +11,7 @@ pool's NaN then reaches every layer from the first step, with a finite loss. Ind
 ``emulate_precision_casts`` (rounding as eager does) removes it; hill-app's models use a max pool with indices
 (``engine.models.global_max_pool``), whose backward follows the saved index.
 """
+
 from __future__ import annotations
 
 import sys
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 
 def amax_pool(x: torch.Tensor) -> torch.Tensor:
-    h = (x * 1.7).to(torch.bfloat16)          # any bf16 tensor made inside the compiled graph
+    h = (x * 1.7).to(torch.bfloat16)  # any bf16 tensor made inside the compiled graph
     return h.amax(dim=(2, 3)).float().sum()
 
 

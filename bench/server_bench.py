@@ -17,6 +17,7 @@
 Clients run in their own process (``--client``), as an agent or an attached window would, so their work does
 not share the job's interpreter lock. The training process uses ``--threads`` torch threads (default 1).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,11 +42,12 @@ def pct(xs: list[float], q: float) -> float:
 
 # ------------------------------------------------------------------ client process
 
+
 def client_main(a: argparse.Namespace) -> int:
     from hill_app.client.remote import RemoteRunClient
+
     c = RemoteRunClient(a.client, source="script")
-    out: dict[str, Any] = {"event_ms": [], "rtt_ms": [], "snapshot_event_ms": [], "snapshot_get_ms": [],
-                           "kinds": {}}
+    out: dict[str, Any] = {"event_ms": [], "rtt_ms": [], "snapshot_event_ms": [], "snapshot_get_ms": [], "kinds": {}}
 
     def take() -> list[tuple[str, dict, float, float]]:
         evs = c.poll_timed()
@@ -118,10 +120,12 @@ def spawn_client(run_dir: Path, mode: str, out: Path, **kw: Any) -> subprocess.P
 
 # ------------------------------------------------------------------ training side
 
+
 def one_run(arm: str, bundle: Any, cfg_kw: dict, tmp: Path, i: int) -> dict[str, float]:
     from hill_app.engine.config import RunConfig
     from hill_app.engine.session import TrainingSession
     from hill_app.server import serve_session
+
     run_dir = tmp / f"{arm}-{i}"
     s = TrainingSession(RunConfig(**cfg_kw), run_dir, bundle=bundle)
     handle, proc = None, None
@@ -129,7 +133,7 @@ def one_run(arm: str, bundle: Any, cfg_kw: dict, tmp: Path, i: int) -> dict[str,
         handle = serve_session(s, "127.0.0.1:0")
     if arm == "on1":
         proc = spawn_client(run_dir, "subscribe", tmp / f"{arm}-{i}.json")
-        while handle.context.hub.n_clients() < 1:   # type: ignore[union-attr]
+        while handle.context.hub.n_clients() < 1:  # type: ignore[union-attr]
             if proc.poll() is not None:
                 raise SystemExit("the subscribed client exited before connecting")
             time.sleep(0.01)
@@ -164,32 +168,39 @@ def thread_cpu(tid: int | None) -> float:
 
 def bench_overhead(a: argparse.Namespace, tmp: Path) -> list[str]:
     from hill_app.datasets import load_dataset
+
     bundle = load_dataset("digits")
     cfg = {"dataset": "digits", "epochs": a.epochs, "pause_at": [], "device": a.device, "seed": 0}
     arms = ["off", "on0", "on1"]
     res: dict[str, list[dict[str, float]]] = {k: [] for k in arms}
-    one_run("off", bundle, cfg, tmp, -1)   # warm-up (first-touch allocations, lazy imports)
+    one_run("off", bundle, cfg, tmp, -1)  # warm-up (first-touch allocations, lazy imports)
     one_run("on1", bundle, cfg, tmp, -1)
     for i in range(a.repeats):
-        order = arms[i % 3:] + arms[:i % 3]
+        order = arms[i % 3 :] + arms[: i % 3]
         for arm in order:
             res[arm].append(one_run(arm, bundle, cfg, tmp, i))
     keys = ("train", "wall", "cpu", "server_cpu", "client_cpu")
     med = {k: {m: statistics.median(r[m] for r in v) for m in keys} for k, v in res.items()}
     best = {k: {m: min(r[m] for r in v) for m in ("train", "wall")} for k, v in res.items()}
     spread = {k: (max(r["train"] for r in v) - min(r["train"] for r in v)) / med[k]["train"] for k, v in res.items()}
-    lines = [f"(1) epoch time, digits {a.epochs} epochs x {a.repeats} interleaved rounds (medians; ratio to off)",
-             "    arm  training steps        run() wall            training-thread CPU  | min-of-runs ratio  | "
-             "server thread CPU, client process CPU (whole life)"]
+    lines = [
+        f"(1) epoch time, digits {a.epochs} epochs x {a.repeats} interleaved rounds (medians; ratio to off)",
+        "    arm  training steps        run() wall            training-thread CPU  | min-of-runs ratio  | "
+        "server thread CPU, client process CPU (whole life)",
+    ]
     for k in arms:
         m, o = med[k], med["off"]
-        lines.append(f"    {k:4s} {m['train']:.3f} s ratio {m['train'] / o['train']:.3f}   {m['wall']:.3f} s ratio "
-                     f"{m['wall'] / o['wall']:.3f}   {m['cpu']:.3f} s ratio {m['cpu'] / o['cpu']:.3f} | "
-                     f"train {best[k]['train'] / best['off']['train']:.3f} "
-                     f"wall {best[k]['wall'] / best['off']['wall']:.3f}"
-                     f" | {m['server_cpu']:.2f} s, {m['client_cpu']:.2f} s")
-    lines.append("    run-to-run spread of the training time (max - min) / median: "
-                 + ", ".join(f"{k} {spread[k]:.0%}" for k in arms))
+        lines.append(
+            f"    {k:4s} {m['train']:.3f} s ratio {m['train'] / o['train']:.3f}   {m['wall']:.3f} s ratio "
+            f"{m['wall'] / o['wall']:.3f}   {m['cpu']:.3f} s ratio {m['cpu'] / o['cpu']:.3f} | "
+            f"train {best[k]['train'] / best['off']['train']:.3f} "
+            f"wall {best[k]['wall'] / best['off']['wall']:.3f}"
+            f" | {m['server_cpu']:.2f} s, {m['client_cpu']:.2f} s"
+        )
+    lines.append(
+        "    run-to-run spread of the training time (max - min) / median: "
+        + ", ".join(f"{k} {spread[k]:.0%}" for k in arms)
+    )
     return lines
 
 
@@ -197,11 +208,13 @@ def bench_latency(a: argparse.Namespace, tmp: Path) -> list[str]:
     from hill_app.engine.config import RunConfig
     from hill_app.engine.session import TrainingSession
     from hill_app.server import serve_session
+
     run_dir = tmp / "latency"
     s = TrainingSession(RunConfig(dataset="digits", epochs=400, pause_at=[], device=a.device, seed=0), run_dir)
     h = serve_session(s, "127.0.0.1:0")
     proc = spawn_client(run_dir, "latency", tmp / "latency.json", commands=a.commands, gap=0.02)
     import threading
+
     t = threading.Thread(target=s.run)
     t.start()
     proc.wait(600)
@@ -210,14 +223,23 @@ def bench_latency(a: argparse.Namespace, tmp: Path) -> list[str]:
     h.close()
     r = json.loads((tmp / "latency.json").read_text())
     rtt, ev = r["rtt_ms"], r["event_ms"]
-    return [f"(2) loopback, training running (digits, CPU): {len(rtt)} commands, {len(ev)} events",
-            f"    command round trip  p50 {pct(rtt, 50):.2f} ms  p99 {pct(rtt, 99):.2f} ms  max {max(rtt):.2f} ms",
-            "      of which: " + ", ".join(
-                f"{name} p50 {pct(r[k], 50):.2f} / p99 {pct(r[k], 99):.2f}" for name, k in (
-                    ("POST answered (2 journal fsyncs)", "accept_ms"), ("waiting for the step boundary", "wait_ms"),
-                    ("applied + journaled", "apply_ms"), ("success event delivered", "deliver_ms"))) + " ms",
-            f"    event latency       p50 {pct(ev, 50):.2f} ms  p99 {pct(ev, 99):.2f} ms  max {max(ev):.2f} ms",
-            f"    events dropped for this client: {r['dropped']}"]
+    return [
+        f"(2) loopback, training running (digits, CPU): {len(rtt)} commands, {len(ev)} events",
+        f"    command round trip  p50 {pct(rtt, 50):.2f} ms  p99 {pct(rtt, 99):.2f} ms  max {max(rtt):.2f} ms",
+        "      of which: "
+        + ", ".join(
+            f"{name} p50 {pct(r[k], 50):.2f} / p99 {pct(r[k], 99):.2f}"
+            for name, k in (
+                ("POST answered (2 journal fsyncs)", "accept_ms"),
+                ("waiting for the step boundary", "wait_ms"),
+                ("applied + journaled", "apply_ms"),
+                ("success event delivered", "deliver_ms"),
+            )
+        )
+        + " ms",
+        f"    event latency       p50 {pct(ev, 50):.2f} ms  p99 {pct(ev, 99):.2f} ms  max {max(ev):.2f} ms",
+        f"    events dropped for this client: {r['dropped']}",
+    ]
 
 
 def bench_snapshot(a: argparse.Namespace, tmp: Path) -> list[str]:
@@ -225,23 +247,34 @@ def bench_snapshot(a: argparse.Namespace, tmp: Path) -> list[str]:
     from hill_app.engine.config import RunConfig
     from hill_app.engine.session import TrainingSession
     from hill_app.server import serve_session
+
     bundle = load_synthetic(n_train=4000, n_val=500, n_test=500, shape=(1, 8, 8), seed=0)
     run_dir = tmp / "snapshot"
-    cfg = RunConfig(dataset="synthetic", model="digits_cnn", view_size=3000, synthetic_size=4000,
-                    epochs=a.snapshots + 1, pause_at=[], device=a.device, seed=0)
+    cfg = RunConfig(
+        dataset="synthetic",
+        model="digits_cnn",
+        view_size=3000,
+        synthetic_size=4000,
+        epochs=a.snapshots + 1,
+        pause_at=[],
+        device=a.device,
+        seed=0,
+    )
     s = TrainingSession(cfg, run_dir, bundle=bundle)
     h = serve_session(s, "127.0.0.1:0")
     proc = spawn_client(run_dir, "snapshot", tmp / "snapshot.json", snapshots=a.snapshots, gets=20)
-    while h.context.hub.n_clients() < 1:   # type: ignore[attr-defined]
+    while h.context.hub.n_clients() < 1:  # type: ignore[attr-defined]
         time.sleep(0.01)
     s.run()
     proc.wait(300)
     h.close()
     r = json.loads((tmp / "snapshot.json").read_text())
     se, sg = r["snapshot_event_ms"], r["snapshot_get_ms"]
-    return [f"(3) latent snapshot of {r['snapshot_points']} points to a RemoteRunClient",
-            f"    as an event (emitted -> decoded)  p50 {pct(se, 50):.2f} ms  max {max(se):.2f} ms  (n={len(se)})",
-            f"    GET /api/v1/snapshot/latest       p50 {pct(sg, 50):.2f} ms  max {max(sg):.2f} ms  (n={len(sg)})"]
+    return [
+        f"(3) latent snapshot of {r['snapshot_points']} points to a RemoteRunClient",
+        f"    as an event (emitted -> decoded)  p50 {pct(se, 50):.2f} ms  max {max(se):.2f} ms  (n={len(se)})",
+        f"    GET /api/v1/snapshot/latest       p50 {pct(sg, 50):.2f} ms  max {max(sg):.2f} ms  (n={len(sg)})",
+    ]
 
 
 def main() -> int:
@@ -263,9 +296,13 @@ def main() -> int:
     if a.client:
         return client_main(a)
     import torch
+
     torch.set_num_threads(a.threads)
-    print(f"server_bench: {platform.node()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{a.threads} torch thread(s), device {a.device}, python {platform.python_version()}", flush=True)
+    print(
+        f"server_bench: {platform.node()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{a.threads} torch thread(s), device {a.device}, python {platform.python_version()}",
+        flush=True,
+    )
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

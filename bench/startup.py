@@ -11,6 +11,7 @@ process imports before training, by package (``python -X importtime``); then the
 loop with the main window shown. Targets: the protocol under 10 s wall on 2 cores, the window within 3 s.
 The machine's load average is printed with each figure: other processes on shared cores lengthen walls.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,7 @@ sys.exit(main([]))
 """
 
 
-PYTHONPATH: str | None = None   # --pythonpath: time another copy of the package (say, an older commit)
+PYTHONPATH: str | None = None  # --pythonpath: time another copy of the package (say, an older commit)
 
 
 def hill_app_cmd() -> list[str]:
@@ -66,8 +67,13 @@ def env() -> dict[str, str]:
 
 def train_once(out: Path) -> dict[str, float]:
     t0 = time.time()
-    p = subprocess.run(hill_app_cmd() + ["train", "--device", "cpu", "--edits", str(EDITS), "--out", str(out)],
-                       capture_output=True, text=True, env=env(), cwd=out.parent)
+    p = subprocess.run(
+        hill_app_cmd() + ["train", "--device", "cpu", "--edits", str(EDITS), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=out.parent,
+    )
     wall = time.time() - t0
     if p.returncode != 0:
         raise SystemExit(f"hill-app train failed ({p.returncode}):\n{p.stderr[-2000:]}")
@@ -75,20 +81,32 @@ def train_once(out: Path) -> dict[str, float]:
     started = next(r["time"] for r in recs if r["type"] == "run_started")
     finished = next(r["time"] for r in recs if r["type"] == "finished")
     epochs = [r for r in recs if r["type"] == "epoch"]
-    return {"wall": wall, "to_first_epoch": started - t0, "session": finished - started,
-            "training": sum(r["epoch_seconds"] for r in epochs), "epoch1": epochs[0]["epoch_seconds"],
-            "load": os.getloadavg()[0]}
+    return {
+        "wall": wall,
+        "to_first_epoch": started - t0,
+        "session": finished - started,
+        "training": sum(r["epoch_seconds"] for r in epochs),
+        "epoch1": epochs[0]["epoch_seconds"],
+        "load": os.getloadavg()[0],
+    }
 
 
 HEAVY = ("torch", "torch._dynamo", "sklearn", "scipy", "h5py", "numpy", "PySide6", "pyqtgraph")
 
 
 def imports() -> list[tuple[str, float]]:
-    code = ("import hill_app.cli, hill_app.engine.session, hill_app.engine.edits_file, hill_app.engine.progress, "
-            "hill_app.datasets; from hill_app.datasets import load_dataset; load_dataset('digits'); "
-            "import torch.optim; torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)")
-    p = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, env=env(),
-                       cwd=tempfile.gettempdir())
+    code = (
+        "import hill_app.cli, hill_app.engine.session, hill_app.engine.edits_file, hill_app.engine.progress, "
+        "hill_app.datasets; from hill_app.datasets import load_dataset; load_dataset('digits'); "
+        "import torch.optim; torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)"
+    )
+    p = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=tempfile.gettempdir(),
+    )
     found: dict[str, float] = {}
     total = 0.0
     for line in p.stderr.splitlines():
@@ -104,8 +122,14 @@ def window_once() -> float | str:
     e = env()
     e.setdefault("QT_QPA_PLATFORM", "offscreen")
     t0 = time.time()
-    p = subprocess.run([sys.executable, "-c", WINDOW_PROBE, repr(t0)], capture_output=True, text=True, env=e,
-                       timeout=120, cwd=tempfile.gettempdir())
+    p = subprocess.run(
+        [sys.executable, "-c", WINDOW_PROBE, repr(t0)],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=120,
+        cwd=tempfile.gettempdir(),
+    )
     m = re.search(r"INTERACTIVE ([0-9.]+)", p.stdout)
     if not m:
         return f"the window did not start (exit {p.returncode}): {p.stderr.strip().splitlines()[-1:]}"
@@ -125,16 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     runs = [train_once(tmp / f"run{i}") for i in range(a.runs)]
     print("hill-app train --device cpu, digits, 40 epochs, pauses 25/30/35/40 with edits:")
     for r in runs:
-        print(f"  wall {r['wall']:5.1f} s | to first epoch {r['to_first_epoch']:4.1f} s | "
-              f"session {r['session']:5.1f} s "
-              f"(training {r['training']:4.1f} s, epoch 1 {r['epoch1']:.2f} s) | load {r['load']:.2f}")
+        print(
+            f"  wall {r['wall']:5.1f} s | to first epoch {r['to_first_epoch']:4.1f} s | "
+            f"session {r['session']:5.1f} s "
+            f"(training {r['training']:4.1f} s, epoch 1 {r['epoch1']:.2f} s) | load {r['load']:.2f}"
+        )
     print("imported before training (python -X importtime; each package with what it pulled in first), s:")
     print("  " + ", ".join(f"{n} {s:.2f}" for n, s in imports()))
     lines = []
     med = statistics.median(r["wall"] for r in runs)
     first = statistics.median(r["to_first_epoch"] for r in runs)
-    lines.append(f"train: wall {med:.1f} s (target < {TRAIN_TARGET_S:.0f}: "
-                 f"{'ok' if med < TRAIN_TARGET_S else 'MISSED'}), time to first epoch {first:.1f} s")
+    lines.append(
+        f"train: wall {med:.1f} s (target < {TRAIN_TARGET_S:.0f}: "
+        f"{'ok' if med < TRAIN_TARGET_S else 'MISSED'}), time to first epoch {first:.1f} s"
+    )
     if not a.no_window:
         ws = [window_once() for _ in range(a.windows)]
         if any(isinstance(x, str) for x in ws):
@@ -142,10 +170,12 @@ def main(argv: list[str] | None = None) -> int:
             lines.append("window: FAILED to start")
         else:
             w = statistics.median(ws)
-            print("window (hill-app, no arguments) to its first event-loop turn: "
-                  + ", ".join(f"{x:.2f} s" for x in ws))
-            lines.append(f"window: {w:.2f} s (target < {WINDOW_TARGET_S:.0f}: "
-                         f"{'ok' if w < WINDOW_TARGET_S else 'MISSED'})")
+            print(
+                "window (hill-app, no arguments) to its first event-loop turn: " + ", ".join(f"{x:.2f} s" for x in ws)
+            )
+            lines.append(
+                f"window: {w:.2f} s (target < {WINDOW_TARGET_S:.0f}: {'ok' if w < WINDOW_TARGET_S else 'MISSED'})"
+            )
     print("\nsummary: " + "; ".join(lines) + f"; load average {os.getloadavg()[0]:.2f}")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -6,6 +6,7 @@ usual CIFAR-10 recipe: random horizontal flip, then a random translation by up t
 reflect (or zero) padding, i.e. pad-and-random-crop back to the original size (pad 2 with reflect is
 airbench94's, pad 4 with zeros the ResNet paper's; sources in docs/data.md).
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -36,8 +37,12 @@ def _source_index(size: int, shift: torch.Tensor, pad: int, mode: str) -> tuple[
     return pos, valid
 
 
-def flip_crop(x: torch.Tensor, pad: int = 2, generator: torch.Generator | None = None,
-              mode: Literal["reflect", "zeros"] = "reflect") -> torch.Tensor:
+def flip_crop(
+    x: torch.Tensor,
+    pad: int = 2,
+    generator: torch.Generator | None = None,
+    mode: Literal["reflect", "zeros"] = "reflect",
+) -> torch.Tensor:
     """Randomly mirror each image left-right and translate it by up to ``pad`` pixels in each direction.
 
     ``x`` is uint8 or float ``(N, C, H, W)`` on any device; the result has the same shape, dtype and device
@@ -67,6 +72,6 @@ def flip_crop(x: torch.Tensor, pad: int = 2, generator: torch.Generator | None =
     out = x.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w))
     out = out.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
     if mode == "zeros" and pad > 0:
-        ok = (row_ok.view(n, 1, h, 1) & col_ok.view(n, 1, 1, w))
+        ok = row_ok.view(n, 1, h, 1) & col_ok.view(n, 1, 1, w)
         out = out.masked_fill_(~ok, 0)
     return out

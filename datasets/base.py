@@ -3,6 +3,7 @@
 Small data sets live on the device as whole tensors (airbench's loader is the model), so a loader returns
 plain tensors rather than a torch ``Dataset``: the engine batches, normalises and augments them itself.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -70,8 +71,10 @@ class DataBundle:
             if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
                 raise DataError(f"{self.name}: {split} labels outside [0, {self.num_classes})")
             if x.shape[1:] != self.train_x.shape[1:]:
-                raise DataError(f"{self.name}: {split} inputs have shape {tuple(x.shape[1:])}, "
-                                f"expected {tuple(self.train_x.shape[1:])}")
+                raise DataError(
+                    f"{self.name}: {split} inputs have shape {tuple(x.shape[1:])}, "
+                    f"expected {tuple(self.train_x.shape[1:])}"
+                )
         if self.mean.numel() != self.train_x.shape[1] or self.std.numel() != self.train_x.shape[1]:
             raise DataError(f"{self.name}: mean/std need one value per channel ({self.train_x.shape[1]})")
 
@@ -122,8 +125,9 @@ def size_to_count(name: str, value: int | float, n: int) -> tuple[int, str]:
     return k, f"{k} ({name}={float(value)!r} of {n})"
 
 
-def allocate(sizes: Sequence[int] | np.ndarray, k: int, lo: Sequence[int] | np.ndarray,
-             hi: Sequence[int] | np.ndarray) -> np.ndarray:
+def allocate(
+    sizes: Sequence[int] | np.ndarray, k: int, lo: Sequence[int] | np.ndarray, hi: Sequence[int] | np.ndarray
+) -> np.ndarray:
     """Split ``k`` over groups in proportion to ``sizes`` (largest remainder), within ``lo..hi`` per group.
 
     Needs sum(lo) <= k <= sum(hi). Proportional shares that are whole numbers are kept exactly, so a
@@ -141,8 +145,7 @@ def allocate(sizes: Sequence[int] | np.ndarray, k: int, lo: Sequence[int] | np.n
     return a
 
 
-def stratified_pick(labels: torch.Tensor, per_class: dict[int, int], seed: int
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def stratified_pick(labels: torch.Tensor, per_class: dict[int, int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices split into (rest, picked) with ``per_class[c]`` random samples of class c picked.
 
     Draws exactly like :func:`stratified_split` (one permutation per class, classes in ascending order,
@@ -166,8 +169,9 @@ def _class_counts(labels: torch.Tensor) -> tuple[list[int], np.ndarray]:
     return [int(c) for c in classes.tolist()], counts.numpy().astype(np.int64)
 
 
-def carve_validation(labels: torch.Tensor, val_size: int | float, seed: int, where: str, unit: str = "images"
-                     ) -> tuple[torch.Tensor, torch.Tensor, str]:
+def carve_validation(
+    labels: torch.Tensor, val_size: int | float, seed: int, where: str, unit: str = "images"
+) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(train, val) indices into ``labels``: a stratified, seeded validation split of ``val_size``.
 
     Every class keeps at least one training sample; anything else is a DataError naming ``where``,
@@ -178,29 +182,37 @@ def carve_validation(labels: torch.Tensor, val_size: int | float, seed: int, whe
     k, rule = size_to_count("val_size", val_size, n)
     most = n - len(classes)
     if k < 1:
-        raise DataError(f"{where}: val_size={val_size!r} is {k} of {n} {unit}; expected a validation split of "
-                        f"at least 1 (a larger fraction, or a count)")
+        raise DataError(
+            f"{where}: val_size={val_size!r} is {k} of {n} {unit}; expected a validation split of "
+            f"at least 1 (a larger fraction, or a count)"
+        )
     if k > most:
-        raise DataError(f"{where}: val_size={val_size!r} asks for {k} of the {n} training {unit}; expected at "
-                        f"most {most}, so that each of the {len(classes)} classes keeps a training sample")
+        raise DataError(
+            f"{where}: val_size={val_size!r} asks for {k} of the {n} training {unit}; expected at "
+            f"most {most}, so that each of the {len(classes)} classes keeps a training sample"
+        )
     alloc = allocate(counts, k, [0] * len(counts), counts - 1)
     rest, held = stratified_pick(labels, dict(zip(classes, alloc.tolist())), seed)
     return rest, held, rule
 
 
-def pick_training_subset(labels: torch.Tensor, train_size: int | float, where: str, seed: int = SUBSET_SEED,
-                         unit: str = "images") -> tuple[torch.Tensor, str]:
+def pick_training_subset(
+    labels: torch.Tensor, train_size: int | float, where: str, seed: int = SUBSET_SEED, unit: str = "images"
+) -> tuple[torch.Tensor, str]:
     """Indices (sorted) of a stratified, seeded subset of ``train_size`` training samples, one class at least each."""
     check_size_spec("train_size", train_size, where)
     n = int(labels.numel())
     classes, counts = _class_counts(labels)
     m, rule = size_to_count("train_size", train_size, n)
     if m > n:
-        raise DataError(f"{where}: train_size={train_size!r} but the training split holds {n} {unit} after the "
-                        f"validation split; expected at most {n} (or a fraction)")
+        raise DataError(
+            f"{where}: train_size={train_size!r} but the training split holds {n} {unit} after the "
+            f"validation split; expected at most {n} (or a fraction)"
+        )
     if m < len(classes):
-        raise DataError(f"{where}: train_size={train_size!r} is {m} of {n} {unit}; expected at least "
-                        f"{len(classes)}, one per class")
+        raise DataError(
+            f"{where}: train_size={train_size!r} is {m} of {n} {unit}; expected at least {len(classes)}, one per class"
+        )
     alloc = allocate(counts, m, [1] * len(counts), counts)
     _, keep = stratified_pick(labels, dict(zip(classes, alloc.tolist())), seed)
     return keep, rule + f", stratified, seed {seed}"
@@ -208,8 +220,14 @@ def pick_training_subset(labels: torch.Tensor, train_size: int | float, where: s
 
 def split_info(bundle: DataBundle, val_rule: str, train_rule: str, **extra: object) -> dict:
     """The resolved split sizes and the rules that made them (written into the run's config and journal)."""
-    info = {"n_train": int(bundle.train_y.numel()), "n_val": int(bundle.val_y.numel()),
-            "n_test": int(bundle.test_y.numel()), "val_size": int(bundle.val_y.numel()),
-            "train_size": int(bundle.train_y.numel()), "val_rule": val_rule, "train_rule": train_rule}
+    info = {
+        "n_train": int(bundle.train_y.numel()),
+        "n_val": int(bundle.val_y.numel()),
+        "n_test": int(bundle.test_y.numel()),
+        "val_size": int(bundle.val_y.numel()),
+        "train_size": int(bundle.train_y.numel()),
+        "val_rule": val_rule,
+        "train_rule": train_rule,
+    }
     info.update(extra)
     return info

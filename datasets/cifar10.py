@@ -5,6 +5,7 @@ or the ``cifar-10-python.tar.gz`` archive in ``root``, and can download that arc
 pickles, and unpickling runs code named by the file, so a restricted unpickler admits only what the
 official files need (numpy array reconstruction); every other global is refused.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,8 +57,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def _latin1_encode(self, obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
         if not isinstance(obj, str) or str(encoding).lower().replace("-", "") != "latin1":
-            raise DataError(f"{self._path}: refusing _codecs.encode with {type(obj).__name__}, "
-                            f"{encoding!r} in the pickle")
+            raise DataError(
+                f"{self._path}: refusing _codecs.encode with {type(obj).__name__}, {encoding!r} in the pickle"
+            )
         return obj.encode("latin1")
 
     def find_class(self, module: str, name: str) -> Any:
@@ -74,8 +76,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
         }
         obj = allowed.get((module, name))
         if obj is None:
-            raise DataError(f"{self._path}: refusing to unpickle {module}.{name}; a CIFAR-10 batch holds "
-                            f"only dicts, lists, byte strings, ints and numpy arrays (is this file safe?)")
+            raise DataError(
+                f"{self._path}: refusing to unpickle {module}.{name}; a CIFAR-10 batch holds "
+                f"only dicts, lists, byte strings, ints and numpy arrays (is this file safe?)"
+            )
         return obj
 
 
@@ -89,8 +93,9 @@ def _unpickle(path: Path) -> dict:
     except FileNotFoundError as e:
         raise DataError(f"{path}: file not found") from e
     except Exception as e:  # the unpickler raises many kinds on truncated or corrupt input
-        raise DataError(f"{path}: not a readable CIFAR-10 pickle (truncated or corrupt?): "
-                        f"{type(e).__name__}: {e}") from e
+        raise DataError(
+            f"{path}: not a readable CIFAR-10 pickle (truncated or corrupt?): {type(e).__name__}: {e}"
+        ) from e
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
     return obj
@@ -109,8 +114,9 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     d = _unpickle(path)
     data = _get(d, b"data", path)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        desc = (f"shape {tuple(data.shape)} {data.dtype}" if isinstance(data, np.ndarray)
-                else f"type {type(data).__name__}")
+        desc = (
+            f"shape {tuple(data.shape)} {data.dtype}" if isinstance(data, np.ndarray) else f"type {type(data).__name__}"
+        )
         raise DataError(f"{path}: b'data' has {desc}, expected (N, 3072) uint8")
     raw_labels = _get(d, b"labels", path)
     try:
@@ -118,14 +124,14 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except Exception as e:
         raise DataError(f"{path}: b'labels' is not a list of ints: {e}") from e
     if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or labels.size == 0):
-        raise DataError(f"{path}: b'labels' must be a flat list of ints, got {labels.dtype} "
-                        f"with shape {labels.shape}")
+        raise DataError(f"{path}: b'labels' must be a flat list of ints, got {labels.dtype} with shape {labels.shape}")
     if labels.shape[0] != data.shape[0]:
         raise DataError(f"{path}: {labels.shape[0]} labels for {data.shape[0]} images in b'data'")
     labels = labels.astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise DataError(f"{path}: labels must lie in 0..{NUM_CLASSES - 1}, "
-                        f"found {int(labels.min())}..{int(labels.max())}")
+        raise DataError(
+            f"{path}: labels must lie in 0..{NUM_CLASSES - 1}, found {int(labels.min())}..{int(labels.max())}"
+        )
     return data, labels
 
 
@@ -163,8 +169,9 @@ def _extract(archive: Path, root: Path) -> Path:
                         raise DataError(f"{archive}: refusing unsafe archive member {m.name!r}")
                     members.append(m)
                 if not any(Path(m.name).parts[-1] == META_FILE for m in members):
-                    raise DataError(f"{archive}: no {FOLDER_NAME}/{META_FILE} inside; "
-                                    f"expected the official CIFAR-10 python archive")
+                    raise DataError(
+                        f"{archive}: no {FOLDER_NAME}/{META_FILE} inside; expected the official CIFAR-10 python archive"
+                    )
                 if hasattr(tarfile, "data_filter"):
                     tar.extractall(tmp, members=members, filter="data")
                 else:  # pragma: no cover - Python without extraction filters
@@ -172,8 +179,9 @@ def _extract(archive: Path, root: Path) -> Path:
         except DataError:
             raise
         except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-            raise DataError(f"{archive}: cannot extract (truncated or corrupt archive?): "
-                            f"{type(e).__name__}: {e}") from e
+            raise DataError(
+                f"{archive}: cannot extract (truncated or corrupt archive?): {type(e).__name__}: {e}"
+            ) from e
         folder = root / FOLDER_NAME
         os.replace(tmp / FOLDER_NAME, folder)
         return folder
@@ -186,13 +194,19 @@ def _check_archive_md5(archive: Path, expected_md5: str | None) -> None:
         return
     actual = file_md5(archive)
     if actual.lower() != expected_md5.lower():
-        raise DataError(f"{archive}: MD5 {actual}, expected {expected_md5}; the archive is corrupt or not the "
-                        f"official CIFAR-10 python archive (delete it and use --download for a fresh copy)")
+        raise DataError(
+            f"{archive}: MD5 {actual}, expected {expected_md5}; the archive is corrupt or not the "
+            f"official CIFAR-10 python archive (delete it and use --download for a fresh copy)"
+        )
 
 
-def find_cifar10(root: str | Path, download: bool = False, url: str = CIFAR10_URL,
-                 expected_md5: str | None = CIFAR10_MD5,
-                 progress: Callable[[int, int], None] | None = None) -> Path:
+def find_cifar10(
+    root: str | Path,
+    download: bool = False,
+    url: str = CIFAR10_URL,
+    expected_md5: str | None = CIFAR10_MD5,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Return the ``cifar-10-batches-py`` folder for ``root``, extracting or downloading the archive if needed.
 
     Looks, in order, at ``root`` itself, ``root/cifar-10-batches-py``, ``root/cifar-10-python.tar.gz``;
@@ -209,8 +223,10 @@ def find_cifar10(root: str | Path, download: bool = False, url: str = CIFAR10_UR
         _check_archive_md5(archive, expected_md5)
         return _extract(archive, root)
     if not download:
-        raise DataError(f"CIFAR-10 not found: looked for {folder}/, for the batch files in {root}/ and for "
-                        f"{archive}; pass --download (download=True) to fetch it from {url}")
+        raise DataError(
+            f"CIFAR-10 not found: looked for {folder}/, for the batch files in {root}/ and for "
+            f"{archive}; pass --download (download=True) to fetch it from {url}"
+        )
     download_file(url, archive, expected_md5, progress=progress)
     return _extract(archive, root)
 
@@ -233,7 +249,7 @@ def _channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 FULL_TRAIN = 50_000
-FULL_VAL = 5_000        # the usual validation split of the full set (airbench, most papers: 45k / 5k)
+FULL_VAL = 5_000  # the usual validation split of the full set (airbench, most papers: 45k / 5k)
 SMALL_VAL_FRACTION = 0.1  # a smaller folder keeps the same tenth instead of a fixed 5,000
 
 
@@ -243,10 +259,15 @@ def default_val_size(n_train: int) -> int | float:
     return FULL_VAL if n_train >= FULL_TRAIN else SMALL_VAL_FRACTION
 
 
-def load_cifar10(root: str | Path, download: bool = False, val_size: int | float | None = None,
-                 url: str = CIFAR10_URL, expected_md5: str | None = CIFAR10_MD5,
-                 progress: Callable[[int, int], None] | None = None,
-                 train_size: int | float | None = None) -> DataBundle:
+def load_cifar10(
+    root: str | Path,
+    download: bool = False,
+    val_size: int | float | None = None,
+    url: str = CIFAR10_URL,
+    expected_md5: str | None = CIFAR10_MD5,
+    progress: Callable[[int, int], None] | None = None,
+    train_size: int | float | None = None,
+) -> DataBundle:
     """Load CIFAR-10 as uint8 (N, 3, 32, 32) tensors: train minus a stratified validation split, and test.
 
     ``val_size`` is a count or a fraction of the training batches (None: :func:`default_val_size`);
@@ -259,9 +280,11 @@ def load_cifar10(root: str | Path, download: bool = False, val_size: int | float
     folder = find_cifar10(root, download=download, url=url, expected_md5=expected_md5, progress=progress)
     missing = [f for f in (*TRAIN_FILES, TEST_FILE, META_FILE) if not (folder / f).is_file()]
     if missing:
-        raise DataError(f"CIFAR-10 file {missing[0]} not found in {folder}/ (missing: {', '.join(missing)}; "
-                        f"expected data_batch_1..5, test_batch and batches.meta); delete the folder and use "
-                        f"--download or the official archive to restore it")
+        raise DataError(
+            f"CIFAR-10 file {missing[0]} not found in {folder}/ (missing: {', '.join(missing)}; "
+            f"expected data_batch_1..5, test_batch and batches.meta); delete the folder and use "
+            f"--download or the official archive to restore it"
+        )
     where = f"CIFAR-10 folder {folder}"
     check_size_spec("val_size", val_size, where)
     check_size_spec("train_size", train_size, where)
@@ -271,8 +294,9 @@ def load_cifar10(root: str | Path, download: bool = False, val_size: int | float
     labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     test_data, test_labels = _read_batch(folder / TEST_FILE)
     if len(test_labels) == 0:  # else the run would report a test accuracy of nan
-        raise DataError(f"{folder / TEST_FILE}: holds no images; expected the test images (10000 in the official "
-                        f"batch)")
+        raise DataError(
+            f"{folder / TEST_FILE}: holds no images; expected the test images (10000 in the official batch)"
+        )
     n = labels.shape[0]
     given = val_size is not None
     spec: int | float = val_size if val_size is not None else default_val_size(n)
@@ -282,8 +306,7 @@ def load_cifar10(root: str | Path, download: bool = False, val_size: int | float
     elif spec == FULL_VAL:
         val_rule = f"default: {FULL_VAL} of the {n} images in data_batch_1..5 (the full CIFAR-10)"
     else:
-        val_rule = (f"default for a folder under {FULL_TRAIN} training images: {rule} of the images in "
-                    f"data_batch_1..5")
+        val_rule = f"default for a folder under {FULL_TRAIN} training images: {rule} of the images in data_batch_1..5"
     val_rule += f", stratified, seed {SPLIT_SEED}"
     train_rule = f"all {rest.numel()} remaining images"
     if train_size is not None:
@@ -293,11 +316,18 @@ def load_cifar10(root: str | Path, download: bool = False, val_size: int | float
     train_x = x[rest]
     mean, std = _channel_stats(train_x)
     bundle = DataBundle(
-        name="cifar10", kind="image", class_names=class_names,
-        train_x=train_x, train_y=labels[rest], val_x=x[held], val_y=labels[held],
+        name="cifar10",
+        kind="image",
+        class_names=class_names,
+        train_x=train_x,
+        train_y=labels[rest],
+        val_x=x[held],
+        val_y=labels[held],
         test_x=torch.from_numpy(np.ascontiguousarray(test_data.reshape(-1, 3, 32, 32))),
         test_y=torch.from_numpy(test_labels),
-        mean=mean, std=std, augment="flip_crop",
+        mean=mean,
+        std=std,
+        augment="flip_crop",
         meta={"source": str(folder), "val_size": int(held.numel()), "split_seed": SPLIT_SEED},
     )
     bundle.validate()

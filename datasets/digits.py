@@ -1,4 +1,5 @@
 """The scikit-learn handwritten digits: the default data set, offline and seconds on a CPU."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,12 @@ SPLIT_SEED = 1234  # fixed, so every run (whatever its training seed) sees the s
 WHERE = "digits (sklearn.datasets.load_digits)"
 
 
-def load_digits(val_fraction: float = 0.15, test_fraction: float = 0.2, val_size: int | float | None = None,
-                train_size: int | float | None = None) -> DataBundle:
+def load_digits(
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    val_size: int | float | None = None,
+    train_size: int | float | None = None,
+) -> DataBundle:
     """1797 8x8 grey images, split stratified into train / val / test with a fixed seed.
 
     The test split is always ``test_fraction``. The validation split is ``val_fraction`` of all images
@@ -28,8 +33,9 @@ def load_digits(val_fraction: float = 0.15, test_fraction: float = 0.2, val_size
     rest, test = stratified_split(y, test_fraction, SPLIT_SEED)
     if val_size is None:
         train_rel, val_rel = stratified_split(y[rest], val_fraction / (1 - test_fraction), SPLIT_SEED + 1)
-        val_rule = (f"default: {val_fraction:g} of all {len(y)} images (per class, rounded), "
-                    f"stratified, seed {SPLIT_SEED + 1}")
+        val_rule = (
+            f"default: {val_fraction:g} of all {len(y)} images (per class, rounded), stratified, seed {SPLIT_SEED + 1}"
+        )
     else:
         train_rel, val_rel, rule = carve_validation(y[rest], val_size, SPLIT_SEED + 1, WHERE)
         val_rule = f"{rule} of the non-test images, stratified, seed {SPLIT_SEED + 1}"
@@ -40,10 +46,19 @@ def load_digits(val_fraction: float = 0.15, test_fraction: float = 0.2, val_size
         train = train[keep]
     xf = x[train].float() / 255.0
     bundle = DataBundle(
-        name="digits", kind="image", class_names=[str(i) for i in range(10)],
-        train_x=x[train], train_y=y[train], val_x=x[val], val_y=y[val], test_x=x[test], test_y=y[test],
-        mean=xf.mean(dim=(0, 2, 3)), std=xf.std(dim=(0, 2, 3)),
-        augment="none", meta={"source": "sklearn.datasets.load_digits"},
+        name="digits",
+        kind="image",
+        class_names=[str(i) for i in range(10)],
+        train_x=x[train],
+        train_y=y[train],
+        val_x=x[val],
+        val_y=y[val],
+        test_x=x[test],
+        test_y=y[test],
+        mean=xf.mean(dim=(0, 2, 3)),
+        std=xf.std(dim=(0, 2, 3)),
+        augment="none",
+        meta={"source": "sklearn.datasets.load_digits"},
     )
     bundle.validate()
     bundle.split_info = split_info(bundle, val_rule, train_rule)

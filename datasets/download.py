@@ -5,6 +5,7 @@ matches is the file renamed into place (an atomic rename on one file system). An
 error, HTTP error, short transfer, wrong MD5, an exception raised by the progress callback to cancel)
 removes the temporary file and leaves ``dest`` untouched.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,8 +31,13 @@ def file_md5(path: str | Path, chunk_size: int = CHUNK_SIZE) -> str:
     return h.hexdigest()
 
 
-def download_file(url: str, dest: Path, expected_md5: str | None,
-                  progress: Callable[[int, int], None] | None = None, timeout: float = 30) -> Path:
+def download_file(
+    url: str,
+    dest: Path,
+    expected_md5: str | None,
+    progress: Callable[[int, int], None] | None = None,
+    timeout: float = 30,
+) -> Path:
     """Download ``url`` to ``dest``, checking its MD5, and return ``dest``.
 
     ``progress(bytes_done, total)`` is called after every chunk (``total`` is 0 when the server sends no
@@ -80,8 +86,10 @@ def download_file(url: str, dest: Path, expected_md5: str | None,
             os.fsync(out.fileno())
         actual = h.hexdigest()
         if expected_md5 is not None and actual.lower() != expected_md5.lower():
-            raise DataError(f"download of {url} is corrupt: MD5 {actual}, expected {expected_md5} "
-                            f"(the partial file was deleted; try again)")
+            raise DataError(
+                f"download of {url} is corrupt: MD5 {actual}, expected {expected_md5} "
+                f"(the partial file was deleted; try again)"
+            )
         os.replace(tmp, dest)
         ok = True
         return dest

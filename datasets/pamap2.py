@@ -6,6 +6,7 @@ the hand, chest and ankle IMUs; NaNs interpolated; 100 Hz downsampled to about 3
 training statistics. Parsing the nine ~150 MB text files takes seconds, so the result is cached and a
 second load only reads one ``.npz``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,8 +39,20 @@ MAX_ABS_READING = 1e6  # |value| of an IMU channel; real readings stay below ~1e
 CACHE_VERSION = 2  # bump whenever the processing below changes, so old caches are rebuilt
 
 ACTIVITY_IDS = (1, 2, 3, 4, 5, 6, 7, 12, 13, 16, 17, 24)
-CLASS_NAMES = ["lying", "sitting", "standing", "walking", "running", "cycling", "Nordic walking",
-               "ascending stairs", "descending stairs", "vacuum cleaning", "ironing", "rope jumping"]
+CLASS_NAMES = [
+    "lying",
+    "sitting",
+    "standing",
+    "walking",
+    "running",
+    "cycling",
+    "Nordic walking",
+    "ascending stairs",
+    "descending stairs",
+    "vacuum cleaning",
+    "ironing",
+    "rope jumping",
+]
 
 # Column layout: 0 timestamp, 1 activityID, 2 heart rate, then 17 columns per IMU starting at 3, 20, 37:
 # +0 temperature, +1..3 acc +-16g, +4..6 acc +-6g, +7..9 gyro, +10..12 magnetometer, +13..16 orientation.
@@ -52,10 +65,17 @@ _SUBJECT_RE = re.compile(r"^subject(\d+)\.dat$")
 _LABEL_OF = {a: i for i, a in enumerate(ACTIVITY_IDS)}
 
 
-def load_pamap2(root: str | Path, cache_dir: str | Path | None = None, val_subjects: Iterable[int] = (105,),
-                test_subjects: Iterable[int] = (106,), window_s: float = 5.12, step_s: float = 1.0,
-                target_hz: float = 100 / 3, val_size: int | float | None = None,
-                train_size: int | float | None = None) -> DataBundle:
+def load_pamap2(
+    root: str | Path,
+    cache_dir: str | Path | None = None,
+    val_subjects: Iterable[int] = (105,),
+    test_subjects: Iterable[int] = (106,),
+    window_s: float = 5.12,
+    step_s: float = 1.0,
+    target_hz: float = 100 / 3,
+    val_size: int | float | None = None,
+    train_size: int | float | None = None,
+) -> DataBundle:
     """Load PAMAP2 ``Protocol/subject1xx.dat`` as float32 windows ``(N, 27, T)``, already z-scored.
 
     ``root`` is the data set folder holding ``Protocol/`` (or the ``Protocol`` folder itself). Subjects in
@@ -73,8 +93,10 @@ def load_pamap2(root: str | Path, cache_dir: str | Path | None = None, val_subje
     val_subjects = tuple(sorted(int(s) for s in val_subjects))
     test_subjects = tuple(sorted(int(s) for s in test_subjects))
     if set(val_subjects) & set(test_subjects):
-        raise ValueError(f"PAMAP2: subjects {sorted(set(val_subjects) & set(test_subjects))} "
-                         "are in both the validation and the test split")
+        raise ValueError(
+            f"PAMAP2: subjects {sorted(set(val_subjects) & set(test_subjects))} "
+            "are in both the validation and the test split"
+        )
     if window_s <= 0 or step_s <= 0 or target_hz <= 0:
         raise ValueError("PAMAP2: window_s, step_s and target_hz must be positive")
     factor = RAW_HZ / target_hz
@@ -96,15 +118,25 @@ def load_pamap2(root: str | Path, cache_dir: str | Path | None = None, val_subje
     for split, wanted in (("validation", val_subjects), ("test", test_subjects)):
         missing = [s for s in wanted if s not in present]
         if missing:
-            raise DataError(f"PAMAP2: the {split} split is empty: subject(s) {missing} missing "
-                            f"(no {', '.join(f'subject{s}.dat' for s in missing)} in {protocol})")
+            raise DataError(
+                f"PAMAP2: the {split} split is empty: subject(s) {missing} missing "
+                f"(no {', '.join(f'subject{s}.dat' for s in missing)} in {protocol})"
+            )
     train_subjects = tuple(s for s in sorted(present) if s not in val_subjects and s not in test_subjects)
     if not train_subjects:
-        raise DataError(f"PAMAP2: the training split is empty: every subject file in {protocol} "
-                        f"({sorted(present)}) is a validation or test subject")
+        raise DataError(
+            f"PAMAP2: the training split is empty: every subject file in {protocol} "
+            f"({sorted(present)}) is a validation or test subject"
+        )
 
-    params = {"version": CACHE_VERSION, "val": val_subjects, "test": test_subjects, "window_s": window_s,
-              "step_s": step_s, "target_hz": target_hz}
+    params = {
+        "version": CACHE_VERSION,
+        "val": val_subjects,
+        "test": test_subjects,
+        "window_s": window_s,
+        "step_s": step_s,
+        "target_hz": target_hz,
+    }
     key = _cache_key(files, params)
     cache_path = Path(cache_dir) if cache_dir is not None else root / ".hill_cache"
     cache_file = cache_path / f"pamap2-{key[:20]}.npz"
@@ -119,8 +151,9 @@ def load_pamap2(root: str | Path, cache_dir: str | Path | None = None, val_subje
 
     left_out = {int(k): v for k, v in json.loads(str(arrays["notes"])).items()}
     for subject, reason in sorted(left_out.items()):
-        warnings.warn(f"PAMAP2: {files[subject]} contributes no windows and is left out: {reason}",
-                      DataWarning, stacklevel=2)
+        warnings.warn(
+            f"PAMAP2: {files[subject]} contributes no windows and is left out: {reason}", DataWarning, stacklevel=2
+        )
     where = f"PAMAP2 folder {protocol}"
     sel = {k: (arrays[f"{k}_starts"], arrays[f"{k}_y"], arrays[f"{k}_subject"]) for k in splits}
     stream_np, raw_mean, raw_std = arrays["stream"], arrays["mean"], arrays["std"]
@@ -135,14 +168,15 @@ def load_pamap2(root: str | Path, cache_dir: str | Path | None = None, val_subje
         sel["val"] = tuple(a[va] for a in pool)
         pooled = sorted(set(train_subjects) | set(val_subjects))
         splits = {"train": tuple(pooled), "val": tuple(pooled), "test": test_subjects}
-        val_rule = (f"{rule} of the windows of subjects {pooled} (all but the test subjects): the "
-                    f"last windows of every activity segment, {n_purged} training windows overlapping them "
-                    f"dropped")
+        val_rule = (
+            f"{rule} of the windows of subjects {pooled} (all but the test subjects): the "
+            f"last windows of every activity segment, {n_purged} training windows overlapping them "
+            f"dropped"
+        )
         extra["dropped_overlapping_windows"] = n_purged
     train_rule = f"all {len(sel['train'][0])} remaining windows"
     if train_size is not None:
-        keep, train_rule = pick_training_subset(torch.from_numpy(sel["train"][1]), train_size, where,
-                                                unit="windows")
+        keep, train_rule = pick_training_subset(torch.from_numpy(sel["train"][1]), train_size, where, unit="windows")
         sel["train"] = tuple(a[keep.numpy()] for a in sel["train"])
     if val_size is not None or train_size is not None:  # the z-score follows the training windows
         stream_np, m, sd = _renormalize(stream_np, sel["train"][0], win)
@@ -151,11 +185,19 @@ def load_pamap2(root: str | Path, cache_dir: str | Path | None = None, val_subje
     stream = torch.from_numpy(stream_np)
     windows = stream.unfold(0, win, 1)  # (L - win + 1, 27, win), a view: indexing below copies
     out: dict[str, torch.Tensor] = {}
-    meta: dict = {"source": str(protocol), "channel_names": list(CHANNEL_NAMES), "window_length": win,
-                  "window_step": step, "hz": hz, "subjects": {k: list(v) for k, v in splits.items()},
-                  "raw_mean": raw_mean.tolist(), "raw_std": raw_std.tolist(),
-                  "cache_file": str(cache_file), "from_cache": from_cache,
-                  "left_out": {files[k].name: v for k, v in sorted(left_out.items())}}
+    meta: dict = {
+        "source": str(protocol),
+        "channel_names": list(CHANNEL_NAMES),
+        "window_length": win,
+        "window_step": step,
+        "hz": hz,
+        "subjects": {k: list(v) for k, v in splits.items()},
+        "raw_mean": raw_mean.tolist(),
+        "raw_std": raw_std.tolist(),
+        "cache_file": str(cache_file),
+        "from_cache": from_cache,
+        "left_out": {files[k].name: v for k, v in sorted(left_out.items())},
+    }
     for split in splits:
         starts_np, y_np, subj_np = sel[split]
         starts = torch.from_numpy(starts_np)
@@ -163,18 +205,28 @@ def load_pamap2(root: str | Path, cache_dir: str | Path | None = None, val_subje
         out[f"{split}_y"] = torch.from_numpy(y_np)
         meta[f"{split}_subjects_per_window"] = torch.from_numpy(subj_np)
     bundle = DataBundle(
-        name="pamap2", kind="signal", class_names=list(CLASS_NAMES),
-        mean=torch.zeros(len(CHANNEL_NAMES)), std=torch.ones(len(CHANNEL_NAMES)),
-        augment="none", meta=meta, train_x=out["train_x"], train_y=out["train_y"], val_x=out["val_x"],
-        val_y=out["val_y"], test_x=out["test_x"], test_y=out["test_y"],
+        name="pamap2",
+        kind="signal",
+        class_names=list(CLASS_NAMES),
+        mean=torch.zeros(len(CHANNEL_NAMES)),
+        std=torch.ones(len(CHANNEL_NAMES)),
+        augment="none",
+        meta=meta,
+        train_x=out["train_x"],
+        train_y=out["train_y"],
+        val_x=out["val_x"],
+        val_y=out["val_y"],
+        test_x=out["test_x"],
+        test_y=out["test_y"],
     )
     bundle.validate()
     bundle.split_info = split_info(bundle, val_rule, train_rule, left_out=dict(meta["left_out"]), **extra)
     return bundle
 
 
-def _carve_validation(starts: np.ndarray, y: np.ndarray, subj: np.ndarray, val_size: int | float, win: int,
-                      step: int, where: str) -> tuple[np.ndarray, np.ndarray, int, str]:
+def _carve_validation(
+    starts: np.ndarray, y: np.ndarray, subj: np.ndarray, val_size: int | float, win: int, step: int, where: str
+) -> tuple[np.ndarray, np.ndarray, int, str]:
     """(train, val) positions into the pooled windows, and how many training windows were dropped.
 
     Windows overlap (a 5.12 s window every 1 s), so a random window split would put most of every
@@ -186,9 +238,11 @@ def _carve_validation(starts: np.ndarray, y: np.ndarray, subj: np.ndarray, val_s
     classes, counts = np.unique(y, return_counts=True)
     k, rule = size_to_count("val_size", val_size, n)
     if k < 1 or k > n - len(classes):
-        raise DataError(f"{where}: val_size={val_size!r} asks for {k} of the {n} windows of the non-test "
-                        f"subjects; expected 1 to {n - len(classes)}, so that each of the {len(classes)} "
-                        f"classes keeps a training window")
+        raise DataError(
+            f"{where}: val_size={val_size!r} asks for {k} of the {n} windows of the non-test "
+            f"subjects; expected 1 to {n - len(classes)}, so that each of the {len(classes)} "
+            f"classes keeps a training window"
+        )
     per_class = allocate(counts, k, np.zeros_like(counts), counts - 1)
     brk = np.ones(n, dtype=bool)
     if n > 1:
@@ -206,19 +260,22 @@ def _carve_validation(starts: np.ndarray, y: np.ndarray, subj: np.ndarray, val_s
         for sg, m in zip(segs.tolist(), take.tolist()):
             if m:
                 first_val = seg_b[sg] - m
-                is_val[first_val:seg_b[sg]] = True
-                dropped[max(seg_a[sg], first_val - overlap):first_val] = True
+                is_val[first_val : seg_b[sg]] = True
+                dropped[max(seg_a[sg], first_val - overlap) : first_val] = True
     train = ~is_val & ~dropped
     empty = [CLASS_NAMES[int(c)] for c in classes if not (train & (y == c)).any()]
     if empty:
-        raise DataError(f"{where}: val_size={val_size!r} leaves no training window of class(es) "
-                        f"{', '.join(empty)} once the windows overlapping validation are dropped; expected a "
-                        f"smaller val_size")
+        raise DataError(
+            f"{where}: val_size={val_size!r} leaves no training window of class(es) "
+            f"{', '.join(empty)} once the windows overlapping validation are dropped; expected a "
+            f"smaller val_size"
+        )
     return np.flatnonzero(train), np.flatnonzero(is_val), int(dropped.sum()), rule
 
 
-def _renormalize(stream: np.ndarray, train_starts: np.ndarray, win: int, chunk: int = 1 << 18
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _renormalize(
+    stream: np.ndarray, train_starts: np.ndarray, win: int, chunk: int = 1 << 18
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Z-score ``stream`` again with the statistics of exactly these training windows (each sample counted
     once per window covering it); returns the new stream and the mean and std it removed."""
     cover = np.zeros(len(stream) + 1, dtype=np.float64)
@@ -228,20 +285,21 @@ def _renormalize(stream: np.ndarray, train_starts: np.ndarray, win: int, chunk: 
     total = weight.sum()
     acc = np.zeros(stream.shape[1])
     for i in range(0, len(stream), chunk):
-        acc += weight[i:i + chunk] @ stream[i:i + chunk].astype(np.float64)
+        acc += weight[i : i + chunk] @ stream[i : i + chunk].astype(np.float64)
     mean = acc / total
     acc[:] = 0.0
     for i in range(0, len(stream), chunk):
-        acc += weight[i:i + chunk] @ (stream[i:i + chunk].astype(np.float64) - mean) ** 2
+        acc += weight[i : i + chunk] @ (stream[i : i + chunk].astype(np.float64) - mean) ** 2
     std = np.sqrt(acc / total)
     std[std < 1e-8] = 1.0
     out = np.empty_like(stream, dtype=np.float32)
     for i in range(0, len(stream), chunk):
-        out[i:i + chunk] = (stream[i:i + chunk] - mean) / std
+        out[i : i + chunk] = (stream[i : i + chunk] - mean) / std
     return out, mean, std
 
 
 # ----------------------------------------------------------------------------------------------- files
+
 
 def _find_protocol_dir(root: Path) -> Path:
     """Accept the data set folder, the ``Protocol`` folder itself, or the folder above the unzipped set."""
@@ -299,8 +357,10 @@ def parse_subject_file(path: Path) -> np.ndarray:
     if inf.any():  # "inf", "-Infinity" or a number too large for a double such as 1e400
         row, col = (int(v[0]) for v in np.nonzero(inf))
         lineno = _line_of_row(path, row)
-        raise DataError(f"{path.name} line {lineno}, column {col + 1}: {_token_at(path, lineno, col)!r} is not a "
-                        f"finite number (expected a decimal number or NaN)")
+        raise DataError(
+            f"{path.name} line {lineno}, column {col + 1}: {_token_at(path, lineno, col)!r} is not a "
+            f"finite number (expected a decimal number or NaN)"
+        )
     return data
 
 
@@ -335,8 +395,10 @@ def _scan_for_bad_line(path: Path, first_row: int = 0) -> None:
                         raise ValueError
                     float(tok)
                 except ValueError:
-                    raise DataError(f"{path.name} line {lineno}, column {col}: {tok[:40]!r} is not a number "
-                                    "(expected a decimal number or NaN)") from None
+                    raise DataError(
+                        f"{path.name} line {lineno}, column {col}: {tok[:40]!r} is not a number "
+                        "(expected a decimal number or NaN)"
+                    ) from None
 
 
 def _line_of_row(path: Path, row: int) -> int:
@@ -352,6 +414,7 @@ def _line_of_row(path: Path, row: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------ processing
+
 
 def _interpolate_nans(x: np.ndarray) -> bool:
     """Fill NaNs in each column of ``x`` in place, linearly by sample; edges take the nearest valid value.
@@ -372,8 +435,9 @@ def _interpolate_nans(x: np.ndarray) -> bool:
     return ok
 
 
-def _subject_windows(path: Path, data: np.ndarray, win: int, step: int, stride: int
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _subject_windows(
+    path: Path, data: np.ndarray, win: int, step: int, stride: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut one subject's recording into windows; returns (stream (L, 27), window starts, labels).
 
     Windows lie inside one segment: a run of rows with one protocol activity and no timestamp gap over
@@ -384,18 +448,21 @@ def _subject_windows(path: Path, data: np.ndarray, win: int, step: int, stride: 
     bad = ~np.isfinite(ts) | ~np.isfinite(act) | (act != np.round(act))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path.name} line {_line_of_row(path, row)}: timestamp {data[row, 0]!r} and "
-                        f"activityID {data[row, 1]!r}; expected a finite timestamp and a whole activity ID")
+        raise DataError(
+            f"{path.name} line {_line_of_row(path, row)}: timestamp {data[row, 0]!r} and "
+            f"activityID {data[row, 1]!r}; expected a finite timestamp and a whole activity ID"
+        )
     x = np.ascontiguousarray(data[:, CHANNEL_COLUMNS])
     huge = np.abs(x) > MAX_ABS_READING  # NaN compares False: NaNs are interpolated below
     if huge.any():
         row, c = (int(v[0]) for v in np.nonzero(huge))
-        raise DataError(f"{path.name} line {_line_of_row(path, row)}, column {CHANNEL_COLUMNS[c] + 1} "
-                        f"({CHANNEL_NAMES[c]}): {x[row, c]:g} is not a sensor reading (expected |value| <= "
-                        f"{MAX_ABS_READING:g}, or NaN)")
+        raise DataError(
+            f"{path.name} line {_line_of_row(path, row)}, column {CHANNEL_COLUMNS[c] + 1} "
+            f"({CHANNEL_NAMES[c]}): {x[row, c]:g} is not a sensor reading (expected |value| <= "
+            f"{MAX_ABS_READING:g}, or NaN)"
+        )
     if not _interpolate_nans(x):
-        warnings.warn(f"PAMAP2: {path.name} has a channel with no valid values at all; it is set to zero",
-                      stacklevel=4)
+        warnings.warn(f"PAMAP2: {path.name} has a channel with no valid values at all; it is set to zero", stacklevel=4)
     act = act.astype(np.int64)
     dt = np.diff(ts)
     brk = np.concatenate([[True], (act[1:] != act[:-1]) | ~((dt > 0) & (dt <= MAX_GAP_S))])
@@ -428,25 +495,32 @@ def why_no_windows(path: Path, data: np.ndarray, win: int, stride: int) -> str:
     proto = np.isin(act, ACTIVITY_IDS)
     if not proto.any():
         found = ", ".join(map(str, sorted(set(act.tolist()))[:8]))
-        return (f"all {len(act)} rows have activityID {found}; expected rows of a protocol activity ({ids}); "
-                f"0 is the transient activity and is dropped")
+        return (
+            f"all {len(act)} rows have activityID {found}; expected rows of a protocol activity ({ids}); "
+            f"0 is the transient activity and is dropped"
+        )
     dt = np.diff(ts)
     brk = np.concatenate([[True], (act[1:] != act[:-1]) | ~((dt > 0) & (dt <= MAX_GAP_S))])
     seg_starts = np.flatnonzero(brk)
     lengths = np.diff(np.append(seg_starts, len(act)))
     longest = int(lengths[proto[seg_starts]].max())
-    msg = (f"its longest run of one protocol activity without a timestamp gap over {MAX_GAP_S:g} s is {longest} "
-           f"rows; expected at least {need} rows ({need / RAW_HZ:.2f} s at {RAW_HZ:g} Hz)")
+    msg = (
+        f"its longest run of one protocol activity without a timestamp gap over {MAX_GAP_S:g} s is {longest} "
+        f"rows; expected at least {need} rows ({need / RAW_HZ:.2f} s at {RAW_HZ:g} Hz)"
+    )
     back = np.flatnonzero(dt <= 0)
     if back.size:
         i = int(back[0])
-        msg += (f"; timestamps do not increase at {back.size} of {len(dt)} steps (first at line "
-                f"{_line_of_row(path, i + 1)}: {ts[i + 1]:g} after {ts[i]:g}), expected increasing by 0.01 s")
+        msg += (
+            f"; timestamps do not increase at {back.size} of {len(dt)} steps (first at line "
+            f"{_line_of_row(path, i + 1)}: {ts[i + 1]:g} after {ts[i]:g}), expected increasing by 0.01 s"
+        )
     return msg
 
 
-def _build(files: dict[int, Path], splits: dict[str, tuple[int, ...]], win: int, step: int, stride: int
-           ) -> dict[str, np.ndarray]:
+def _build(
+    files: dict[int, Path], splits: dict[str, tuple[int, ...]], win: int, step: int, stride: int
+) -> dict[str, np.ndarray]:
     """Parse every subject, window, z-score with training statistics; the arrays the cache holds."""
     streams, offset = [], 0
     parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {k: [] for k in splits}
@@ -469,9 +543,11 @@ def _build(files: dict[int, Path], splits: dict[str, tuple[int, ...]], win: int,
         starts = np.concatenate([p[0] for p in got]) if got else np.zeros(0, np.int64)
         if subs and len(starts) == 0:
             why = "; ".join(f"{files[s].name}: {notes[str(s)]}" for s in subs if str(s) in notes)
-            raise DataError(f"PAMAP2: the {split} split is empty: subject(s) {list(subs)} have no "
-                            f"{win}-sample window of one protocol activity ({', '.join(map(str, ACTIVITY_IDS))})"
-                            f" ({why})")
+            raise DataError(
+                f"PAMAP2: the {split} split is empty: subject(s) {list(subs)} have no "
+                f"{win}-sample window of one protocol activity ({', '.join(map(str, ACTIVITY_IDS))})"
+                f" ({why})"
+            )
         arrays[f"{split}_starts"] = starts
         arrays[f"{split}_y"] = np.concatenate([p[1] for p in got]) if got else np.zeros(0, np.int64)
         arrays[f"{split}_subject"] = np.concatenate([p[2] for p in got]) if got else np.zeros(0, np.int64)
@@ -495,6 +571,7 @@ def _build(files: dict[int, Path], splits: dict[str, tuple[int, ...]], win: int,
 
 
 # ----------------------------------------------------------------------------------------------- cache
+
 
 def _read_cache(path: Path, key: str, win: int) -> dict[str, np.ndarray] | None:
     """The cached arrays, or None (with a warning) when the file is unreadable or does not fit."""
@@ -523,8 +600,7 @@ def _read_cache(path: Path, key: str, win: int) -> dict[str, np.ndarray] | None:
             raise ValueError("notes are not a {subject: reason} table")
         return arrays
     except Exception as e:  # noqa: BLE001 - any failure means "rebuild", never "trust it"
-        warnings.warn(f"PAMAP2: ignoring the cache {path} and rebuilding it: {type(e).__name__}: {e}",
-                      stacklevel=3)
+        warnings.warn(f"PAMAP2: ignoring the cache {path} and rebuilding it: {type(e).__name__}: {e}", stacklevel=3)
         return None
 
 
@@ -544,5 +620,4 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError as e:
-        warnings.warn(f"PAMAP2: could not write the cache {path} ({e}); the next load parses again",
-                      stacklevel=3)
+        warnings.warn(f"PAMAP2: could not write the cache {path} ({e}); the next load parses again", stacklevel=3)

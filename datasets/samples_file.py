@@ -4,6 +4,7 @@ digits: the UCI optdigits text format (64 comma-separated pixel counts 0..16, th
 CIFAR-10: one batch pickle like ``data_batch_1``; PAMAP2: one ``subjectNNN.dat`` recording, cut into
 windows like the training data and z-scored with the training statistics.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,6 +24,7 @@ def read_samples_file(bundle: DataBundle, path: str | Path) -> tuple[torch.Tenso
         x, y = _read_optdigits(path)
     elif bundle.name == "cifar10":
         from .cifar10 import _read_batch
+
         data, labels = _read_batch(path)
         x, y = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels)
     elif bundle.name == "pamap2":
@@ -60,6 +62,7 @@ def _read_optdigits(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _read_pamap2(bundle: DataBundle, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     from .pamap2 import RAW_HZ, _subject_windows, parse_subject_file, why_no_windows
+
     meta = bundle.meta
     win, step = int(meta["window_length"]), int(meta["window_step"])
     stride = int(round(RAW_HZ / float(meta["hz"])))

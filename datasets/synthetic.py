@@ -1,4 +1,5 @@
 """Synthetic data of any shape: for benchmarks (CIFAR-10-shaped tensors on a GPU) and fast tests."""
+
 from __future__ import annotations
 
 import torch
@@ -8,9 +9,16 @@ from .base import DataBundle, carve_validation, check_size_spec, pick_training_s
 WHERE = "synthetic data"
 
 
-def load_synthetic(n_train: int = 2000, n_val: int = 500, n_test: int = 500, shape: tuple[int, ...] = (3, 32, 32),
-                   num_classes: int = 10, seed: int = 0, val_size: int | float | None = None,
-                   train_size: int | float | None = None) -> DataBundle:
+def load_synthetic(
+    n_train: int = 2000,
+    n_val: int = 500,
+    n_test: int = 500,
+    shape: tuple[int, ...] = (3, 32, 32),
+    num_classes: int = 10,
+    seed: int = 0,
+    val_size: int | float | None = None,
+    train_size: int | float | None = None,
+) -> DataBundle:
     """Class-dependent uint8 images (a per-class mean pattern plus noise), so a model can learn them.
 
     By default the validation split is ``n_val`` separately drawn images; with ``val_size`` it is carved
@@ -39,9 +47,18 @@ def load_synthetic(n_train: int = 2000, n_val: int = 500, n_test: int = 500, sha
         trx, tr_y = trx[keep], tr_y[keep]
     c = shape[0]
     bundle = DataBundle(
-        name="synthetic", kind="image", class_names=[f"class {i}" for i in range(num_classes)],
-        train_x=trx, train_y=tr_y, val_x=vx, val_y=vy, test_x=tx, test_y=ty,
-        mean=torch.full((c,), 0.5), std=torch.full((c,), 0.25), augment="none",
+        name="synthetic",
+        kind="image",
+        class_names=[f"class {i}" for i in range(num_classes)],
+        train_x=trx,
+        train_y=tr_y,
+        val_x=vx,
+        val_y=vy,
+        test_x=tx,
+        test_y=ty,
+        mean=torch.full((c,), 0.5),
+        std=torch.full((c,), 0.25),
+        augment="none",
         meta={"seed": seed},
     )
     bundle.validate()

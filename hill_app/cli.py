@@ -1,5 +1,6 @@
 """`hill-app`: no arguments opens the window; subcommands run headless (train, replay, study, report, attach,
 compare)."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-EXIT_FAILED = 1      # the run started and did not end well (non-finite loss, an error while training)
-EXIT_USAGE = 2       # refused before anything ran: a bad option, file or folder
+EXIT_FAILED = 1  # the run started and did not end well (non-finite loss, an error while training)
+EXIT_USAGE = 2  # refused before anything ran: a bad option, file or folder
 DEFAULT_SERVE = "127.0.0.1:7007"
 # options that --resume accepts: everything else is the run's own configuration, fixed in its config.json
 RESUME_OPTIONS = frozenset({"resume", "json", "serve", "serve_open_events", "edits"})
@@ -27,7 +28,8 @@ def _int_list(text: str) -> list[int]:
     except ValueError:
         shown = text if len(text) <= 40 else text[:30] + "..."
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated epochs such as 25,30,35,40, got {shown!r}") from None
+            f"expected comma-separated epochs such as 25,30,35,40, got {shown!r}"
+        ) from None
 
 
 def _shown(text: str) -> str:
@@ -71,65 +73,120 @@ def _size(text: str) -> int | float:
     except ValueError:
         shown = t if len(t) <= 40 else t[:30] + "..."
         raise argparse.ArgumentTypeError(
-            f"expected a count such as 5000 or a fraction such as 0.1, got {shown!r}") from None
+            f"expected a count such as 5000 or a fraction such as 0.1, got {shown!r}"
+        ) from None
 
 
 def add_run_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
     """The run's configuration. ``suppress``: no defaults, so that parsing tells which options were given."""
     from hill_app.datasets import DATASET_NAMES
     from hill_app.engine.config import RunConfig
+
     defaults = RunConfig()  # every default below is the configuration's own
     pauses = ",".join(map(str, defaults.pause_at))
 
     def d(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
+
     p.add_argument("--dataset", choices=DATASET_NAMES, default=d(defaults.dataset))
-    p.add_argument("--data-root", default=d(defaults.data_root),
-                   help="data folder (CIFAR-10: cifar-10-batches-py or the archive; PAMAP2: Protocol/)")
-    p.add_argument("--download", action="store_true", default=d(defaults.download),
-                   help="CIFAR-10: download (MD5-checked) if not on disk")
-    p.add_argument("--model", default=d(defaults.model),
-                   help="digits_cnn, airbench, resnet18, pamap_cnn1d (default: per data set)")
+    p.add_argument(
+        "--data-root",
+        default=d(defaults.data_root),
+        help="data folder (CIFAR-10: cifar-10-batches-py or the archive; PAMAP2: Protocol/)",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        default=d(defaults.download),
+        help="CIFAR-10: download (MD5-checked) if not on disk",
+    )
+    p.add_argument(
+        "--model", default=d(defaults.model), help="digits_cnn, airbench, resnet18, pamap_cnn1d (default: per data set)"
+    )
     p.add_argument("--epochs", type=_integer, default=d(defaults.epochs))
-    p.add_argument("--pause-at", type=_int_list, default=d(None),
-                   help=f"epochs to pause before, comma-separated (default {pauses}, those within --epochs; "
-                        "'none' for no pauses)")
+    p.add_argument(
+        "--pause-at",
+        type=_int_list,
+        default=d(None),
+        help=f"epochs to pause before, comma-separated (default {pauses}, those within --epochs; 'none' for no pauses)",
+    )
     p.add_argument("--alpha", type=_number, default=d(defaults.alpha))
     p.add_argument("--lam", type=_number, default=d(defaults.lam))
-    p.add_argument("--ce-weight", choices=["blend", "full"], default=d(defaults.ce_weight),
-                   help="blend: (1-alpha) CE + alpha L_human (the paper); full: CE keeps weight 1")
+    p.add_argument(
+        "--ce-weight",
+        choices=["blend", "full"],
+        default=d(defaults.ce_weight),
+        help="blend: (1-alpha) CE + alpha L_human (the paper); full: CE keeps weight 1",
+    )
     p.add_argument("--seed", type=_integer, default=d(defaults.seed))
-    p.add_argument("--device", default=d(defaults.device),
-                   help="auto (CUDA where there is one), cpu, cuda, cuda:N")
+    p.add_argument("--device", default=d(defaults.device), help="auto (CUDA where there is one), cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=_integer, default=d(defaults.batch_size))
     p.add_argument("--lr", type=_number, default=d(defaults.lr))
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=d(defaults.optimizer))
     p.add_argument("--projection", choices=["pca", "lda"], default=d(defaults.projection))
-    p.add_argument("--view-size", type=_integer, default=d(defaults.view_size),
-                   help="points in the latent view (0: the whole training split)")
-    p.add_argument("--val-size", type=_size, default=d(defaults.val_size),
-                   help="validation split: a count (5000) or a fraction (0.1) of the training data (default: per "
-                        "data set)")
-    p.add_argument("--train-size", type=_size, default=d(defaults.train_size),
-                   help="train on a stratified, seeded subset of the rest: a count or a fraction (default: all)")
+    p.add_argument(
+        "--view-size",
+        type=_integer,
+        default=d(defaults.view_size),
+        help="points in the latent view (0: the whole training split)",
+    )
+    p.add_argument(
+        "--val-size",
+        type=_size,
+        default=d(defaults.val_size),
+        help="validation split: a count (5000) or a fraction (0.1) of the training data (default: per data set)",
+    )
+    p.add_argument(
+        "--train-size",
+        type=_size,
+        default=d(defaults.train_size),
+        help="train on a stratified, seeded subset of the rest: a count or a fraction (default: all)",
+    )
     p.add_argument("--grad-clip", type=_number, default=d(defaults.grad_clip))
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=d(defaults.compile),
-                   help="compile the loss and capture the step in a CUDA graph (default: on for CUDA, off on CPU)")
-    p.add_argument("--checkpoint-every", type=_integer, default=d(defaults.checkpoint_every), metavar="N",
-                   help="also checkpoint every N epochs (default: only at pauses and at the end)")
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=d(defaults.compile),
+        help="compile the loss and capture the step in a CUDA graph (default: on for CUDA, off on CPU)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=_integer,
+        default=d(defaults.checkpoint_every),
+        metavar="N",
+        help="also checkpoint every N epochs (default: only at pauses and at the end)",
+    )
 
 
 def config_from_args(a: argparse.Namespace):
     """The RunConfig the options describe. The default pauses are those within --epochs; pauses given with
     --pause-at are kept as given (one beyond the last epoch is refused, not dropped)."""
     from hill_app.engine.config import RunConfig
+
     pause = [e for e in RunConfig().pause_at if e <= a.epochs] if a.pause_at is None else list(a.pause_at)
-    return RunConfig(dataset=a.dataset, data_root=a.data_root, download=a.download, model=a.model,
-                     epochs=a.epochs, pause_at=pause, alpha=a.alpha, lam=a.lam, seed=a.seed, device=a.device,
-                     batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer, projection=a.projection,
-                     view_size=a.view_size, grad_clip=a.grad_clip, compile=a.compile,
-                     checkpoint_every=a.checkpoint_every, val_size=a.val_size, train_size=a.train_size,
-                     ce_weight=a.ce_weight)
+    return RunConfig(
+        dataset=a.dataset,
+        data_root=a.data_root,
+        download=a.download,
+        model=a.model,
+        epochs=a.epochs,
+        pause_at=pause,
+        alpha=a.alpha,
+        lam=a.lam,
+        seed=a.seed,
+        device=a.device,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        optimizer=a.optimizer,
+        projection=a.projection,
+        view_size=a.view_size,
+        grad_clip=a.grad_clip,
+        compile=a.compile,
+        checkpoint_every=a.checkpoint_every,
+        val_size=a.val_size,
+        train_size=a.train_size,
+        ce_weight=a.ce_weight,
+    )
 
 
 def explicit_train_options(argv: Sequence[str]) -> set[str]:
@@ -147,14 +204,25 @@ def explicit_train_options(argv: Sequence[str]) -> set[str]:
 def _train_only_options(t: argparse.ArgumentParser, suppress: bool = False) -> None:
     def d(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
+
     t.add_argument("--edits", default=d(None), help="JSON file of interventions applied at the pauses")
     t.add_argument("--out", default=d("runs/latest"), help="run folder (journal, checkpoints, snapshots, summary)")
     t.add_argument("--resume", metavar="RUN_DIR", default=d(None), help="continue a run from its last checkpoint")
     t.add_argument("--json", action="store_true", default=d(False), help="print the summary as JSON on stdout")
-    t.add_argument("--serve", nargs="?", const=DEFAULT_SERVE, default=d(None), metavar="[HOST:]PORT",
-                   help=f"serve the run to clients (the window, agents) on a loopback port (bare: {DEFAULT_SERVE})")
-    t.add_argument("--serve-open-events", action="store_true", default=d(False),
-                   help="with --serve: let loopback clients read the event stream without the token (read-only)")
+    t.add_argument(
+        "--serve",
+        nargs="?",
+        const=DEFAULT_SERVE,
+        default=d(None),
+        metavar="[HOST:]PORT",
+        help=f"serve the run to clients (the window, agents) on a loopback port (bare: {DEFAULT_SERVE})",
+    )
+    t.add_argument(
+        "--serve-open-events",
+        action="store_true",
+        default=d(False),
+        help="with --serve: let loopback clients read the event stream without the token (read-only)",
+    )
 
 
 def _say(msg: str) -> None:
@@ -179,6 +247,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from hill_app.engine.config import ConfigError
     from hill_app.engine.edits_file import EditsFileError
     from hill_app.engine.errors import CommandError
+
     return (ConfigError, EditsFileError, DataError, CheckpointError, CommandError, OSError)
 
 
@@ -199,9 +268,11 @@ def cmd_train(a: argparse.Namespace) -> int:
             fixed = sorted(getattr(a, "_explicit", set()) - RESUME_OPTIONS)
             if fixed:
                 names = ", ".join("--" + n.replace("_", "-") for n in fixed)
-                _say(f"error: {names}: --resume continues {run_dir} as configured in {run_dir / 'config.json'}; "
-                     "its options cannot be changed here (send a command such as update_optimizer at a pause, "
-                     "or start a new run)")
+                _say(
+                    f"error: {names}: --resume continues {run_dir} as configured in {run_dir / 'config.json'}; "
+                    "its options cannot be changed here (send a command such as update_optimizer at a pause, "
+                    "or start a new run)"
+                )
                 return EXIT_USAGE
             cfg = RunConfig.load(run_dir / "config.json")
         else:
@@ -212,8 +283,9 @@ def cmd_train(a: argparse.Namespace) -> int:
                 return EXIT_USAGE
             j = run_dir / "journal.jsonl"
             if j.exists() and j.stat().st_size > 0:
-                _say(f"error: {run_dir} already holds a run; choose another --out or continue it with "
-                     f"--resume {run_dir}")
+                _say(
+                    f"error: {run_dir} already holds a run; choose another --out or continue it with --resume {run_dir}"
+                )
                 return EXIT_USAGE
         try:
             cfg = cfg.resolved()
@@ -226,8 +298,13 @@ def cmd_train(a: argparse.Namespace) -> int:
         context = _checking_context(cfg, bundle, resume=bool(a.resume))  # refuses a model the data does not fit
         interventions = []
         if edits_path is not None:  # checked whole against the data and the model before anything is written
-            interventions = load_edits_file(edits_path, pause_at=cfg.pause_at, num_classes=bundle.num_classes,
-                                            view_size=len(view_set_indices(cfg, bundle.train_y)), context=context)
+            interventions = load_edits_file(
+                edits_path,
+                pause_at=cfg.pause_at,
+                num_classes=bundle.num_classes,
+                view_size=len(view_set_indices(cfg, bundle.train_y)),
+                context=context,
+            )
             if not a.resume:
                 _check_added_files(edits_path, interventions, bundle)
         bar = ProgressBar(cfg.epochs)
@@ -260,14 +337,21 @@ def cmd_train(a: argparse.Namespace) -> int:
         with _stop_on_signals(session):
             summary = session.run()
     except KeyboardInterrupt:
-        _say(f"interrupted twice: stopped at once, without a final checkpoint; continue from the last one with: "
-             f"hill-app train --resume {run_dir}")
+        _say(
+            f"interrupted twice: stopped at once, without a final checkpoint; continue from the last one with: "
+            f"hill-app train --resume {run_dir}"
+        )
         return 130
     except Exception as e:
-        where = (f"the traceback is in {run_dir / 'journal.jsonl'}, record 'error'"
-                 if getattr(session, "error_recorded", False) else "the journal had no room for the error record")
-        _say(f"error: training stopped at epoch {session.epoch + 1}, step {session.step}: {one_line(e)} ({where}; "
-             f"continue from the last checkpoint with: hill-app train --resume {run_dir})")
+        where = (
+            f"the traceback is in {run_dir / 'journal.jsonl'}, record 'error'"
+            if getattr(session, "error_recorded", False)
+            else "the journal had no room for the error record"
+        )
+        _say(
+            f"error: training stopped at epoch {session.epoch + 1}, step {session.step}: {one_line(e)} ({where}; "
+            f"continue from the last checkpoint with: hill-app train --resume {run_dir})"
+        )
         return EXIT_FAILED
     finally:
         session.close()
@@ -276,16 +360,22 @@ def cmd_train(a: argparse.Namespace) -> int:
     stop = summary.get("stop") or {}
     if stop.get("cause") == "signal":
         name = str(stop.get("reason", "")).split(" ")[0]
-        _say(f"\nstopped by {name} at epoch {stop.get('epoch')}, step {stop.get('step')}; checkpoint saved. "
-             f"Continue with: hill-app train --resume {run_dir}")
+        _say(
+            f"\nstopped by {name} at epoch {stop.get('epoch')}, step {stop.get('step')}; checkpoint saved. "
+            f"Continue with: hill-app train --resume {run_dir}"
+        )
         return 128 + _signal_number(name)
     if stop.get("cause") == "nonfinite":
-        _say(f"\nerror: training stopped at epoch {stop.get('epoch')}, step {stop.get('step')}: {stop.get('reason')} "
-             f"(journal record 'stopped' in {run_dir / 'journal.jsonl'})")
+        _say(
+            f"\nerror: training stopped at epoch {stop.get('epoch')}, step {stop.get('step')}: {stop.get('reason')} "
+            f"(journal record 'stopped' in {run_dir / 'journal.jsonl'})"
+        )
         return EXIT_FAILED
-    _say(f"\ndone: test accuracy {summary['test_accuracy']:.4f}, val accuracy {summary['val_accuracy']:.4f}, "
-         f"{summary['epochs']} epochs, {summary['edits_applied']} edits, {summary['wall_seconds']:.1f} s "
-         f"-> {run_dir / 'summary.json'}")
+    _say(
+        f"\ndone: test accuracy {summary['test_accuracy']:.4f}, val accuracy {summary['val_accuracy']:.4f}, "
+        f"{summary['epochs']} epochs, {summary['edits_applied']} edits, {summary['wall_seconds']:.1f} s "
+        f"-> {run_dir / 'summary.json'}"
+    )
     if a.json:
         print(json.dumps(summary))
     return 0
@@ -305,6 +395,7 @@ def _checking_context(cfg: Any, bundle: Any, resume: bool) -> Any:
     from hill_app.engine.handlers import context_for
     from hill_app.engine.models import build_model
     from hill_app.engine.session import TrainingSession, view_set_indices
+
     with torch.random.fork_rng(devices=[]):
         try:
             model = build_model(cfg.model, bundle.input_shape, bundle.num_classes)
@@ -312,17 +403,27 @@ def _checking_context(cfg: Any, bundle: Any, resume: bool) -> Any:
             raise ConfigError(f"{e}; choose another --model for the {cfg.dataset} data") from None
     view = view_set_indices(cfg, bundle.train_y)
     if len(view) < 3:  # else the run would fail after epoch 1, fitting the 2D view
-        raise ConfigError(f"train_size: the training split holds {len(view)} sample(s) (--val-size {cfg.val_size}, "
-                          f"--train-size {cfg.train_size}); expected at least 3 for the 2D view")
+        raise ConfigError(
+            f"train_size: the training split holds {len(view)} sample(s) (--val-size {cfg.val_size}, "
+            f"--train-size {cfg.train_size}); expected at least 3 for the 2D view"
+        )
     present = len(torch.unique(bundle.train_y[torch.as_tensor(view)]))
     if cfg.projection == "lda" and present < 3:
-        raise ConfigError(f"projection: lda needs at least 3 classes in the view set, the training split has "
-                          f"{present}; expected --projection pca for this data")
+        raise ConfigError(
+            f"projection: lda needs at least 3 classes in the view set, the training split has "
+            f"{present}; expected --projection pca for this data"
+        )
     shell = types.SimpleNamespace(config=cfg, model=model, device=torch.device("cpu"), use_compile=False)
     optimizer = TrainingSession._make_optimizer(shell)  # type: ignore[arg-type]  # the same kind and groups
-    return context_for(model, optimizer, num_classes=bundle.num_classes, n_train=int(bundle.train_x.shape[0]),
-                       view_size=len(view),
-                       checkpoint_uuids=None if resume else frozenset(), check_files=not resume)
+    return context_for(
+        model,
+        optimizer,
+        num_classes=bundle.num_classes,
+        n_train=int(bundle.train_x.shape[0]),
+        view_size=len(view),
+        checkpoint_uuids=None if resume else frozenset(),
+        check_files=not resume,
+    )
 
 
 def _check_added_files(edits_path: Path, interventions: list, bundle: Any) -> None:
@@ -330,6 +431,7 @@ def _check_added_files(edits_path: Path, interventions: list, bundle: Any) -> No
     from hill_app.datasets import DataError
     from hill_app.datasets.samples_file import read_samples_file
     from hill_app.engine.edits_file import EditsFileError
+
     for iv in interventions:
         for j, c in enumerate(iv.commands):
             args = c.get("args") or {}
@@ -337,13 +439,15 @@ def _check_added_files(edits_path: Path, interventions: list, bundle: Any) -> No
                 try:
                     read_samples_file(bundle, args["path"])
                 except DataError as e:
-                    raise EditsFileError(f"{edits_path}: the intervention at epoch {iv.epoch}, commands[{j}]: "
-                                         f"update_dataset add: {e}") from None
+                    raise EditsFileError(
+                        f"{edits_path}: the intervention at epoch {iv.epoch}, commands[{j}]: update_dataset add: {e}"
+                    ) from None
 
 
 def _edits_path(a: argparse.Namespace, run_dir: Path) -> Path | None:
     """The edits file the run plays. A resume plays the copy in its folder; naming another file is refused."""
     from hill_app.engine.config import ConfigError
+
     kept = run_dir / "edits.json"
     if not a.resume:
         return Path(a.edits) if a.edits else None
@@ -354,8 +458,10 @@ def _edits_path(a: argparse.Namespace, run_dir: Path) -> Path | None:
         except OSError as e:
             raise ConfigError(f"{given}: cannot read the edits file ({e.strerror or e})") from None
         if not same:
-            raise ConfigError(f"{given}: --resume plays the run's own script {kept}; another edits file cannot be "
-                              "swapped in (start a new run with it)")
+            raise ConfigError(
+                f"{given}: --resume plays the run's own script {kept}; another edits file cannot be "
+                "swapped in (start a new run with it)"
+            )
     return kept if kept.is_file() else None
 
 
@@ -365,12 +471,14 @@ def _prepare_new_run(run_dir: Path, edits_path: Path | None) -> None:
     from hill_app.engine.config import ConfigError
     from hill_app.engine.files import atomic_write_bytes
     from hill_app.engine.resume import check_new_run_folder
+
     check_new_run_folder(run_dir)
     kept = run_dir / "edits.json"
     if edits_path is None:
         if kept.exists():
-            raise ConfigError(f"{kept} is in the folder but no --edits was given; pass --edits {kept} to play it, "
-                              "or move it away")
+            raise ConfigError(
+                f"{kept} is in the folder but no --edits was given; pass --edits {kept} to play it, or move it away"
+            )
         return
     data = edits_path.read_bytes()
     if not (kept.is_file() and kept.read_bytes() == data):
@@ -381,6 +489,7 @@ def _pause_handler(interventions: list, serving: bool) -> Any:
     """Headless: the script plays the scheduled pauses and stops at any other (a non-finite loss). Served:
     with no script every pause waits for a client; with one, the script plays its pauses and the others wait."""
     from hill_app.engine.edits_file import scripted_pause_handler
+
     if serving and not interventions:
         return None
     script = scripted_pause_handler(interventions)
@@ -392,6 +501,7 @@ def _pause_handler(interventions: list, serving: bool) -> Any:
         # a pause a crash interrupted after the script had sent some of its commands: those were re-applied
         # from the journal, so the script sends only the rest
         script(_SkipSubmits(session, done) if done else session, info)
+
     return handler
 
 
@@ -452,8 +562,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("replay", help="re-run a run's journal and compare every logged metric")
     r.add_argument("run_dir")
-    r.add_argument("--out", help="new or empty folder for the replayed run (default: RUN_DIR/replay, or a fresh "
-                                 "RUN_DIR/replay-N; nothing is ever deleted)")
+    r.add_argument(
+        "--out",
+        help="new or empty folder for the replayed run (default: RUN_DIR/replay, or a fresh "
+        "RUN_DIR/replay-N; nothing is ever deleted)",
+    )
     r.add_argument("--device", default="cpu", help="replays are exact on the CPU")
     r.set_defaults(fn=lambda a: _lazy("hill_app.engine.replay", "replay_main")(a))
 
@@ -500,6 +613,7 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
     cp = sub.choices["compare"]
     try:
         from hill_app.studies import compare
+
         compare.add_arguments(cp)
     except (ImportError, AttributeError) as e:
         cp.set_defaults(_compare_error=one_line(e))
@@ -512,12 +626,14 @@ def _study_window() -> tuple[Any, type[Exception]]:
     """The study window's entry and error type, imported only when a participant uses the window. The window
     imports studies, so it is opened from here: studies never imports hill_app.gui."""
     from hill_app.gui.study_window import StudyWindowError, run_study_gui
+
     return run_study_gui, StudyWindowError
 
 
 def _lazy(module: str, name: str):
     """Import a subcommand's code only when it runs, so `hill-app train` starts fast."""
     import importlib
+
     return getattr(importlib.import_module(module), name)
 
 
@@ -525,6 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         from hill_app.gui.app import run_gui
+
         return run_gui([])
     p = build_parser()
     if argv[0] == "compare":
@@ -554,8 +671,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.formatwarning = shown
 
 
-def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  line: str | None = None) -> str:
+def _warning_line(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
     """A warning (a PAMAP2 subject left out, ...) as one line in the user's terms, without the source line."""
     return f"warning: {' '.join(str(message).split())}\n"
 

@@ -7,6 +7,7 @@ CIFAR-10) or 12 (PAMAP2) classes still get distinct, named-in-the-legend colours
 plain ``(r, g, b)`` tuples work with ``QColor(*rgb)`` and ``pg.mkColor``, and both the window and the study
 report's figures (hill_app.studies.figures) draw with them.
 """
+
 from __future__ import annotations
 
 OKABE_ITO: tuple[tuple[int, int, int], ...] = (
@@ -58,8 +59,10 @@ def darker(rgb: tuple[int, int, int], factor: float = 0.65) -> tuple[int, int, i
 
 def luminance(rgb: tuple[int, int, int]) -> float:
     """Relative luminance (WCAG), to pick dark or light text on a class colour."""
+
     def lin(c: int) -> float:
         s = c / 255.0
         return s / 12.92 if s <= 0.03928 else ((s + 0.055) / 1.055) ** 2.4
+
     r, g, b = rgb
     return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)

@@ -8,6 +8,7 @@ torch.compile the same formula runs in float64 numpy, whose small-array calls co
 dispatch (docs/speed.md has the numbers). The formula itself is written out in tests/hill_reference.py,
 which pins both paths against autograd.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -64,9 +65,15 @@ class LatentTargets:
 
     def to(self, device: torch.device | str) -> LatentTargets:
         return LatentTargets(
-            self.centers.to(device), self.spreads.to(device), self.class_mask.to(device),
-            self.sep_min.to(device), self.point_pos.to(device), self.point_mask.to(device),
-            self.ref_radius.to(device), self.metric.to(device), self.weights,
+            self.centers.to(device),
+            self.spreads.to(device),
+            self.class_mask.to(device),
+            self.sep_min.to(device),
+            self.point_pos.to(device),
+            self.point_mask.to(device),
+            self.ref_radius.to(device),
+            self.metric.to(device),
+            self.weights,
         )
 
 
@@ -95,7 +102,7 @@ def class_stats(z: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[tor
 # d|mu_k - mu_l| / d mu_k = (mu_k - mu_l) / |mu_k - mu_l|, d scale / d u_i = u_i / (B r r_0).
 
 
-NUMPY_ON_CPU = True   # tests switch it off to run the torch path on a CPU
+NUMPY_ON_CPU = True  # tests switch it off to run the torch path on a CPU
 
 
 def _numpy_path(z: torch.Tensor) -> bool:
@@ -106,11 +113,12 @@ def _target_tensors(t: LatentTargets) -> tuple[torch.Tensor, ...]:
     return t.centers, t.spreads, t.class_mask, t.sep_min, t.sep_pairs, t.point_pos, t.point_mask, t.ref_radius
 
 
-def _terms_torch(u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, tt: tuple[torch.Tensor, ...]
-                 ) -> tuple[torch.Tensor, tuple]:
+def _terms_torch(
+    u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, tt: tuple[torch.Tensor, ...]
+) -> tuple[torch.Tensor, tuple]:
     centers, spreads, class_mask, sep_min, sep_pairs, point_pos, point_mask, ref_radius = tt
     b, k = u.shape[0], centers.shape[0]
-    s = u.new_zeros(k, 3).index_add_(0, y, F.pad(u, (0, 1), value=1.0))   # per-class sums and counts
+    s = u.new_zeros(k, 3).index_add_(0, y, F.pad(u, (0, 1), value=1.0))  # per-class sums and counts
     n = s[:, 2]
     ncl = n.clamp(min=1.0).unsqueeze(1)
     mu = s[:, :2] / ncl
@@ -129,8 +137,9 @@ def _terms_torch(u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, tt: tuple[
     sp = short * pair
     pm = point_mask.index_select(0, idx)
     dp = u - point_pos.index_select(0, idx)
-    num = torch.stack([((ec * ec).sum(1) * has).sum(), (sr * sr * hs).sum(), (short * sp).sum(),
-                       ((dp * dp).sum(1) * pm).sum()])
+    num = torch.stack(
+        [((ec * ec).sum(1) * has).sum(), (sr * sr * hs).sum(), (short * sp).sum(), ((dp * dp).sum(1) * pm).sum()]
+    )
     den = torch.stack([has.sum(), hs.sum(), pair.sum(), pm.sum()]).clamp(min=1.0)
     r = torch.sqrt((u * u).sum() / b + _EPS)
     scale = r / ref_radius
@@ -160,10 +169,19 @@ def _numpy_constants(targets: LatentTargets, project: tuple[torch.Tensor, torch.
     m = targets.metric.double().numpy()
     a, c = (m, np.zeros(2)) if project is None else (m @ project[0].double().numpy(), m @ project[1].double().numpy())
     k = targets.centers.shape[0]
-    consts = (a, c, np.eye(k), targets.centers.double().numpy(), targets.spreads.double().numpy(),
-              targets.class_mask.double().numpy(), targets.sep_min.double().numpy(),
-              targets.sep_pairs.double().numpy(), targets.point_pos.double().numpy(),
-              targets.point_mask.double().numpy(), float(targets.ref_radius))
+    consts = (
+        a,
+        c,
+        np.eye(k),
+        targets.centers.double().numpy(),
+        targets.spreads.double().numpy(),
+        targets.class_mask.double().numpy(),
+        targets.sep_min.double().numpy(),
+        targets.sep_pairs.double().numpy(),
+        targets.point_pos.double().numpy(),
+        targets.point_mask.double().numpy(),
+        float(targets.ref_radius),
+    )
     targets._numpy = (key, consts)  # type: ignore[attr-defined]  # a cache that travels with the targets
     return consts
 
@@ -193,8 +211,9 @@ def _terms_numpy(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, consts: tu
     pm = point_mask[idn]
     dp = un - point_pos[idn]
     den = np.maximum([has.sum(), hs.sum(), pair.sum(), pm.sum()], 1.0)
-    num = np.array([np.einsum("ij,ij,i->", ec, ec, has), (sr * sr) @ hs, np.vdot(short, sp),
-                    np.einsum("ij,ij,i->", dp, dp, pm)])
+    num = np.array(
+        [np.einsum("ij,ij,i->", ec, ec, has), (sr * sr) @ hs, np.vdot(short, sp), np.einsum("ij,ij,i->", dp, dp, pm)]
+    )
     r = np.sqrt(np.einsum("ij,ij->", un, un) / un.shape[0] + _EPS)
     scale = r / r0
     out = np.concatenate([num / den, [scale, abs(1.0 - scale)]])
@@ -223,9 +242,18 @@ class _HillLossNumpy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, ce: torch.Tensor, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,  # type: ignore[override]
-                alpha: float, lam: float, weights: LossWeights, full: bool, consts: tuple
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        ctx,
+        ce: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,  # type: ignore[override]
+        alpha: float,
+        lam: float,
+        weights: LossWeights,
+        full: bool,
+        consts: tuple,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         t, ctx.saved = _terms_numpy(x, y, idx, consts)
         cef = float(ce)
         w = weights
@@ -259,9 +287,22 @@ class _HillLossTorch(torch.autograd.Function):
     6 terms), each differentiable, from tensor ops only, so that CUDA graphs capture it."""
 
     @staticmethod
-    def forward(ctx, ce: torch.Tensor, z: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,  # type: ignore[override]
-                alpha: torch.Tensor, lam: torch.Tensor, wc: float, ws: float, wsep: float, wp: float, full: bool,
-                metric: torch.Tensor, *tt: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx,
+        ce: torch.Tensor,
+        z: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,  # type: ignore[override]
+        alpha: torch.Tensor,
+        lam: torch.Tensor,
+        wc: float,
+        ws: float,
+        wsep: float,
+        wp: float,
+        full: bool,
+        metric: torch.Tensor,
+        *tt: torch.Tensor,
+    ) -> torch.Tensor:
         ctx.w, ctx.full = (wc, ws, wsep, wp), full
         t, saved = _terms_torch(z @ metric.t(), y, idx, tt)
         ctx.save_for_backward(alpha, lam, metric, *saved)
@@ -279,25 +320,47 @@ class _HillLossTorch(torch.autograd.Function):
         return (gce, gz) + (None,) * 18
 
 
-def _hill_node(ce: torch.Tensor, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, targets: LatentTargets,
-               alpha: float | torch.Tensor, lam: float | torch.Tensor, weights: LossWeights, ce_weight: str,
-               project: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _hill_node(
+    ce: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    idx: torch.Tensor,
+    targets: LatentTargets,
+    alpha: float | torch.Tensor,
+    lam: float | torch.Tensor,
+    weights: LossWeights,
+    ce_weight: str,
+    project: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, stats: ce and the 5 terms) through the one node that fits the device."""
     if ce_weight not in CE_WEIGHTS:
         raise ValueError(f"ce_weight: expected one of {', '.join(CE_WEIGHTS)}, got {ce_weight!r}")
     x = x.float()
     full = ce_weight == "full"
     if _numpy_path(x):
-        return _HillLossNumpy.apply(ce, x, y, idx, float(alpha), float(lam), weights, full,
-                                    _numpy_constants(targets, project))
+        return _HillLossNumpy.apply(
+            ce, x, y, idx, float(alpha), float(lam), weights, full, _numpy_constants(targets, project)
+        )
     if project is not None:
         x = torch.addmm(project[1].to(x), x, project[0].to(x).t())
     # constants as device scalars: torch.full is a fill, not a host copy, so a CUDA graph can capture it
     alpha = alpha if isinstance(alpha, torch.Tensor) else torch.full((), float(alpha), device=x.device)
     lam = lam if isinstance(lam, torch.Tensor) else torch.full((), float(lam), device=x.device)
-    out = _HillLossTorch.apply(ce, x, y, idx, alpha, lam, float(weights.center), float(weights.spread),
-                               float(weights.sep), float(weights.point), full, targets.metric,
-                               *_target_tensors(targets))
+    out = _HillLossTorch.apply(
+        ce,
+        x,
+        y,
+        idx,
+        alpha,
+        lam,
+        float(weights.center),
+        float(weights.spread),
+        float(weights.sep),
+        float(weights.point),
+        full,
+        targets.metric,
+        *_target_tensors(targets),
+    )
     return out[0], torch.cat([ce.detach().view(1), out[1:6]])
 
 
@@ -326,10 +389,19 @@ def combine_terms(ce: Any, t: Any, weights: LossWeights, alpha: Any, lam: Any, c
     return ce_part + alpha * human + lam * dev
 
 
-def hill_loss(logits: torch.Tensor, z: torch.Tensor | None, y: torch.Tensor, idx: torch.Tensor,
-              targets: LatentTargets | None, alpha: float | torch.Tensor, lam: float | torch.Tensor, *,
-              weights: LossWeights | None = None, ce_weight: str = "blend",
-              project: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def hill_loss(
+    logits: torch.Tensor,
+    z: torch.Tensor | None,
+    y: torch.Tensor,
+    idx: torch.Tensor,
+    targets: LatentTargets | None,
+    alpha: float | torch.Tensor,
+    lam: float | torch.Tensor,
+    *,
+    weights: LossWeights | None = None,
+    ce_weight: str = "blend",
+    project: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The global loss the training step trains on, and its terms (6, in TERM_NAMES order, detached).
 
     ``z`` is the projected batch (B, 2); with ``project = (weight, bias)`` it is the features (B, D) that the
@@ -345,8 +417,9 @@ def hill_loss(logits: torch.Tensor, z: torch.Tensor | None, y: torch.Tensor, idx
     ce = F.cross_entropy(logits.float(), y)
     if targets is None or z is None or (not isinstance(alpha, torch.Tensor) and alpha == 0.0):
         return ce, torch.cat([ce.detach().view(1), ce.new_zeros(5)])
-    loss, stats = _hill_node(ce, z, y, idx, targets, alpha, lam,
-                             weights if weights is not None else targets.weights, ce_weight, project)
+    loss, stats = _hill_node(
+        ce, z, y, idx, targets, alpha, lam, weights if weights is not None else targets.weights, ce_weight, project
+    )
     return loss, stats.detach()
 
 
@@ -354,8 +427,12 @@ class _Replayed(torch.autograd.Function):
     """The loss from a replayed graph; its backward scales the gradients the graph computed with it."""
 
     @staticmethod
-    def forward(ctx, ce: torch.Tensor, x: torch.Tensor, graphed: GraphedHillLoss  # type: ignore[override]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        ctx,
+        ce: torch.Tensor,
+        x: torch.Tensor,
+        graphed: GraphedHillLoss,  # type: ignore[override]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         loss, stats, gce, gx = graphed.replay(ce, x)
         ctx.save_for_backward(gce, gx)
         ctx.mark_non_differentiable(stats)
@@ -386,22 +463,40 @@ class GraphedHillLoss:
         self.captures = 0
 
     @staticmethod
-    def _body(ce: torch.Tensor, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, targets: LatentTargets,
-              alpha: torch.Tensor, lam: torch.Tensor, w: LossWeights, full: bool,
-              project: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, ...]:
+    def _body(
+        ce: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        targets: LatentTargets,
+        alpha: torch.Tensor,
+        lam: torch.Tensor,
+        w: LossWeights,
+        full: bool,
+        project: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, ...]:
         m = targets.metric
         a = m if project is None else m @ project[0]
         z = x if project is None else torch.addmm(project[1], x, project[0].t())
         t, saved = _terms_torch(z @ m.t(), y, idx, _target_tensors(targets))
         loss = combine_terms(ce, t, w, alpha, lam, "full" if full else "blend")
-        coef = torch.stack([alpha * w.center, alpha * w.spread, alpha * w.sep, alpha * w.point,
-                            torch.zeros_like(alpha), lam])
+        coef = torch.stack(
+            [alpha * w.center, alpha * w.spread, alpha * w.sep, alpha * w.point, torch.zeros_like(alpha), lam]
+        )
         gx = _grad_torch(saved, coef) @ a
         gce = torch.ones_like(alpha) if full else 1.0 - alpha
         return loss, torch.cat([ce.view(1), t[:5]]), gce, gx
 
-    def _capture(self, key: tuple, refs: tuple, ce: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                 idx: torch.Tensor, args: tuple) -> None:
+    def _capture(
+        self,
+        key: tuple,
+        refs: tuple,
+        ce: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        args: tuple,
+    ) -> None:
         self._graph = None
         st = {"ce": ce.detach().clone(), "x": x.detach().clone(), "y": y.clone(), "idx": idx.clone()}
         side = torch.cuda.Stream(x.device)
@@ -423,10 +518,20 @@ class GraphedHillLoss:
         self._graph.replay()
         return st["loss"].clone(), st["stats"].clone(), st["gce"].clone(), st["gx"].clone()
 
-    def __call__(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
-                 targets: LatentTargets, alpha: torch.Tensor, lam: torch.Tensor, *, weights: LossWeights,
-                 ce_weight: str, project: tuple[torch.Tensor, torch.Tensor] | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        targets: LatentTargets,
+        alpha: torch.Tensor,
+        lam: torch.Tensor,
+        *,
+        weights: LossWeights,
+        ce_weight: str,
+        project: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if ce_weight not in CE_WEIGHTS:
             raise ValueError(f"ce_weight: expected one of {', '.join(CE_WEIGHTS)}, got {ce_weight!r}")
         ce = F.cross_entropy(logits.float(), y)
@@ -435,11 +540,28 @@ class GraphedHillLoss:
             project = (project[0].to(x), project[1].to(x))
         tt = _target_tensors(targets) + (targets.metric,) + (project or ())
         w = (float(weights.center), float(weights.spread), float(weights.sep), float(weights.point))
-        key = (tuple(x.shape), tuple(x.stride()), tuple(y.shape), tuple(idx.shape), x.device, w, ce_weight,
-               alpha.data_ptr(), lam.data_ptr(), tuple(v.data_ptr() for v in tt))
+        key = (
+            tuple(x.shape),
+            tuple(x.stride()),
+            tuple(y.shape),
+            tuple(idx.shape),
+            x.device,
+            w,
+            ce_weight,
+            alpha.data_ptr(),
+            lam.data_ptr(),
+            tuple(v.data_ptr() for v in tt),
+        )
         if key != self._key:
-            self._capture(key, (targets, project, alpha, lam), ce, x, y, idx,
-                          (targets, alpha, lam, LossWeights(*w), ce_weight == "full", project))
+            self._capture(
+                key,
+                (targets, project, alpha, lam),
+                ce,
+                x,
+                y,
+                idx,
+                (targets, alpha, lam, LossWeights(*w), ce_weight == "full", project),
+            )
         st = self._static
         st["y"].copy_(y)
         st["idx"].copy_(idx)

@@ -4,6 +4,7 @@ When edits are committed every class gets targets: edited classes where the user
 where they stand now, so the whole edited scatter is the teacher. The layout lives on the CPU as numpy
 (small, editable, JSON-serialisable) and becomes :class:`LatentTargets` tensors for the loss.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,17 +29,17 @@ class EditError(ValueError):
 class TargetLayout:
     """The teacher layout: per-class centre and spread, pair separations, merges and moved points."""
 
-    centers: np.ndarray                      # (K, 2) float64
-    spreads: np.ndarray                      # (K,)
-    sep_min: np.ndarray                      # (K, K) symmetric, 0 = no separation target
-    group: np.ndarray                        # (K,) int: classes with the same id are merged
+    centers: np.ndarray  # (K, 2) float64
+    spreads: np.ndarray  # (K,)
+    sep_min: np.ndarray  # (K, K) symmetric, 0 = no separation target
+    group: np.ndarray  # (K,) int: classes with the same id are merged
     points: dict[int, tuple[float, float]] = field(default_factory=dict)  # view index -> drop position
-    edited: np.ndarray | None = None         # (K,) bool: classes the user touched (display only)
-    ref_radius: float = 1.0                  # RMS radius of the view set when the layout was taken
+    edited: np.ndarray | None = None  # (K,) bool: classes the user touched (display only)
+    ref_radius: float = 1.0  # RMS radius of the view set when the layout was taken
     # loss space (see with_metric): u = z @ metric.T; None = z in units of ref_radius
-    metric: np.ndarray | None = None         # (2, 2)
-    spread_gain: np.ndarray | None = None    # (K,) class spread in loss space / in view space
-    metric_radius: float | None = None       # RMS radius of the view set in loss space
+    metric: np.ndarray | None = None  # (2, 2)
+    spread_gain: np.ndarray | None = None  # (K,) class spread in loss space / in view space
+    metric_radius: float | None = None  # RMS radius of the view set in loss space
 
     @property
     def num_classes(self) -> int:
@@ -49,9 +50,13 @@ class TargetLayout:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "centers": self.centers.tolist(), "spreads": self.spreads.tolist(), "sep_min": self.sep_min.tolist(),
-            "group": self.group.tolist(), "points": {str(k): list(v) for k, v in sorted(self.points.items())},
-            "edited": None if self.edited is None else self.edited.tolist(), "ref_radius": self.ref_radius,
+            "centers": self.centers.tolist(),
+            "spreads": self.spreads.tolist(),
+            "sep_min": self.sep_min.tolist(),
+            "group": self.group.tolist(),
+            "points": {str(k): list(v) for k, v in sorted(self.points.items())},
+            "edited": None if self.edited is None else self.edited.tolist(),
+            "ref_radius": self.ref_radius,
             "metric": None if self.metric is None else self.metric.tolist(),
             "spread_gain": None if self.spread_gain is None else self.spread_gain.tolist(),
             "metric_radius": self.metric_radius,
@@ -60,8 +65,10 @@ class TargetLayout:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TargetLayout:
         return cls(
-            centers=np.asarray(d["centers"], dtype=np.float64), spreads=np.asarray(d["spreads"], dtype=np.float64),
-            sep_min=np.asarray(d["sep_min"], dtype=np.float64), group=np.asarray(d["group"], dtype=np.int64),
+            centers=np.asarray(d["centers"], dtype=np.float64),
+            spreads=np.asarray(d["spreads"], dtype=np.float64),
+            sep_min=np.asarray(d["sep_min"], dtype=np.float64),
+            group=np.asarray(d["group"], dtype=np.int64),
             points={int(k): (float(v[0]), float(v[1])) for k, v in d.get("points", {}).items()},
             edited=None if d.get("edited") is None else np.asarray(d["edited"], dtype=bool),
             ref_radius=float(d.get("ref_radius", 1.0)),
@@ -75,12 +82,20 @@ class TargetLayout:
         if self.metric is None:
             r = self.ref_radius if self.ref_radius > 1e-12 else 1.0
             return np.eye(2) / r, np.full(self.num_classes, 1.0 / r), 1.0
-        gain = self.spread_gain if self.spread_gain is not None else np.full(
-            self.num_classes, float(np.sqrt((self.metric ** 2).sum() / 2)))
+        gain = (
+            self.spread_gain
+            if self.spread_gain is not None
+            else np.full(self.num_classes, float(np.sqrt((self.metric**2).sum() / 2)))
+        )
         return self.metric, gain, float(self.metric_radius or 1.0)
 
-    def to_tensors(self, view_to_train: np.ndarray, n_train: int, device: torch.device | str = "cpu",
-                   weights: LossWeights | None = None) -> LatentTargets:
+    def to_tensors(
+        self,
+        view_to_train: np.ndarray,
+        n_train: int,
+        device: torch.device | str = "cpu",
+        weights: LossWeights | None = None,
+    ) -> LatentTargets:
         """Tensors for the loss, in loss space; point targets are scattered to training-sample indices."""
         k = self.num_classes
         a, gain, radius = self.loss_space()
@@ -91,7 +106,7 @@ class TargetLayout:
         n = np.linalg.norm(d, axis=2, keepdims=True)
         unit = np.where(n > 1e-12, d / np.maximum(n, 1e-12), 0.0)
         along = np.linalg.norm(unit @ a.T, axis=2)
-        along = np.where(n[..., 0] > 1e-12, along, float(np.sqrt((a ** 2).sum() / 2)))
+        along = np.where(n[..., 0] > 1e-12, along, float(np.sqrt((a**2).sum() / 2)))
         sep = self.sep_min * along
         point_pos = torch.zeros(n_train, 2)
         point_mask = torch.zeros(n_train)
@@ -106,14 +121,17 @@ class TargetLayout:
             spreads=torch.tensor(spreads, dtype=torch.float32),
             class_mask=torch.ones(k),
             sep_min=torch.tensor(sep, dtype=torch.float32),
-            point_pos=point_pos, point_mask=point_mask, ref_radius=torch.tensor(float(radius)),
+            point_pos=point_pos,
+            point_mask=point_mask,
+            ref_radius=torch.tensor(float(radius)),
             metric=torch.tensor(a, dtype=torch.float32),
             weights=weights or LossWeights(),
         ).to(device)
 
 
-def with_metric(layout: TargetLayout, z: np.ndarray, y: np.ndarray, projection_weight: np.ndarray,
-                feature_radius: float) -> TargetLayout:
+def with_metric(
+    layout: TargetLayout, z: np.ndarray, y: np.ndarray, projection_weight: np.ndarray, feature_radius: float
+) -> TargetLayout:
     """Attach the loss space of a linear view ``z = g @ W.T + b`` to a layout taken on points ``z``.
 
     A displacement dz on screen takes at least the feature change W^+ dz, of length |(W W^T)^(-1/2) dz|.
@@ -127,7 +145,7 @@ def with_metric(layout: TargetLayout, z: np.ndarray, y: np.ndarray, projection_w
     a = (evecs @ np.diag(1.0 / np.sqrt(np.maximum(evals, 1e-300))) @ evecs.T) / max(feature_radius, 1e-12)
     z = np.asarray(z, dtype=np.float64)
     u = z @ a.T
-    gain = np.full(layout.num_classes, float(np.sqrt((a ** 2).sum() / 2)))
+    gain = np.full(layout.num_classes, float(np.sqrt((a**2).sum() / 2)))
     for c in range(layout.num_classes):
         m = y == c
         if m.sum() > 1:
@@ -137,7 +155,7 @@ def with_metric(layout: TargetLayout, z: np.ndarray, y: np.ndarray, projection_w
                 gain[c] = us / zs
     out = layout.copy()
     out.metric, out.spread_gain = a, gain
-    out.metric_radius = float(np.sqrt((u ** 2).sum(1).mean())) or 1.0
+    out.metric_radius = float(np.sqrt((u**2).sum(1).mean())) or 1.0
     return out
 
 
@@ -151,13 +169,19 @@ def layout_from_points(z: np.ndarray, y: np.ndarray, num_classes: int) -> Target
         if len(zc):
             centers[c] = zc.mean(axis=0)
             spreads[c] = math.sqrt(((zc - centers[c]) ** 2).sum(axis=1).mean())
-    radius = float(np.sqrt((z ** 2).sum(axis=1).mean())) if len(z) else 1.0
-    return TargetLayout(centers=centers, spreads=spreads, sep_min=np.zeros((num_classes, num_classes)),
-                        group=np.arange(num_classes), edited=np.zeros(num_classes, dtype=bool),
-                        ref_radius=radius if radius > 1e-9 else 1.0)
+    radius = float(np.sqrt((z**2).sum(axis=1).mean())) if len(z) else 1.0
+    return TargetLayout(
+        centers=centers,
+        spreads=spreads,
+        sep_min=np.zeros((num_classes, num_classes)),
+        group=np.arange(num_classes),
+        edited=np.zeros(num_classes, dtype=bool),
+        ref_radius=radius if radius > 1e-9 else 1.0,
+    )
 
 
 # ---------------------------------------------------------------- validation
+
 
 def _req(edit: dict, key: str, where: str) -> Any:
     if key not in edit:
@@ -173,8 +197,9 @@ def _class(v: Any, k: int, where: str, key: str = "class") -> int:
     return v
 
 
-def _number(v: Any, where: str, key: str, lo: float | None = None, hi: float | None = None,
-            lo_open: bool = False) -> float:
+def _number(
+    v: Any, where: str, key: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False
+) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise EditError(f"{where}: '{key}' must be a finite number, got {v!r}")
     if lo is not None and (v < lo or (lo_open and v == lo)):
@@ -206,8 +231,14 @@ def validate_edit(edit: Any, num_classes: int, view_size: int, where: str = "edi
     op = edit.get("op")
     if op not in EDIT_OPS:
         raise EditError(f"{where}: unknown op {op!r}; expected one of {', '.join(EDIT_OPS)}")
-    allowed = {"move_center": {"class", "to"}, "scale_spread": {"class", "factor"}, "move_points": {"indices", "to"},
-               "merge": {"classes"}, "separate": {"classes", "min_distance"}, "strategy": {"name", "strength"}}
+    allowed = {
+        "move_center": {"class", "to"},
+        "scale_spread": {"class", "factor"},
+        "move_points": {"indices", "to"},
+        "merge": {"classes"},
+        "separate": {"classes", "min_distance"},
+        "strategy": {"name", "strength"},
+    }
     extra = set(edit) - allowed[op] - {"op", "origin"}
     if extra:
         raise EditError(f"{where}: unexpected key(s) {sorted(extra)} for op '{op}'")
@@ -242,8 +273,9 @@ def validate_edit(edit: Any, num_classes: int, view_size: int, where: str = "edi
         out["classes"] = _pair(_req(edit, "classes", where), num_classes, where)
     elif op == "separate":
         out["classes"] = _pair(_req(edit, "classes", where), num_classes, where)
-        out["min_distance"] = _number(_req(edit, "min_distance", where), where, "min_distance", lo=0.0,
-                                      hi=100.0, lo_open=True)
+        out["min_distance"] = _number(
+            _req(edit, "min_distance", where), where, "min_distance", lo=0.0, hi=100.0, lo_open=True
+        )
     elif op == "strategy":
         name = _req(edit, "name", where)
         if name not in STRATEGIES:
@@ -254,6 +286,7 @@ def validate_edit(edit: Any, num_classes: int, view_size: int, where: str = "edi
 
 
 # ---------------------------------------------------------------- application
+
 
 def _members(layout: TargetLayout, c: int) -> np.ndarray:
     return np.nonzero(layout.group == layout.group[c])[0]
@@ -321,7 +354,7 @@ def _apply_strategy(layout: TargetLayout, name: str, s: float) -> TargetLayout:
     """The strategies HILL's participants were seen to use, applied to every class (a scripted participant)."""
     k = layout.num_classes
     if name == "compactness":
-        layout.spreads *= (1.0 - s)
+        layout.spreads *= 1.0 - s
     elif name == "separation":
         g = layout.centers.mean(axis=0)
         layout.centers = g + (layout.centers - g) * (1.0 + s)

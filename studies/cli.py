@@ -3,6 +3,7 @@
 The study window is hill_app.gui's, which imports studies: this package never imports the window; the
 command line passes in a function that does (``window``), so the two have no import cycle.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,18 +51,28 @@ def study_main(args: Any, window: WindowLoader | None = None) -> int:
             return _err(f"{answers_path} line {e.lineno} column {e.colno}: not valid JSON ({e.msg})")
         source = str(answers_path)
     out = Path(args.out)
-    print(f"study {protocol.name!r}: participant {args.participant}, conditions "
-          f"{', '.join(protocol.conditions)}, pauses before epochs {', '.join(map(str, protocol.pause_at))} "
-          f"-> {out / args.participant}", file=sys.stderr)
+    print(
+        f"study {protocol.name!r}: participant {args.participant}, conditions "
+        f"{', '.join(protocol.conditions)}, pauses before epochs {', '.join(map(str, protocol.pause_at))} "
+        f"-> {out / args.participant}",
+        file=sys.stderr,
+    )
     try:
-        res = run_participant(protocol, args.participant, out, scripted=args.scripted, answers=answers,
-                              answers_source=source, device=getattr(args, "device", None), progress=sys.stderr)
+        res = run_participant(
+            protocol,
+            args.participant,
+            out,
+            scripted=args.scripted,
+            answers=answers,
+            answers_source=source,
+            device=getattr(args, "device", None),
+            progress=sys.stderr,
+        )
     except (StudyError, EditsFileError, AnswerError, ConfigError, DataError) as e:
         return _err(str(e))
     accs = ", ".join(f"{c} {r['test_accuracy']:.4f}" for c, r in res["conditions"].items())
     gain = "" if res["gain"] is None else f", gain {res['gain'] * 100:+.2f} pp"
-    print(f"\ndone: test accuracy {accs}{gain} -> {res['dir']}\n"
-          f"report: hill-app report {out}", file=sys.stderr)
+    print(f"\ndone: test accuracy {accs}{gain} -> {res['dir']}\nreport: hill-app report {out}", file=sys.stderr)
     return 0
 
 
@@ -73,9 +84,12 @@ def _study_window(protocol: Any, args: Any, window: WindowLoader | None) -> int:
     stays Qt-free.
     """
     if getattr(args, "answers", None):
-        return _err("--answers belongs to a scripted participant (--scripted); in the study window the "
-                    "participant answers the questionnaires")
+        return _err(
+            "--answers belongs to a scripted participant (--scripted); in the study window the "
+            "participant answers the questionnaires"
+        )
     from hill_app.engine.config import ConfigError
+
     out = Path(args.out)
     pdir = out / args.participant
     if pdir.exists() and any(pdir.iterdir()):
@@ -90,8 +104,7 @@ def _study_window(protocol: Any, args: Any, window: WindowLoader | None) -> int:
         run_study_gui, StudyWindowError = window()
     except ImportError as e:
         return _err(f"the study window needs the GUI packages (PySide6, pyqtgraph): {e}")
-    print(f"study {protocol.name!r}: participant {args.participant} in the study window -> {pdir}",
-          file=sys.stderr)
+    print(f"study {protocol.name!r}: participant {args.participant} in the study window -> {pdir}", file=sys.stderr)
     try:
         code = run_study_gui(protocol, args.participant, out, device=getattr(args, "device", None))
     except StudyWindowError as e:
@@ -107,6 +120,7 @@ def _study_window(protocol: Any, args: Any, window: WindowLoader | None) -> int:
 
 def report_main(args: Any) -> int:
     from .report import ReportError, build_report
+
     try:
         index = build_report(args.study_dir, getattr(args, "out", None))
     except ReportError as e:

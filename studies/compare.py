@@ -2,6 +2,7 @@
 no-edit baseline, paired by seed, with controls, in parallel worker processes. Arms (``BASE[KEY=VALUE;...]``),
 controls, outputs and how to read the interval: docs/measuring-edits.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,22 @@ from .stats import PairedInterval, bootstrap, fmt_interval, paired_t
 
 EXIT_USAGE = 2
 CONTROLS = ("null", "alpha0", "full", "early")
-RUN_FIELDS = ("arm", "seed", "status", "test_accuracy", "val_accuracy", "baseline_test_accuracy", "gain",
-              "edits_applied", "commits", "epochs", "wall_seconds", "device", "run_dir", "error")
+RUN_FIELDS = (
+    "arm",
+    "seed",
+    "status",
+    "test_accuracy",
+    "val_accuracy",
+    "baseline_test_accuracy",
+    "gain",
+    "edits_applied",
+    "commits",
+    "epochs",
+    "wall_seconds",
+    "device",
+    "run_dir",
+    "error",
+)
 
 
 class CompareError(ValueError):
@@ -36,14 +51,15 @@ class CompareError(ValueError):
 
 # ---------------------------------------------------------------- arms
 
+
 @dataclass
 class Arm:
-    name: str                                   # unique label used in tables and folder names
-    base: str                                   # "baseline", "null", a strategy spec or an edits file path
-    kind: str                                   # "baseline" | "null" | "strategy" | "file"
-    overrides: dict[str, Any] = field(default_factory=dict)   # RunConfig fields
-    edit_at: list[int] | None = None            # pauses that get edits; None: all of the run's pauses
-    spec: str | None = None                     # canonical strategy spec (kind "strategy")
+    name: str  # unique label used in tables and folder names
+    base: str  # "baseline", "null", a strategy spec or an edits file path
+    kind: str  # "baseline" | "null" | "strategy" | "file"
+    overrides: dict[str, Any] = field(default_factory=dict)  # RunConfig fields
+    edit_at: list[int] | None = None  # pauses that get edits; None: all of the run's pauses
+    spec: str | None = None  # canonical strategy spec (kind "strategy")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,6 +107,7 @@ def _epochs(text: str, where: str) -> list[int]:
 def parse_arm(text: str, pause_at: list[int]) -> Arm:
     """One ``BASE[KEY=VALUE;...]`` (see the module docstring); ``pause_at`` is the protocol's."""
     from .suggest import SuggestError, canonical, parse_spec
+
     m = re.fullmatch(r"\s*([^\[\]]+?)\s*(?:\[(.*)\])?\s*", text)
     if not m:
         raise CompareError(f"--strategies: cannot read the arm {text!r}; expected BASE or BASE[KEY=VALUE;...]")
@@ -143,8 +160,10 @@ def parse_arm(text: str, pause_at: list[int]) -> Arm:
             edit_at = _epochs(edit_at_text, f"--strategies: {text!r}: edit_at")
             bad = [e for e in edit_at if e not in run_pauses]
             if bad:
-                raise CompareError(f"--strategies: {text!r}: edit_at {bad} are not pauses of this arm "
-                                   f"({', '.join(map(str, run_pauses))})")
+                raise CompareError(
+                    f"--strategies: {text!r}: edit_at {bad} are not pauses of this arm "
+                    f"({', '.join(map(str, run_pauses))})"
+                )
     name = label or (spec or base) + (f"[{opts_text.strip()}]" if opts_text and opts_text.strip() else "")
     return Arm(name=name, base=base, kind=kind, overrides=overrides, edit_at=edit_at, spec=spec)
 
@@ -165,7 +184,7 @@ def build_arms(strategies: str, controls: str, pause_at: list[int]) -> list[Arm]
             continue
         for a in edited + ([x for x in arms + extra if x.kind == "null"] if c == "full" else []):
             if a.overrides or a.edit_at is not None:
-                continue   # controls are taken of the plain arms only
+                continue  # controls are taken of the plain arms only
             extra.append(parse_arm(f"{a.base}[{opt}]", pause_at))
     out = [Arm("baseline", "baseline", "baseline")]
     seen = {"baseline"}
@@ -205,6 +224,7 @@ def _join(v: list[int]) -> str:
 
 
 # ---------------------------------------------------------------- seeds and settings
+
 
 def parse_seeds(text: str) -> list[int]:
     """'0-9', '0,3,5', '0-4,10'."""
@@ -251,10 +271,12 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def run_configs(protocol: Any, arms: list[Arm], seeds: list[int], sets: dict[str, Any], device: str | None
-                ) -> dict[tuple[str, int], dict[str, Any]]:
+def run_configs(
+    protocol: Any, arms: list[Arm], seeds: list[int], sets: dict[str, Any], device: str | None
+) -> dict[tuple[str, int], dict[str, Any]]:
     """The resolved RunConfig (as JSON) of every (arm, seed): protocol, then --set, then the arm, then the seed."""
     from hill_app.engine.config import ConfigError, RunConfig
+
     base = protocol.run_config(device)
     names = {f.name for f in dataclasses.fields(RunConfig)}
     out = {}
@@ -262,8 +284,9 @@ def run_configs(protocol: Any, arms: list[Arm], seeds: list[int], sets: dict[str
         over = {**sets, **a.overrides}
         unknown = sorted(set(over) - names)
         if unknown:
-            raise CompareError(f"{unknown[0]}: not a RunConfig field of this hill-app "
-                               f"(fields: {', '.join(sorted(names))})")
+            raise CompareError(
+                f"{unknown[0]}: not a RunConfig field of this hill-app (fields: {', '.join(sorted(names))})"
+            )
         for s in seeds:
             try:
                 cfg = dataclasses.replace(base, **over, seed=s)
@@ -283,6 +306,7 @@ _WORKER: dict[str, Any] = {"device": None, "bundles": {}}
 
 def _init_worker(devices: list[str], counter: Any, threads: int) -> None:
     import torch
+
     torch.set_num_threads(max(1, threads))
     with counter.get_lock():
         i = counter.value
@@ -293,6 +317,7 @@ def _init_worker(devices: list[str], counter: Any, threads: int) -> None:
 def _bundle(cfg: Any) -> Any:
     """The data set of a config, loaded once per worker (the seed matters for synthetic data and subsets)."""
     from .runner import load_for_config
+
     sizes = tuple((k, getattr(cfg, k)) for k in ("val_size", "train_size") if hasattr(cfg, k))
     key = (cfg.dataset, cfg.data_root, cfg.synthetic_size, cfg.seed, sizes)
     cache = _WORKER["bundles"]
@@ -307,26 +332,37 @@ def _resume(session: Any) -> None:
     session.submit("resume_training", {}, source="script:compare")
 
 
-def make_pause_handler(arm: Arm, pause_at: list[int], proto_pause_at: list[int],
-                       num_classes: int | None = None, view_size: int | None = None) -> Callable[[Any, Any], None]:
+def make_pause_handler(
+    arm: Arm,
+    pause_at: list[int],
+    proto_pause_at: list[int],
+    num_classes: int | None = None,
+    view_size: int | None = None,
+) -> Callable[[Any, Any], None]:
     """The scripted participant of an arm: at each pause it commits its edits (if any), then resumes."""
     from .suggest import suggest_edits
+
     at = set(arm.edit_at if arm.edit_at is not None else pause_at)
     source = f"script:compare:{arm.name}"[:120]
     file_edits: dict[int, list[dict]] = {}
     if arm.kind == "file":
         from hill_app.engine.edits_file import load_edits_file
-        ivs = load_edits_file(Path(arm.base).expanduser(), pause_at=proto_pause_at,
-                              num_classes=num_classes or 10 ** 6, view_size=view_size or 2 ** 62)
+
+        ivs = load_edits_file(
+            Path(arm.base).expanduser(),
+            pause_at=proto_pause_at,
+            num_classes=num_classes or 10**6,
+            view_size=view_size or 2**62,
+        )
         index = {e: i for i, e in enumerate(proto_pause_at)}
-        for iv in ivs:   # the i-th pause of the protocol's schedule -> the i-th pause of this arm's
+        for iv in ivs:  # the i-th pause of the protocol's schedule -> the i-th pause of this arm's
             i = index[iv.epoch]
             if i < len(pause_at) and iv.edits:
                 file_edits[pause_at[i]] = iv.edits
 
     def handler(session: Any, info: Any) -> None:
         reason = str(getattr(info, "reason", "scheduled pause"))
-        if not reason.startswith("scheduled pause"):   # a non-finite loss: no participant to decide, stop
+        if not reason.startswith("scheduled pause"):  # a non-finite loss: no participant to decide, stop
             session.submit("stop_training", {"reason": f"stopped by compare: {reason}"[:500]}, source=source)
             return
         if info.epoch in at:
@@ -344,6 +380,7 @@ def make_pause_handler(arm: Arm, pause_at: list[int], proto_pause_at: list[int],
             if edits is not None:
                 session.submit("set_latent_targets", {"edits": edits}, source=source)
         _resume(session)
+
     return handler
 
 
@@ -352,6 +389,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     from hill_app.engine.config import RunConfig
     from hill_app.engine.events import EventChannel
     from hill_app.engine.session import TrainingSession
+
     t0 = time.perf_counter()
     arm = Arm(**job["arm"])
     row: dict[str, Any] = {"arm": arm.name, "seed": job["seed"], "run_dir": job["run_dir"]}
@@ -361,31 +399,56 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             cfg = dataclasses.replace(cfg, device=_WORKER["device"])
         run_dir = Path(job["run_dir"])
         if run_dir.exists():
-            shutil.rmtree(run_dir)   # a run that did not finish before (--resume): start it again
+            shutil.rmtree(run_dir)  # a run that did not finish before (--resume): start it again
         bundle = _bundle(cfg)
         from hill_app.engine.session import view_set_indices
-        handler = make_pause_handler(arm, cfg.pause_at, job["proto_pause_at"], bundle.num_classes,
-                                     view_size=len(view_set_indices(cfg, bundle.train_y)))
+
+        handler = make_pause_handler(
+            arm,
+            cfg.pause_at,
+            job["proto_pause_at"],
+            bundle.num_classes,
+            view_size=len(view_set_indices(cfg, bundle.train_y)),
+        )
         session = TrainingSession(cfg, run_dir, bundle=bundle, events=EventChannel(), pause_handler=handler)
         session.journal.write("compare_arm", arm=arm.to_json(), seed=job["seed"], description=job["description"])
         summary = session.run()
         from hill_app.engine.journal import read_journal
+
         recs = list(read_journal(run_dir / "journal.jsonl"))
         commits = sum(1 for r in recs if r.get("type") == "targets")
         # a commit the engine refused would leave the arm looking like the baseline: that run does not count
-        refused = [r for r in recs if r.get("type") == "command" and r.get("command") == "set_latent_targets"
-                   and r.get("status") == "failed"]
+        refused = [
+            r
+            for r in recs
+            if r.get("type") == "command" and r.get("command") == "set_latent_targets" and r.get("status") == "failed"
+        ]
         if refused:
-            raise CompareError(f"epoch {refused[0].get('epoch')}: the engine refused the arm's edits: "
-                               f"{refused[0].get('reason')}")
+            raise CompareError(
+                f"epoch {refused[0].get('epoch')}: the engine refused the arm's edits: {refused[0].get('reason')}"
+            )
         if not job.get("keep_checkpoints"):
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        row.update(status="ok", test_accuracy=summary["test_accuracy"], val_accuracy=summary["val_accuracy"],
-                   edits_applied=summary["edits_applied"], commits=commits, epochs=summary["epochs"],
-                   device=summary["device"])
-        if summary.get("stopped_early"):   # it counts (what the arm did to training), and the page says so
-            why = next((r.get("reason") for r in recs if r.get("type") == "command"
-                        and r.get("command") == "stop_training" and r.get("status") == "success"), None)
+        row.update(
+            status="ok",
+            test_accuracy=summary["test_accuracy"],
+            val_accuracy=summary["val_accuracy"],
+            edits_applied=summary["edits_applied"],
+            commits=commits,
+            epochs=summary["epochs"],
+            device=summary["device"],
+        )
+        if summary.get("stopped_early"):  # it counts (what the arm did to training), and the page says so
+            why = next(
+                (
+                    r.get("reason")
+                    for r in recs
+                    if r.get("type") == "command"
+                    and r.get("command") == "stop_training"
+                    and r.get("status") == "success"
+                ),
+                None,
+            )
             row["error"] = f"stopped early after epoch {summary['epochs']}: {why or 'stop requested'}"[:500]
     except Exception as e:  # noqa: BLE001 - one failed run is reported in its row; the others go on
         row.update(status="failed", error=f"{type(e).__name__}: {e}"[:500])
@@ -394,6 +457,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- results
+
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     rows = []
@@ -414,8 +478,9 @@ def _csv(v: Any) -> str:
     return str(v)
 
 
-def analyse(arms: list[Arm], seeds: list[int], rows: list[dict[str, Any]], method: str, level: float = 0.95
-            ) -> tuple[dict[str, dict[int, float]], list[dict[str, Any]]]:
+def analyse(
+    arms: list[Arm], seeds: list[int], rows: list[dict[str, Any]], method: str, level: float = 0.95
+) -> tuple[dict[str, dict[int, float]], list[dict[str, Any]]]:
     """Per-arm {seed: test accuracy} and per-arm paired statistics against the baseline."""
     acc: dict[str, dict[int, float]] = {a.name: {} for a in arms}
     for r in rows:
@@ -431,9 +496,16 @@ def analyse(arms: list[Arm], seeds: list[int], rows: list[dict[str, Any]], metho
             ivs["t"] = paired_t(diffs, level)
         if method in ("bootstrap", "both"):
             ivs["bootstrap"] = bootstrap(diffs, level)
-        out.append({"arm": a.name, "n": len(paired), "seeds": paired,
-                    "baseline_mean": _mean([base[s] for s in paired]),
-                    "arm_mean": _mean([acc[a.name][s] for s in paired]), "intervals": ivs})
+        out.append(
+            {
+                "arm": a.name,
+                "n": len(paired),
+                "seeds": paired,
+                "baseline_mean": _mean([base[s] for s in paired]),
+                "arm_mean": _mean([acc[a.name][s] for s in paired]),
+                "intervals": ivs,
+            }
+        )
     return acc, out
 
 
@@ -441,12 +513,13 @@ def _mean(v: list[float]) -> float | None:
     return sum(v) / len(v) if v else None
 
 
-def write_outputs(out: Path, arms: list[Arm], seeds: list[int], rows: list[dict[str, Any]], method: str,
-                  meta: dict[str, Any]) -> None:
+def write_outputs(
+    out: Path, arms: list[Arm], seeds: list[int], rows: list[dict[str, Any]], method: str, meta: dict[str, Any]
+) -> None:
     acc, stats = analyse(arms, seeds, rows, method)
     base = acc["baseline"]
     order = {a.name: i for i, a in enumerate(arms)}
-    rows = sorted(rows, key=lambda r: (order.get(r["arm"], 10 ** 6), int(r["seed"])))
+    rows = sorted(rows, key=lambda r: (order.get(r["arm"], 10**6), int(r["seed"])))
     for r in rows:
         b = base.get(int(r["seed"]))
         r["baseline_test_accuracy"] = b
@@ -461,19 +534,59 @@ def write_outputs(out: Path, arms: list[Arm], seeds: list[int], rows: list[dict[
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["arm", "description", "n_pairs", "baseline_mean", "arm_mean", "method", "level", "gain_mean",
-                "gain_sd", "ci_low", "ci_high", "verdict", "wins", "losses"])
+    w.writerow(
+        [
+            "arm",
+            "description",
+            "n_pairs",
+            "baseline_mean",
+            "arm_mean",
+            "method",
+            "level",
+            "gain_mean",
+            "gain_sd",
+            "ci_low",
+            "ci_high",
+            "verdict",
+            "wins",
+            "losses",
+        ]
+    )
     desc = meta["descriptions"]
     for s in stats:
         for iv in s["intervals"].values():
-            w.writerow([s["arm"], desc[s["arm"]], s["n"], _csv(s["baseline_mean"]), _csv(s["arm_mean"]), iv.method,
-                        iv.level, _csv(iv.mean), _csv(iv.sd), _csv(iv.lo), _csv(iv.hi), iv.verdict, iv.wins,
-                        iv.losses])
+            w.writerow(
+                [
+                    s["arm"],
+                    desc[s["arm"]],
+                    s["n"],
+                    _csv(s["baseline_mean"]),
+                    _csv(s["arm_mean"]),
+                    iv.method,
+                    iv.level,
+                    _csv(iv.mean),
+                    _csv(iv.sd),
+                    _csv(iv.lo),
+                    _csv(iv.hi),
+                    iv.verdict,
+                    iv.wins,
+                    iv.losses,
+                ]
+            )
     (out / "summary.csv").write_text(buf.getvalue(), encoding="utf-8")
-    doc = {**meta, "arms": [a.to_json() for a in arms], "seeds": seeds,
-           "summary": [{**{k: v for k, v in s.items() if k != "intervals"},
-                        "intervals": {m: iv.to_json() for m, iv in s["intervals"].items()}} for s in stats],
-           "accuracy": {a: {str(k): v for k, v in d.items()} for a, d in acc.items()}}
+    doc = {
+        **meta,
+        "arms": [a.to_json() for a in arms],
+        "seeds": seeds,
+        "summary": [
+            {
+                **{k: v for k, v in s.items() if k != "intervals"},
+                "intervals": {m: iv.to_json() for m, iv in s["intervals"].items()},
+            }
+            for s in stats
+        ],
+        "accuracy": {a: {str(k): v for k, v in d.items()} for a, d in acc.items()},
+    }
     (out / "compare.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     (out / "index.html").write_text(render_html(arms, seeds, acc, stats, rows, meta), encoding="utf-8")
 
@@ -513,27 +626,34 @@ def interval_svg(stats: list[dict[str, Any]], key: str) -> str:
     lo, hi = lo - pad, hi + pad
     label_w, plot_w, row_h = 330, 520, 22
     h = row_h * len(items) + 40
-    x = lambda v: label_w + (v * 100 - lo) / (hi - lo) * plot_w   # noqa: E731
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{label_w + plot_w + 20}' height='{h}' "
-           "font-family='sans-serif' font-size='12'>"]
+    x = lambda v: label_w + (v * 100 - lo) / (hi - lo) * plot_w  # noqa: E731
+    out = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{label_w + plot_w + 20}' height='{h}' "
+        "font-family='sans-serif' font-size='12'>"
+    ]
     x0 = x(0.0)
     out.append(f"<line x1='{x0:.1f}' y1='4' x2='{x0:.1f}' y2='{h - 26}' stroke='#888' stroke-dasharray='4,3'/>")
     step = _tick_step(hi - lo)
     t = math.ceil(lo / step) * step
     while t <= hi + 1e-9:
         xt = label_w + (t - lo) / (hi - lo) * plot_w
-        out.append(f"<line x1='{xt:.1f}' y1='{h - 26}' x2='{xt:.1f}' y2='{h - 22}' stroke='#333'/>"
-                   f"<text x='{xt:.1f}' y='{h - 10}' text-anchor='middle'>{t:+.2f}</text>")
+        out.append(
+            f"<line x1='{xt:.1f}' y1='{h - 26}' x2='{xt:.1f}' y2='{h - 22}' stroke='#333'/>"
+            f"<text x='{xt:.1f}' y='{h - 10}' text-anchor='middle'>{t:+.2f}</text>"
+        )
         t += step
-    out.append(f"<text x='{label_w + plot_w / 2:.0f}' y='{h}' text-anchor='middle' fill='#555'>"
-               "gain over the baseline (percentage points)</text>")
+    out.append(
+        f"<text x='{label_w + plot_w / 2:.0f}' y='{h}' text-anchor='middle' fill='#555'>"
+        "gain over the baseline (percentage points)</text>"
+    )
     for i, (arm, iv) in enumerate(items):
         y = 14 + i * row_h
         color = {"above zero": "#070", "below zero": "#b00"}.get(iv.verdict, "#555")
         out.append(f"<text x='{label_w - 8}' y='{y + 4}' text-anchor='end'>{_e(arm[:48])}</text>")
         if iv.lo is not None and iv.hi is not None:
-            out.append(f"<line x1='{x(iv.lo):.1f}' y1='{y}' x2='{x(iv.hi):.1f}' y2='{y}' stroke='{color}' "
-                       "stroke-width='2'/>")
+            out.append(
+                f"<line x1='{x(iv.lo):.1f}' y1='{y}' x2='{x(iv.hi):.1f}' y2='{y}' stroke='{color}' stroke-width='2'/>"
+            )
         out.append(f"<circle cx='{x(iv.mean):.1f}' cy='{y}' r='4' fill='{color}'/>")
     out.append("</svg>")
     return "".join(out)
@@ -545,55 +665,95 @@ def _tick_step(span: float) -> float:
     return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
 
 
-def render_html(arms: list[Arm], seeds: list[int], acc: dict[str, dict[int, float]], stats: list[dict[str, Any]],
-                rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+def render_html(
+    arms: list[Arm],
+    seeds: list[int],
+    acc: dict[str, dict[int, float]],
+    stats: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    meta: dict[str, Any],
+) -> str:
     method = meta["method"]
     keys = ["t", "bootstrap"] if method == "both" else [method]
     names = {"t": "paired t", "bootstrap": "percentile bootstrap (10,000 resamples, seed 0)"}
-    o = [f"<!doctype html><html><head><meta charset='utf-8'><title>hill-app compare: {_e(meta['protocol_name'])}"
-         f"</title><style>{CSS}</style></head><body>"]
+    o = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>hill-app compare: {_e(meta['protocol_name'])}"
+        f"</title><style>{CSS}</style></head><body>"
+    ]
     o.append(f"<h1>Edit strategies against the no-edit baseline: {_e(meta['protocol_name'])}</h1>")
     done = sum(1 for r in rows if r.get("status") == "ok")
-    o.append(f"<p class='small'>{done} of {meta['planned_runs']} runs finished"
-             + (f" ({meta['stopped']})" if meta.get("stopped") else "")
-             + f"; generated {_e(meta['generated'])} by <code>{_e(meta['command'])}</code> on {_e(meta['device'])}."
-             " Every number below is read from the runs' summary.json files.</p>")
+    o.append(
+        f"<p class='small'>{done} of {meta['planned_runs']} runs finished"
+        + (f" ({meta['stopped']})" if meta.get("stopped") else "")
+        + f"; generated {_e(meta['generated'])} by <code>{_e(meta['command'])}</code> on {_e(meta['device'])}."
+        " Every number below is read from the runs' summary.json files.</p>"
+    )
     cfg = meta["config"]
     o.append("<h2>Set-up</h2><table>")
-    for k in ("dataset", "model", "epochs", "pause_at", "alpha", "lam", "ce_weight", "batch_size", "lr",
-              "optimizer", "view_size", "val_size", "train_size", "compile", "amp"):
+    for k in (
+        "dataset",
+        "model",
+        "epochs",
+        "pause_at",
+        "alpha",
+        "lam",
+        "ce_weight",
+        "batch_size",
+        "lr",
+        "optimizer",
+        "view_size",
+        "val_size",
+        "train_size",
+        "compile",
+        "amp",
+    ):
         if k in cfg:
             v = cfg[k]
             shown = ", ".join(map(str, v)) if isinstance(v, list) else v
             o.append(f"<tr><th class='l'>{k}</th><td class='l'>{_e(shown)}</td></tr>")
     o.append(f"<tr><th class='l'>seeds</th><td class='l'>{_e(_join(seeds))}</td></tr>")
-    o.append(f"<tr><th class='l'>interval</th><td class='l'>{' and '.join(names[k] for k in keys)}, "
-             f"95%, of the mean paired gain (arm &minus; baseline of the same seed)</td></tr></table>")
+    o.append(
+        f"<tr><th class='l'>interval</th><td class='l'>{' and '.join(names[k] for k in keys)}, "
+        f"95%, of the mean paired gain (arm &minus; baseline of the same seed)</td></tr></table>"
+    )
 
     for key in keys:
         o.append(f"<h2>Paired gain per arm ({names[key]})</h2>")
-        o.append("<table><tr><th class='l'>arm</th><th>pairs</th><th>baseline (%)</th><th>arm (%)</th>"
-                 "<th>gain (pp)</th><th>95% interval (pp)</th><th>seeds better / worse</th>"
-                 "<th class='l'>note</th></tr>")
+        o.append(
+            "<table><tr><th class='l'>arm</th><th>pairs</th><th>baseline (%)</th><th>arm (%)</th>"
+            "<th>gain (pp)</th><th>95% interval (pp)</th><th>seeds better / worse</th>"
+            "<th class='l'>note</th></tr>"
+        )
         for s in stats:
             iv = s["intervals"][key]
             cls = {"above zero": "pos", "below zero": "neg"}.get(iv.verdict, "zero")
             ci = "&ndash;" if iv.lo is None else f"[{iv.lo * 100:+.2f}, {iv.hi * 100:+.2f}]"
-            o.append(f"<tr><td class='l'>{_e(s['arm'])}</td><td>{s['n']}</td><td>{_pc(s['baseline_mean'])}</td>"
-                     f"<td>{_pc(s['arm_mean'])}</td><td class='{cls}'>{_pp(iv.mean)}</td><td class='{cls}'>{ci}</td>"
-                     f"<td>{iv.wins} / {iv.losses}</td><td class='l {cls}'>{_e(iv.note())}</td></tr>")
+            o.append(
+                f"<tr><td class='l'>{_e(s['arm'])}</td><td>{s['n']}</td><td>{_pc(s['baseline_mean'])}</td>"
+                f"<td>{_pc(s['arm_mean'])}</td><td class='{cls}'>{_pp(iv.mean)}</td><td class='{cls}'>{ci}</td>"
+                f"<td>{iv.wins} / {iv.losses}</td><td class='l {cls}'>{_e(iv.note())}</td></tr>"
+            )
         o.append("</table>")
         o.append(interval_svg(stats, key))
 
-    o.append("<h2>Test accuracy per seed (%)</h2><table><tr><th class='l'>arm</th>"
-             + "".join(f"<th>seed {s}</th>" for s in seeds) + "<th>mean</th></tr>")
+    o.append(
+        "<h2>Test accuracy per seed (%)</h2><table><tr><th class='l'>arm</th>"
+        + "".join(f"<th>seed {s}</th>" for s in seeds)
+        + "<th>mean</th></tr>"
+    )
     for a in arms:
         vals = [acc[a.name].get(s) for s in seeds]
         have = [v for v in vals if v is not None]
-        o.append(f"<tr><td class='l'>{_e(a.name)}</td>" + "".join(f"<td>{_pc(v)}</td>" for v in vals)
-                 + f"<td>{_pc(_mean(have))}</td></tr>")
-    o.append("</table><h2>Gain per seed (pp)</h2><table><tr><th class='l'>arm</th>"
-             + "".join(f"<th>seed {s}</th>" for s in seeds) + "</tr>")
+        o.append(
+            f"<tr><td class='l'>{_e(a.name)}</td>"
+            + "".join(f"<td>{_pc(v)}</td>" for v in vals)
+            + f"<td>{_pc(_mean(have))}</td></tr>"
+        )
+    o.append(
+        "</table><h2>Gain per seed (pp)</h2><table><tr><th class='l'>arm</th>"
+        + "".join(f"<th>seed {s}</th>" for s in seeds)
+        + "</tr>"
+    )
     base = acc["baseline"]
     for a in arms[1:]:
         cells = []
@@ -605,52 +765,85 @@ def render_html(arms: list[Arm], seeds: list[int], acc: dict[str, dict[int, floa
     o.append("</table>")
     early = [r for r in rows if r.get("status") == "ok" and r.get("error")]
     if early:
-        o.append("<h2>Runs stopped early</h2><p class='small'>They count in the tables above with the accuracy "
-                 "they stopped at: stopping is what the arm did to training.</p><ul>" + "".join(
-                     f"<li class='fail'>{_e(r['arm'])} seed {r['seed']}: {_e(r.get('error'))}</li>" for r in early)
-                 + "</ul>")
+        o.append(
+            "<h2>Runs stopped early</h2><p class='small'>They count in the tables above with the accuracy "
+            "they stopped at: stopping is what the arm did to training.</p><ul>"
+            + "".join(f"<li class='fail'>{_e(r['arm'])} seed {r['seed']}: {_e(r.get('error'))}</li>" for r in early)
+            + "</ul>"
+        )
     failed = [r for r in rows if r.get("status") != "ok"]
     if failed:
-        o.append("<h2>Failed runs</h2><ul>" + "".join(
-            f"<li class='fail'>{_e(r['arm'])} seed {r['seed']}: {_e(r.get('error'))}</li>" for r in failed) + "</ul>")
+        o.append(
+            "<h2>Failed runs</h2><ul>"
+            + "".join(f"<li class='fail'>{_e(r['arm'])} seed {r['seed']}: {_e(r.get('error'))}</li>" for r in failed)
+            + "</ul>"
+        )
     o.append("<h2>Arms</h2><table><tr><th class='l'>arm</th><th class='l'>what it does</th></tr>")
     for a in arms:
         o.append(f"<tr><td class='l'>{_e(a.name)}</td><td class='l'>{_e(meta['descriptions'][a.name])}</td></tr>")
-    o.append("</table><p class='small'>Pairs: an arm and the baseline with the same seed share initial weights, "
-             "data order and augmentation; up to the first edit they are the same run. The baseline pauses at the "
-             "protocol's epochs and resumes at once (a pause without edits changes nothing). Gain = arm test "
-             "accuracy &minus; baseline test accuracy of the same seed. Files: <a href='runs.csv'>runs.csv</a>, "
-             "<a href='summary.csv'>summary.csv</a>, <a href='compare.json'>compare.json</a>.</p>")
+    o.append(
+        "</table><p class='small'>Pairs: an arm and the baseline with the same seed share initial weights, "
+        "data order and augmentation; up to the first edit they are the same run. The baseline pauses at the "
+        "protocol's epochs and resumes at once (a pause without edits changes nothing). Gain = arm test "
+        "accuracy &minus; baseline test accuracy of the same seed. Files: <a href='runs.csv'>runs.csv</a>, "
+        "<a href='summary.csv'>summary.csv</a>, <a href='compare.json'>compare.json</a>.</p>"
+    )
     o.append("</body></html>")
     return "\n".join(o)
 
 
 # ---------------------------------------------------------------- the command
 
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("protocol", help="a protocol TOML file or a shipped protocol's name (as for hill-app study)")
-    p.add_argument("--strategies", required=True, metavar="ARMS",
-                   help="comma-separated arms: a suggest.py strategy (compactness, selective_compactness:0.5, "
-                        "a+b mixtures), an edits FILE.json or null; options in brackets, e.g. "
-                        "'confused_pairs[ce_weight=full]', 'compactness[edit_at=last]', 'null[pause_at=early]'")
-    p.add_argument("--controls", default="null",
-                   help="controls added for every plain arm: null (commit the layout as it stands), alpha0 (same "
-                        "edits, alpha 0), full (ce_weight full), early (pauses moved earlier); or none "
-                        "(default: null)")
+    p.add_argument(
+        "--strategies",
+        required=True,
+        metavar="ARMS",
+        help="comma-separated arms: a suggest.py strategy (compactness, selective_compactness:0.5, "
+        "a+b mixtures), an edits FILE.json or null; options in brackets, e.g. "
+        "'confused_pairs[ce_weight=full]', 'compactness[edit_at=last]', 'null[pause_at=early]'",
+    )
+    p.add_argument(
+        "--controls",
+        default="null",
+        help="controls added for every plain arm: null (commit the layout as it stands), alpha0 (same "
+        "edits, alpha 0), full (ce_weight full), early (pauses moved earlier); or none "
+        "(default: null)",
+    )
     p.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-9 or 0,2,5 (default 0-4)")
     p.add_argument("--out", required=True, help="output folder (runs, CSV, HTML)")
     p.add_argument("--device", default=None, help="override the protocol's device (auto, cpu, cuda, cuda:N)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a training setting for every run, e.g. epochs=12, train_size=300, val_size=0.1, "
-                        "compile=true (repeatable)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="parallel worker processes (default: CPU cores / threads on CPU, 6 per GPU on CUDA; "
-                        "0 runs in this process)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a training setting for every run, e.g. epochs=12, train_size=300, val_size=0.1, "
+        "compile=true (repeatable)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="parallel worker processes (default: CPU cores / threads on CPU, 6 per GPU on CUDA; "
+        "0 runs in this process)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default 1)")
-    p.add_argument("--method", choices=["t", "bootstrap", "both"], default="t",
-                   help="interval of the mean paired gain: paired t (default), percentile bootstrap, or both")
-    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                   help="start no run after this many seconds; the page then reports the seeds that finished")
+    p.add_argument(
+        "--method",
+        choices=["t", "bootstrap", "both"],
+        default="t",
+        help="interval of the mean paired gain: paired t (default), percentile bootstrap, or both",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start no run after this many seconds; the page then reports the seeds that finished",
+    )
     p.add_argument("--resume", action="store_true", help="continue a comparison in --out, skipping finished runs")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's checkpoints (large)")
 
@@ -665,6 +858,7 @@ def _cores() -> int:
 def _devices(cfg_device: str) -> tuple[list[str], str]:
     """The devices workers use and a description for the page."""
     import torch
+
     if cfg_device in ("auto", "cuda") and torch.cuda.is_available():
         n = torch.cuda.device_count()
         names = sorted({torch.cuda.get_device_name(i) for i in range(n)})
@@ -680,6 +874,7 @@ def _devices(cfg_device: str) -> tuple[list[str], str]:
 
 def _cpu_name() -> str:
     import platform
+
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -711,6 +906,7 @@ def _run(args: argparse.Namespace) -> int:
     from hill_app.engine.edits_file import EditsFileError
 
     from .protocol import ProtocolError, load_protocol, resolve_protocol_path
+
     try:
         protocol = load_protocol(resolve_protocol_path(args.protocol))
     except ProtocolError as e:
@@ -729,19 +925,23 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     runs_csv = out / "runs.csv"
     if runs_csv.exists() and not args.resume:
-        raise CompareError(f"{out} already holds a comparison (runs.csv); use --resume to continue it or "
-                           "choose another --out")
+        raise CompareError(
+            f"{out} already holds a comparison (runs.csv); use --resume to continue it or choose another --out"
+        )
     # everything that can be checked is checked before the first run: the data and the edits files
     from hill_app.engine.config import RunConfig
+
     try:
         from hill_app.engine.session import view_set_indices
+
         cfg0 = RunConfig.from_json(first)
         bundle = _bundle(cfg0)
         n_view = len(view_set_indices(cfg0, bundle.train_y))
         for a in arms:
             if a.kind == "file":
-                make_pause_handler(a, configs[(a.name, seeds[0])]["pause_at"], pause_at, bundle.num_classes,
-                                   view_size=n_view)
+                make_pause_handler(
+                    a, configs[(a.name, seeds[0])]["pause_at"], pause_at, bundle.num_classes, view_size=n_view
+                )
     except (DataError, EditsFileError, ValueError) as e:
         raise CompareError(str(e)) from None
     _WORKER["bundles"].clear()
@@ -757,13 +957,21 @@ def _run(args: argparse.Namespace) -> int:
     dirs = {a.name: _slug(a.name) for a in arms}
     if len(set(dirs.values())) != len(dirs):
         dirs = {a.name: f"{i:02d}_{_slug(a.name)}" for i, a in enumerate(arms)}
-    for s in seeds:                       # seed-major: a time budget leaves whole seeds, not whole arms
+    for s in seeds:  # seed-major: a time budget leaves whole seeds, not whole arms
         for a in arms:
             if (a.name, s) in done:
                 continue
-            jobs.append({"arm": a.to_json(), "seed": s, "config": configs[(a.name, s)],
-                         "run_dir": str(out / "runs" / dirs[a.name] / f"seed{s}"), "proto_pause_at": pause_at,
-                         "description": descriptions[a.name], "keep_checkpoints": args.keep_checkpoints})
+            jobs.append(
+                {
+                    "arm": a.to_json(),
+                    "seed": s,
+                    "config": configs[(a.name, s)],
+                    "run_dir": str(out / "runs" / dirs[a.name] / f"seed{s}"),
+                    "proto_pause_at": pause_at,
+                    "description": descriptions[a.name],
+                    "keep_checkpoints": args.keep_checkpoints,
+                }
+            )
     threads = args.threads or 1
     on_cuda = devices[0].startswith("cuda")
     if args.workers is not None:
@@ -771,15 +979,29 @@ def _run(args: argparse.Namespace) -> int:
     else:
         workers = min(6 * len(devices), _cores()) if on_cuda else max(1, _cores() // threads)
     workers = max(0, min(workers, len(jobs)))
-    meta = {"protocol_name": protocol.name, "protocol_path": protocol.path, "protocol_sha256": protocol.sha256,
-            "command": "hill-app compare " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["compare"] else sys.argv[1:]),
-            "device": device_text, "workers": workers, "threads_per_worker": threads, "method": args.method,
-            "config": {k: v for k, v in first.items() if k != "seed"}, "descriptions": descriptions,
-            "planned_runs": len(arms) * len(seeds), "generated": "", "stopped": None}
+    meta = {
+        "protocol_name": protocol.name,
+        "protocol_path": protocol.path,
+        "protocol_sha256": protocol.sha256,
+        "command": "hill-app compare " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["compare"] else sys.argv[1:]),
+        "device": device_text,
+        "workers": workers,
+        "threads_per_worker": threads,
+        "method": args.method,
+        "config": {k: v for k, v in first.items() if k != "seed"},
+        "descriptions": descriptions,
+        "planned_runs": len(arms) * len(seeds),
+        "generated": "",
+        "stopped": None,
+    }
     total = len(jobs)
-    print(f"compare: {len(arms)} arms x {len(seeds)} seeds = {len(arms) * len(seeds)} runs "
-          f"({len(done)} already done) on {device_text}, {workers or 'no'} worker process(es) x {threads} thread(s)"
-          f" -> {out}", file=sys.stderr, flush=True)
+    print(
+        f"compare: {len(arms)} arms x {len(seeds)} seeds = {len(arms) * len(seeds)} runs "
+        f"({len(done)} already done) on {device_text}, {workers or 'no'} worker process(es) x {threads} thread(s)"
+        f" -> {out}",
+        file=sys.stderr,
+        flush=True,
+    )
     rows = list(done.values())
     t0 = time.perf_counter()
     failed = 0
@@ -794,17 +1016,28 @@ def _run(args: argparse.Namespace) -> int:
             w.writerow([_csv(row.get(x)) for x in RUN_FIELDS])
         el = time.perf_counter() - t0
         eta = el / k * (total - k)
-        base = next((r["test_accuracy"] for r in rows if r["arm"] == "baseline" and r["seed"] == row["seed"]
-                     and r.get("status") == "ok"), None)
+        base = next(
+            (
+                r["test_accuracy"]
+                for r in rows
+                if r["arm"] == "baseline" and r["seed"] == row["seed"] and r.get("status") == "ok"
+            ),
+            None,
+        )
         if row["status"] == "ok":
-            gain = "" if base is None or row["arm"] == "baseline" else \
-                f" ({(row['test_accuracy'] - base) * 100:+.2f} pp)"
+            gain = (
+                "" if base is None or row["arm"] == "baseline" else f" ({(row['test_accuracy'] - base) * 100:+.2f} pp)"
+            )
             what = f"test {row['test_accuracy'] * 100:.2f}%{gain}"
         else:
             failed += 1
             what = f"FAILED: {row.get('error')}"
-        print(f"[{k}/{total}] {row['arm']} seed {row['seed']}: {what} in {row['wall_seconds']:.1f} s | "
-              f"{_fmt_s(el)} elapsed, about {_fmt_s(eta)} left", file=sys.stderr, flush=True)
+        print(
+            f"[{k}/{total}] {row['arm']} seed {row['seed']}: {what} in {row['wall_seconds']:.1f} s | "
+            f"{_fmt_s(el)} elapsed, about {_fmt_s(eta)} left",
+            file=sys.stderr,
+            flush=True,
+        )
 
     stopped = None
     if workers == 0:
@@ -823,8 +1056,10 @@ def _run(args: argparse.Namespace) -> int:
     write_outputs(out, arms, seeds, rows, args.method, meta)
     _, stats = analyse(arms, seeds, rows, args.method)
     key = "t" if args.method in ("t", "both") else "bootstrap"
-    print(f"\n{'arm':<48} {'pairs':>5}  gain (pp) [95% interval, {'paired t' if key == 't' else 'bootstrap'}]",
-          file=sys.stderr)
+    print(
+        f"\n{'arm':<48} {'pairs':>5}  gain (pp) [95% interval, {'paired t' if key == 't' else 'bootstrap'}]",
+        file=sys.stderr,
+    )
     for s in stats:
         iv = s["intervals"][key]
         print(f"{s['arm'][:48]:<48} {s['n']:>5}  {fmt_interval(iv):<26} {iv.verdict}", file=sys.stderr)
@@ -844,25 +1079,34 @@ def _dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(best.values())
 
 
-def _run_pool(jobs: list[dict[str, Any]], workers: int, devices: list[str], threads: int,
-              budget: float | None, record: Callable[[dict[str, Any], int], None], t0: float) -> str | None:
+def _run_pool(
+    jobs: list[dict[str, Any]],
+    workers: int,
+    devices: list[str],
+    threads: int,
+    budget: float | None,
+    record: Callable[[dict[str, Any], int], None],
+    t0: float,
+) -> str | None:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    ctx = mp.get_context("spawn")   # CUDA cannot be forked; spawn also keeps CPU runs independent
+
+    ctx = mp.get_context("spawn")  # CUDA cannot be forked; spawn also keeps CPU runs independent
     counter = ctx.Value("i", 0)
     stopped = None
     k = 0
     pending: dict[Any, dict[str, Any]] = {}
     queue = list(jobs)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(devices, counter, threads)) as ex:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(devices, counter, threads)
+    ) as ex:
         try:
             while queue or pending:
                 over = budget is not None and time.perf_counter() - t0 > budget
                 if over and queue:
                     stopped = f"stopped by --time-budget {budget:g} s: {len(queue)} run(s) not started"
                     queue.clear()
-                while queue and len(pending) < workers:   # keep each worker busy, no more
+                while queue and len(pending) < workers:  # keep each worker busy, no more
                     job = queue.pop(0)
                     pending[ex.submit(run_one, job)] = job
                 if not pending:
@@ -874,9 +1118,14 @@ def _run_pool(jobs: list[dict[str, Any]], workers: int, devices: list[str], thre
                     try:
                         row = f.result()
                     except Exception as e:  # noqa: BLE001 - a worker died: report the run, go on
-                        row = {"arm": job["arm"]["name"], "seed": job["seed"], "status": "failed",
-                               "error": f"worker process failed: {type(e).__name__}: {e}"[:500],
-                               "run_dir": job["run_dir"], "wall_seconds": 0.0}
+                        row = {
+                            "arm": job["arm"]["name"],
+                            "seed": job["seed"],
+                            "status": "failed",
+                            "error": f"worker process failed: {type(e).__name__}: {e}"[:500],
+                            "run_dir": job["run_dir"],
+                            "wall_seconds": 0.0,
+                        }
                     record(row, k)
         except KeyboardInterrupt:
             stopped = "interrupted"
@@ -888,8 +1137,9 @@ def _run_pool(jobs: list[dict[str, Any]], workers: int, devices: list[str], thre
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m hill_app.studies.compare ...`, the same as `hill-app compare ...`."""
-    p = argparse.ArgumentParser(prog="hill-app compare",
-                                description="Scripted edit strategies against the no-edit baseline, paired by seed.")
+    p = argparse.ArgumentParser(
+        prog="hill-app compare", description="Scripted edit strategies against the no-edit baseline, paired by seed."
+    )
     add_arguments(p)
     return run(p.parse_args(argv))
 

@@ -2,6 +2,7 @@
 
 This is the only module of ``hill_app.studies`` that imports Qt, and only when a figure is drawn.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,9 +16,28 @@ import numpy as np
 # Line colours for series that are not classes (participants' curves): tab10, then the lighter tab20 shades.
 # Class colours come from the app's own palette (hill_app/gui/palette.py), so a class is the same colour in
 # the window and in the report.
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
-           "#dbdb8d", "#9edae5"]
+PALETTE = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#c7c7c7",
+    "#dbdb8d",
+    "#9edae5",
+]
 
 _APP: Any = None
 
@@ -31,6 +51,7 @@ def _qt() -> Any:
     global _APP
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6 import QtGui, QtWidgets
+
     if QtGui.QGuiApplication.instance() is None:
         _APP = QtWidgets.QApplication(["hill-app-report"])
     return QtGui
@@ -39,6 +60,7 @@ def _qt() -> Any:
 def class_color(c: int, num_classes: int) -> str:
     """Class ``c``'s colour as the window draws it among ``num_classes`` classes (hill_app.palette)."""
     from hill_app.palette import class_colors
+
     r, g, b = class_colors(max(num_classes, c + 1))[c]
     return f"#{r:02x}{g:02x}{b:02x}"
 
@@ -61,8 +83,8 @@ def layout_limits(panels: Sequence[dict[str, Any]]) -> tuple[tuple[float, float]
             t = np.asarray(pn[key], dtype=np.float64).reshape(-1, 2)
             r = np.zeros(len(t))
             if key == "centers_to" and pn.get("spreads_to") is not None:
-                sp = np.asarray(pn["spreads_to"], dtype=np.float64).reshape(-1)[:len(t)]
-                r[:len(sp)] = np.where(np.isfinite(sp), sp, 0.0)
+                sp = np.asarray(pn["spreads_to"], dtype=np.float64).reshape(-1)[: len(t)]
+                r[: len(sp)] = np.where(np.isfinite(sp), sp, 0.0)
             ok = np.isfinite(t).all(axis=1)
             if ok.any():
                 lo = np.minimum(lo, (t[ok] - r[ok, None]).min(axis=0))
@@ -97,8 +119,14 @@ def _fmt(v: float) -> str:
 class _Frame:
     """A plot area inside an image: data coordinates -> pixels, axes, ticks, labels."""
 
-    def __init__(self, p: Any, QtCore: Any, rect: tuple[float, float, float, float],
-                 xlim: tuple[float, float], ylim: tuple[float, float]):
+    def __init__(
+        self,
+        p: Any,
+        QtCore: Any,
+        rect: tuple[float, float, float, float],
+        xlim: tuple[float, float],
+        ylim: tuple[float, float],
+    ):
         self.p, self.QtCore = p, QtCore
         self.x0, self.y0, self.w, self.h = rect
         self.xlim, self.ylim = xlim, ylim
@@ -106,8 +134,10 @@ class _Frame:
 
     def px(self, x: Any, y: Any) -> tuple[Any, Any]:
         (a, b), (c, d) = self.xlim, self.ylim
-        return (self.x0 + (np.asarray(x) - a) / (b - a) * self.w,
-                self.y0 + self.h - (np.asarray(y) - c) / (d - c) * self.h)
+        return (
+            self.x0 + (np.asarray(x) - a) / (b - a) * self.w,
+            self.y0 + self.h - (np.asarray(y) - c) / (d - c) * self.h,
+        )
 
     def axes(self, QtGui: Any, xlabel: str = "", ylabel: str = "", title: str = "", ticks: bool = True) -> None:
         p, QC = self.p, self.QtCore
@@ -162,6 +192,7 @@ def _save(img: Any, path: Path) -> Path:
 def _start(width: int, height: int) -> tuple[Any, Any, Any, Any]:
     QtGui = _qt()
     from PySide6 import QtCore
+
     img = QtGui.QImage(width, height, QtGui.QImage.Format_ARGB32)
     img.fill(QtGui.QColor("white"))
     p = QtGui.QPainter(img)
@@ -193,9 +224,16 @@ def _legend(QtGui: Any, QC: Any, p: Any, x: float, y: float, items: Sequence[tup
 
 # ---------------------------------------------------------------- accuracy over epochs
 
-def accuracy_figure(path: Path, series: Sequence[dict[str, Any]], pause_at: Sequence[int] = (),
-                    title: str = "", ylabel: str = "validation accuracy", width: int = 900,
-                    height: int = 440) -> Path:
+
+def accuracy_figure(
+    path: Path,
+    series: Sequence[dict[str, Any]],
+    pause_at: Sequence[int] = (),
+    title: str = "",
+    ylabel: str = "validation accuracy",
+    width: int = 900,
+    height: int = 440,
+) -> Path:
     """Line chart; each series: {label, x, y, color?, dashed?}. Pauses are drawn as grey dashed lines."""
     QtGui, QC, img, p = _start(width, height)
     try:
@@ -214,7 +252,7 @@ def accuracy_figure(path: Path, series: Sequence[dict[str, Any]], pause_at: Sequ
         fr.axes(QtGui, "epoch", ylabel, title)
         pen = QtGui.QPen(QtGui.QColor("#888888"), 1.2)
         pen.setStyle(QC.Qt.DashLine)
-        for e in pause_at:   # a pause "before epoch e" sits between epochs e-1 and e
+        for e in pause_at:  # a pause "before epoch e" sits between epochs e-1 and e
             x, _ = fr.px(e - 0.5, 0)
             if fr.x0 <= x <= fr.x0 + fr.w:
                 p.setPen(pen)
@@ -253,8 +291,15 @@ def accuracy_figure(path: Path, series: Sequence[dict[str, Any]], pause_at: Sequ
 
 # ---------------------------------------------------------------- latent layouts
 
-def layout_figure(path: Path, panels: Sequence[dict[str, Any]], num_classes: int,
-                  class_names: Sequence[str] | None = None, title: str = "", panel_size: int = 420) -> Path:
+
+def layout_figure(
+    path: Path,
+    panels: Sequence[dict[str, Any]],
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    title: str = "",
+    panel_size: int = 420,
+) -> Path:
     """Side-by-side scatters of view-set points, coloured by class, on one shared scale.
 
     Each panel: {title, z (N,2), labels (N,), faded?: bool, centers_from?: (K,2), centers_to?: (K,2),

@@ -3,6 +3,7 @@ participant session may and may not do. The format, with an example: studies/REA
 
 Every problem is reported as ``FILE: [table] key: what is wrong``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,11 +49,26 @@ TRAINING_KEYS = tuple(f.name for f in fields(RunConfig) if f.name not in ("downl
 
 
 _EXTRA_TYPES: dict[str, type] = {
-    "batch_size": int, "view_size": int, "checkpoint_every": int, "synthetic_size": int,
-    "lr": float, "momentum": float, "weight_decay": float, "grad_clip": float,
-    "w_center": float, "w_spread": float, "w_sep": float, "w_point": float,
-    "device": str, "optimizer": str, "projection": str, "amp": str, "compile": bool, "ce_weight": str,
-    "val_size": "size", "train_size": "size",   # C1: a count (int >= 1) or a fraction (0 < float < 1)
+    "batch_size": int,
+    "view_size": int,
+    "checkpoint_every": int,
+    "synthetic_size": int,
+    "lr": float,
+    "momentum": float,
+    "weight_decay": float,
+    "grad_clip": float,
+    "w_center": float,
+    "w_spread": float,
+    "w_sep": float,
+    "w_point": float,
+    "device": str,
+    "optimizer": str,
+    "projection": str,
+    "amp": str,
+    "compile": bool,
+    "ce_weight": str,
+    "val_size": "size",
+    "train_size": "size",  # C1: a count (int >= 1) or a fraction (0 < float < 1)
 }
 
 
@@ -76,7 +92,7 @@ class Protocol:
     model: str | None = None
     data_root: str | None = None
     edit_ops: list[str] = field(default_factory=lambda: list(EDIT_OPS))
-    training: dict[str, Any] = field(default_factory=dict)   # further RunConfig fields (lr, device, ...)
+    training: dict[str, Any] = field(default_factory=dict)  # further RunConfig fields (lr, device, ...)
     path: str | None = None
     sha256: str | None = None
     text: str | None = None
@@ -96,8 +112,10 @@ class Protocol:
         panel = next((p for p, cmds in PANELS.items() if name in cmds), None)
         if panel is None:
             return f"command {name!r} belongs to no study panel"
-        return f"command {name!r} needs the {panel!r} panel, which this protocol does not allow " \
-               f"(panels: {', '.join(self.panels) or 'none'})"
+        return (
+            f"command {name!r} needs the {panel!r} panel, which this protocol does not allow "
+            f"(panels: {', '.join(self.panels) or 'none'})"
+        )
 
     def check_edit(self, edit: dict[str, Any]) -> str | None:
         if "latent" not in self.panels:
@@ -112,8 +130,16 @@ class Protocol:
     def run_config(self, device: str | None = None) -> RunConfig:
         """The resolved RunConfig every condition of a session shares (same seed, same pauses)."""
         d = dict(self.training)
-        d.update(dataset=self.dataset, model=self.model, epochs=self.epochs, pause_at=list(self.pause_at),
-                 alpha=self.alpha, lam=self.lam, seed=self.seed, data_root=self.data_root)
+        d.update(
+            dataset=self.dataset,
+            model=self.model,
+            epochs=self.epochs,
+            pause_at=list(self.pause_at),
+            alpha=self.alpha,
+            lam=self.lam,
+            seed=self.seed,
+            data_root=self.data_root,
+        )
         if device is not None:
             d["device"] = device
         return RunConfig(**d).resolved()
@@ -173,8 +199,9 @@ def _int(v: Any, source: str, table: str, key: str, lo: int | None = None) -> in
     return v
 
 
-def _float(v: Any, source: str, table: str, key: str, lo: float | None = None, hi: float | None = None,
-           lo_open: bool = False) -> float:
+def _float(
+    v: Any, source: str, table: str, key: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False
+) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise _err(source, table, key, f"expected a finite number, got {v!r}")
     if lo is not None and (v < lo or (lo_open and v == lo)):
@@ -190,8 +217,9 @@ def _str(v: Any, source: str, table: str, key: str) -> str:
     return v
 
 
-def _str_list(v: Any, source: str, table: str, key: str, choices: tuple[str, ...] | list[str],
-              allow_empty: bool = False) -> list[str]:
+def _str_list(
+    v: Any, source: str, table: str, key: str, choices: tuple[str, ...] | list[str], allow_empty: bool = False
+) -> list[str]:
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise _err(source, table, key, f"expected a list of strings, got {v!r}")
     if not v and not allow_empty:
@@ -209,8 +237,9 @@ def parse_protocol(data: Any, source: str = "protocol") -> Protocol:
         raise ProtocolError(f"{source}: expected a TOML document with [study] and [training] tables")
     extra = set(data) - {"study", "training"}
     if extra:
-        raise ProtocolError(f"{source}: unexpected top-level key(s) {sorted(extra)}; expected the tables "
-                            "[study] and [training]")
+        raise ProtocolError(
+            f"{source}: unexpected top-level key(s) {sorted(extra)}; expected the tables [study] and [training]"
+        )
     for t in ("study", "training"):
         if not isinstance(data.get(t), dict):
             raise ProtocolError(f"{source}: missing the [{t}] table")
@@ -227,8 +256,7 @@ def parse_protocol(data: Any, source: str = "protocol") -> Protocol:
     if "hill" not in conditions:
         raise _err(source, "study", "conditions", "must include 'hill' (the condition the participant edits in)")
     panels = _str_list(study["panels"], source, "study", "panels", tuple(PANELS), allow_empty=True)
-    edit_ops = _str_list(study.get("edit_ops", list(EDIT_OPS)), source, "study", "edit_ops", EDIT_OPS,
-                         allow_empty=True)
+    edit_ops = _str_list(study.get("edit_ops", list(EDIT_OPS)), source, "study", "edit_ops", EDIT_OPS, allow_empty=True)
     seconds = _float(study["seconds_per_pause"], source, "study", "seconds_per_pause", lo=0, lo_open=True)
     instructions = _str(study["instructions"], source, "study", "instructions").strip()
 
@@ -240,8 +268,7 @@ def parse_protocol(data: Any, source: str = "protocol") -> Protocol:
             raise _err(source, "training", k, "missing")
     dataset = training.pop("dataset")
     if dataset not in DATASET_NAMES:
-        raise _err(source, "training", "dataset",
-                   f"unknown {dataset!r}; expected one of {', '.join(DATASET_NAMES)}")
+        raise _err(source, "training", "dataset", f"unknown {dataset!r}; expected one of {', '.join(DATASET_NAMES)}")
     epochs = _int(training.pop("epochs"), source, "training", "epochs", lo=1)
     pause_at = training.pop("pause_at")
     if not isinstance(pause_at, list):
@@ -260,6 +287,7 @@ def parse_protocol(data: Any, source: str = "protocol") -> Protocol:
     model = training.pop("model", None)
     if model is not None:
         from hill_app.engine.models import MODELS
+
         if model not in MODELS:
             raise _err(source, "training", "model", f"unknown {model!r}; expected one of {', '.join(MODELS)}")
     data_root = training.pop("data_root", None)
@@ -278,21 +306,48 @@ def parse_protocol(data: Any, source: str = "protocol") -> Protocol:
             _str(v, source, "training", k)
         elif kind is bool and not isinstance(v, bool):
             raise _err(source, "training", k, f"expected true or false, got {v!r}")
-        elif kind == "size" and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                 or (isinstance(v, int) and v < 1) or (isinstance(v, float) and not 0 < v < 1)):
+        elif kind == "size" and (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or (isinstance(v, int) and v < 1)
+            or (isinstance(v, float) and not 0 < v < 1)
+        ):
             raise _err(source, "training", k, f"expected a count (integer >= 1) or a fraction in (0, 1), got {v!r}")
     dev = training.get("device")
     if dev is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", dev):
         raise _err(source, "training", "device", f"expected auto, cpu or cuda[:N], got {dev!r}")
 
-    proto = Protocol(name=name, dataset=dataset, epochs=epochs, pause_at=pause_at, seconds_per_pause=seconds,
-                     alpha=alpha, lam=lam, seed=seed, conditions=conditions, panels=panels,
-                     instructions=instructions, model=model, data_root=data_root, edit_ops=edit_ops,
-                     training=training)
+    proto = Protocol(
+        name=name,
+        dataset=dataset,
+        epochs=epochs,
+        pause_at=pause_at,
+        seconds_per_pause=seconds,
+        alpha=alpha,
+        lam=lam,
+        seed=seed,
+        conditions=conditions,
+        panels=panels,
+        instructions=instructions,
+        model=model,
+        data_root=data_root,
+        edit_ops=edit_ops,
+        training=training,
+    )
     try:  # the remaining RunConfig fields (types and ranges) through the engine's own checks
-        cfg = RunConfig(**{**training, "dataset": dataset, "model": model, "epochs": epochs,
-                           "pause_at": pause_at, "alpha": alpha, "lam": lam, "seed": seed,
-                           "data_root": data_root})
+        cfg = RunConfig(
+            **{
+                **training,
+                "dataset": dataset,
+                "model": model,
+                "epochs": epochs,
+                "pause_at": pause_at,
+                "alpha": alpha,
+                "lam": lam,
+                "seed": seed,
+                "data_root": data_root,
+            }
+        )
         cfg.resolved()
     except ConfigError as e:
         key = str(e).split(":", 1)[0]

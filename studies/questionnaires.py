@@ -3,6 +3,7 @@ and Maher, CHI 2013; two 7-point items, 0..100 and its SUS regression) and NASA-
 Hart 2006; six 0..100 subscales, raw and weighted by the 15 pairwise comparisons). The formulas and the
 answers' JSON: studies/README.md ("Scores", "A scripted participant").
 """
+
 from __future__ import annotations
 
 import itertools
@@ -18,20 +19,22 @@ UMUX_LITE_ITEMS = (
     "This system's capabilities meet my requirements.",
     "This system is easy to use.",
 )
-UMUX_LITE_SCALE = (1, 7)     # 1 = strongly disagree, 7 = strongly agree
+UMUX_LITE_SCALE = (1, 7)  # 1 = strongly disagree, 7 = strongly agree
 
 TLX_SCALES = ("mental", "physical", "temporal", "performance", "effort", "frustration")
 TLX_ITEMS = {
     "mental": ("Mental demand", "How mentally demanding was the task?"),
     "physical": ("Physical demand", "How physically demanding was the task?"),
     "temporal": ("Temporal demand", "How hurried or rushed was the pace of the task?"),
-    "performance": ("Performance", ("How successful were you in accomplishing what you were asked to do? "
-                                    "(0 = perfect, 100 = failure)")),
+    "performance": (
+        "Performance",
+        ("How successful were you in accomplishing what you were asked to do? (0 = perfect, 100 = failure)"),
+    ),
     "effort": ("Effort", "How hard did you have to work to accomplish your level of performance?"),
     "frustration": ("Frustration", "How insecure, discouraged, irritated, stressed and annoyed were you?"),
 }
 TLX_RANGE = (0.0, 100.0)
-PAIRS: tuple[tuple[str, str], ...] = tuple(itertools.combinations(TLX_SCALES, 2))   # the 15 comparisons
+PAIRS: tuple[tuple[str, str], ...] = tuple(itertools.combinations(TLX_SCALES, 2))  # the 15 comparisons
 
 
 def _is_number(v: Any) -> bool:
@@ -39,6 +42,7 @@ def _is_number(v: Any) -> bool:
 
 
 # ---------------------------------------------------------------- UMUX-Lite
+
 
 def check_umux_lite(answers: Any) -> list[int]:
     if not isinstance(answers, (list, tuple)):
@@ -71,20 +75,27 @@ def umux_lite_sus(answers: Any) -> float:
 
 # ---------------------------------------------------------------- NASA-TLX
 
+
 def check_tlx(ratings: Any) -> dict[str, float]:
     if isinstance(ratings, (list, tuple)):
         if len(ratings) != len(TLX_SCALES):
-            raise AnswerError(f"nasa_tlx: expected {len(TLX_SCALES)} ratings ({', '.join(TLX_SCALES)}), "
-                              f"got {len(ratings)}")
+            raise AnswerError(
+                f"nasa_tlx: expected {len(TLX_SCALES)} ratings ({', '.join(TLX_SCALES)}), got {len(ratings)}"
+            )
         ratings = dict(zip(TLX_SCALES, ratings))
     if not isinstance(ratings, dict):
         raise AnswerError(f"nasa_tlx: expected an object {{subscale: rating}} or a list of 6, got {ratings!r}")
     missing = [s for s in TLX_SCALES if s not in ratings]
     extra = [s for s in ratings if s not in TLX_SCALES]
     if missing or extra:
-        raise AnswerError("nasa_tlx: " + "; ".join(
-            ([f"missing {', '.join(missing)}"] if missing else []) +
-            ([f"unknown {', '.join(map(repr, extra))}"] if extra else [])) + f" (subscales: {', '.join(TLX_SCALES)})")
+        raise AnswerError(
+            "nasa_tlx: "
+            + "; ".join(
+                ([f"missing {', '.join(missing)}"] if missing else [])
+                + ([f"unknown {', '.join(map(repr, extra))}"] if extra else [])
+            )
+            + f" (subscales: {', '.join(TLX_SCALES)})"
+        )
     lo, hi = TLX_RANGE
     out = {}
     for s in TLX_SCALES:

@@ -3,6 +3,7 @@
 Every number is read from the logs (run summaries, journals, snapshots, the study log), never typed in.
 What each file holds and the checks the report makes: studies/README.md ("The report").
 """
+
 from __future__ import annotations
 
 import csv
@@ -64,7 +65,7 @@ class PauseResult:
     next_z: np.ndarray | None = None
     next_labels: np.ndarray | None = None
     next_epoch: int | None = None
-    reproduces: bool | None = None      # the committed layout == the logged edits replayed on the snapshot
+    reproduces: bool | None = None  # the committed layout == the logged edits replayed on the snapshot
 
 
 @dataclass
@@ -93,6 +94,7 @@ class ParticipantResult:
 
 
 # ---------------------------------------------------------------- reading
+
 
 def find_participants(study_dir: Path) -> list[Path]:
     return sorted(p for p in Path(study_dir).iterdir() if p.is_dir() and (p / STUDY_LOG).exists())
@@ -127,16 +129,24 @@ def load_participant(pdir: Path) -> ParticipantResult:
     elif not finished:
         problems.append("the session did not finish (no session_finished record)")
     complete = finished and not aborted and "hill" in runs and all(r.complete for r in runs.values())
-    res = ParticipantResult(pid=pdir.name, dir=pdir, protocol=proto, class_names=started.get("class_names"),
-                            runs=runs, complete=complete, problems=problems)
+    res = ParticipantResult(
+        pid=pdir.name,
+        dir=pdir,
+        protocol=proto,
+        class_names=started.get("class_names"),
+        runs=runs,
+        complete=complete,
+        problems=problems,
+    )
     _questionnaires(res, log)
     if "hill" in runs:
         _pauses(res, runs["hill"], proto)
         committed = [r for r in log if r["type"] == "edits_committed" and r.get("condition") == "hill"]
         n_journal = sum(len(p.commits) for p in runs["hill"].pauses)
         if len(committed) != n_journal:
-            problems.append(f"the study log has {len(committed)} committed edit sets, the hill journal "
-                            f"{n_journal} inside pauses")
+            problems.append(
+                f"the study log has {len(committed)} committed edit sets, the hill journal {n_journal} inside pauses"
+            )
     if "hill" in runs and "baseline" in runs:
         res.same_start = _same_start(runs["hill"], runs["baseline"], proto.get("pause_at") or [])
         if res.same_start is False:
@@ -171,8 +181,14 @@ def _pauses(res: ParticipantResult, run: RunLog, proto: dict[str, Any]) -> None:
         if p is None:
             res.problems.append(f"no pause logged before epoch {e}")
             continue
-        pr = PauseResult(epoch=e, seconds=p.seconds, edits=p.edits, commits=len(p.commits),
-                         strategy=classify_pause(p.edits), after=p.layout_after)
+        pr = PauseResult(
+            epoch=e,
+            seconds=p.seconds,
+            edits=p.edits,
+            commits=len(p.commits),
+            strategy=classify_pause(p.edits),
+            after=p.layout_after,
+        )
         found = pause_snapshot(snaps, p)
         if found is not None:
             s = found[1]
@@ -184,13 +200,17 @@ def _pauses(res: ParticipantResult, run: RunLog, proto: dict[str, Any]) -> None:
                 try:
                     clean = [validate_edit(x, k, len(s["z"])) for x in p.edits]
                     again = apply_edits(pr.before, clean)
-                    pr.reproduces = bool(np.allclose(again.centers, p.layout_after.centers, atol=1e-5)
-                                         and np.allclose(again.spreads, p.layout_after.spreads, atol=1e-5))
-                except EditError:   # an edit the engine accepted must replay; if not, say so
+                    pr.reproduces = bool(
+                        np.allclose(again.centers, p.layout_after.centers, atol=1e-5)
+                        and np.allclose(again.spreads, p.layout_after.spreads, atol=1e-5)
+                    )
+                except EditError:  # an edit the engine accepted must replay; if not, say so
                     pr.reproduces = False
                 if not pr.reproduces:
-                    res.problems.append(f"pause before epoch {e}: the committed layout does not follow from the "
-                                        "logged edits on the logged snapshot")
+                    res.problems.append(
+                        f"pause before epoch {e}: the committed layout does not follow from the "
+                        "logged edits on the logged snapshot"
+                    )
         else:
             res.problems.append(f"pause before epoch {e}: no snapshot in snapshots.h5")
         nxt = next_snapshot(snaps, p)
@@ -214,6 +234,7 @@ def _same_start(hill: RunLog, base: RunLog, pause_at: list[int]) -> bool | None:
 
 # ---------------------------------------------------------------- the table
 
+
 def pause_epochs(parts: list[ParticipantResult]) -> list[int]:
     return sorted({e for p in parts for e in (p.protocol.get("pause_at") or p.pauses.keys())})
 
@@ -226,8 +247,13 @@ def table_rows(parts: list[ParticipantResult]) -> tuple[list[str], list[dict[str
     cols += ["umux_lite", "umux_lite_sus", "nasa_tlx_raw", "nasa_tlx_weighted"] + [f"tlx_{s}" for s in TLX_SCALES]
     rows = []
     for p in parts:
-        r: dict[str, Any] = {"participant": p.pid, "complete": p.complete, "test_accuracy": p.acc("hill"),
-                             "baseline_test_accuracy": p.acc("baseline"), "gain": p.gain}
+        r: dict[str, Any] = {
+            "participant": p.pid,
+            "complete": p.complete,
+            "test_accuracy": p.acc("hill"),
+            "baseline_test_accuracy": p.acc("baseline"),
+            "gain": p.gain,
+        }
         secs = []
         for e in epochs:
             pr = p.pauses.get(e)
@@ -284,8 +310,13 @@ def _csv_value(v: Any) -> str:
     return str(v)
 
 
-def write_csvs(out: Path, cols: list[str], rows: list[dict[str, Any]], stats: dict[str, dict[str, Any]],
-               gains: dict[str, PairedInterval] | None = None) -> None:
+def write_csvs(
+    out: Path,
+    cols: list[str],
+    rows: list[dict[str, Any]],
+    stats: dict[str, dict[str, Any]],
+    gains: dict[str, PairedInterval] | None = None,
+) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
@@ -302,12 +333,26 @@ def write_csvs(out: Path, cols: list[str], rows: list[dict[str, Any]], stats: di
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["quantity", "method", "level", "n", "mean", "sd", "ci_low", "ci_high", "verdict", "wins", "losses"])
     for iv in (gains or gain_intervals(rows)).values():
-        w.writerow(["gain", iv.method, iv.level, iv.n, _csv_value(iv.mean), _csv_value(iv.sd), _csv_value(iv.lo),
-                    _csv_value(iv.hi), iv.verdict, iv.wins, iv.losses])
+        w.writerow(
+            [
+                "gain",
+                iv.method,
+                iv.level,
+                iv.n,
+                _csv_value(iv.mean),
+                _csv_value(iv.sd),
+                _csv_value(iv.lo),
+                _csv_value(iv.hi),
+                iv.verdict,
+                iv.wins,
+                iv.losses,
+            ]
+        )
     (out / "paired_gain.csv").write_text(buf.getvalue(), encoding="utf-8")
 
 
 # ---------------------------------------------------------------- figures
+
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
@@ -320,6 +365,7 @@ def _curve(run: RunLog, key: str = "val_accuracy") -> tuple[list[int], list[floa
 
 def make_figures(parts: list[ParticipantResult], fig_dir: Path) -> dict[str, Any]:
     from . import figures as F
+
     fig_dir.mkdir(parents=True, exist_ok=True)
     made: dict[str, Any] = {"overview": None, "accuracy": {}, "pauses": {}}
     epochs = pause_epochs(parts)
@@ -340,8 +386,12 @@ def make_figures(parts: list[ParticipantResult], fig_dir: Path) -> dict[str, Any
             for p, color, (x, y) in baselines:
                 series.append({"label": f"{p.pid} baseline", "x": x, "y": y, "color": color, "dashed": True})
     if series:
-        made["overview"] = F.accuracy_figure(fig_dir / "accuracy_all.png", series, epochs,
-                                             title="Validation accuracy per epoch: participants vs baseline").name
+        made["overview"] = F.accuracy_figure(
+            fig_dir / "accuracy_all.png",
+            series,
+            epochs,
+            title="Validation accuracy per epoch: participants vs baseline",
+        ).name
     for i, p in enumerate(parts):
         s = []
         if "hill" in p.runs:
@@ -352,33 +402,60 @@ def make_figures(parts: list[ParticipantResult], fig_dir: Path) -> dict[str, Any
             s.append({"label": "baseline (no edits)", "x": x, "y": y, "color": "#000000", "dashed": True})
         if s:
             made["accuracy"][p.pid] = F.accuracy_figure(
-                fig_dir / f"{_safe(p.pid)}_accuracy.png", s, p.protocol.get("pause_at") or epochs,
-                title=f"{p.pid}: validation accuracy per epoch").name
+                fig_dir / f"{_safe(p.pid)}_accuracy.png",
+                s,
+                p.protocol.get("pause_at") or epochs,
+                title=f"{p.pid}: validation accuracy per epoch",
+            ).name
         for e, pr in sorted(p.pauses.items()):
             if pr.z is None:
                 continue
             k = pr.before.num_classes
-            panels = [{"title": f"before: after epoch {e - 1}", "z": pr.z, "labels": pr.labels,
-                       "centers_to": pr.before.centers}]
+            panels = [
+                {
+                    "title": f"before: after epoch {e - 1}",
+                    "z": pr.z,
+                    "labels": pr.labels,
+                    "centers_to": pr.before.centers,
+                }
+            ]
             if pr.after is not None:
                 pts = sorted(pr.after.points)
-                panels.append({"title": f"edited: {len(pr.edits)} edit(s), {pr.strategy.text}", "z": pr.z,
-                               "labels": pr.labels, "faded": True, "centers_from": pr.before.centers,
-                               "centers_to": pr.after.centers,
-                               # circles only where the spread target differs from the spread at the pause
-                               "spreads_to": np.where(np.abs(pr.after.spreads - pr.before.spreads) > 1e-9,
-                                                      pr.after.spreads, np.nan),
-                               "points_from": pr.z[pts] if pts else None,
-                               "points_to": np.array([pr.after.points[j] for j in pts]) if pts else None})
+                panels.append(
+                    {
+                        "title": f"edited: {len(pr.edits)} edit(s), {pr.strategy.text}",
+                        "z": pr.z,
+                        "labels": pr.labels,
+                        "faded": True,
+                        "centers_from": pr.before.centers,
+                        "centers_to": pr.after.centers,
+                        # circles only where the spread target differs from the spread at the pause
+                        "spreads_to": np.where(
+                            np.abs(pr.after.spreads - pr.before.spreads) > 1e-9, pr.after.spreads, np.nan
+                        ),
+                        "points_from": pr.z[pts] if pts else None,
+                        "points_to": np.array([pr.after.points[j] for j in pts]) if pts else None,
+                    }
+                )
             else:
                 panels.append({"title": "edited: no edits", "z": pr.z, "labels": pr.labels, "faded": True})
             if pr.next_z is not None:
                 nl = layout_from_points(pr.next_z, pr.next_labels, k)
-                panels.append({"title": f"after: trained to epoch {pr.next_epoch}", "z": pr.next_z,
-                               "labels": pr.next_labels, "centers_to": nl.centers})
+                panels.append(
+                    {
+                        "title": f"after: trained to epoch {pr.next_epoch}",
+                        "z": pr.next_z,
+                        "labels": pr.next_labels,
+                        "centers_to": nl.centers,
+                    }
+                )
             made["pauses"][(p.pid, e)] = F.layout_figure(
-                fig_dir / f"{_safe(p.pid)}_pause_e{e}.png", panels, k, p.class_names,
-                title=f"{p.pid}: latent layout at the pause before epoch {e}").name
+                fig_dir / f"{_safe(p.pid)}_pause_e{e}.png",
+                panels,
+                k,
+                p.class_names,
+                title=f"{p.pid}: latent layout at the pause before epoch {e}",
+            ).name
     return made
 
 
@@ -417,106 +494,172 @@ def _gain_html(gains: dict[str, PairedInterval]) -> str:
     rows = []
     for iv in (t, b):
         ci = "&ndash;" if iv.lo is None else f"[{iv.lo * 100:+.2f}, {iv.hi * 100:+.2f}]"
-        rows.append(f"<tr><td class='l'>{_e(iv.method)}</td><td>{iv.n}</td><td>{_pct(iv.mean, signed=True)}</td>"
-                    f"<td>{ci}</td><td>{iv.wins} / {iv.losses}</td><td class='l'>{_e(iv.note())}</td></tr>")
-    return ("<h3>Paired gain over participants</h3><p class='small'>Each participant's HILL run against the "
-            "baseline of the same session (same protocol and seed): the mean of the per-session gains with "
-            "its 95% interval. Scripted strategies are measured the same way by <code>hill-app compare</code>."
-            "</p><table><tr><th class='l'>interval</th><th>sessions</th><th>mean gain (pp)</th>"
-            "<th>95% interval (pp)</th><th>better / worse</th><th class='l'>note</th></tr>" + "".join(rows)
-            + "</table>")
+        rows.append(
+            f"<tr><td class='l'>{_e(iv.method)}</td><td>{iv.n}</td><td>{_pct(iv.mean, signed=True)}</td>"
+            f"<td>{ci}</td><td>{iv.wins} / {iv.losses}</td><td class='l'>{_e(iv.note())}</td></tr>"
+        )
+    return (
+        "<h3>Paired gain over participants</h3><p class='small'>Each participant's HILL run against the "
+        "baseline of the same session (same protocol and seed): the mean of the per-session gains with "
+        "its 95% interval. Scripted strategies are measured the same way by <code>hill-app compare</code>."
+        "</p><table><tr><th class='l'>interval</th><th>sessions</th><th>mean gain (pp)</th>"
+        "<th>95% interval (pp)</th><th>better / worse</th><th class='l'>note</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
-def render_html(parts: list[ParticipantResult], cols: list[str], rows: list[dict[str, Any]],
-                stats: dict[str, dict[str, Any]], figs: dict[str, Any], study_dir: Path) -> str:
+def render_html(
+    parts: list[ParticipantResult],
+    cols: list[str],
+    rows: list[dict[str, Any]],
+    stats: dict[str, dict[str, Any]],
+    figs: dict[str, Any],
+    study_dir: Path,
+) -> str:
     epochs = pause_epochs(parts)
     protos = {p.protocol.get("sha256") for p in parts}
     proto = dict(parts[0].protocol) if parts else {}
     hill_cfg = next((p.runs["hill"].config for p in parts if "hill" in p.runs), {})
     if proto.get("model") is None and hill_cfg.get("model"):
         proto["model"] = hill_cfg["model"]
-    out = [(f"<!doctype html><html><head><meta charset='utf-8'><title>Study report: {_e(proto.get('name', ''))}"
-            f"</title><style>{CSS}</style></head><body>")]
+    out = [
+        (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>Study report: {_e(proto.get('name', ''))}"
+            f"</title><style>{CSS}</style></head><body>"
+        )
+    ]
     out.append(f"<h1>Study report: {_e(proto.get('name', study_dir.name))}</h1>")
     n_ok = sum(p.complete for p in parts)
-    out.append(f"<p class='small'>{len(parts)} participant session(s), {n_ok} complete; study folder "
-               f"<code>{_e(study_dir)}</code>; generated {_dt.datetime.now().isoformat(timespec='seconds')} by "
-               "<code>hill-app report</code>. Every number below is read from the sessions' logs.</p>")
+    out.append(
+        f"<p class='small'>{len(parts)} participant session(s), {n_ok} complete; study folder "
+        f"<code>{_e(study_dir)}</code>; generated {_dt.datetime.now().isoformat(timespec='seconds')} by "
+        "<code>hill-app report</code>. Every number below is read from the sessions' logs.</p>"
+    )
 
     out.append("<h2>Protocol</h2><table>")
-    for k, label in (("dataset", "data set"), ("model", "model"), ("epochs", "epochs"),
-                     ("pause_at", "pauses before epochs"), ("seconds_per_pause", "seconds per pause"),
-                     ("alpha", "alpha"), ("lam", "lambda"), ("seed", "seed"), ("conditions", "conditions"),
-                     ("panels", "panels allowed"), ("sha256", "protocol file SHA-256")):
+    for k, label in (
+        ("dataset", "data set"),
+        ("model", "model"),
+        ("epochs", "epochs"),
+        ("pause_at", "pauses before epochs"),
+        ("seconds_per_pause", "seconds per pause"),
+        ("alpha", "alpha"),
+        ("lam", "lambda"),
+        ("seed", "seed"),
+        ("conditions", "conditions"),
+        ("panels", "panels allowed"),
+        ("sha256", "protocol file SHA-256"),
+    ):
         v = proto.get(k)
         v = ", ".join(map(str, v)) if isinstance(v, list) else v
         out.append(f"<tr><th class='l'>{label}</th><td class='l'>{_e(v if v is not None else 'default')}</td></tr>")
     out.append("</table>")
     if len(protos) > 1:
-        out.append("<p class='bad'>The sessions did not all run the same protocol file (their SHA-256 differ); "
-                   "compare them with care.</p>")
+        out.append(
+            "<p class='bad'>The sessions did not all run the same protocol file (their SHA-256 differ); "
+            "compare them with care.</p>"
+        )
 
     # main table
     out.append("<h2>Results per participant</h2>")
-    out.append("<p class='small'>Test accuracy of the final model (%), gain = HILL &minus; baseline in percentage "
-               "points (baseline: the same protocol and seed with no edits), seconds spent in each pause, "
-               "UMUX-Lite (0&ndash;100) and its SUS-predicted score, raw NASA-TLX (0&ndash;100; weighted where "
-               "the pairwise comparisons were answered).</p>")
-    head = ["participant", "test acc.", "baseline", "gain (pp)"] + [f"pause {e} (s)" for e in epochs] + \
-           ["mean pause (s)", "UMUX-Lite", "UMUX-Lite (SUS)", "NASA-TLX raw", "NASA-TLX weighted"]
-    out.append("<table><tr>" + "".join(f"<th{' class=l' if i == 0 else ''}>{h}</th>"
-                                        for i, h in enumerate(head)) + "</tr>")
+    out.append(
+        "<p class='small'>Test accuracy of the final model (%), gain = HILL &minus; baseline in percentage "
+        "points (baseline: the same protocol and seed with no edits), seconds spent in each pause, "
+        "UMUX-Lite (0&ndash;100) and its SUS-predicted score, raw NASA-TLX (0&ndash;100; weighted where "
+        "the pairwise comparisons were answered).</p>"
+    )
+    head = (
+        ["participant", "test acc.", "baseline", "gain (pp)"]
+        + [f"pause {e} (s)" for e in epochs]
+        + ["mean pause (s)", "UMUX-Lite", "UMUX-Lite (SUS)", "NASA-TLX raw", "NASA-TLX weighted"]
+    )
+    out.append(
+        "<table><tr>" + "".join(f"<th{' class=l' if i == 0 else ''}>{h}</th>" for i, h in enumerate(head)) + "</tr>"
+    )
     for r in rows:
         cls = "" if r["complete"] else " class='incomplete'"
-        cells = [_e(r["participant"]) + ("" if r["complete"] else " (incomplete)"), _pct(r["test_accuracy"]),
-                 _pct(r["baseline_test_accuracy"]), _pct(r["gain"], signed=True)]
+        cells = [
+            _e(r["participant"]) + ("" if r["complete"] else " (incomplete)"),
+            _pct(r["test_accuracy"]),
+            _pct(r["baseline_test_accuracy"]),
+            _pct(r["gain"], signed=True),
+        ]
         cells += [_num(r[f"pause_seconds_e{e}"]) for e in epochs]
-        cells += [_num(r["mean_pause_seconds"]), _num(r["umux_lite"]), _num(r["umux_lite_sus"]),
-                  _num(r["nasa_tlx_raw"]), _num(r["nasa_tlx_weighted"])]
-        out.append(f"<tr{cls}>" + "".join(f"<td{' class=l' if i == 0 else ''}>{c}</td>"
-                                          for i, c in enumerate(cells)) + "</tr>")
-    stat_cols = ["test_accuracy", "baseline_test_accuracy", "gain"] + [f"pause_seconds_e{e}" for e in epochs] + \
-                ["mean_pause_seconds", "umux_lite", "umux_lite_sus", "nasa_tlx_raw", "nasa_tlx_weighted"]
+        cells += [
+            _num(r["mean_pause_seconds"]),
+            _num(r["umux_lite"]),
+            _num(r["umux_lite_sus"]),
+            _num(r["nasa_tlx_raw"]),
+            _num(r["nasa_tlx_weighted"]),
+        ]
+        out.append(
+            f"<tr{cls}>" + "".join(f"<td{' class=l' if i == 0 else ''}>{c}</td>" for i, c in enumerate(cells)) + "</tr>"
+        )
+    stat_cols = (
+        ["test_accuracy", "baseline_test_accuracy", "gain"]
+        + [f"pause_seconds_e{e}" for e in epochs]
+        + ["mean_pause_seconds", "umux_lite", "umux_lite_sus", "nasa_tlx_raw", "nasa_tlx_weighted"]
+    )
     fmts = [_pct, _pct, lambda v: _pct(v, signed=True)] + [_num] * (len(stat_cols) - 3)
     for which in ("mean", "std"):
         cells = [f"{which} (n = {n_ok})"]
         for c, f in zip(stat_cols, fmts):
             s = stats.get(c)
             cells.append(f(s[which]) if s is not None and s[which] is not None else "&ndash;")
-        out.append("<tr class='stat'>" + "".join(f"<td{' class=l' if i == 0 else ''}>{c}</td>"
-                                                 for i, c in enumerate(cells)) + "</tr>")
+        out.append(
+            "<tr class='stat'>"
+            + "".join(f"<td{' class=l' if i == 0 else ''}>{c}</td>" for i, c in enumerate(cells))
+            + "</tr>"
+        )
     out.append("</table>")
     out.append(_gain_html(gain_intervals(rows)))
-    out.append("<p class='small'>As CSV: <a href='results.csv'>results.csv</a> (one row per participant, "
-               "accuracies as fractions, full precision), <a href='summary.csv'>summary.csv</a> (n, mean, "
-               "sample std over complete sessions) and <a href='paired_gain.csv'>paired_gain.csv</a> (the gain's "
-               "intervals).</p>")
+    out.append(
+        "<p class='small'>As CSV: <a href='results.csv'>results.csv</a> (one row per participant, "
+        "accuracies as fractions, full precision), <a href='summary.csv'>summary.csv</a> (n, mean, "
+        "sample std over complete sessions) and <a href='paired_gain.csv'>paired_gain.csv</a> (the gain's "
+        "intervals).</p>"
+    )
 
     # strategies
     out.append("<h2>Strategies</h2>")
-    out.append("<p class='small'>Classified from each pause's committed edits (rules in <code>studies/"
-               f"strategies.py</code>): a label whose share of a pause's edits is at least {MIXTURE_SHARE:g} is "
-               "substantial; two or more substantial labels make a mixture.</p>")
-    out.append("<table><tr><th class='l'>participant</th>" + "".join(f"<th class='l'>pause {e}</th>" for e in epochs)
-               + "<th class='l'>overall</th></tr>")
+    out.append(
+        "<p class='small'>Classified from each pause's committed edits (rules in <code>studies/"
+        f"strategies.py</code>): a label whose share of a pause's edits is at least {MIXTURE_SHARE:g} is "
+        "substantial; two or more substantial labels make a mixture.</p>"
+    )
+    out.append(
+        "<table><tr><th class='l'>participant</th>"
+        + "".join(f"<th class='l'>pause {e}</th>" for e in epochs)
+        + "<th class='l'>overall</th></tr>"
+    )
     for p in parts:
-        cells = [f"{_e(p.pauses[e].strategy.text)} ({len(p.pauses[e].edits)})" if e in p.pauses else "&ndash;"
-                 for e in epochs]
-        out.append(f"<tr><td class='l'>{_e(p.pid)}</td>" + "".join(f"<td class='l'>{c}</td>" for c in cells) +
-                   f"<td class='l'>{_e(p.overall.text if p.overall else '')}</td></tr>")
+        cells = [
+            f"{_e(p.pauses[e].strategy.text)} ({len(p.pauses[e].edits)})" if e in p.pauses else "&ndash;"
+            for e in epochs
+        ]
+        out.append(
+            f"<tr><td class='l'>{_e(p.pid)}</td>"
+            + "".join(f"<td class='l'>{c}</td>" for c in cells)
+            + f"<td class='l'>{_e(p.overall.text if p.overall else '')}</td></tr>"
+        )
     out.append("</table>")
     labels = list(LABELS) + ["mixture", "other", "none"]
-    out.append("<table><tr><th class='l'>strategy</th>" + "".join(f"<th>pause {e}</th>" for e in epochs) +
-               "<th>all pauses</th></tr>")
+    out.append(
+        "<table><tr><th class='l'>strategy</th>"
+        + "".join(f"<th>pause {e}</th>" for e in epochs)
+        + "<th>all pauses</th></tr>"
+    )
     for lab in labels:
         per = [sum(1 for p in parts if e in p.pauses and p.pauses[e].strategy.label == lab) for e in epochs]
-        out.append(f"<tr><td class='l'>{lab}</td>" + "".join(f"<td>{v}</td>" for v in per) +
-                   f"<td>{sum(per)}</td></tr>")
+        out.append(
+            f"<tr><td class='l'>{lab}</td>" + "".join(f"<td>{v}</td>" for v in per) + f"<td>{sum(per)}</td></tr>"
+        )
     out.append("</table>")
 
     if figs.get("overview"):
-        out.append(f"<h2>Accuracy over epochs</h2><img src='figures/{_e(figs['overview'])}' "
-                   "alt='validation accuracy per epoch, all participants and the baseline'>")
+        out.append(
+            f"<h2>Accuracy over epochs</h2><img src='figures/{_e(figs['overview'])}' "
+            "alt='validation accuracy per epoch, all participants and the baseline'>"
+        )
 
     # per participant
     out.append("<h2>Sessions</h2>")
@@ -525,43 +668,51 @@ def render_html(parts: list[ParticipantResult], cols: list[str], rows: list[dict
         if p.problems:
             out.append("<ul>" + "".join(f"<li class='bad'>{_e(x)}</li>" for x in p.problems) + "</ul>")
         if p.same_start is not None:
-            out.append(f"<p class='small'>HILL and baseline identical before the first pause (same seed): "
-                       f"<span class='{'ok' if p.same_start else 'bad'}'>{'yes' if p.same_start else 'no'}"
-                       "</span></p>")
+            out.append(
+                f"<p class='small'>HILL and baseline identical before the first pause (same seed): "
+                f"<span class='{'ok' if p.same_start else 'bad'}'>{'yes' if p.same_start else 'no'}"
+                "</span></p>"
+            )
         if p.pid in figs["accuracy"]:
             out.append(f"<img src='figures/{_e(figs['accuracy'][p.pid])}' alt='accuracy of {_e(p.pid)}'>")
-        out.append("<table><tr><th>pause</th><th>seconds</th><th>commits</th><th>edits</th>"
-                   "<th class='l'>strategy</th><th class='l'>edits by label</th><th class='l'>ops</th></tr>")
+        out.append(
+            "<table><tr><th>pause</th><th>seconds</th><th>commits</th><th>edits</th>"
+            "<th class='l'>strategy</th><th class='l'>edits by label</th><th class='l'>ops</th></tr>"
+        )
         for e, pr in sorted(p.pauses.items()):
             by = ", ".join(f"{k} {v}" for k, v in pr.strategy.counts.items() if v)
-            ops = ", ".join(x.get("op", "?") + (f":{x['name']}" if x.get("op") == "strategy" else "")
-                            for x in pr.edits)
-            out.append(f"<tr><td>{e}</td><td>{_num(pr.seconds, 2)}</td><td>{pr.commits}</td><td>{len(pr.edits)}</td>"
-                       f"<td class='l'>{_e(pr.strategy.text)}</td><td class='l'>{_e(by)}</td>"
-                       f"<td class='l'>{_e(ops)}</td></tr>")
+            ops = ", ".join(x.get("op", "?") + (f":{x['name']}" if x.get("op") == "strategy" else "") for x in pr.edits)
+            out.append(
+                f"<tr><td>{e}</td><td>{_num(pr.seconds, 2)}</td><td>{pr.commits}</td><td>{len(pr.edits)}</td>"
+                f"<td class='l'>{_e(pr.strategy.text)}</td><td class='l'>{_e(by)}</td>"
+                f"<td class='l'>{_e(ops)}</td></tr>"
+            )
         out.append("</table>")
         for e in sorted(p.pauses):
             name = figs["pauses"].get((p.pid, e))
             if name:
                 out.append(f"<p><img src='figures/{_e(name)}' alt='layouts of {_e(p.pid)} at pause {e}'></p>")
 
-    out.append("<h2>Definitions</h2><ul class='small'>"
-               "<li>Test accuracy: <code>summary.json</code> of each condition's run folder (the final model on "
-               "the test split). Curves: validation accuracy from the journals' epoch records.</li>"
-               "<li>Pause time: from the journal's <code>paused</code> record to its <code>resumed</code> "
-               "record.</li>"
-               "<li>UMUX-Lite = ((item 1 &minus; 1) + (item 2 &minus; 1)) / 12 &times; 100; SUS-predicted = "
-               "0.65 &times; UMUX-Lite + 22.9 (Lewis et al. 2013).</li>"
-               "<li>NASA-TLX raw = mean of the six 0&ndash;100 ratings; weighted = &Sigma; weight &times; rating "
-               "/ 15 with weights from the 15 pairwise comparisons.</li>"
-               "<li>Layout figures: the view set at the pause (before), the teacher layout the edits made "
-               "(arrows: class centres and moved points; dashed circles: target spreads) and the view set "
-               "after training on to the next pause or the end (after).</li></ul>")
+    out.append(
+        "<h2>Definitions</h2><ul class='small'>"
+        "<li>Test accuracy: <code>summary.json</code> of each condition's run folder (the final model on "
+        "the test split). Curves: validation accuracy from the journals' epoch records.</li>"
+        "<li>Pause time: from the journal's <code>paused</code> record to its <code>resumed</code> "
+        "record.</li>"
+        "<li>UMUX-Lite = ((item 1 &minus; 1) + (item 2 &minus; 1)) / 12 &times; 100; SUS-predicted = "
+        "0.65 &times; UMUX-Lite + 22.9 (Lewis et al. 2013).</li>"
+        "<li>NASA-TLX raw = mean of the six 0&ndash;100 ratings; weighted = &Sigma; weight &times; rating "
+        "/ 15 with weights from the 15 pairwise comparisons.</li>"
+        "<li>Layout figures: the view set at the pause (before), the teacher layout the edits made "
+        "(arrows: class centres and moved points; dashed circles: target spreads) and the view set "
+        "after training on to the next pause or the end (after).</li></ul>"
+    )
     out.append("</body></html>")
     return "\n".join(out)
 
 
 # ---------------------------------------------------------------- entry
+
 
 def build_report(study_dir: str | Path, out: str | Path | None = None, figures: bool = True) -> Path:
     study_dir = Path(study_dir)

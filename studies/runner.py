@@ -4,6 +4,7 @@ Every condition gets the protocol's RunConfig with the same seed; the baseline r
 no edits (it still stops at the pauses, so its layouts are stored at the same epochs, and resumes at once).
 The folder a session leaves: studies/README.md ("The folders a session leaves").
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,10 @@ class StudyError(ValueError):
 
 def check_participant(pid: str) -> str:
     if not isinstance(pid, str) or not PARTICIPANT_RE.match(pid) or pid in (".", ".."):
-        raise StudyError(f"participant id {pid!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a "
-                         "letter or digit (it names a folder)")
+        raise StudyError(
+            f"participant id {pid!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a "
+            "letter or digit (it names a folder)"
+        )
     if pid == "report":
         raise StudyError("participant id 'report' is reserved for the report folder")
     return pid
@@ -61,15 +64,19 @@ def check_participant(pid: str) -> str:
 def load_for_config(cfg: Any) -> Any:
     """The data set a resolved RunConfig trains on, with its data sizes (C1: val_size, train_size)."""
     from hill_app.datasets import load_dataset
+
     kw = {k: getattr(cfg, k) for k in ("val_size", "train_size") if hasattr(cfg, k)}
-    return load_dataset(cfg.dataset, cfg.data_root, download=False, synthetic_size=cfg.synthetic_size,
-                        seed=cfg.seed, **kw)
+    return load_dataset(
+        cfg.dataset, cfg.data_root, download=False, synthetic_size=cfg.synthetic_size, seed=cfg.seed, **kw
+    )
 
 
 # ---------------------------------------------------------------- the scripted participant
 
-def load_scripted(path: str | Path, protocol: Protocol, num_classes: int, view_size: int
-                  ) -> tuple[list[Intervention], dict[str, Any] | None]:
+
+def load_scripted(
+    path: str | Path, protocol: Protocol, num_classes: int, view_size: int
+) -> tuple[list[Intervention], dict[str, Any] | None]:
     """An edits file, plus its optional "questionnaire" answers; checked against the protocol's panels."""
     path = Path(path)
     try:
@@ -82,8 +89,7 @@ def load_scripted(path: str | Path, protocol: Protocol, num_classes: int, view_s
     if isinstance(data, dict) and "questionnaire" in data:
         data = dict(data)
         answers = data.pop("questionnaire")
-    ivs = parse_edits(data, pause_at=protocol.pause_at, num_classes=num_classes, view_size=view_size,
-                      source=str(path))
+    ivs = parse_edits(data, pause_at=protocol.pause_at, num_classes=num_classes, view_size=view_size, source=str(path))
     check_interventions(ivs, protocol, source=str(path))
     return ivs, answers
 
@@ -103,18 +109,29 @@ def check_interventions(ivs: list[Intervention], protocol: Protocol, source: str
 
 # ---------------------------------------------------------------- one participant
 
+
 def _app_version() -> str | None:
     from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("hill-app")
     except PackageNotFoundError:  # not installed as a distribution: a study still runs
         return None
 
 
-def run_participant(protocol: Protocol, participant: str, study_dir: str | Path, *,
-                    scripted: str | Path | None = None, interventions: list[Intervention] | None = None,
-                    answers: Any = None, answers_source: str | None = None, device: str | None = None,
-                    progress: TextIO | None = None, bundle: Any = None) -> dict[str, Any]:
+def run_participant(
+    protocol: Protocol,
+    participant: str,
+    study_dir: str | Path,
+    *,
+    scripted: str | Path | None = None,
+    interventions: list[Intervention] | None = None,
+    answers: Any = None,
+    answers_source: str | None = None,
+    device: str | None = None,
+    progress: TextIO | None = None,
+    bundle: Any = None,
+) -> dict[str, Any]:
     """Run every condition of ``protocol`` for one scripted participant; return what the session measured.
 
     ``scripted`` is an edits file (with an optional "questionnaire" key); ``interventions`` may be given
@@ -133,7 +150,7 @@ def run_participant(protocol: Protocol, participant: str, study_dir: str | Path,
     file_answers = None
     if scripted is not None:
         # view indices are checked again against the real view set once the hill session exists
-        interventions, file_answers = load_scripted(scripted, protocol, k, view_size=2 ** 62)
+        interventions, file_answers = load_scripted(scripted, protocol, k, view_size=2**62)
     elif interventions is not None:
         check_interventions(interventions, protocol, source="interventions")
     else:
@@ -149,16 +166,24 @@ def run_participant(protocol: Protocol, participant: str, study_dir: str | Path,
         (pdir / "scripted_edits.json").write_bytes(Path(scripted).read_bytes())
     log = StudyLog(pdir)
     app_version = _app_version()
-    session_started(log, participant=participant, mode="scripted", protocol=protocol, seed=cfg.seed,
-                    class_names=list(bundle.class_names), app_version=app_version, pid=os.getpid(),
-                    scripted=None if scripted is None else str(Path(scripted).resolve()),
-                    interventions=[{"epoch": iv.epoch, "edits": iv.edits, "commands": iv.commands}
-                                   for iv in interventions])
+    session_started(
+        log,
+        participant=participant,
+        mode="scripted",
+        protocol=protocol,
+        seed=cfg.seed,
+        class_names=list(bundle.class_names),
+        app_version=app_version,
+        pid=os.getpid(),
+        scripted=None if scripted is None else str(Path(scripted).resolve()),
+        interventions=[{"epoch": iv.epoch, "edits": iv.edits, "commands": iv.commands} for iv in interventions],
+    )
     results: dict[str, Any] = {}
     try:
         for cond in protocol.conditions:
-            results[cond] = run_condition(protocol, cond, pdir, log, cfg, bundle,
-                                          interventions if cond == "hill" else [], progress=progress)
+            results[cond] = run_condition(
+                protocol, cond, pdir, log, cfg, bundle, interventions if cond == "hill" else [], progress=progress
+            )
         if scores is None:
             log.write("questionnaires_skipped", reason="scripted participant without questionnaire answers")
         else:
@@ -175,17 +200,25 @@ def run_participant(protocol: Protocol, participant: str, study_dir: str | Path,
     gain = acc["hill"] - acc["baseline"] if "baseline" in acc else None
     log.write("session_finished", test_accuracy=acc, gain=gain)
     log.close()
-    return {"participant": participant, "dir": str(pdir), "conditions": results, "gain": gain,
-            "questionnaires": scores}
+    return {"participant": participant, "dir": str(pdir), "conditions": results, "gain": gain, "questionnaires": scores}
 
 
 class ConditionCancelled(Exception):
     """``cancel`` was set while a condition trained: it stopped at a step boundary and is not recorded finished."""
 
 
-def run_condition(protocol: Protocol, cond: str, pdir: Path, log: StudyLog, cfg: Any, bundle: Any,
-                  interventions: list[Intervention], progress: TextIO | None = None,
-                  events: EventChannel | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
+def run_condition(
+    protocol: Protocol,
+    cond: str,
+    pdir: Path,
+    log: StudyLog,
+    cfg: Any,
+    bundle: Any,
+    interventions: list[Intervention],
+    progress: TextIO | None = None,
+    events: EventChannel | None = None,
+    cancel: threading.Event | None = None,
+) -> dict[str, Any]:
     """One condition of a session. ``events``: the channel the session emits on (a caller subscribes its own
     listeners, e.g. progress); ``cancel``: set it from any thread to stop the condition at the next step."""
     run_dir = pdir / cond
@@ -194,15 +227,23 @@ def run_condition(protocol: Protocol, cond: str, pdir: Path, log: StudyLog, cfg:
     events.subscribe(recorder)
     if progress is not None:
         from hill_app.engine.progress import ProgressBar
+
         progress.write(f"{pdir.name} / {cond}:\n")
         events.subscribe(ProgressBar(cfg.epochs, stream=progress))
     session = TrainingSession(cfg, run_dir, bundle=bundle, events=events)
     if interventions:
         try:
-            parse_edits({"interventions": [{"epoch": iv.epoch, "edits": iv.edits, "commands": iv.commands}
-                                           for iv in interventions]},
-                        pause_at=cfg.pause_at, num_classes=session.data.num_classes,
-                        view_size=len(session.view_idx), source="scripted participant")
+            parse_edits(
+                {
+                    "interventions": [
+                        {"epoch": iv.epoch, "edits": iv.edits, "commands": iv.commands} for iv in interventions
+                    ]
+                },
+                pause_at=cfg.pause_at,
+                num_classes=session.data.num_classes,
+                view_size=len(session.view_idx),
+                source="scripted participant",
+            )
         except EditsFileError:
             session.journal.close()
             raise
@@ -210,10 +251,11 @@ def run_condition(protocol: Protocol, cond: str, pdir: Path, log: StudyLog, cfg:
     if cancel is not None:
         sent = threading.Event()
 
-        def stop_when_cancelled(ev: Any) -> None:   # on the training thread, at each step's event
+        def stop_when_cancelled(ev: Any) -> None:  # on the training thread, at each step's event
             if cancel.is_set() and not sent.is_set():
                 sent.set()
                 session.submit("stop_training", {"reason": "cancelled"}, source="study")
+
         events.subscribe(stop_when_cancelled)
     recorder.condition_started(session.config.to_json(), sum(len(iv.edits) for iv in interventions))
     if cancel is not None and cancel.is_set():
@@ -222,7 +264,7 @@ def run_condition(protocol: Protocol, cond: str, pdir: Path, log: StudyLog, cfg:
     summary = session.run()
     if cancel is not None and cancel.is_set():
         raise ConditionCancelled(f"{cond}: cancelled at epoch {summary['epochs']}, step {summary['steps']}")
-    session.snapshot("final")     # the final layout, for the report's last 'after' panel
+    session.snapshot("final")  # the final layout, for the report's last 'after' panel
     if progress is not None:
         progress.write(f"{pdir.name} / {cond}: test accuracy {summary['test_accuracy']:.4f}\n")
     recorder.condition_finished(summary)
@@ -230,6 +272,7 @@ def run_condition(protocol: Protocol, cond: str, pdir: Path, log: StudyLog, cfg:
 
 
 # ---------------------------------------------------------------- the session's HDF5 file
+
 
 def _copy_group(src: h5py.Group, dst: h5py.Group) -> None:
     for k, v in src.attrs.items():
@@ -266,8 +309,10 @@ def write_session_h5(pdir: Path) -> Path:
                 g.attrs["test_accuracy"] = float(run.summary["test_accuracy"])
                 g.attrs["val_accuracy"] = float(run.summary["val_accuracy"])
                 if run.summary.get("test_per_class_accuracy") is not None:
-                    g.create_dataset("test/per_class_accuracy",
-                                     data=np.asarray(run.summary["test_per_class_accuracy"], dtype=np.float64))
+                    g.create_dataset(
+                        "test/per_class_accuracy",
+                        data=np.asarray(run.summary["test_per_class_accuracy"], dtype=np.float64),
+                    )
             m = g.create_group("metrics")
             eps = list(run.epochs.values())
             m.create_dataset("epoch", data=np.array([r["epoch"] for r in eps], dtype=np.int64))
@@ -284,9 +329,16 @@ def write_session_h5(pdir: Path) -> Path:
             for p in run.pauses:
                 name = f"e{p.epoch:04d}_s{p.step:07d}_{p.branch}"
                 q = pg.create_group(name)
-                q.attrs.update(epoch=p.epoch, step=p.step, branch=p.branch, reason=p.reason,
-                               scheduled=p.scheduled, seconds=np.nan if p.seconds is None else p.seconds,
-                               edits=json.dumps(p.edits), commits=len(p.commits))
+                q.attrs.update(
+                    epoch=p.epoch,
+                    step=p.step,
+                    branch=p.branch,
+                    reason=p.reason,
+                    scheduled=p.scheduled,
+                    seconds=np.nan if p.seconds is None else p.seconds,
+                    edits=json.dumps(p.edits),
+                    commits=len(p.commits),
+                )
                 found = pause_snapshot(snaps, p)
                 before = None
                 if found is not None:
@@ -295,6 +347,7 @@ def write_session_h5(pdir: Path) -> Path:
                     for key in ("z", "labels", "preds", "view_indices"):
                         q[key] = h5py.SoftLink(f"/{cond}/snapshots/{sname}/{key}")
                     from hill_app.losses import layout_from_points
+
                     k = int(s["labels"].max()) + 1 if p.layout_after is None else p.layout_after.num_classes
                     before = layout_from_points(s["z"], s["labels"], k)
                     q.create_dataset("before_centers", data=before.centers)
@@ -307,8 +360,10 @@ def write_session_h5(pdir: Path) -> Path:
                     q.create_dataset("after_group", data=after.group)
                     idx = np.array(sorted(after.points), dtype=np.int64)
                     q.create_dataset("after_point_indices", data=idx)
-                    q.create_dataset("after_point_positions", data=np.array(
-                        [after.points[i] for i in idx], dtype=np.float64).reshape(-1, 2))
+                    q.create_dataset(
+                        "after_point_positions",
+                        data=np.array([after.points[i] for i in idx], dtype=np.float64).reshape(-1, 2),
+                    )
                 q.attrs["strategy"] = classify_pause(p.edits, before).text
             final = [n for n, s in snaps.items() if s.get("kind") == "final"]
             if final:

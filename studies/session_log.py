@@ -9,6 +9,7 @@ and the questionnaire answers with their scores. Record types are listed in stud
 :class:`ConditionRecorder` listens on a session's event channel (synchronously, in the training thread),
 so the headless runner and the study window write the same records.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,14 +26,34 @@ from hill_app.losses import TargetLayout, apply_edit, layout_from_points, valida
 STUDY_LOG = "study_log.jsonl"
 
 
-def session_started(log: StudyLog, *, participant: str, mode: str, protocol: Any, seed: int,
-                    class_names: list[str], app_version: str | None, pid: int, scripted: str | None = None,
-                    interventions: list[dict[str, Any]] | None = None) -> None:
+def session_started(
+    log: StudyLog,
+    *,
+    participant: str,
+    mode: str,
+    protocol: Any,
+    seed: int,
+    class_names: list[str],
+    app_version: str | None,
+    pid: int,
+    scripted: str | None = None,
+    interventions: list[dict[str, Any]] | None = None,
+) -> None:
     """The first record of a session, written the same way by the runner and the study window."""
-    log.write("session_started", participant=participant, mode=mode, protocol=protocol.to_json(),
-              protocol_text=protocol.text, scripted=scripted, interventions=interventions or [],
-              conditions=list(protocol.conditions), seed=seed, class_names=list(class_names),
-              hill_app=app_version, pid=pid)
+    log.write(
+        "session_started",
+        participant=participant,
+        mode=mode,
+        protocol=protocol.to_json(),
+        protocol_text=protocol.text,
+        scripted=scripted,
+        interventions=interventions or [],
+        conditions=list(protocol.conditions),
+        seed=seed,
+        class_names=list(class_names),
+        hill_app=app_version,
+        pid=pid,
+    )
 
 
 class StudyLog:
@@ -56,12 +77,14 @@ def read_study_log(participant_dir: Path) -> list[dict]:
 
 # ---------------------------------------------------------------- edits with before / after positions
 
+
 def _layout_summary(layout: TargetLayout) -> dict[str, Any]:
     return {"centers": layout.centers.tolist(), "spreads": layout.spreads.tolist(), "group": layout.group.tolist()}
 
 
-def describe_edits(z: np.ndarray, labels: np.ndarray, num_classes: int, edits: list[dict]
-                   ) -> tuple[list[dict[str, Any]], TargetLayout, TargetLayout]:
+def describe_edits(
+    z: np.ndarray, labels: np.ndarray, num_classes: int, edits: list[dict]
+) -> tuple[list[dict[str, Any]], TargetLayout, TargetLayout]:
     """Replay ``edits`` on the layout of ``z`` and say what each one moved, from where to where.
 
     Returns (per-edit records, layout before, layout after). Each record holds the edit and, for what it
@@ -80,28 +103,35 @@ def describe_edits(z: np.ndarray, labels: np.ndarray, num_classes: int, edits: l
         rec: dict[str, Any] = {"index": i, "edit": e}
         moved = np.nonzero(np.abs(nxt.centers - lay.centers).max(axis=1) > 1e-12)[0]
         if len(moved):
-            rec["centers"] = {str(int(c)): {"before": lay.centers[c].tolist(), "after": nxt.centers[c].tolist()}
-                              for c in moved}
+            rec["centers"] = {
+                str(int(c)): {"before": lay.centers[c].tolist(), "after": nxt.centers[c].tolist()} for c in moved
+            }
         grown = np.nonzero(np.abs(nxt.spreads - lay.spreads) > 1e-12)[0]
         if len(grown):
-            rec["spreads"] = {str(int(c)): {"before": float(lay.spreads[c]), "after": float(nxt.spreads[c])}
-                              for c in grown}
+            rec["spreads"] = {
+                str(int(c)): {"before": float(lay.spreads[c]), "after": float(nxt.spreads[c])} for c in grown
+            }
         pts = [k for k, v in nxt.points.items() if lay.points.get(k) != v]
         if pts:
-            rec["points"] = [{"index": int(k), "label": int(labels[k]), "before": z[k].tolist(),
-                              "after": list(nxt.points[k])} for k in sorted(pts)]
+            rec["points"] = [
+                {"index": int(k), "label": int(labels[k]), "before": z[k].tolist(), "after": list(nxt.points[k])}
+                for k in sorted(pts)
+            ]
         if (nxt.group != lay.group).any():
             rec["groups"] = {"before": lay.group.tolist(), "after": nxt.group.tolist()}
         a, b = np.nonzero(np.triu(np.abs(nxt.sep_min - lay.sep_min) > 1e-12, 1))
         if len(a):
-            rec["separations"] = [{"classes": [int(x), int(y)], "before": float(lay.sep_min[x, y]),
-                                   "after": float(nxt.sep_min[x, y])} for x, y in zip(a, b)]
+            rec["separations"] = [
+                {"classes": [int(x), int(y)], "before": float(lay.sep_min[x, y]), "after": float(nxt.sep_min[x, y])}
+                for x, y in zip(a, b)
+            ]
         out.append(rec)
         lay = nxt
     return out, before, lay
 
 
 # ---------------------------------------------------------------- the recorder
+
 
 class ConditionRecorder:
     """Event listener that writes one condition's pauses, commits and command outcomes to the study log."""
@@ -120,40 +150,77 @@ class ConditionRecorder:
             self._snap = d
         elif ev.kind == "paused":
             self._pause = {"epoch": d["epoch"], "step": d["step"], "t0": ev.time}
-            self.log.write("pause_started", condition=self.condition, epoch=d["epoch"], step=d["step"],
-                           reason=d.get("reason"), seconds_allowed=self.seconds_allowed)
+            self.log.write(
+                "pause_started",
+                condition=self.condition,
+                epoch=d["epoch"],
+                step=d["step"],
+                reason=d.get("reason"),
+                seconds_allowed=self.seconds_allowed,
+            )
         elif ev.kind == "resumed":
             p = self._pause or {"epoch": d["epoch"], "step": d["step"], "t0": None}
             secs = None if p["t0"] is None else ev.time - p["t0"]
             over = None if secs is None or self.seconds_allowed is None else secs > self.seconds_allowed
-            rec = self.log.write("pause_ended", condition=self.condition, epoch=p["epoch"], step=d["step"],
-                                 seconds=secs, seconds_allowed=self.seconds_allowed, over_time=over)
+            rec = self.log.write(
+                "pause_ended",
+                condition=self.condition,
+                epoch=p["epoch"],
+                step=d["step"],
+                seconds=secs,
+                seconds_allowed=self.seconds_allowed,
+                over_time=over,
+            )
             self.pauses.append(rec)
             self._pause = None
         elif ev.kind == "command" and d.get("status") in ("success", "failed"):
-            self.log.write("command", condition=self.condition, command=d["command"], args=d["args"],
-                           status=d["status"], reason=d.get("reason"), source=d.get("source"),
-                           epoch=d.get("epoch"), step=d.get("step"), uuid=d.get("uuid"))
+            self.log.write(
+                "command",
+                condition=self.condition,
+                command=d["command"],
+                args=d["args"],
+                status=d["status"],
+                reason=d.get("reason"),
+                source=d.get("source"),
+                epoch=d.get("epoch"),
+                step=d.get("step"),
+                uuid=d.get("uuid"),
+            )
             if d["command"] == "set_latent_targets" and d["status"] == "success":
                 self._committed(d)
 
     def condition_started(self, config: dict[str, Any], edits_scripted: int) -> None:
-        self.log.write("condition_started", condition=self.condition, run_dir=self.condition, config=config,
-                       edits_scripted=edits_scripted)
+        self.log.write(
+            "condition_started",
+            condition=self.condition,
+            run_dir=self.condition,
+            config=config,
+            edits_scripted=edits_scripted,
+        )
 
     def condition_finished(self, summary: dict[str, Any]) -> dict[str, Any]:
         """The record both the runner and the study window end a condition with."""
-        return self.log.write("condition_finished", condition=self.condition, test_accuracy=summary["test_accuracy"],
-                              val_accuracy=summary["val_accuracy"], epochs=summary["epochs"], steps=summary["steps"],
-                              edits_applied=summary["edits_applied"], wall_seconds=summary["wall_seconds"],
-                              pauses=[{"epoch": p["epoch"], "seconds": p["seconds"]} for p in self.pauses])
+        return self.log.write(
+            "condition_finished",
+            condition=self.condition,
+            test_accuracy=summary["test_accuracy"],
+            val_accuracy=summary["val_accuracy"],
+            epochs=summary["epochs"],
+            steps=summary["steps"],
+            edits_applied=summary["edits_applied"],
+            wall_seconds=summary["wall_seconds"],
+            pauses=[{"epoch": p["epoch"], "seconds": p["seconds"]} for p in self.pauses],
+        )
 
     def _committed(self, d: dict[str, Any]) -> None:
-        snap = self._snap   # the engine emits the "commit" snapshot (the base z + the new layout) just before
+        snap = self._snap  # the engine emits the "commit" snapshot (the base z + the new layout) just before
         edits = d["args"].get("edits", [])
-        fields: dict[str, Any] = {"condition": self.condition, "step": d.get("step"),
-                                  "pause_epoch": None if self._pause is None else self._pause["epoch"],
-                                  "edits": edits}
+        fields: dict[str, Any] = {
+            "condition": self.condition,
+            "step": d.get("step"),
+            "pause_epoch": None if self._pause is None else self._pause["epoch"],
+            "edits": edits,
+        }
         if snap is not None and snap.get("kind") == "commit" and snap.get("step") == d.get("step"):
             k = len(snap["layout"]["centers"])
             per_edit, before, _ = describe_edits(snap["z"], snap["labels"], k, edits)
@@ -163,16 +230,17 @@ class ConditionRecorder:
 
 # ---------------------------------------------------------------- reading a run folder
 
+
 @dataclass
 class PauseLog:
-    epoch: int                      # the pause came before this epoch (1-based)
+    epoch: int  # the pause came before this epoch (1-based)
     step: int
     branch: str
     reason: str
     started: float
     ended: float | None = None
-    commits: list[dict] = field(default_factory=list)     # the run journal's 'targets' records in the pause
-    commands: list[dict] = field(default_factory=list)    # terminal command records applied in the pause
+    commits: list[dict] = field(default_factory=list)  # the run journal's 'targets' records in the pause
+    commands: list[dict] = field(default_factory=list)  # terminal command records applied in the pause
 
     @property
     def scheduled(self) -> bool:
@@ -196,9 +264,9 @@ class PauseLog:
 class RunLog:
     run_dir: Path
     config: dict[str, Any]
-    epochs: dict[int, dict]          # epoch -> record of the lineage that finished (later records win)
+    epochs: dict[int, dict]  # epoch -> record of the lineage that finished (later records win)
     pauses: list[PauseLog]
-    summary: dict[str, Any] | None   # summary.json
+    summary: dict[str, Any] | None  # summary.json
     finished: dict[str, Any] | None  # the journal's 'finished' record
     errors: list[dict]
 
@@ -228,8 +296,13 @@ def read_run(run_dir: Path) -> RunLog:
         elif t == "epoch":
             epochs[int(r["epoch"])] = r
         elif t == "paused":
-            open_ = PauseLog(epoch=int(r["epoch"]), step=int(r["step"]), branch=r.get("branch", "main"),
-                             reason=r.get("reason", ""), started=float(r["time"]))
+            open_ = PauseLog(
+                epoch=int(r["epoch"]),
+                step=int(r["step"]),
+                branch=r.get("branch", "main"),
+                reason=r.get("reason", ""),
+                started=float(r["time"]),
+            )
             pauses.append(open_)
         elif t == "resumed" and open_ is not None:
             open_.ended = float(r["time"])
@@ -264,9 +337,11 @@ def pause_snapshot(snaps: dict[str, dict[str, Any]], pause: PauseLog) -> tuple[s
 
 def next_snapshot(snaps: dict[str, dict[str, Any]], pause: PauseLog) -> tuple[str, dict[str, Any]] | None:
     """The layout the model reached after training on from a pause: the next pause's snapshot or the final one."""
-    later = [(int(s["step"]), name, s) for name, s in snaps.items()
-             if s.get("kind") in ("pause", "final") and int(s["step"]) > pause.step
-             and s.get("branch") == pause.branch]
+    later = [
+        (int(s["step"]), name, s)
+        for name, s in snaps.items()
+        if s.get("kind") in ("pause", "final") and int(s["step"]) > pause.step and s.get("branch") == pause.branch
+    ]
     if not later:
         return None
     _, name, s = min(later, key=lambda x: (x[0], x[1]))

@@ -8,6 +8,7 @@ augmentation) with and without edits. The interval is on the mean of the per-pai
 - ``bootstrap``: the percentile bootstrap of the mean (seeded, so a report is reproducible); it assumes no
   shape but is too narrow for very few pairs (it never reaches beyond the observed range).
 """
+
 from __future__ import annotations
 
 import math
@@ -31,9 +32,9 @@ class PairedInterval:
     lo: float | None
     hi: float | None
     level: float
-    method: str               # "paired t" or "percentile bootstrap (B resamples, seed S)"
-    wins: int = 0             # pairs with a positive difference
-    losses: int = 0           # pairs with a negative difference
+    method: str  # "paired t" or "percentile bootstrap (B resamples, seed S)"
+    wins: int = 0  # pairs with a positive difference
+    losses: int = 0  # pairs with a negative difference
 
     @property
     def includes_zero(self) -> bool | None:
@@ -81,6 +82,7 @@ def _clean(diffs: Sequence[float] | np.ndarray) -> np.ndarray:
 
 def _t_quantile(p: float, df: int) -> float:
     from scipy.stats import t  # scipy comes with scikit-learn, a dependency of hill-app
+
     return float(t.ppf(p, df))
 
 
@@ -101,8 +103,9 @@ def paired_t(diffs: Sequence[float] | np.ndarray, level: float = 0.95) -> Paired
     return PairedInterval(n, mean, sd, mean - half, mean + half, level, "paired t", wins, losses)
 
 
-def bootstrap(diffs: Sequence[float] | np.ndarray, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
-              seed: int = 0) -> PairedInterval:
+def bootstrap(
+    diffs: Sequence[float] | np.ndarray, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> PairedInterval:
     """The percentile bootstrap interval of the mean difference (resampling pairs, seeded)."""
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
@@ -121,8 +124,9 @@ def bootstrap(diffs: Sequence[float] | np.ndarray, level: float = 0.95, resample
     return PairedInterval(n, mean, float(d.std(ddof=1)), float(lo), float(hi), level, method, wins, losses)
 
 
-def paired_interval(treated: Sequence[float], control: Sequence[float], method: str = "t",
-                    level: float = 0.95) -> PairedInterval:
+def paired_interval(
+    treated: Sequence[float], control: Sequence[float], method: str = "t", level: float = 0.95
+) -> PairedInterval:
     """Interval of mean(treated - control) over pairs given in the same order."""
     if len(treated) != len(control):
         raise ValueError(f"paired data need equal lengths, got {len(treated)} and {len(control)}")

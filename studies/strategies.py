@@ -4,6 +4,7 @@ separation, merge, points, a mixture, other or none. The rules: studies/README.m
 Edits are replayed one by one on the layout at the pause (``before``) with the same function the engine
 uses, so each edit is judged on the layout it was made on.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,8 +22,8 @@ _EPS = 1e-9
 
 @dataclass
 class PauseStrategy:
-    label: str                                   # one of LABELS, "mixture", "other" or "none"
-    counts: dict[str, int] = field(default_factory=dict)   # per LABELS + "other"
+    label: str  # one of LABELS, "mixture", "other" or "none"
+    counts: dict[str, int] = field(default_factory=dict)  # per LABELS + "other"
     shares: dict[str, float] = field(default_factory=dict)
     per_edit: list[str] = field(default_factory=list)
     mixture_of: list[str] = field(default_factory=list)
@@ -34,8 +35,14 @@ class PauseStrategy:
         return self.label
 
     def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "text": self.text, "counts": self.counts, "shares": self.shares,
-                "per_edit": self.per_edit, "mixture_of": self.mixture_of}
+        return {
+            "label": self.label,
+            "text": self.text,
+            "counts": self.counts,
+            "shares": self.shares,
+            "per_edit": self.per_edit,
+            "mixture_of": self.mixture_of,
+        }
 
 
 def _nearest_distance(layout: TargetLayout, c: int) -> float:
@@ -46,8 +53,7 @@ def _nearest_distance(layout: TargetLayout, c: int) -> float:
     return float(np.linalg.norm(layout.centers[others] - layout.centers[c], axis=1).min())
 
 
-def classify_edit(edit: dict[str, Any], before: TargetLayout | None = None,
-                  after: TargetLayout | None = None) -> str:
+def classify_edit(edit: dict[str, Any], before: TargetLayout | None = None, after: TargetLayout | None = None) -> str:
     """One edit's strategy; ``before``/``after`` are the layouts just before and after it (may be None)."""
     op = edit.get("op")
     if op == "scale_spread":
@@ -102,8 +108,9 @@ def label_from_counts(counts: dict[str, int]) -> PauseStrategy:
     return PauseStrategy("other", full, shares)
 
 
-def classify_pause(edits: list[dict[str, Any]], before: TargetLayout | None = None,
-                   view_size: int | None = None) -> PauseStrategy:
+def classify_pause(
+    edits: list[dict[str, Any]], before: TargetLayout | None = None, view_size: int | None = None
+) -> PauseStrategy:
     """Classify a pause's committed edits. ``before`` is the layout at the pause (from its snapshot)."""
     per_edit: list[str] = []
     layout = before
@@ -111,7 +118,7 @@ def classify_pause(edits: list[dict[str, Any]], before: TargetLayout | None = No
     for e in edits:
         if layout is not None:
             try:
-                clean = validate_edit(e, k, view_size if view_size is not None else 10 ** 12)
+                clean = validate_edit(e, k, view_size if view_size is not None else 10**12)
                 nxt = apply_edit(layout, clean)
             except EditError:
                 clean, nxt = e, None

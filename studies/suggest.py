@@ -8,6 +8,7 @@ no-edit baseline (``MEASURED`` below; "not measured" until a measurement is reco
 A strategy spec is ``NAME[:STRENGTH]``; several joined by ``+`` or ``,`` make a mixture (their edits are
 concatenated in order). ``"default"`` is ``DEFAULT``. See docs/measuring-edits.md for what each one does.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,12 +28,12 @@ class SuggestError(ValueError):
 class Geometry:
     """What the scatter shows: per-class centre and RMS spread of the view set, in view coordinates."""
 
-    z: np.ndarray            # (N, 2)
-    labels: np.ndarray       # (N,)
+    z: np.ndarray  # (N, 2)
+    labels: np.ndarray  # (N,)
     preds: np.ndarray | None
-    centers: np.ndarray      # (K, 2); NaN for a class with no view points
-    spreads: np.ndarray      # (K,)
-    counts: np.ndarray       # (K,)
+    centers: np.ndarray  # (K, 2); NaN for a class with no view points
+    spreads: np.ndarray  # (K,)
+    counts: np.ndarray  # (K,)
 
     @property
     def k(self) -> int:
@@ -62,8 +63,10 @@ def geometry(snapshot: dict[str, Any], num_classes: int | None = None) -> Geomet
         raise SuggestError(f"snapshot: {len(preds)} predictions for {len(labels)} labels")
     k = int(num_classes if num_classes is not None else (labels.max() + 1 if len(labels) else 0))
     if len(labels) and (labels.min() < 0 or labels.max() >= k):
-        raise SuggestError(f"snapshot: labels span {labels.min()}..{labels.max()}, but there are {k} classes "
-                           "(from the confusion matrix or the snapshot)")
+        raise SuggestError(
+            f"snapshot: labels span {labels.min()}..{labels.max()}, but there are {k} classes "
+            "(from the confusion matrix or the snapshot)"
+        )
     centers = np.full((k, 2), np.nan)
     spreads = np.zeros(k)
     counts = np.bincount(labels, minlength=k)[:k]
@@ -113,6 +116,7 @@ Edit = tuple[dict[str, Any], str]
 def _engine(name: str) -> Callable[[Geometry, Any, float], list[Edit]]:
     def fn(g: Geometry, confusion: Any, s: float) -> list[Edit]:
         return [({"op": "strategy", "name": name, "strength": s}, f"the engine's '{name}' on every class")]
+
     return fn
 
 
@@ -123,8 +127,12 @@ def _confused_pairs_simple(g: Geometry, confusion: Any, s: float) -> list[Edit]:
     for a, b, r in confused_pairs(_confusion(confusion, g), 3):
         if not np.isfinite(d[a, b]):
             continue
-        out.append(({"op": "separate", "classes": [a, b], "min_distance": float(d[a, b] * (1 + s))},
-                    f"classes {a} and {b}: {r:.1%} confused; pushed to {1 + s:g}x their distance"))
+        out.append(
+            (
+                {"op": "separate", "classes": [a, b], "min_distance": float(d[a, b] * (1 + s))},
+                f"classes {a} and {b}: {r:.1%} confused; pushed to {1 + s:g}x their distance",
+            )
+        )
     return out
 
 
@@ -145,9 +153,13 @@ def _confusion_separation(g: Geometry, confusion: Any, s: float) -> list[Edit]:
         if overlap <= 0.02 * dist:
             continue
         target = min(dist + s * overlap, dist * (1 + s / 2))
-        out.append(({"op": "separate", "classes": [a, b], "min_distance": float(target)},
-                    f"classes {a} and {b}: {r:.1%} confused, clusters overlap by {overlap / dist:.0%} of their "
-                    f"distance; distance {dist:.3g} -> {target:.3g}"))
+        out.append(
+            (
+                {"op": "separate", "classes": [a, b], "min_distance": float(target)},
+                f"classes {a} and {b}: {r:.1%} confused, clusters overlap by {overlap / dist:.0%} of their "
+                f"distance; distance {dist:.3g} -> {target:.3g}",
+            )
+        )
     return out
 
 
@@ -161,8 +173,12 @@ def _misclassified_to_centre(g: Geometry, confusion: Any, s: float) -> list[Edit
         if not len(idx) or not np.isfinite(g.centers[c]).all():
             continue
         to = g.z[idx] + s * (g.centers[c] - g.z[idx])
-        out.append(({"op": "move_points", "indices": idx.tolist(), "to": to.tolist()},
-                    f"{len(idx)} misclassified point(s) of class {c} moved {s:.0%} of the way to its centre"))
+        out.append(
+            (
+                {"op": "move_points", "indices": idx.tolist(), "to": to.tolist()},
+                f"{len(idx)} misclassified point(s) of class {c} moved {s:.0%} of the way to its centre",
+            )
+        )
     return out
 
 
@@ -178,7 +194,7 @@ def _misplaced(g: Geometry, s: float, only_correct: bool, max_share: float = 0.0
     if ok.sum() < 2:
         return []
     cen = np.where(ok[:, None], g.centers, np.inf)
-    dist = np.linalg.norm(g.z[:, None, :] - cen[None], axis=2)     # (N, K)
+    dist = np.linalg.norm(g.z[:, None, :] - cen[None], axis=2)  # (N, K)
     own = dist[np.arange(len(g.z)), g.labels]
     other = dist.copy()
     other[np.arange(len(g.z)), g.labels] = np.inf
@@ -203,9 +219,13 @@ def _misplaced(g: Geometry, s: float, only_correct: bool, max_share: float = 0.0
             continue
         to = g.z[sel] + s * (g.centers[c] - g.z[sel])
         which = "correctly classified " if only_correct else ""
-        out.append(({"op": "move_points", "indices": sel.tolist(), "to": to.tolist()},
-                    f"{len(sel)} {which}point(s) of class {c} inside another class's cluster moved {s:.0%} of "
-                    "the way to their own centre"))
+        out.append(
+            (
+                {"op": "move_points", "indices": sel.tolist(), "to": to.tolist()},
+                f"{len(sel)} {which}point(s) of class {c} inside another class's cluster moved {s:.0%} of "
+                "the way to their own centre",
+            )
+        )
     return out
 
 
@@ -235,16 +255,19 @@ def _selective_compactness(g: Geometry, confusion: Any, s: float) -> list[Edit]:
         f = max(1.0 - s, med / ratio[c])
         if f >= 0.999:
             continue
-        out.append(({"op": "scale_spread", "class": int(c), "factor": float(f)},
-                    f"class {c}: spread {ratio[c]:.2f}x its nearest-class distance (median {med:.2f}); "
-                    f"spread x{f:.2f}"))
+        out.append(
+            (
+                {"op": "scale_spread", "class": int(c), "factor": float(f)},
+                f"class {c}: spread {ratio[c]:.2f}x its nearest-class distance (median {med:.2f}); spread x{f:.2f}",
+            )
+        )
     return out
 
 
 @dataclass(frozen=True)
 class Strategy:
     fn: Callable[[Geometry, Any, float], list[Edit]]
-    strength: float          # default strength
+    strength: float  # default strength
     doc: str
 
 
@@ -252,18 +275,24 @@ STRATEGIES: dict[str, Strategy] = {
     "compactness": Strategy(_engine("compactness"), 0.5, "every class's spread x (1 - s) (engine strategy)"),
     "separation": Strategy(_engine("separation"), 0.5, "every centre pushed out from the middle by s (engine)"),
     "merge_similar": Strategy(_engine("merge_similar"), 0.5, "merge pairs closer than s x median distance (engine)"),
-    "confused_pairs": Strategy(_confused_pairs_simple, 0.5,
-                               "the 3 most-confused pairs (validation) pushed to (1 + s) x their distance"),
-    "misclassified_to_centre": Strategy(_misclassified_to_centre, 1.0,
-                                        "misclassified view points moved s of the way to their class centre"),
-    "confusion_separation": Strategy(_confusion_separation, 0.5,
-                                     "most-confused overlapping pairs pushed apart by s x their overlap"),
-    "misplaced_points": Strategy(_misplaced_points, 0.5,
-                                 "points inside another class's cluster moved s toward their centre (2% at most)"),
-    "misplaced_correct": Strategy(_misplaced_correct, 0.5,
-                                  "as misplaced_points, only points the model already classifies right"),
-    "selective_compactness": Strategy(_selective_compactness, 0.5,
-                                      "shrink only classes whose spread / nearest distance is above the median"),
+    "confused_pairs": Strategy(
+        _confused_pairs_simple, 0.5, "the 3 most-confused pairs (validation) pushed to (1 + s) x their distance"
+    ),
+    "misclassified_to_centre": Strategy(
+        _misclassified_to_centre, 1.0, "misclassified view points moved s of the way to their class centre"
+    ),
+    "confusion_separation": Strategy(
+        _confusion_separation, 0.5, "most-confused overlapping pairs pushed apart by s x their overlap"
+    ),
+    "misplaced_points": Strategy(
+        _misplaced_points, 0.5, "points inside another class's cluster moved s toward their centre (2% at most)"
+    ),
+    "misplaced_correct": Strategy(
+        _misplaced_correct, 0.5, "as misplaced_points, only points the model already classifies right"
+    ),
+    "selective_compactness": Strategy(
+        _selective_compactness, 0.5, "shrink only classes whose spread / nearest distance is above the median"
+    ),
 }
 
 DEFAULT = "selective_compactness:0.5"
@@ -273,21 +302,33 @@ DEFAULT = "selective_compactness:0.5"
 # Mean paired gain in test accuracy with its 95% paired-t interval: no interval lies above zero (every one
 # includes zero); bench/results/compare_cifar10_real_h200 and bench/results/compare_digits_train300.
 MEASURED: dict[str, str] = {
-    "compactness:0.5": ("CIFAR-10 real subset, H200: +0.38 pp [-0.44, +1.21] over 9 seeds; "
-                       "digits train_size=300, CPU: -0.05 pp [-0.70, +0.61] over 6 seeds"),
+    "compactness:0.5": (
+        "CIFAR-10 real subset, H200: +0.38 pp [-0.44, +1.21] over 9 seeds; "
+        "digits train_size=300, CPU: -0.05 pp [-0.70, +0.61] over 6 seeds"
+    ),
     "merge_similar:0.5": "CIFAR-10 real subset, H200: +0.21 pp [-0.54, +0.95] over 9 seeds",
     "separation:0.5": "CIFAR-10 real subset, H200: -0.42 pp [-1.40, +0.57] over 9 seeds",
-    "confused_pairs:0.5": ("CIFAR-10 real subset, H200: -0.27 pp [-1.19, +0.65] over 9 seeds; "
-                          "digits train_size=300, CPU: -0.32 pp [-1.00, +0.35] over 6 seeds"),
-    "misclassified_to_centre:1": ("CIFAR-10 real subset, H200: -0.93 pp [-2.86, +1.00] over 9 seeds; "
-                                 "digits train_size=300, CPU: +0.32 pp [-0.68, +1.33] over 6 seeds"),
-    "confusion_separation:0.5": ("CIFAR-10 real subset, H200: +0.12 pp [-0.83, +1.07] over 8 seeds; "
-                                "digits train_size=300, CPU: +0.19 pp [-0.33, +0.70] over 6 seeds"),
-    "misplaced_correct:0.5": ("CIFAR-10 real subset, H200: -0.29 pp [-1.15, +0.56] over 8 seeds; "
-                             "digits train_size=300, CPU: -0.51 pp [-1.19, +0.17] over 6 seeds"),
+    "confused_pairs:0.5": (
+        "CIFAR-10 real subset, H200: -0.27 pp [-1.19, +0.65] over 9 seeds; "
+        "digits train_size=300, CPU: -0.32 pp [-1.00, +0.35] over 6 seeds"
+    ),
+    "misclassified_to_centre:1": (
+        "CIFAR-10 real subset, H200: -0.93 pp [-2.86, +1.00] over 9 seeds; "
+        "digits train_size=300, CPU: +0.32 pp [-0.68, +1.33] over 6 seeds"
+    ),
+    "confusion_separation:0.5": (
+        "CIFAR-10 real subset, H200: +0.12 pp [-0.83, +1.07] over 8 seeds; "
+        "digits train_size=300, CPU: +0.19 pp [-0.33, +0.70] over 6 seeds"
+    ),
+    "misplaced_correct:0.5": (
+        "CIFAR-10 real subset, H200: -0.29 pp [-1.15, +0.56] over 8 seeds; "
+        "digits train_size=300, CPU: -0.51 pp [-1.19, +0.17] over 6 seeds"
+    ),
     "misplaced_points:0.5": "CIFAR-10 real subset, H200: +0.09 pp [-0.73, +0.91] over 8 seeds",
-    "selective_compactness:0.5": ("CIFAR-10 real subset, H200: +0.12 pp [-0.85, +1.10] over 8 seeds; "
-                                 "digits train_size=300, CPU: +0.09 pp [-0.68, +0.87] over 6 seeds"),
+    "selective_compactness:0.5": (
+        "CIFAR-10 real subset, H200: +0.12 pp [-0.85, +1.10] over 8 seeds; "
+        "digits train_size=300, CPU: +0.09 pp [-0.68, +0.87] over 6 seeds"
+    ),
 }
 
 _SPEC = re.compile(r"^\s*([a-z_]+)\s*(?::\s*([0-9.eE+-]+))?\s*$")
@@ -341,8 +382,9 @@ def _num_classes(snapshot: dict[str, Any], confusion: Any) -> int | None:
     return None
 
 
-def suggest_edits(snapshot: dict[str, Any], confusion: list[list[int]] | None, *,
-                  strategies: str = "default") -> list[dict[str, Any]]:
+def suggest_edits(
+    snapshot: dict[str, Any], confusion: list[list[int]] | None, *, strategies: str = "default"
+) -> list[dict[str, Any]]:
     """Edits for the current pause: ``[{"edit", "strategy", "measured", "reason"}]``.
 
     ``snapshot`` holds the view set as the window shows it: ``z`` (N x 2), ``labels`` and ``preds``.
@@ -354,6 +396,13 @@ def suggest_edits(snapshot: dict[str, Any], confusion: list[list[int]] | None, *
     out = []
     for name, s in parts:
         for edit, reason in STRATEGIES[name].fn(g, confusion, s):
-            out.append({"edit": {**edit, "origin": f"suggested:{name}"}, "strategy": name,
-                        "strength": s, "measured": measured_effect(name, s), "reason": reason})
+            out.append(
+                {
+                    "edit": {**edit, "origin": f"suggested:{name}"},
+                    "strategy": name,
+                    "strength": s,
+                    "measured": measured_effect(name, s),
+                    "reason": reason,
+                }
+            )
     return out

@@ -1,4 +1,5 @@
 """Shared fixtures. Qt is imported only by the fixtures that need it, so engine tests never load it."""
+
 from __future__ import annotations
 
 import pytest

@@ -12,6 +12,7 @@ and one that does not end it:
   hold            before the journal record of type ``match``: create the file ``ready``, then wait until the
                   file ``go`` exists (so a test can act while the run is at a known point, e.g. send a signal)
 """
+
 from __future__ import annotations
 
 import json
@@ -36,12 +37,14 @@ def install(spec: dict) -> None:
                     real(src, dst, *a, **kw)
                 os._exit(137)
             return real(src, dst, *a, **kw)
+
         os.replace = replace
     elif kind == "hold":
         import time
         from pathlib import Path
 
         from hill_app.engine import journal
+
         real_hold = journal.Journal.write
 
         def write_held(self, type_, **fields):
@@ -50,9 +53,11 @@ def install(spec: dict) -> None:
                 while not Path(spec["go"]).exists():
                     time.sleep(0.02)
             return real_hold(self, type_, **fields)
+
         journal.Journal.write = write_held
     elif kind in ("journal_before", "journal_torn"):
         from hill_app.engine import journal
+
         real_write = journal.Journal.write
 
         def write(self, type_, **fields):
@@ -64,9 +69,11 @@ def install(spec: dict) -> None:
                     os.fsync(self._f.fileno())
                 os._exit(137)
             return real_write(self, type_, **fields)
+
         journal.Journal.write = write
     elif kind == "after_command":
         from hill_app.engine import session
+
         real_apply = session.TrainingSession._apply
 
         def _apply(self, cmd, at_boundary):
@@ -74,6 +81,7 @@ def install(spec: dict) -> None:
             if cmd.command == match and cmd.status == "success" and hit():
                 os._exit(137)
             return done
+
         session.TrainingSession._apply = _apply
     else:
         raise SystemExit(f"unknown fault kind {kind!r}")
@@ -82,4 +90,5 @@ def install(spec: dict) -> None:
 if __name__ == "__main__":
     install(json.loads(sys.argv[1]))
     from hill_app.cli import main
+
     sys.exit(main(sys.argv[2:]))

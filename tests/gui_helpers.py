@@ -1,4 +1,5 @@
 """Mouse helpers shared by the window tests: real press / move / release through a plot's viewport."""
+
 import numpy as np
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtTest import QTest

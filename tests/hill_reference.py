@@ -1,5 +1,6 @@
 """The HILL terms written out as plain autograd formulas: the definition that the loss's fused forward and
 hand-written backward (losses/hill_loss.py, torch and numpy paths) are checked against."""
+
 import torch
 import torch.nn.functional as F
 
@@ -9,8 +10,10 @@ EPS = 1e-8
 def reference_terms(z, y, idx, targets):
     """(center, spread, sep, point, scale, |1 - scale|) by autograd-traceable torch ops, in z's dtype."""
     dt = z.dtype
-    t = {k: getattr(targets, k).to(dt) for k in ("centers", "spreads", "class_mask", "sep_min", "point_pos",
-                                                   "point_mask", "ref_radius", "metric")}
+    t = {
+        k: getattr(targets, k).to(dt)
+        for k in ("centers", "spreads", "class_mask", "sep_min", "point_pos", "point_mask", "ref_radius", "metric")
+    }
     u = z @ t["metric"].t()
     k = t["centers"].shape[0]
     counts = torch.zeros(k, dtype=dt).index_add_(0, y, torch.ones_like(u[:, 0]))

@@ -1,5 +1,6 @@
 """A real served digits run for the control-server tests: a TrainingSession, serve_session on a free loopback
 port, and the training loop in a thread (started when the test says so)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,15 @@ from hill_app.server import serve_session
 
 
 class ServedRun:
-    def __init__(self, run_dir: Path, *, epochs: int = 3, pause_at: tuple[int, ...] = (), lr: float | None = None,
-                 **serve_kw: Any) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        epochs: int = 3,
+        pause_at: tuple[int, ...] = (),
+        lr: float | None = None,
+        **serve_kw: Any,
+    ) -> None:
         cfg = RunConfig(dataset="digits", epochs=epochs, pause_at=list(pause_at), device="cpu", seed=0, lr=lr)
         self.run_dir = run_dir
         self.session = TrainingSession(cfg, run_dir)
@@ -43,6 +51,7 @@ class ServedRun:
                 self.summary = self.session.run()
             except BaseException as e:  # noqa: BLE001 - reported by join()
                 self.error = e
+
         self.thread = threading.Thread(target=target, name="training", daemon=True)
         self.thread.start()
 
@@ -106,8 +115,10 @@ def wait_until(pred: Any, timeout: float = 60.0, what: str = "condition") -> Any
 
 def strict_json(text: str | bytes) -> Any:
     """Parse JSON refusing NaN and Infinity, as a browser's JSON.parse does."""
+
     def bad(name: str) -> Any:
         raise AssertionError(f"non-finite {name} in a message")
+
     return json.loads(text, parse_constant=bad)
 
 
@@ -130,9 +141,16 @@ class StandInLLM:
                     self.send_error(404)
                     return
                 content = outer.reply(body)
-                data = json.dumps({"id": "stand-in", "object": "chat.completion", "model": body.get("model"),
-                                   "choices": [{"index": 0, "finish_reason": "stop",
-                                                "message": {"role": "assistant", "content": content}}]}).encode()
+                data = json.dumps(
+                    {
+                        "id": "stand-in",
+                        "object": "chat.completion",
+                        "model": body.get("model"),
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                        ],
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

@@ -5,6 +5,7 @@ command line (cli). A layer imports only layers below it, lazily or not; the eng
 never import Qt, and no package imports the window except the command line that opens it. See
 docs/architecture.md.
 """
+
 import ast
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def imported_names(module: str, path: Path) -> list[tuple[int, str]]:
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 name = ".".join(base + ([node.module] if node.module else []))
             else:
                 name = node.module or ""
@@ -79,8 +80,9 @@ def layer_violations(graph: dict[str, list[tuple[int, str]]], forbidden: dict[st
     for module, names in sorted(graph.items()):
         for pkg, banned in forbidden.items():
             if _under(module, pkg):
-                bad += [f"{module}:{line} imports {name}" for line, name in names
-                        if any(_under(name, b) for b in banned)]
+                bad += [
+                    f"{module}:{line} imports {name}" for line, name in names if any(_under(name, b) for b in banned)
+                ]
     return sorted(set(bad))
 
 
@@ -108,7 +110,7 @@ def package_cycles(graph: dict[str, list[tuple[int, str]]]) -> list[list[str]]:
         state[node] = "open"
         for nxt in sorted(edges.get(node, {})):
             if state.get(nxt) == "open":
-                loop = path[path.index(nxt):] + [nxt]
+                loop = path[path.index(nxt) :] + [nxt]
                 cycles.append([edges[a][b] for a, b in zip(loop, loop[1:])])
             elif nxt not in state:
                 visit(nxt, path + [nxt])
@@ -123,8 +125,16 @@ def package_cycles(graph: dict[str, list[tuple[int, str]]]) -> list[list[str]]:
 def test_every_package_is_found():
     """The contracts below see every layer (a renamed folder must not make them pass by seeing nothing)."""
     areas = {area(m) for m in source_modules()}
-    for pkg in ("hill_app.engine", "hill_app.losses", "hill_app.datasets", "hill_app.studies", "hill_app.gui",
-                "hill_app.server", "hill_app.client", "hill_app.cli"):
+    for pkg in (
+        "hill_app.engine",
+        "hill_app.losses",
+        "hill_app.datasets",
+        "hill_app.studies",
+        "hill_app.gui",
+        "hill_app.server",
+        "hill_app.client",
+        "hill_app.cli",
+    ):
         assert pkg in areas, pkg
     session = [n for _, n in import_graph()["hill_app.engine.session"]]
     assert "hill_app.engine.journal" in session  # `from .journal import Journal`, made absolute
@@ -144,9 +154,11 @@ def test_no_import_cycle_between_packages():
 
 
 def test_engine_runs_without_qt_loaded():
-    code = ("import sys, hill_app.engine.session, hill_app.engine.handlers, hill_app.losses, hill_app.datasets, "
-            "hill_app.server, hill_app.cli; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6')]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, hill_app.engine.session, hill_app.engine.handlers, hill_app.losses, hill_app.datasets, "
+        "hill_app.server, hill_app.cli; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -1,4 +1,5 @@
 """flip_crop: shape/dtype kept, flips are mirrors, crops are translations with reflect/zero padding, seeded."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,7 +21,7 @@ def _candidates(x: torch.Tensor, pad: int, mode: str) -> tuple[list[tuple[bool, 
     keys, imgs = [], []
     for dy in range(-pad, pad + 1):
         for dx in range(-pad, pad + 1):
-            crop = padded[:, :, pad + dy:pad + dy + h, pad + dx:pad + dx + w]
+            crop = padded[:, :, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
             keys += [(False, dy, dx), (True, dy, dx)]
             imgs += [crop, crop.flip(-1)]
     return keys, torch.stack(imgs)
@@ -31,8 +32,10 @@ def _which(x: torch.Tensor, y: torch.Tensor, pad: int, mode: str) -> list[tuple[
     keys, imgs = _candidates(x, pad, mode)
     match = (imgs == y.cpu().double().unsqueeze(0)).flatten(2).all(2)  # (K, N)
     counts = match.sum(0)
-    assert bool((counts == 1).all()), f"samples {torch.nonzero(counts != 1).flatten().tolist()} match " \
-                                      f"{counts[counts != 1].tolist()} flip/translations of their input"
+    assert bool((counts == 1).all()), (
+        f"samples {torch.nonzero(counts != 1).flatten().tolist()} match "
+        f"{counts[counts != 1].tolist()} flip/translations of their input"
+    )
     return [keys[k] for k in match.int().argmax(0).tolist()]
 
 

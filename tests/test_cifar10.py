@@ -4,6 +4,7 @@ The official batches are Python 2 cPickle files (protocol 2): byte-string keys, 
 ``numpy.core.multiarray._reconstruct`` with its raw bytes as a py2 ``str``. ``_py2_pickle`` writes that
 format opcode by opcode, so the loader is tested against what users actually have on disk.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,6 +32,7 @@ N_TEST = 20
 
 
 # --------------------------------------------------------------------------- writing the official format
+
 
 def _py2_pickle(obj: object) -> bytes:
     """Pickle ``obj`` the way Python 2's cPickle (protocol 2) wrote the official CIFAR-10 files."""
@@ -172,6 +174,7 @@ def _all_train_rows(files: dict[str, dict]) -> tuple[np.ndarray, np.ndarray]:
 
 # --------------------------------------------------------------------------- loading
 
+
 def test_py2_writer_matches_official_header(files: dict[str, dict]) -> None:
     raw = _py2_pickle(files["data_batch_1"])
     assert raw.startswith(b"\x80\x02}")
@@ -233,8 +236,7 @@ def test_split_is_fixed_and_stats_from_train(tmp_path: Path, folder: Path) -> No
 
 @pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
 def test_files_resaved_by_python3_load(tmp_path: Path, files: dict[str, dict], protocol: int) -> None:
-    folder = _write_folder(tmp_path / "cifar-10-batches-py", files,
-                           dumps=lambda d: pickle.dumps(d, protocol=protocol))
+    folder = _write_folder(tmp_path / "cifar-10-batches-py", files, dumps=lambda d: pickle.dumps(d, protocol=protocol))
     b = load_cifar10(folder, val_size=50)
     np.testing.assert_array_equal(b.test_x.reshape(N_TEST, -1).numpy(), files["test_batch"][b"data"])
 
@@ -267,6 +269,7 @@ def test_truncated_archive(tmp_path: Path, files: dict[str, dict]) -> None:
 
 
 # --------------------------------------------------------------------------- errors
+
 
 def test_nothing_on_disk_says_where_and_download(tmp_path: Path) -> None:
     with pytest.raises(DataError) as e:
@@ -334,6 +337,7 @@ def test_malicious_pickle_is_refused_not_run(tmp_path: Path, folder: Path) -> No
 
 # --------------------------------------------------------------------------- download over loopback HTTP
 
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     routes: dict[str, bytes] = {}
 
@@ -384,8 +388,14 @@ def test_download_then_load(tmp_path: Path, server, archive_bytes: bytes, files:
     routes["/cifar.tar.gz"] = archive_bytes
     root = tmp_path / "data"  # does not exist yet
     seen: list[tuple[int, int]] = []
-    b = load_cifar10(root, download=True, val_size=50, url=base + "/cifar.tar.gz",
-                     expected_md5=hashlib.md5(archive_bytes).hexdigest(), progress=lambda d, t: seen.append((d, t)))
+    b = load_cifar10(
+        root,
+        download=True,
+        val_size=50,
+        url=base + "/cifar.tar.gz",
+        expected_md5=hashlib.md5(archive_bytes).hexdigest(),
+        progress=lambda d, t: seen.append((d, t)),
+    )
     np.testing.assert_array_equal(b.test_x.reshape(N_TEST, -1).numpy(), files["test_batch"][b"data"])
     assert (root / "cifar-10-python.tar.gz").read_bytes() == archive_bytes
     assert seen[-1] == (len(archive_bytes), len(archive_bytes))
@@ -445,6 +455,7 @@ def test_download_file_replaces_only_on_success(tmp_path: Path, server) -> None:
 
 # --------------------------------------------------------------------------- the CLI's --download
 
+
 def test_cli_download_option_reaches_the_loader(tmp_path: Path, files: dict[str, dict], monkeypatch, capsys) -> None:
     """`hill-app train --dataset cifar10 --download` asks the loader to fetch the archive (stood in for here by
     a local copy, no network); without --download the same empty folder is refused, naming the option."""
@@ -457,11 +468,27 @@ def test_cli_download_option_reaches_the_loader(tmp_path: Path, files: dict[str,
         calls.append((url, Path(dest)))
         _make_archive(Path(dest), files)
         return Path(dest)
+
     monkeypatch.setattr(cifar10_module, "download_file", fake_download)
     root = tmp_path / "data"
     root.mkdir()
-    args = ["train", "--dataset", "cifar10", "--data-root", str(root), "--model", "digits_cnn", "--epochs", "1",
-            "--pause-at", "none", "--seed", "0", "--device", "cpu"]
+    args = [
+        "train",
+        "--dataset",
+        "cifar10",
+        "--data-root",
+        str(root),
+        "--model",
+        "digits_cnn",
+        "--epochs",
+        "1",
+        "--pause-at",
+        "none",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+    ]
 
     assert main(args + ["--out", str(tmp_path / "without")]) == 2
     err = capsys.readouterr().err

@@ -2,6 +2,7 @@
 images recovered from the official batches, each batch the leading part of its official namesake).
 
 The folder is read-only and lives outside the repository; a clone without it skips these tests."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,12 +16,20 @@ from hill_app.datasets import load_dataset
 from hill_app.datasets.cifar10 import TEST_FILE, TRAIN_FILES, _read_batch, load_cifar10
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-real" / "cifar-10-batches-py"
-pytestmark = pytest.mark.skipif(not (REAL / "batches.meta").is_file(),
-                                reason=f"the real CIFAR-10 subset is not at {REAL} (it sits beside the "
-                                       f"repository in ../shared/data/cifar10-real, never inside it)")
+pytestmark = pytest.mark.skipif(
+    not (REAL / "batches.meta").is_file(),
+    reason=f"the real CIFAR-10 subset is not at {REAL} (it sits beside the "
+    f"repository in ../shared/data/cifar10-real, never inside it)",
+)
 
-BATCH_SIZES = {"data_batch_1": 1102, "data_batch_2": 1017, "data_batch_3": 1017, "data_batch_4": 1398,
-               "data_batch_5": 1017, "test_batch": 1017}
+BATCH_SIZES = {
+    "data_batch_1": 1102,
+    "data_batch_2": 1017,
+    "data_batch_3": 1017,
+    "data_batch_4": 1398,
+    "data_batch_5": 1017,
+    "test_batch": 1017,
+}
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # Published per-channel means of the 50,000 official training images (R, G, B, pixels scaled to [0, 1]).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -72,8 +81,10 @@ def test_labels_class_names_and_known_first_labels(bundle):
 def _neighbour_correlation(x: torch.Tensor) -> list[float]:
     """Correlation of horizontally adjacent pixels in each plane of (N, 3, 32, 32) images."""
     x = x.double()
-    return [float(torch.corrcoef(torch.stack([x[:, c, :, :-1].reshape(-1), x[:, c, :, 1:].reshape(-1)]))[0, 1])
-            for c in range(3)]
+    return [
+        float(torch.corrcoef(torch.stack([x[:, c, :, :-1].reshape(-1), x[:, c, :, 1:].reshape(-1)]))[0, 1])
+        for c in range(3)
+    ]
 
 
 def test_planes_are_red_green_blue_images(bundle):
@@ -118,9 +129,18 @@ def test_short_training_run_on_real_images(tmp_path):
     data = load_cifar10(REAL, val_size=200, train_size=400)
     sizes = {"val_size": 200, "train_size": 400}  # recorded in the config where RunConfig has the fields (C1)
     have = {f.name for f in dataclasses.fields(RunConfig)}
-    cfg = RunConfig(dataset="cifar10", data_root=str(REAL.parent), model="digits_cnn", epochs=2, pause_at=[],
-                    device="cpu", batch_size=50, lr=0.05, seed=0,
-                    **{k: v for k, v in sizes.items() if k in have})
+    cfg = RunConfig(
+        dataset="cifar10",
+        data_root=str(REAL.parent),
+        model="digits_cnn",
+        epochs=2,
+        pause_at=[],
+        device="cpu",
+        batch_size=50,
+        lr=0.05,
+        seed=0,
+        **{k: v for k, v in sizes.items() if k in have},
+    )
     session = TrainingSession(cfg, tmp_path / "run", bundle=data)
     assert session.data is data and len(session.data.train_y) == 400
     summary = session.run()

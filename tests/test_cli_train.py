@@ -1,4 +1,5 @@
 """`hill-app train` in-process: a scripted protocol end to end, refusals before training, and --resume."""
+
 import json
 import warnings
 from pathlib import Path
@@ -14,12 +15,19 @@ from hill_app.engine.events import EventChannel
 from hill_app.engine.journal import read_journal
 from hill_app.engine.session import TrainingSession
 
-EDITS = {"interventions": [{
-    "epoch": 3,
-    "edits": [{"op": "move_center", "class": 3, "to": [1.2, -0.4]},
-              {"op": "scale_spread", "class": 3, "factor": 0.6},
-              {"op": "separate", "classes": [3, 5], "min_distance": 1.5}],
-    "commands": [{"command": "update_optimizer", "args": {"lr": 0.02}}]}]}
+EDITS = {
+    "interventions": [
+        {
+            "epoch": 3,
+            "edits": [
+                {"op": "move_center", "class": 3, "to": [1.2, -0.4]},
+                {"op": "scale_spread", "class": 3, "factor": 0.6},
+                {"op": "separate", "classes": [3, 5], "min_distance": 1.5},
+            ],
+            "commands": [{"command": "update_optimizer", "args": {"lr": 0.02}}],
+        }
+    ]
+}
 TIMING = {"epoch_seconds", "images_per_s", "time", "seq"}
 
 
@@ -30,13 +38,27 @@ def journal(run_dir):
 
 
 def epochs(recs):
-    return {(r["branch"], r["epoch"]): {k: v for k, v in r.items() if k not in TIMING}
-            for r in recs if r["type"] == "epoch"}
+    return {
+        (r["branch"], r["epoch"]): {k: v for k, v in r.items() if k not in TIMING} for r in recs if r["type"] == "epoch"
+    }
 
 
 def train_args(out, edits=None, *extra):
-    a = ["train", "--dataset", "digits", "--epochs", "4", "--pause-at", "3", "--seed", "0", "--device", "cpu",
-         "--out", str(out)]
+    a = [
+        "train",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "4",
+        "--pause-at",
+        "3",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     if edits is not None:
         a += ["--edits", str(edits)]
     return a + list(extra)
@@ -85,8 +107,22 @@ def test_train_writes_the_summary(reference, edits_file):
 
 def test_json_flag_prints_the_summary(tmp_path, capsys):
     out = tmp_path / "j"
-    rc = main(["train", "--dataset", "digits", "--epochs", "1", "--pause-at", "none", "--device", "auto",
-               "--out", str(out), "--json"])
+    rc = main(
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "1",
+            "--pause-at",
+            "none",
+            "--device",
+            "auto",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert rc == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed == json.loads((out / "summary.json").read_text())
@@ -105,17 +141,43 @@ def test_reusing_an_out_that_holds_a_run_is_refused(reference, edits_file, capsy
     assert (out / "journal.jsonl").read_bytes() == before
 
 
-@pytest.mark.parametrize("content,needles", [
-    ('{"interventions": [\n {"epoch": 3,}\n]}', ["line 2 column", "not valid JSON"]),
-    (json.dumps({"interventions": [{"epoch": 3, "edits": [
-        {"op": "move_center", "class": 3, "to": [0, 0]}, {"op": "scale_spread", "class": 3, "factor": 0}]}]}),
-     ["interventions[0].edits[1]", "'factor'"]),
-    (json.dumps({"interventions": [{"epoch": 2, "edits": []}]}), ["interventions[0]", "epoch 2 is not a pause epoch"]),
-    (json.dumps({"interventions": [{"epoch": 3, "edits": [{"op": "move_points", "indices": [5000], "to": [0, 0]}]}]}),
-     ["interventions[0].edits[0]", "5000", "0..1168"]),
-    (json.dumps({"interventions": [{"epoch": 3, "commands": [{"command": "resume_training"}]}]}),
-     ["interventions[0].commands[0]", "resume_training"]),
-], ids=["json", "bad-edit", "not-a-pause", "view-index", "resume-command"])
+@pytest.mark.parametrize(
+    "content,needles",
+    [
+        ('{"interventions": [\n {"epoch": 3,}\n]}', ["line 2 column", "not valid JSON"]),
+        (
+            json.dumps(
+                {
+                    "interventions": [
+                        {
+                            "epoch": 3,
+                            "edits": [
+                                {"op": "move_center", "class": 3, "to": [0, 0]},
+                                {"op": "scale_spread", "class": 3, "factor": 0},
+                            ],
+                        }
+                    ]
+                }
+            ),
+            ["interventions[0].edits[1]", "'factor'"],
+        ),
+        (
+            json.dumps({"interventions": [{"epoch": 2, "edits": []}]}),
+            ["interventions[0]", "epoch 2 is not a pause epoch"],
+        ),
+        (
+            json.dumps(
+                {"interventions": [{"epoch": 3, "edits": [{"op": "move_points", "indices": [5000], "to": [0, 0]}]}]}
+            ),
+            ["interventions[0].edits[0]", "5000", "0..1168"],
+        ),
+        (
+            json.dumps({"interventions": [{"epoch": 3, "commands": [{"command": "resume_training"}]}]}),
+            ["interventions[0].commands[0]", "resume_training"],
+        ),
+    ],
+    ids=["json", "bad-edit", "not-a-pause", "view-index", "resume-command"],
+)
 def test_malformed_edits_file_exits_2_before_training(tmp_path, capsys, content, needles):
     bad = tmp_path / "bad.json"
     bad.write_text(content)
@@ -151,8 +213,23 @@ def test_cifar10_without_data_root(tmp_path, capsys):
 def test_cifar10_folder_that_does_not_exist(tmp_path, capsys):
     missing = tmp_path / "no" / "such" / "cifar"
     out = tmp_path / "c"
-    rc = main(["train", "--dataset", "cifar10", "--data-root", str(missing), "--epochs", "1", "--pause-at", "none",
-               "--device", "cpu", "--out", str(out)])
+    rc = main(
+        [
+            "train",
+            "--dataset",
+            "cifar10",
+            "--data-root",
+            str(missing),
+            "--epochs",
+            "1",
+            "--pause-at",
+            "none",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert str(missing) in err and "not found" in err
@@ -164,18 +241,21 @@ def test_pamap2_without_data_root(tmp_path, capsys):
     assert "--data-root" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra,needle", [
-    (["--pause-at", "1"], "pause_at"),
-    (["--alpha", "1.5"], "alpha"),
-    (["--device", "tpu"], "device"),
-    (["--lr", "0"], "lr"),
-    (["--lam", "nan"], "lam: expected a finite number >= 0, got nan"),
-    (["--lam", "inf"], "lam: expected a finite number >= 0, got inf"),
-    (["--lam=-inf"], "lam: expected a finite number >= 0, got -inf"),
-    (["--lam", "-1"], "lam: must be >= 0, got -1"),
-    (["--lr", "inf"], "lr: expected a finite number > 0, got inf"),
-    (["--lr", "nan"], "lr: expected a finite number > 0, got nan"),
-])
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--pause-at", "1"], "pause_at"),
+        (["--alpha", "1.5"], "alpha"),
+        (["--device", "tpu"], "device"),
+        (["--lr", "0"], "lr"),
+        (["--lam", "nan"], "lam: expected a finite number >= 0, got nan"),
+        (["--lam", "inf"], "lam: expected a finite number >= 0, got inf"),
+        (["--lam=-inf"], "lam: expected a finite number >= 0, got -inf"),
+        (["--lam", "-1"], "lam: must be >= 0, got -1"),
+        (["--lr", "inf"], "lr: expected a finite number > 0, got inf"),
+        (["--lr", "nan"], "lr: expected a finite number > 0, got nan"),
+    ],
+)
 def test_bad_options_exit_2_naming_the_option(tmp_path, capsys, extra, needle):
     out = tmp_path / "r"
     rc = main(["train", "--dataset", "digits", "--epochs", "3", "--out", str(out)] + extra)
@@ -188,24 +268,49 @@ def test_bad_options_exit_2_naming_the_option(tmp_path, capsys, extra, needle):
 def test_projection_option_reaches_the_config_and_the_fitted_map(tmp_path, method):
     """`--projection` is the map the engine fits after epoch 1 (not only a word in config.json)."""
     out = tmp_path / "r"
-    assert main(["train", "--epochs", "2", "--pause-at", "none", "--seed", "0", "--device", "cpu",
-                 "--projection", method, "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--epochs",
+                "2",
+                "--pause-at",
+                "none",
+                "--seed",
+                "0",
+                "--device",
+                "cpu",
+                "--projection",
+                method,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "config.json").read_text())["projection"] == method
     recs = journal(out)
     assert next(r for r in recs if r["type"] == "run_started")["config"]["projection"] == method
     fitted = [r for r in recs if r["type"] == "projection_fitted"]
     assert [(r["method"], r["epoch"]) for r in fitted] == [(method, 1)]
     from hill_app.engine.branches import CheckpointTree
+
     tree = CheckpointTree(out / "checkpoints")
     assert tree.load(tree.nodes[-1]["uuid"])["projection"]["method"] == method
 
 
 NONFINITE = {
     "lr-1e6": (["--lr", "1e6"], None, []),
-    "update_optimizer-lr-100": ([], {"interventions": [{"epoch": 2, "commands": [
-        {"command": "update_optimizer", "args": {"lr": 100}}]}]}, ["update_optimizer"]),
-    "move_center-1e308": ([], {"interventions": [{"epoch": 2, "edits": [
-        {"op": "move_center", "class": 3, "to": [1e308, -1e308]}]}]}, ["set_latent_targets"]),
+    "update_optimizer-lr-100": (
+        [],
+        {"interventions": [{"epoch": 2, "commands": [{"command": "update_optimizer", "args": {"lr": 100}}]}]},
+        ["update_optimizer"],
+    ),
+    "move_center-1e308": (
+        [],
+        {"interventions": [{"epoch": 2, "edits": [{"op": "move_center", "class": 3, "to": [1e308, -1e308]}]}]},
+        ["set_latent_targets"],
+    ),
 }
 
 
@@ -262,6 +367,7 @@ def test_unknown_dataset_is_an_argparse_error(tmp_path):
 
 # ---------------------------------------------------------------- --resume
 
+
 def start_like_the_cli(run_dir, edits_file, stop_when):
     """The reference's configuration and script, driven directly so the run can be stopped where we like."""
     cfg = RunConfig(dataset="digits", epochs=4, pause_at=[3], seed=0, device="cpu")
@@ -271,6 +377,7 @@ def start_like_the_cli(run_dir, edits_file, stop_when):
     def on(ev):
         if stop_when(ev):
             box["s"].submit("stop_training", {})
+
     events.subscribe(on)
     s = box["s"] = TrainingSession(cfg, run_dir, events=events)
     ivs = load_edits_file(edits_file, pause_at=[3], num_classes=10, view_size=len(s.view_idx))

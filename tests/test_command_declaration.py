@@ -1,4 +1,5 @@
 """The one declaration of every command: typed schemas, checks against the run's data and model, JSON Schema."""
+
 import json
 import re
 from pathlib import Path
@@ -37,26 +38,29 @@ def test_every_command_is_declared_once_with_its_handler_and_a_json_schema():
 
 def test_the_readme_lists_exactly_the_declared_commands():
     text = README.read_text(encoding="utf-8")
-    block = text[text.index("<!-- commands:begin -->"):text.index("<!-- commands:end -->")]
+    block = text[text.index("<!-- commands:begin -->") : text.index("<!-- commands:end -->")]
     listed = re.findall(r"^\| `([a-z_]+)` \|", block, flags=re.M)
     assert listed == list(SPECS), "regenerate the README's command table from describe_commands()"
 
 
-@pytest.mark.parametrize("name,args,needle", [
-    ("update_dataset", {"action": "drop", "indices": [99999999999]}, "out of range"),
-    ("update_dataset", {"action": "add", "path": "/nonexistent/file.txt"}, "cannot read"),
-    ("update_dataset", {"action": "add", "path": "/dev/zero"}, "regular file"),
-    ("update_dataset", {"action": "drop"}, "needs 'indices'"),
-    ("load_checkpoint", {"uuid": "deadbeef"}, "no checkpoint"),
-    ("set_latent_targets", {"edits": [{"op": "teleport"}]}, "unknown op"),
-    ("set_latent_targets", {"edits": [{"op": "move_center", "class": 12, "to": [0, 0]}]}, "class"),
-    ("update_dataset_runtime_hyperparameters", {"class_weights": [float("nan")] * 10}, "finite"),
-    ("update_dataset_runtime_hyperparameters", {"class_weights": [1.0] * 3}, "list of 10"),
-    ("update_optimizer", {"betas": [0.9, 0.99]}, "SGD has no hyperparameter 'betas'"),
-    ("update_optimizer", {"lr": 0.1, "group": 3}, "group 3 does not exist"),
-    ("model_layer_operation", {"layer_name": "nope", "operation": "freeze"}, "no layer named 'nope'"),
-    ("set_alpha", {"alpha": 10 ** 5000}, "2**63"),
-])
+@pytest.mark.parametrize(
+    "name,args,needle",
+    [
+        ("update_dataset", {"action": "drop", "indices": [99999999999]}, "out of range"),
+        ("update_dataset", {"action": "add", "path": "/nonexistent/file.txt"}, "cannot read"),
+        ("update_dataset", {"action": "add", "path": "/dev/zero"}, "regular file"),
+        ("update_dataset", {"action": "drop"}, "needs 'indices'"),
+        ("load_checkpoint", {"uuid": "deadbeef"}, "no checkpoint"),
+        ("set_latent_targets", {"edits": [{"op": "teleport"}]}, "unknown op"),
+        ("set_latent_targets", {"edits": [{"op": "move_center", "class": 12, "to": [0, 0]}]}, "class"),
+        ("update_dataset_runtime_hyperparameters", {"class_weights": [float("nan")] * 10}, "finite"),
+        ("update_dataset_runtime_hyperparameters", {"class_weights": [1.0] * 3}, "list of 10"),
+        ("update_optimizer", {"betas": [0.9, 0.99]}, "SGD has no hyperparameter 'betas'"),
+        ("update_optimizer", {"lr": 0.1, "group": 3}, "group 3 does not exist"),
+        ("model_layer_operation", {"layer_name": "nope", "operation": "freeze"}, "no layer named 'nope'"),
+        ("set_alpha", {"alpha": 10**5000}, "2**63"),
+    ],
+)
 def test_context_checks_refuse_what_would_fail_at_the_pause(name, args, needle):
     ctx = digits_context(checkpoint_uuids=frozenset(), check_files=True)
     with pytest.raises(CommandError, match=re.escape(needle)):
@@ -67,8 +71,14 @@ def test_context_checks_refuse_what_would_fail_at_the_pause(name, args, needle):
 
 
 def test_the_edits_file_is_checked_against_data_and_model_before_training(tmp_path):
-    base = {"interventions": [{"epoch": 3, "commands": [
-        {"command": "update_dataset", "args": {"action": "drop", "indices": [99999999999]}}]}]}
+    base = {
+        "interventions": [
+            {
+                "epoch": 3,
+                "commands": [{"command": "update_dataset", "args": {"action": "drop", "indices": [99999999999]}}],
+            }
+        ]
+    }
     kw = dict(pause_at=[3], num_classes=10, view_size=1000)
     parse_edits(base, **kw)  # without a context only the shape is checked (as before)
     with pytest.raises(EditsFileError, match=r"interventions\[0\]\.commands\[0\].*out of range"):
@@ -87,12 +97,18 @@ def test_the_edits_file_is_checked_against_data_and_model_before_training(tmp_pa
 
 def test_set_latent_targets_with_resume_commits_and_resumes_in_one_command(tmp_path):
     from hill_app.engine.session import TrainingSession
+
     s = TrainingSession(RunConfig(epochs=2, pause_at=[], seed=0, device="cpu"), tmp_path / "run")
     s._end_of_epoch(s._train_epoch())
     s.paused = True
-    cmd = s.submit("set_latent_targets", {"edits": [{"op": "move_center", "class": 3, "to": [1.0, 0.0],
-                                                      "origin": "suggested:compactness"}], "resume": True},
-                   source="window")
+    cmd = s.submit(
+        "set_latent_targets",
+        {
+            "edits": [{"op": "move_center", "class": 3, "to": [1.0, 0.0], "origin": "suggested:compactness"}],
+            "resume": True,
+        },
+        source="window",
+    )
     s._process_commands(at_epoch_boundary=True)
     assert cmd.status == "success", cmd.reason
     assert cmd.result["resumed"] is True and not s.paused and s.layout is not None
@@ -121,9 +137,20 @@ class _Info:
 
 
 def test_the_script_does_not_replay_its_edits_at_a_non_finite_pause_it_stops():
-    ivs = parse_edits({"interventions": [{"epoch": 3, "edits": [{"op": "merge", "classes": [1, 2]}],
-                                          "commands": [{"command": "update_optimizer", "args": {"lr": 100}}]}]},
-                      pause_at=[3], num_classes=10, view_size=100)
+    ivs = parse_edits(
+        {
+            "interventions": [
+                {
+                    "epoch": 3,
+                    "edits": [{"op": "merge", "classes": [1, 2]}],
+                    "commands": [{"command": "update_optimizer", "args": {"lr": 100}}],
+                }
+            ]
+        },
+        pause_at=[3],
+        num_classes=10,
+        view_size=100,
+    )
     h = scripted_pause_handler(ivs)
     s = _Session()
     h(s, _Info(3, "scheduled pause before epoch 3"))

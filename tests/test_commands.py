@@ -1,4 +1,5 @@
 """Each interactive-training command on a real digits session: it does what it says, or fails saying why."""
+
 import math
 
 import numpy as np
@@ -26,8 +27,9 @@ def apply(s, name, args):
 
 
 def statuses(run_dir, uuid):
-    return [r["status"] for r in read_journal(run_dir / "journal.jsonl")
-            if r["type"] == "command" and r["uuid"] == uuid]
+    return [
+        r["status"] for r in read_journal(run_dir / "journal.jsonl") if r["type"] == "command" and r["uuid"] == uuid
+    ]
 
 
 def test_status_sequence_is_journaled(session):
@@ -74,19 +76,31 @@ def test_layer_operations(session):
     assert torch.equal(head.weight, w) and not head.weight.requires_grad
     assert apply(session, "model_layer_operation", {"layer_name": "head", "operation": "unfreeze"}).status == "success"
     torch.manual_seed(0)
-    assert apply(session, "model_layer_operation", {"layer_name": "head", "operation": "reset_parameters"}).status \
+    assert (
+        apply(session, "model_layer_operation", {"layer_name": "head", "operation": "reset_parameters"}).status
         == "success"
+    )
     assert not torch.equal(head.weight, w)
     drop = next(n for n, m in session.model.named_modules() if isinstance(m, torch.nn.Dropout))
     bn = next(n for n, m in session.model.named_modules() if isinstance(m, torch.nn.BatchNorm2d))
-    assert apply(session, "model_layer_parameter_update", {"layer_name": drop, "param_name": "p", "value": 0.3}
-                 ).status == "success"
+    assert (
+        apply(session, "model_layer_parameter_update", {"layer_name": drop, "param_name": "p", "value": 0.3}).status
+        == "success"
+    )
     assert dict(session.model.named_modules())[drop].p == 0.3
-    assert apply(session, "model_layer_parameter_update", {"layer_name": bn, "param_name": "momentum", "value": 0.2}
-                 ).status == "success"
+    assert (
+        apply(
+            session, "model_layer_parameter_update", {"layer_name": bn, "param_name": "momentum", "value": 0.2}
+        ).status
+        == "success"
+    )
     assert dict(session.model.named_modules())[bn].momentum == 0.2
-    assert "batch-norm" in apply(session, "model_layer_parameter_update",
-                                 {"layer_name": drop, "param_name": "momentum", "value": 0.2}).reason
+    assert (
+        "batch-norm"
+        in apply(
+            session, "model_layer_parameter_update", {"layer_name": drop, "param_name": "momentum", "value": 0.2}
+        ).reason
+    )
 
 
 def test_update_dataset_drop_add_and_class_weights(session, tmp_path):
@@ -120,8 +134,9 @@ def test_update_dataset_drop_add_and_class_weights(session, tmp_path):
 def test_checkpoint_with_added_samples_restores_the_data(session, tmp_path):
     raw = sk_digits()
     f = tmp_path / "extra.tra"
-    f.write_text("\n".join(",".join(map(str, list(raw.data[i].astype(int)) + [int(raw.target[i])]))
-                           for i in range(5)) + "\n")
+    f.write_text(
+        "\n".join(",".join(map(str, list(raw.data[i].astype(int)) + [int(raw.target[i])])) for i in range(5)) + "\n"
+    )
     before = apply(session, "save_checkpoint", {}).result["uuid"]
     apply(session, "update_dataset", {"action": "add", "path": str(f)})
     after = apply(session, "save_checkpoint", {}).result["uuid"]
@@ -136,8 +151,10 @@ def test_evaluate_hill_commands_and_refit(session):
     ev = apply(session, "do_evaluate", {"split": "test"})
     assert ev.status == "success" and 0.5 < ev.result["test_accuracy"] <= 1
     w = session.projection.weight.clone()
-    assert apply(session, "set_latent_targets", {"edits": [{"op": "scale_spread", "class": 1, "factor": 0.5}]}
-                 ).status == "success"
+    assert (
+        apply(session, "set_latent_targets", {"edits": [{"op": "scale_spread", "class": 1, "factor": 0.5}]}).status
+        == "success"
+    )
     assert "clear them first" in apply(session, "refit_projection", {}).reason
     assert apply(session, "clear_latent_targets", {}).status == "success" and session.layout is None
     assert apply(session, "refit_projection", {"method": "lda"}).status == "success"
@@ -146,8 +163,10 @@ def test_evaluate_hill_commands_and_refit(session):
 
 
 def test_checkpoint_of_another_model_fails_and_training_goes_on(session, tmp_path):
-    other = TrainingSession(RunConfig(dataset="synthetic", epochs=1, pause_at=[], device="cpu", synthetic_size=200,
-                                      model="digits_cnn"), tmp_path / "other")
+    other = TrainingSession(
+        RunConfig(dataset="synthetic", epochs=1, pause_at=[], device="cpu", synthetic_size=200, model="digits_cnn"),
+        tmp_path / "other",
+    )
     state = other.checkpoint_state()
     node = session.tree.add(state, branch="x", parent=None, step=0, epoch=0, metrics={})
     cmd = apply(session, "load_checkpoint", {"uuid": node["uuid"]})

@@ -1,4 +1,5 @@
 """Malformed commands thrown at a running (paused) session: none crashes it, none that fails changes it."""
+
 import hashlib
 import json
 import threading
@@ -14,12 +15,17 @@ from hill_app.engine.config import RunConfig
 from hill_app.engine.session import TrainingSession
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True, allow_infinity=True)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=12),
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
-    max_leaves=8)
-arg_names = (st.sampled_from(sorted({k for s in SPECS.values() for k in [*s.required, *s.optional]}))
-             | st.text(max_size=10))
+    max_leaves=8,
+)
+arg_names = st.sampled_from(sorted({k for s in SPECS.values() for k in [*s.required, *s.optional]})) | st.text(
+    max_size=10
+)
 names = st.sampled_from(sorted(SPECS)) | st.text(max_size=20) | st.integers() | st.none()
 args = st.none() | json_values | st.dictionaries(arg_names, json_values, max_size=4)
 
@@ -33,10 +39,24 @@ def fingerprint(s: TrainingSession) -> str:
     frozen = [n for n, p in s.model.named_parameters() if not p.requires_grad]
     dropout = [m.p for m in s.model.modules() if isinstance(m, torch.nn.Dropout)]
     bn = [m.momentum for m in s.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    other = [groups, s.alpha, s.lam, s.grad_clip, s.branch, s.step, s.epoch, s.paused, s.stop_requested,
-             None if s.layout is None else s.layout.to_json(), int(s.active.sum()), frozen, dropout, bn,
-             None if s.class_weights is None else s.class_weights.tolist(),
-             None if s.projection is None else s.projection.weight.tolist()]
+    other = [
+        groups,
+        s.alpha,
+        s.lam,
+        s.grad_clip,
+        s.branch,
+        s.step,
+        s.epoch,
+        s.paused,
+        s.stop_requested,
+        None if s.layout is None else s.layout.to_json(),
+        int(s.active.sum()),
+        frozen,
+        dropout,
+        bn,
+        None if s.class_weights is None else s.class_weights.tolist(),
+        None if s.projection is None else s.projection.weight.tolist(),
+    ]
     h.update(json.dumps(other, default=str, sort_keys=True).encode())
     return h.hexdigest()
 
@@ -72,8 +92,9 @@ def wait_done(cmd, timeout=60):
     return cmd.status
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                    HealthCheck.too_slow])
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(name=names, a=args)
 def test_malformed_commands_fail_cleanly_and_change_nothing(paused_session, name, a):
     s = paused_session
@@ -102,8 +123,11 @@ def test_specific_bad_commands_fail_with_reasons(paused_session):
         ("model_layer_operation", {"layer_name": "__class__", "operation": "freeze"}, "no layer"),
         ("model_layer_operation", {"layer_name": "head", "operation": "delete"}, "expected one of"),
         ("model_layer_parameter_update", {"layer_name": "head", "param_name": "p", "value": 0.5}, "dropout"),
-        ("model_layer_parameter_update", {"layer_name": "head", "param_name": "weight", "value": 0.5},
-         "expected one of"),
+        (
+            "model_layer_parameter_update",
+            {"layer_name": "head", "param_name": "weight", "value": 0.5},
+            "expected one of",
+        ),
         ("set_latent_targets", {"edits": [{"op": "move_center", "class": 99, "to": [0, 0]}]}, "class 99"),
         ("set_alpha", {"alpha": 2}, "alpha"),
         ("update_dataset", {"action": "drop", "indices": [10**9]}, "not a training sample"),

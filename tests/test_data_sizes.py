@@ -1,5 +1,6 @@
 """C1 data sizes: val_size / train_size as a count or a fraction in every loader, with split_info saying what
 was used. CIFAR-10 folders are written in the official on-disk format (helpers from test_cifar10)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -111,8 +112,11 @@ def test_digits_train_size_subset_and_statistics():
 
 
 def test_digits_sizes_that_leave_a_class_without_training_data_are_refused():
-    with pytest.raises(DataError, match=r"val_size=1430 asks for 1430 of the 1438 training images; expected "
-                                        r"at most 1428"):
+    with pytest.raises(
+        DataError,
+        match=r"val_size=1430 asks for 1430 of the 1438 training images; expected "
+        r"at most 1428",
+    ):
         load_dataset("digits", val_size=1430)
     with pytest.raises(DataError, match=r"train_size=9 is 9 of \d+ images; expected at least 10, one per class"):
         load_dataset("digits", train_size=9)

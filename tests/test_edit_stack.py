@@ -1,4 +1,5 @@
 """EditStack: the edits of one pause with undo/redo over a base layout (Qt-free)."""
+
 import json
 
 import numpy as np
@@ -61,9 +62,14 @@ def test_push_clears_redo():
 def test_invalid_edit_is_rejected_and_changes_nothing():
     s = _stack()
     s.push(MOVE)
-    for bad in ({"op": "move_center", "class": 9, "to": [0, 0]}, {"op": "scale_spread", "class": 0, "factor": 0},
-                {"op": "move_points", "indices": [999], "to": [0, 0]}, {"op": "nope"},
-                {"op": "merge", "classes": [1, 1]}, "not a dict"):
+    for bad in (
+        {"op": "move_center", "class": 9, "to": [0, 0]},
+        {"op": "scale_spread", "class": 0, "factor": 0},
+        {"op": "move_points", "indices": [999], "to": [0, 0]},
+        {"op": "nope"},
+        {"op": "merge", "classes": [1, 1]},
+        "not a dict",
+    ):
         with pytest.raises(EditError):
             s.push(bad)
     assert s.edits == [dict(MOVE)] and s.can_undo() and not s.can_redo()
@@ -85,7 +91,7 @@ def test_layout_is_apply_edits_and_cached():
         s.push(e)
         want = apply_edits(base, s.edits)
         got = s.layout
-        assert got is s.layout                      # cached until the edits change
+        assert got is s.layout  # cached until the edits change
         np.testing.assert_allclose(got.centers, want.centers)
         np.testing.assert_allclose(got.spreads, want.spreads)
         np.testing.assert_allclose(got.sep_min, want.sep_min)
@@ -112,7 +118,7 @@ def test_layout_values_follow_the_edit():
 def test_clear_is_undoable_and_noop_when_empty():
     s = _stack()
     s.clear()
-    assert not s.can_undo()                # nothing to clear: no history entry
+    assert not s.can_undo()  # nothing to clear: no history entry
     s.push(MOVE)
     s.push(SCALE)
     s.clear()
@@ -158,7 +164,7 @@ def test_reset_base_drops_or_keeps_edits():
 def test_edits_are_copies_and_json_stable():
     s = _stack()
     s.push(POINTS)
-    s.push({"op": "move_points", "indices": [1, 2], "to": [5.0, 5.0]})   # one point for all: expanded
+    s.push({"op": "move_points", "indices": [1, 2], "to": [5.0, 5.0]})  # one point for all: expanded
     e = s.edits
     e[0]["indices"].append(99)
     assert s.edits[0]["indices"] == [3, 7]
@@ -188,13 +194,13 @@ def test_push_many_is_one_undoable_step_and_all_or_nothing():
     np.testing.assert_allclose(lay.centers[2], [1.0, 1.0])
     np.testing.assert_allclose(lay.centers[3], [1.0, 1.0])
     assert lay.group[2] == lay.group[3]
-    fresh = apply_edits(s.base, s.edits)                     # the incremental cache matches a full replay
+    fresh = apply_edits(s.base, s.edits)  # the incremental cache matches a full replay
     np.testing.assert_allclose(lay.centers, fresh.centers)
     assert s.undo() and s.edits == [MOVE]
     assert s.redo() and len(s) == 3
     before = s.edits
     with pytest.raises(EditError):
         s.push_many([SCALE, {"op": "scale_spread", "class": 99, "factor": 2.0}])
-    assert s.edits == before and len(s) == 3                 # nothing of the refused batch went in ...
+    assert s.edits == before and len(s) == 3  # nothing of the refused batch went in ...
     assert s.push_many([]) == [] and s.edits == before
-    assert s.undo() and s.edits == [MOVE]                    # ... and it left no history entry
+    assert s.undo() and s.edits == [MOVE]  # ... and it left no history entry

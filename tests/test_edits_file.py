@@ -1,12 +1,18 @@
 """The edits file: shipped examples parse, malformed files are refused naming the entry, the script plays."""
+
 import json
 from pathlib import Path
 
 import pytest
 
 import hill_app
-from hill_app.engine.edits_file import (EditsFileError, Intervention, load_edits_file, parse_edits,
-                                        scripted_pause_handler)
+from hill_app.engine.edits_file import (
+    EditsFileError,
+    Intervention,
+    load_edits_file,
+    parse_edits,
+    scripted_pause_handler,
+)
 
 PROTOCOL = [25, 30, 35, 40]
 DIGITS = dict(pause_at=PROTOCOL, num_classes=10, view_size=1169)
@@ -20,8 +26,11 @@ def write(tmp_path, obj, name="edits.json"):
 
 
 def good_entry(epoch=25, **kw):
-    e = {"epoch": epoch, "edits": [{"op": "move_center", "class": 3, "to": [1.2, -0.4]}],
-         "commands": [{"command": "update_optimizer", "args": {"lr": 0.01}}]}
+    e = {
+        "epoch": epoch,
+        "edits": [{"op": "move_center", "class": 3, "to": [1.2, -0.4]}],
+        "commands": [{"command": "update_optimizer", "args": {"lr": 0.01}}],
+    }
     e.update(kw)
     return e
 
@@ -51,6 +60,7 @@ def test_all_ops_example_uses_every_op():
     path = next(p for p in EXAMPLES if p.name == "all_ops.json")
     ivs = load_edits_file(path, **DIGITS)
     from hill_app.losses import EDIT_OPS
+
     assert {e["op"] for iv in ivs for e in iv.edits} == set(EDIT_OPS)
 
 
@@ -109,8 +119,9 @@ def test_duplicate_epoch(tmp_path):
 
 
 def test_bad_edit_names_the_entry_and_edit(tmp_path):
-    entry = good_entry(30, edits=[{"op": "move_center", "class": 3, "to": [0, 0]},
-                                  {"op": "scale_spread", "class": 3, "factor": -1}])
+    entry = good_entry(
+        30, edits=[{"op": "move_center", "class": 3, "to": [0, 0]}, {"op": "scale_spread", "class": 3, "factor": -1}]
+    )
     msg, p = refuse(tmp_path, {"interventions": [entry]})
     assert "interventions[0].edits[1]" in msg
     assert "'factor'" in msg
@@ -134,21 +145,25 @@ def test_unknown_entry_key(tmp_path):
 
 
 def test_unknown_command(tmp_path):
-    entry = good_entry(25, commands=[{"command": "update_optimizer", "args": {"lr": 0.1}},
-                                     {"command": "format_disk", "args": {}}])
+    entry = good_entry(
+        25, commands=[{"command": "update_optimizer", "args": {"lr": 0.1}}, {"command": "format_disk", "args": {}}]
+    )
     msg, _ = refuse(tmp_path, {"interventions": [entry]})
     assert "interventions[0].commands[1]" in msg and "unknown command 'format_disk'" in msg
 
 
-@pytest.mark.parametrize("cmd,needle", [
-    ({"command": "update_optimizer", "args": {"lr": -1}}, "'lr'"),
-    ({"command": "update_optimizer", "args": {"learning_rate": 0.1}}, "unknown argument 'learning_rate'"),
-    ({"command": "set_alpha", "args": {}}, "missing argument 'alpha'"),
-    ({"command": "set_alpha", "args": {"alpha": 2}}, "'alpha'"),
-    ({"command": "set_alpha", "args": [0.5]}, "args must be a JSON object"),
-    ({"command": 7}, "expected"),
-    ("update_optimizer", "expected"),
-])
+@pytest.mark.parametrize(
+    "cmd,needle",
+    [
+        ({"command": "update_optimizer", "args": {"lr": -1}}, "'lr'"),
+        ({"command": "update_optimizer", "args": {"learning_rate": 0.1}}, "unknown argument 'learning_rate'"),
+        ({"command": "set_alpha", "args": {}}, "missing argument 'alpha'"),
+        ({"command": "set_alpha", "args": {"alpha": 2}}, "'alpha'"),
+        ({"command": "set_alpha", "args": [0.5]}, "args must be a JSON object"),
+        ({"command": 7}, "expected"),
+        ("update_optimizer", "expected"),
+    ],
+)
 def test_bad_command_args(tmp_path, cmd, needle):
     msg, _ = refuse(tmp_path, {"interventions": [good_entry(35, commands=[cmd])]})
     assert "interventions[0].commands[0]" in msg and needle in msg
@@ -170,6 +185,7 @@ def test_num_classes_is_checked_against_the_data_set(tmp_path):
 
 # ---------------------------------------------------------------- the scripted participant
 
+
 class FakeSession:
     def __init__(self):
         self.calls = []
@@ -184,20 +200,35 @@ class Info:
 
 
 def test_scripted_pause_handler_submits_edits_then_commands_then_resume():
-    ivs = parse_edits({"interventions": [
-        {"epoch": 25, "edits": [{"op": "merge", "classes": [3, 5]},
-                                {"op": "strategy", "name": "compactness", "strength": 0.4}],
-         "commands": [{"command": "update_optimizer", "args": {"lr": 0.02}},
-                      {"command": "set_alpha", "args": {"alpha": 0.3}}]},
-        {"epoch": 30, "commands": [{"command": "save_checkpoint"}]},
-    ]}, **DIGITS)
+    ivs = parse_edits(
+        {
+            "interventions": [
+                {
+                    "epoch": 25,
+                    "edits": [
+                        {"op": "merge", "classes": [3, 5]},
+                        {"op": "strategy", "name": "compactness", "strength": 0.4},
+                    ],
+                    "commands": [
+                        {"command": "update_optimizer", "args": {"lr": 0.02}},
+                        {"command": "set_alpha", "args": {"alpha": 0.3}},
+                    ],
+                },
+                {"epoch": 30, "commands": [{"command": "save_checkpoint"}]},
+            ]
+        },
+        **DIGITS,
+    )
     handler = scripted_pause_handler(ivs)
 
     s = FakeSession()
     handler(s, Info(25))
     assert s.calls == [
-        ("set_latent_targets", {"edits": [{"op": "merge", "classes": [3, 5]},
-                                          {"op": "strategy", "name": "compactness", "strength": 0.4}]}, "script"),
+        (
+            "set_latent_targets",
+            {"edits": [{"op": "merge", "classes": [3, 5]}, {"op": "strategy", "name": "compactness", "strength": 0.4}]},
+            "script",
+        ),
         ("update_optimizer", {"lr": 0.02}, "script"),
         ("set_alpha", {"alpha": 0.3}, "script"),
         ("resume_training", {}, "script"),

@@ -1,4 +1,5 @@
 """The event channel: listeners are called one event at a time, in buffer order, whichever thread emits."""
+
 from __future__ import annotations
 
 import threading
@@ -15,7 +16,7 @@ def test_listeners_never_run_concurrently_and_see_the_buffer_order():
         inside[0] += 1
         if inside[0] > 1:
             overlaps[0] += 1
-        time.sleep(0.0005)        # widen the window another thread's call would land in
+        time.sleep(0.0005)  # widen the window another thread's call would land in
         seen.append((ev.data["t"], ev.data["i"]))
         inside[0] -= 1
 
@@ -44,7 +45,7 @@ def test_a_listener_may_emit_itself():
     def listener(ev):
         got.append(ev.kind)
         if ev.kind == "paused":
-            ch.emit("command", status="requested")     # e.g. a pause handler submitting a command
+            ch.emit("command", status="requested")  # e.g. a pause handler submitting a command
 
     ch.subscribe(listener)
     ch.emit("paused")

@@ -5,6 +5,7 @@ that leaves the folder as it was.
 
 The killed runs are subprocesses (tests/fault_driver.py injects the fault); resumes run in-process.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,17 +32,37 @@ from hill_app.engine.replay import replay_run
 
 pytestmark = pytest.mark.slow
 
-EDITS = {"interventions": [
-    {"epoch": 3, "edits": [{"op": "strategy", "name": "compactness", "strength": 0.4},
-                           {"op": "move_points", "indices": [5, 9], "to": [0.2, -0.1]}],
-     "commands": [{"command": "update_optimizer", "args": {"lr": 0.02}}]}]}
+EDITS = {
+    "interventions": [
+        {
+            "epoch": 3,
+            "edits": [
+                {"op": "strategy", "name": "compactness", "strength": 0.4},
+                {"op": "move_points", "indices": [5, 9], "to": [0.2, -0.1]},
+            ],
+            "commands": [{"command": "update_optimizer", "args": {"lr": 0.02}}],
+        }
+    ]
+}
 DRIVER = Path(__file__).with_name("fault_driver.py")
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
 def common(edits: Path) -> list[str]:
-    return ["--epochs", "4", "--pause-at", "3", "--edits", str(edits), "--seed", "5", "--device", "cpu",
-            "--checkpoint-every", "1"]
+    return [
+        "--epochs",
+        "4",
+        "--pause-at",
+        "3",
+        "--edits",
+        str(edits),
+        "--seed",
+        "5",
+        "--device",
+        "cpu",
+        "--checkpoint-every",
+        "1",
+    ]
 
 
 def records(run: Path) -> list[dict]:
@@ -63,8 +84,12 @@ def reference(tmp_path_factory, edits):
     out = tmp_path_factory.mktemp("faults") / "ref"
     assert main(["train", *common(edits), "--out", str(out)]) == 0
     recs = records(out)
-    return {"metrics": epoch_metrics(recs), "summary": json.loads((out / "summary.json").read_text()),
-            "n_records": len(recs), "dir": out}
+    return {
+        "metrics": epoch_metrics(recs),
+        "summary": json.loads((out / "summary.json").read_text()),
+        "n_records": len(recs),
+        "dir": out,
+    }
 
 
 def drive(spec: dict | None, args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
@@ -88,7 +113,7 @@ def assert_same_as(run: Path, reference: dict) -> None:
     assert summary["epochs"] == want["epochs"] == 4 and not summary["stopped_early"]
     assert summary["test_accuracy"] == want["test_accuracy"]
     assert summary["test_per_class_accuracy"] == want["test_per_class_accuracy"]
-    assert summary["edits_applied"] == want["edits_applied"] == 2      # the pause's edits, exactly once
+    assert summary["edits_applied"] == want["edits_applied"] == 2  # the pause's edits, exactly once
     recs = records(run)
     assert epoch_metrics(recs) == reference["metrics"]
     assert [r["lr"] for r in sorted((r for r in recs if r["type"] == "epoch"), key=lambda r: r["seq"])][-1] == 0.02
@@ -97,8 +122,11 @@ def assert_same_as(run: Path, reference: dict) -> None:
 
 
 def folder_state(run: Path) -> dict[str, str]:
-    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run.rglob("*")) if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 # ---------------------------------------------------------------- kills at deterministic moments
@@ -157,10 +185,12 @@ def test_kills_during_the_resumes_too(tmp_path, edits, reference):
     """Killed, resumed, killed again during the resume's own writes, resumed again."""
     run = tmp_path / "run"
     assert drive(KILLS["after-pause-commands"], ["train", *common(edits), "--out", str(run)]).returncode == 137
-    assert drive({"kind": "before_replace", "match": ".pt", "nth": 1},
-                 ["train", "--resume", str(run)]).returncode == 137
-    assert drive({"kind": "journal_torn", "match": "epoch", "nth": 1},
-                 ["train", "--resume", str(run)]).returncode == 137
+    assert (
+        drive({"kind": "before_replace", "match": ".pt", "nth": 1}, ["train", "--resume", str(run)]).returncode == 137
+    )
+    assert (
+        drive({"kind": "journal_torn", "match": "epoch", "nth": 1}, ["train", "--resume", str(run)]).returncode == 137
+    )
     check_readable(run)
     assert main(["train", "--resume", str(run)]) == 0
     assert_same_as(run, reference)
@@ -187,8 +217,9 @@ def test_sigkill_at_random_moments(tmp_path, edits, reference, record_property):
             break
         started = (run / "config.json").exists()
         args = ["train", "--resume", str(run)] if started else ["train", *common(edits), "--out", str(run)]
-        p = subprocess.Popen([sys.executable, "-m", "hill_app", *args], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, env=ENV)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "hill_app", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV
+        )
         target = _lines(journal) + rng.randint(1, max(2, reference["n_records"] // 3))
         while p.poll() is None and _lines(journal) < target:
             time.sleep(0.005)
@@ -202,18 +233,24 @@ def test_sigkill_at_random_moments(tmp_path, edits, reference, record_property):
         check_readable(run)
     if not (run / "summary.json").exists():
         assert main(["train", "--resume", str(run)]) == 0
-    record_property("sigkills", kills)   # how many kills this run survived (for the issue's closing figures)
+    record_property("sigkills", kills)  # how many kills this run survived (for the issue's closing figures)
     assert kills >= 3
     assert_same_as(run, reference)
 
 
 # ---------------------------------------------------------------- signals
 
+
 def _held(tmp_path: Path, match: str, nth: int, args: list[str]) -> tuple[subprocess.Popen, Path, Path]:
     ready, go = tmp_path / "ready", tmp_path / "go"
     spec = {"kind": "hold", "match": match, "nth": nth, "ready": str(ready), "go": str(go)}
-    p = subprocess.Popen([sys.executable, str(DRIVER), json.dumps(spec), *args], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=ENV)
+    p = subprocess.Popen(
+        [sys.executable, str(DRIVER), json.dumps(spec), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     while not ready.exists():
         assert p.poll() is None, p.communicate()[1][-2000:]
         time.sleep(0.02)
@@ -241,6 +278,7 @@ def test_a_signal_stops_at_a_step_with_a_checkpoint_and_says_how_to_resume(tmp_p
 
 # ---------------------------------------------------------------- two processes, one folder
 
+
 def test_a_second_process_on_a_running_folder_is_refused_naming_the_holder(tmp_path, edits, reference, capsys):
     run = tmp_path / "run"
     p, ready, go = _held(tmp_path, "paused", 1, ["train", *common(edits), "--out", str(run)])
@@ -252,7 +290,7 @@ def test_a_second_process_on_a_running_folder_is_refused_naming_the_holder(tmp_p
         assert f"process {holder}" in err or "already holds a run" in err, err
     assert main(["train", "--resume", str(run)]) == 2
     assert f"in use by process {holder}" in capsys.readouterr().err
-    assert (run / "journal.jsonl").read_bytes() == before      # the refused ones wrote nothing
+    assert (run / "journal.jsonl").read_bytes() == before  # the refused ones wrote nothing
     go.write_text("")
     p.communicate(timeout=600)
     assert p.returncode == 0
@@ -264,10 +302,31 @@ def test_a_second_process_on_a_running_folder_is_refused_naming_the_holder(tmp_p
 def test_two_new_runs_racing_for_one_folder(tmp_path, edits):
     """Two `train --out X` at once: one runs, the other is refused; the folder is one run's, consistently."""
     run = tmp_path / "run"
-    procs = [subprocess.Popen([sys.executable, "-m", "hill_app", "train", "--epochs", "2", "--pause-at", "none",
-                               "--seed", str(seed), "--device", "cpu", "--out", str(run)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
-             for seed in (1, 2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hill_app",
+                "train",
+                "--epochs",
+                "2",
+                "--pause-at",
+                "none",
+                "--seed",
+                str(seed),
+                "--device",
+                "cpu",
+                "--out",
+                str(run),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        for seed in (1, 2)
+    ]
     results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
     for p in procs:
         p.stderr.close()
@@ -283,6 +342,7 @@ def test_two_new_runs_racing_for_one_folder(tmp_path, edits):
 
 
 # ---------------------------------------------------------------- damaged folders
+
 
 @pytest.fixture(scope="module")
 def crashed(tmp_path_factory, edits):
@@ -304,6 +364,7 @@ def _journal_lines(run: Path) -> list[str]:
 
 class Marker:
     """A pickle payload: if it ever ran, a file would appear."""
+
     def __init__(self, path: str):
         self.path = path
 
@@ -380,7 +441,7 @@ def damage_journal_deleted(run):
 
 def damage_journal_tail_cut(run):
     lines = _journal_lines(run)
-    (run / "journal.jsonl").write_text("".join(lines[:len(lines) // 2]))
+    (run / "journal.jsonl").write_text("".join(lines[: len(lines) // 2]))
 
 
 def damage_journal_written_twice(run):
@@ -470,7 +531,7 @@ def test_resume_from_a_damaged_folder(tmp_path, crashed, reference, name, capsys
         assert not [p for p in run.rglob(".*.tmp-*")]
         resumed = [r for r in records(run) if r["type"] == "resumed_after_crash"][-1]
         if name.startswith(("newest-", "index-garbage", "index-lost")):
-            assert resumed.get("notes"), resumed   # what was repaired or skipped is said, not silent
+            assert resumed.get("notes"), resumed  # what was repaired or skipped is said, not silent
             assert any(w in " ".join(resumed["notes"]) for w in ("cannot be used", "rebuilt", "taken back")), resumed
         if name == "temp-file-leftovers":
             assert len(resumed["removed_temp_files"]) == 3
@@ -480,7 +541,7 @@ def test_resume_from_a_damaged_folder(tmp_path, crashed, reference, name, capsys
         assert len(lines) == 1 and lines[0].startswith("error: "), err
         assert expect in lines[0], (expect, lines[0])
         assert "torn" not in lines[0]
-        assert folder_state(run) == before      # refused: nothing in the folder changed
+        assert folder_state(run) == before  # refused: nothing in the folder changed
 
 
 def test_resume_of_a_finished_run_is_refused(reference, capsys):
@@ -507,6 +568,7 @@ def test_resume_with_changed_options_is_refused(crashed, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- a full disk
+
 
 @pytest.fixture
 def small_fs(tmp_path):

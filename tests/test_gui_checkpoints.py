@@ -2,6 +2,7 @@
 from checkpoint events, Load / fork from selected... forks a branch through the engine, the metrics view
 draws a curve per branch starting at the fork, failures show their reason, and the tree and curves come
 back from the run folder."""
+
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -22,7 +23,7 @@ from hill_app.gui.checkpoint_panel import COL_BRANCH, COL_EPOCH, COL_NOTE, UUID_
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 LEFT = Qt.MouseButton.LeftButton
-WAIT_MS = 300_000   # generous: a loaded CI machine may be slow; never a limit on how fast things are
+WAIT_MS = 300_000  # generous: a loaded CI machine may be slow; never a limit on how fast things are
 
 pytestmark = pytest.mark.usefixtures("qt_settings")
 
@@ -48,6 +49,7 @@ def click_row(qtbot, panel, uid: str) -> None:
 
 def answer_fork_dialog(qtbot, name: str, seen: dict) -> None:
     """Fill the fork dialog once it is open (it runs its own event loop) and press its OK button."""
+
     def fill():
         dlg = QApplication.activeModalWidget()
         try:
@@ -59,15 +61,17 @@ def answer_fork_dialog(qtbot, name: str, seen: dict) -> None:
             ok = box.button(QDialogButtonBox.StandardButton.Ok)
             seen["ok_text"] = ok.text()
             qtbot.mouseClick(ok, LEFT)
-        except Exception as e:      # never leave the dialog open (the test would hang): record and cancel
+        except Exception as e:  # never leave the dialog open (the test would hang): record and cancel
             seen["error"] = repr(e)
             if dlg is not None:
                 dlg.reject()
+
     QTimer.singleShot(0, fill)
 
 
 def plain(rich: str) -> str:
     from PySide6.QtGui import QTextDocument
+
     doc = QTextDocument()
     doc.setHtml(rich)
     return doc.toPlainText()
@@ -78,10 +82,18 @@ def tree_rows(panel) -> list[tuple]:
     out = []
 
     def walk(item, depth):
-        out.append((depth, item.text(COL_BRANCH), int(item.text(COL_EPOCH)), item.text(COL_NOTE),
-                    item.data(COL_BRANCH, UUID_ROLE)))
+        out.append(
+            (
+                depth,
+                item.text(COL_BRANCH),
+                int(item.text(COL_EPOCH)),
+                item.text(COL_NOTE),
+                item.data(COL_BRANCH, UUID_ROLE),
+            )
+        )
         for i in range(item.childCount()):
             walk(item.child(i), depth + 1)
+
     for i in range(panel.tree.topLevelItemCount()):
         walk(panel.tree.topLevelItem(i), 0)
     return out
@@ -105,26 +117,26 @@ def test_fork_from_a_checkpoint_at_a_pause(qtbot, main_window, qt_settings, tmp_
     assert panel.nodes[second]["parent"] == first
     assert panel.items[first].font(COL_BRANCH).bold()
     assert "on branch main" in plain(panel.header.text())
-    assert not panel.load_btn.isEnabled()                    # nothing selected yet
+    assert not panel.load_btn.isEnabled()  # nothing selected yet
 
     click_row(qtbot, panel, first)
     assert panel.load_btn.isEnabled()
     seen: dict = {}
     answer_fork_dialog(qtbot, "retry-1", seen)
-    qtbot.mouseClick(panel.load_btn, LEFT)                   # opens the dialog; fill() answers it
+    qtbot.mouseClick(panel.load_btn, LEFT)  # opens the dialog; fill() answers it
     assert "error" not in seen, seen
     assert seen["suggested"] == "main-from-e1" and seen["ok_text"] == "Load and fork"
     assert "now (training is paused)" in seen["label"]
     # Submitted: pending until the training thread reports what happened.
     assert panel.result_text().startswith("pending"), panel.result_text()
-    assert not panel.load_btn.isEnabled()                    # one load at a time
+    assert not panel.load_btn.isEnabled()  # one load at a time
 
     qtbot.waitUntil(lambda: panel.result_text().startswith("success"), timeout=WAIT_MS)
     assert "now training on branch 'retry-1'" in panel.result_text()
     assert win.session.branch == "retry-1"
     assert panel.current_branch == "retry-1" and win.metrics.current_branch == "retry-1"
     assert "retry-1" in win.banner_title.text()
-    assert not panel.items[first].font(COL_BRANCH).bold()    # main is no longer the current branch
+    assert not panel.items[first].font(COL_BRANCH).bold()  # main is no longer the current branch
     ARTIFACTS.mkdir(exist_ok=True)
     QApplication.processEvents()
     assert win.grab().save(str(ARTIFACTS / "checkpoints_at_pause.png"))
@@ -148,16 +160,26 @@ def test_fork_from_a_checkpoint_at_a_pause(qtbot, main_window, qt_settings, tmp_
     loads = [r for r in recs if r["type"] == "command" and r["command"] == "load_checkpoint"]
     assert [r["status"] for r in loads] == ["requested", "pending", "running", "success"]
     assert loads[0]["args"] == {"uuid": first, "branch_name": "retry-1"}
-    assert [(r["branch"], r["epoch"]) for r in recs if r["type"] == "epoch"] == \
-        [("main", 1), ("main", 2), ("retry-1", 2), ("retry-1", 3), ("retry-1", 4), ("retry-1", 5)]
+    assert [(r["branch"], r["epoch"]) for r in recs if r["type"] == "epoch"] == [
+        ("main", 1),
+        ("main", 2),
+        ("retry-1", 2),
+        ("retry-1", 3),
+        ("retry-1", 4),
+        ("retry-1", 5),
+    ]
 
     # The tree: retry-1's checkpoints are one list under main's epoch-1 checkpoint, as the parents say.
     rows = tree_rows(panel)
     assert [(d, b, e, n) for d, b, e, n, _ in rows] == [
         (0, "main", 1, "periodic"),
-        (1, "retry-1", 2, "pause"), (1, "retry-1", 3, "periodic"), (1, "retry-1", 4, "periodic"),
-        (1, "retry-1", 5, "periodic"), (1, "retry-1", 5, "final"),
-        (0, "main", 2, "pause")]
+        (1, "retry-1", 2, "pause"),
+        (1, "retry-1", 3, "periodic"),
+        (1, "retry-1", 4, "periodic"),
+        (1, "retry-1", 5, "periodic"),
+        (1, "retry-1", 5, "final"),
+        (0, "main", 2, "pause"),
+    ]
     retry = [r[4] for r in rows if r[1] == "retry-1"]
     assert panel.nodes[retry[0]]["parent"] == first
     assert all(panel.nodes[retry[i]]["parent"] == retry[i - 1] for i in range(1, len(retry)))
@@ -184,7 +206,7 @@ def test_fork_from_a_checkpoint_at_a_pause(qtbot, main_window, qt_settings, tmp_
     # Same colour family per metric, a line style of its own per branch.
     p_main, p_retry = (m.branches[n].curves["val"].opts["pen"] for n in ("main", "retry-1"))
     assert p_main.style() != p_retry.style()
-    assert p_retry.widthF() > p_main.widthF()                # the current branch is drawn thicker
+    assert p_retry.widthF() > p_main.widthF()  # the current branch is drawn thicker
     # The lineage plots follow retry-1: main's epoch 1, then retry-1's epochs.
     assert [(r["branch"], r["epoch"]) for r in m.epochs] == [("main", 1)] + [("retry-1", e) for e in (2, 3, 4, 5)]
 
@@ -195,6 +217,7 @@ def test_fork_from_a_checkpoint_at_a_pause(qtbot, main_window, qt_settings, tmp_
 
     # A restart: a new window, given only the folder, shows the same tree, curves and the last pause's view.
     from hill_app.gui.main_window import MainWindow
+
     win2 = MainWindow(settings=qt_settings)
     qtbot.addWidget(win2)
     win2.show()
@@ -211,11 +234,11 @@ def test_fork_from_a_checkpoint_at_a_pause(qtbot, main_window, qt_settings, tmp_
                 a, b = m.branches[name].curves[kind].getData(), m2.branches[name].curves[kind].getData()
                 assert list(a[0]) == list(b[0]) and np.allclose(a[1], b[1], equal_nan=True)
         assert [(r["branch"], r["epoch"]) for r in m2.epochs] == [(r["branch"], r["epoch"]) for r in m.epochs]
-        assert win2._snapshot is not None and win2._snapshot["branch"] == "retry-1"   # its pause before epoch 3
+        assert win2._snapshot is not None and win2._snapshot["branch"] == "retry-1"  # its pause before epoch 3
         assert "Opened" in win2.banner_title.text() and win2.state == "finished"
-        assert not p2.load_btn.isEnabled() and not p2.save_btn.isEnabled()    # read-only
+        assert not p2.load_btn.isEnabled() and not p2.save_btn.isEnabled()  # read-only
         assert not (run_dir / "checkpoints" / "tree.json.tmp").exists()
-        assert read_tree_index(run_dir) == on_disk                              # nothing was written
+        assert read_tree_index(run_dir) == on_disk  # nothing was written
         win2.checkpoints_dock.raise_()
         QApplication.processEvents()
         assert win2.grab().save(str(ARTIFACTS / "checkpoints_opened.png"))
@@ -223,8 +246,7 @@ def test_fork_from_a_checkpoint_at_a_pause(qtbot, main_window, qt_settings, tmp_
         win2.close()
 
 
-def test_load_while_training_waits_for_the_epoch_boundary_and_failures_show_the_reason(qtbot, main_window,
-                                                                                        tmp_path):
+def test_load_while_training_waits_for_the_epoch_boundary_and_failures_show_the_reason(qtbot, main_window, tmp_path):
     """While training runs, a load is pending until the next epoch boundary. A load of a uuid that does not
     exist (sent by an agent through the engine) fails, and the panel shows the reason; training goes on.
     Save checkpoint (with a note) adds a node of the current branch."""
@@ -255,7 +277,7 @@ def test_load_while_training_waits_for_the_epoch_boundary_and_failures_show_the_
     first = next(iter(panel.nodes))
     click_row(qtbot, panel, first)
     seen: dict = {}
-    answer_fork_dialog(qtbot, "warm restart", seen)         # sanitised by the engine to warm-restart
+    answer_fork_dialog(qtbot, "warm restart", seen)  # sanitised by the engine to warm-restart
     qtbot.mouseClick(panel.load_btn, LEFT)
     assert "error" not in seen, seen
     assert "at the next epoch boundary" in seen["label"]
@@ -268,13 +290,14 @@ def test_load_while_training_waits_for_the_epoch_boundary_and_failures_show_the_
     qtbot.waitUntil(lambda: win.state == "finished", timeout=WAIT_MS)
 
     recs = journal(run_dir)
-    fails = [r for r in recs if r["type"] == "command" and r["command"] == "load_checkpoint"
-             and r["status"] == "failed"]
+    fails = [
+        r for r in recs if r["type"] == "command" and r["command"] == "load_checkpoint" and r["status"] == "failed"
+    ]
     assert len(fails) == 1 and "no checkpoint with uuid" in fails[0]["reason"]
     fork_epoch = panel.nodes[first]["epoch"]
     br = win.metrics.branches["warm-restart"]
     assert (br.parent, br.fork_epoch) == ("main", fork_epoch)
-    assert br.records[0]["epoch"] == fork_epoch + 1          # the branch retrains from the checkpoint on
+    assert br.records[0]["epoch"] == fork_epoch + 1  # the branch retrains from the checkpoint on
     x, y = br.curves["val"].getData()
     assert x[0] == fork_epoch and np.isfinite(y).all()
     # The stop's final checkpoint is on the new branch, nested under the checkpoint it was forked from.

@@ -8,6 +8,7 @@ and snapshots are coalesced to the newest; while training runs, the latent view 
 most once per DRAW_S of the clock and never both in one tick; a pause or the end draws everything at once;
 a handler that raises is reported and the next poll goes on.
 """
+
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -111,7 +112,7 @@ def rig(qtbot, monkeypatch):
     view, client = RecordingView(), ScriptedClient()
     ctl = RunController(view)
     ctl.attach(client, "scripted")
-    ctl.timer.stop()               # the test is the timer: one poll() per tick
+    ctl.timer.stop()  # the test is the timer: one poll() per tick
     view.take()
     yield ctl, view, client, clock
     ctl.close()
@@ -129,9 +130,9 @@ def test_a_poll_drains_a_bounded_number_of_events_and_never_waits(rig):
         ticks += 1
         assert before - len(client.queue) <= MAX_EVENTS_PER_POLL
     assert ticks == 3 and client.limits == [MAX_EVENTS_PER_POLL] * 3
-    ctl.poll()                                            # nothing queued: the poll returns at once, empty
+    ctl.poll()  # nothing queued: the poll returns at once, empty
     handled = [c[1][1] for c in view.take() if c[0] == "event"]
-    assert handled == list(range(n))                      # every event, in order, none twice
+    assert handled == list(range(n))  # every event, in order, none twice
     assert ctl.poll_stats.count == 4
 
 
@@ -154,7 +155,7 @@ def test_while_training_drawing_is_rate_limited_by_the_clock_not_by_the_event_ra
     ctl, view, client, clock = rig
     tick = 1.0 / rc.POLL_HZ
     snap_times, plot_times, step_times = [], [], []
-    for t in range(300):                                   # ten seconds of clock at the poll rate
+    for t in range(300):  # ten seconds of clock at the poll rate
         client.push("snapshot", n=t)
         client.push("step", n=t)
         client.push("epoch", n=t)
@@ -177,7 +178,7 @@ def test_a_pause_draws_everything_at_once(rig):
     clock.now += 1.0
     ctl.poll()
     view.take()
-    client.push("snapshot", n=2)               # right after the last draw: would wait DRAW_S while training
+    client.push("snapshot", n=2)  # right after the last draw: would wait DRAW_S while training
     client.push("step", n=2)
     client.push("paused", n=2)
     clock.now += 0.001

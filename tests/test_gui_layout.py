@@ -7,6 +7,7 @@ banner and the docks do not overlap; no button, box or message is clipped; the l
 work in; a banner change while the user drags waits for the release. Then a second run shows nothing of the
 first, New run refuses a bad choice without touching the live run, and Ctrl+Q closes the window.
 """
+
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -40,9 +41,9 @@ ARTIFACTS = ROOT / "test-artifacts"
 LEFT = Qt.MouseButton.LeftButton
 NOMOD = Qt.KeyboardModifier.NoModifier
 CTRL = Qt.KeyboardModifier.ControlModifier
-WAIT_MS = 300_000   # generous: a loaded 2-core machine may be slow; never a limit on how fast things are
+WAIT_MS = 300_000  # generous: a loaded 2-core machine may be slow; never a limit on how fast things are
 W, H = 1024, 700
-LONG_BRANCH = "retry-from-the-first-checkpoint-with-a-much-larger-learning-rate"   # 64, the longest name
+LONG_BRANCH = "retry-from-the-first-checkpoint-with-a-much-larger-learning-rate"  # 64, the longest name
 
 pytestmark = pytest.mark.usefixtures("qt_settings")
 
@@ -85,7 +86,7 @@ def clipped_controls(win) -> list[str]:
         if w.window() is not win or w.parentWidget() is win.toolbar or "qt_" in w.objectName():
             continue
         if isinstance(w.parentWidget(), QAbstractSpinBox) or isinstance(w.parentWidget(), QComboBox):
-            continue                                         # a spin box's or an editable combo's own line edit
+            continue  # a spin box's or an editable combo's own line edit
         name = f"{type(w).__name__}({getattr(w, 'text', lambda: '')() or w.objectName() or w.toolTip()[:30]!r})"
         if isinstance(w, QAbstractButton) and w.width() < w.minimumSizeHint().width():
             bad.append(f"{name}: {w.width()} px wide, needs {w.minimumSizeHint().width()}")
@@ -104,7 +105,7 @@ def clipped_texts(win) -> list[str]:
         if not lab.isVisible() or not lab.text() or lab.visibleRegion().isEmpty():
             continue
         if clip_ancestor(lab) is not None:
-            continue                                         # it scrolls: its height is not limited
+            continue  # it scrolls: its height is not limited
         need = lab.heightForWidth(lab.width())
         if lab.height() < need:
             bad.append(f"{lab.plain()[:60]!r}: {lab.height()} px high, its text needs {need}")
@@ -122,7 +123,7 @@ def assert_fits(win, where: str) -> None:
     names = list(ps)
     for i, a in enumerate(names):
         assert whole.contains(ps[a]), (where, a, ps[a])
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             assert not ps[a].intersects(ps[b]), (where, a, ps[a], b, ps[b])
     assert clipped_controls(win) == [], where
     assert clipped_texts(win) == [], where
@@ -161,10 +162,11 @@ def fork(qtbot, win, branch: str) -> None:
             assert isinstance(dlg, QInputDialog), dlg
             dlg.setTextValue(branch)
             qtbot.mouseClick(dlg.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok), LEFT)
-        except Exception as e:       # never leave the dialog open: record and cancel
+        except Exception as e:  # never leave the dialog open: record and cancel
             seen["error"] = repr(e)
             if dlg is not None:
                 dlg.reject()
+
     QTimer.singleShot(0, answer)
     qtbot.mouseClick(panel.load_btn, LEFT)
     assert "error" not in seen, seen
@@ -187,7 +189,7 @@ def test_the_window_fits_1024x700_through_edits_a_resume_a_fork_and_long_message
     win = main_window
     win.resize(W, H)
     assert_fits(win, "idle")
-    assert not win.view.legend.isVisible()            # no empty legend box before the first snapshot
+    assert not win.view.legend.isVisible()  # no empty legend box before the first snapshot
     assert win.start_run(RunConfig(epochs=5, pause_at=[2, 4], checkpoint_every=1, device="cpu"), tmp_path / "run")
     qtbot.waitUntil(lambda: win.state == "paused", timeout=WAIT_MS)
     assert_fits(win, "first pause")
@@ -220,7 +222,7 @@ def test_the_window_fits_1024x700_through_edits_a_resume_a_fork_and_long_message
     assert view.edits()[-1]["op"] == "move_center" and view.edits()[-1]["class"] == c
     assert_fits(win, "banner with a long reason")
 
-    qtbot.mouseClick(win.commit_btn, LEFT)                # commit and resume
+    qtbot.mouseClick(win.commit_btn, LEFT)  # commit and resume
     qtbot.waitUntil(lambda: win.state == "running", timeout=WAIT_MS)
     assert_fits(win, "resumed")
     qtbot.waitUntil(lambda: win.state == "paused", timeout=WAIT_MS)
@@ -252,7 +254,7 @@ def test_nothing_of_a_run_leaks_into_the_next_and_new_run_checks_before_stopping
     first = tmp_path / "first"
     assert win.start_run(RunConfig(epochs=3, pause_at=[3], checkpoint_every=1, device="cpu"), first)
     qtbot.waitUntil(lambda: win.state == "paused", timeout=WAIT_MS)
-    assert win.windowTitle() == "first" and "hill-app" not in win.windowTitle()   # Qt appends the app's name
+    assert win.windowTitle() == "first" and "hill-app" not in win.windowTitle()  # Qt appends the app's name
     assert win.view.axis_labels() == ("PCA axis 1 (frozen map)", "PCA axis 2")
     # what the first run leaves on screen: an lr message, a checkpoint message, a fork, a drag edit
     opt = win.controls.optimizer
@@ -271,6 +273,7 @@ def test_nothing_of_a_run_leaks_into_the_next_and_new_run_checks_before_stopping
     assert "locked" not in win.view.status_label.full_text()
     # the command log: one row per command, in its last status
     from hill_app.engine.journal import read_journal
+
     cmds = {r["uuid"]: r["status"] for r in read_journal(first / "journal.jsonl") if r["type"] == "command"}
     assert win.log.command_rows() == len(cmds) >= 5
     assert all(win.log.row_text(u).startswith(st) for u, st in cmds.items()), [win.log.row_text(u) for u in cmds]
@@ -299,6 +302,7 @@ def test_nothing_of_a_run_leaks_into_the_next_and_new_run_checks_before_stopping
 
     def choose_bad_folder():
         from hill_app.gui.new_run_dialog import NewRunDialog
+
         dlg = QApplication.activeModalWidget()
         try:
             assert isinstance(dlg, NewRunDialog), dlg
@@ -306,10 +310,11 @@ def test_nothing_of_a_run_leaks_into_the_next_and_new_run_checks_before_stopping
             dlg.data_root.setText(str(tmp_path))
             seen["start"] = dlg.start_button.isEnabled()
             seen["error"] = dlg.error.text()
-            qtbot.mouseClick(dlg.start_button, LEFT)        # disabled: nothing happens
+            qtbot.mouseClick(dlg.start_button, LEFT)  # disabled: nothing happens
             seen["still_open"] = dlg.isVisible()
         finally:
             dlg.reject()
+
     QTimer.singleShot(0, choose_bad_folder)
     win.new_run_action.trigger()
     assert seen["start"] is False and seen["still_open"] is True, seen

@@ -4,6 +4,7 @@ Panels are driven against a real TrainingSession in this thread: a click submits
 queue, the test applies the queue (as the training thread would at its next step) and routes the command
 events back, so what a panel shows is what the engine reported.
 """
+
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -31,9 +32,11 @@ pytestmark = pytest.mark.usefixtures("qt_settings")
 
 # ------------------------------------------------------------------ panels against a real session
 
+
 @pytest.fixture(scope="module")
 def digits_bundle():
     from hill_app.datasets import load_dataset
+
     return load_dataset("digits")
 
 
@@ -71,7 +74,7 @@ def test_optimizer_panel_changes_the_learning_rate(qtbot, rig):
     p.lr.setValue(0.01)
     p.weight_decay.setValue(1e-4)
     qtbot.mouseClick(p.apply_btn, LEFT)
-    assert "requested" in p.result.text()          # sent, not applied yet
+    assert "requested" in p.result.text()  # sent, not applied yet
     recs = rig.step()
     assert [r["status"] for r in recs] == ["requested", "pending", "running", "success"]
     g = rig.session.optimizer.param_groups[0]
@@ -82,12 +85,12 @@ def test_optimizer_panel_changes_the_learning_rate(qtbot, rig):
 
 def test_a_failed_command_shows_its_reason_in_the_panel_and_the_log(qtbot, rig):
     p = rig.panel.optimizer
-    p.momentum.setValue(0.0)                       # Nesterov SGD refuses momentum 0
+    p.momentum.setValue(0.0)  # Nesterov SGD refuses momentum 0
     qtbot.mouseClick(p.apply_btn, LEFT)
     rig.step()
     assert "failed" in p.result.text() and "Nesterov" in p.result.text()
     assert STATUS_COLOURS["failed"] in p.result.text()
-    assert rig.session.optimizer.param_groups[0]["momentum"] == pytest.approx(0.9)   # state untouched
+    assert rig.session.optimizer.param_groups[0]["momentum"] == pytest.approx(0.9)  # state untouched
     log = rig.log.plain_text()
     assert "failed" in log and "Nesterov" in log and "update_optimizer" in log
     assert "1 failed" in rig.log.summary.text()
@@ -154,17 +157,34 @@ def test_log_console_one_row_per_command_updated_in_place(qtbot):
     """Each command is one row whose status moves in place (10.5); its arguments are one click away (a child
     row and the tooltip); tracebacks fold under their error."""
     from hill_app.gui.command_log import COL_STATUS, COL_TEXT
+
     log = LogConsole()
     qtbot.addWidget(log)
     for st in ("requested", "pending", "running", "failed"):
-        log.add_command({"command": "set_alpha", "args": {"alpha": 2}, "status": st, "time": 0, "uuid": "u1",
-                         "reason": "set_alpha: argument 'alpha': must be <= 1, got 2" if st == "failed" else None})
+        log.add_command(
+            {
+                "command": "set_alpha",
+                "args": {"alpha": 2},
+                "status": st,
+                "time": 0,
+                "uuid": "u1",
+                "reason": "set_alpha: argument 'alpha': must be <= 1, got 2" if st == "failed" else None,
+            }
+        )
         row = log.rows["u1"]
         assert row.text(COL_STATUS) == st
         assert row.foreground(COL_STATUS).color() == QColor(STATUS_COLOURS[st])
     for st in ("requested", "pending", "running", "success"):
-        log.add_command({"command": "set_lambda", "args": {"lam": 0.2}, "status": st, "uuid": "u2",
-                         "result": {"old": 0.1, "new": 0.2} if st == "success" else None, "source": "agent:tuner"})
+        log.add_command(
+            {
+                "command": "set_lambda",
+                "args": {"lam": 0.2},
+                "status": st,
+                "uuid": "u2",
+                "result": {"old": 0.1, "new": 0.2} if st == "success" else None,
+                "source": "agent:tuner",
+            }
+        )
     assert log.tree.topLevelItemCount() == 2 and log.command_rows() == 2
     assert "must be <= 1" in log.row_text("u1")
     assert log.row_text("u2") == "success set_lambda [agent:tuner] \u2014 0.1 \u2192 0.2"
@@ -178,6 +198,7 @@ def test_log_console_one_row_per_command_updated_in_place(qtbot):
 
 
 # ------------------------------------------------------------------ New Run dialog
+
 
 def test_new_run_dialog_defaults_to_the_published_protocol(qtbot, qt_settings, tmp_path):
     dlg = NewRunDialog(settings=qt_settings)
@@ -265,7 +286,7 @@ def test_new_run_dialog_lists_only_models_that_fit_and_offers_the_training_setti
 def test_new_run_dialog_remembers_the_last_choice_in_temp_settings(qtbot, qt_settings, tmp_path):
     data = tmp_path / "cifar"
     data.mkdir()
-    (data / "cifar-10-python.tar.gz").write_bytes(b"x")    # the dialog checks the archive is there
+    (data / "cifar-10-python.tar.gz").write_bytes(b"x")  # the dialog checks the archive is there
     dlg = NewRunDialog(settings=qt_settings)
     qtbot.addWidget(dlg)
     dlg.dataset.setCurrentIndex(dlg.dataset.findData("cifar10"))
@@ -280,10 +301,18 @@ def test_new_run_dialog_remembers_the_last_choice_in_temp_settings(qtbot, qt_set
     qtbot.mouseClick(dlg.start_button, LEFT)
     assert dlg.result() == NewRunDialog.DialogCode.Accepted
     cfg = dlg.run_config()
-    assert (cfg.dataset, cfg.data_root, cfg.model, cfg.epochs, cfg.pause_at, cfg.alpha, cfg.seed, cfg.device) == \
-        ("cifar10", str(data), "resnet18", 12, [4, 8], 0.25, 7, "cpu")
+    assert (cfg.dataset, cfg.data_root, cfg.model, cfg.epochs, cfg.pause_at, cfg.alpha, cfg.seed, cfg.device) == (
+        "cifar10",
+        str(data),
+        "resnet18",
+        12,
+        [4, 8],
+        0.25,
+        7,
+        "cpu",
+    )
     assert dlg.run_dir() == tmp_path / "runs" / "mine"
-    assert Path(qt_settings.fileName()).is_relative_to(tmp_path)       # never the user's real config
+    assert Path(qt_settings.fileName()).is_relative_to(tmp_path)  # never the user's real config
     assert Path(qt_settings.fileName()).exists()
 
     again = NewRunDialog(settings=qt_settings)
@@ -292,25 +321,26 @@ def test_new_run_dialog_remembers_the_last_choice_in_temp_settings(qtbot, qt_set
     assert again.model.currentData() == "resnet18" and again.epochs.value() == 12
     assert again.pause_at.text() == "4 8" and again.alpha.value() == pytest.approx(0.25)
     assert again.seed.value() == 7 and again.device.currentText() == "cpu"
-    assert Path(again.run_dir_edit.text()).parent == tmp_path / "runs"   # a fresh folder next to the last one
+    assert Path(again.run_dir_edit.text()).parent == tmp_path / "runs"  # a fresh folder next to the last one
 
 
 # ------------------------------------------------------------------ sample pictures
 
+
 def test_digit_image_is_upscaled_dark_on_light():
     x = np.zeros((1, 8, 8), dtype=np.uint8)
-    x[0, 2:6, 3] = 255                              # a vertical stroke
+    x[0, 2:6, 3] = 255  # a vertical stroke
     img = render_image(x)
     assert img.width() == img.height() and img.width() >= 96
     s = img.width() // 8
-    assert QColor(img.pixel(3 * s + s // 2, 3 * s)).value() < 30        # ink is dark
-    assert QColor(img.pixel(0, 0)).value() > 225                        # paper is light
+    assert QColor(img.pixel(3 * s + s // 2, 3 * s)).value() < 30  # ink is dark
+    assert QColor(img.pixel(0, 0)).value() > 225  # paper is light
 
 
 def test_cifar_image_keeps_its_colours():
     x = np.zeros((3, 32, 32), dtype=np.uint8)
-    x[0] = 220                                       # red plane
-    x[2, :16] = 200                                  # top half also blue -> magenta
+    x[0] = 220  # red plane
+    x[2, :16] = 200  # top half also blue -> magenta
     img = render_image(x)
     assert img.width() == 96
     top, bottom = QColor(img.pixel(48, 10)), QColor(img.pixel(48, 80))
@@ -330,20 +360,32 @@ def test_pamap2_window_is_drawn_as_three_sensor_lanes():
     img = src.render(1)
     assert img is not None and (img.width(), img.height()) == (220, 132)
     colours = {img.pixel(i, j) for i in range(0, 220, 3) for j in range(0, 132, 3)}
-    assert len(colours) > 10                         # lines were drawn, not a blank card
+    assert len(colours) > 10  # lines were drawn, not a blank card
     assert src.render(3) is None and src.render(-1) is None
-    assert src.render(1) is img                      # cached
+    assert src.render(1) is img  # cached
 
 
 # ------------------------------------------------------------------ feedback plots
 
+
 def _epoch(e: int, k: int = 10, dist: bool = False) -> dict:
     rng = np.random.default_rng(e)
     conf = np.diag(np.full(k, 20)) + rng.integers(0, 2, (k, k))
-    m = {"epoch": e, "train_loss": 2.0 / e, "train_ce": 2.0 / e, "train_center": 0.0, "train_spread": 0.0,
-         "train_sep": 0.0, "train_point": 0.0, "train_scale": 0.0, "lam": 0.1, "train_accuracy": 0.5 + 0.1 * e,
-         "val_accuracy": 0.55 + 0.1 * e, "val_per_class_accuracy": list(np.linspace(0.6, 1.0, k)),
-         "val_confusion": conf.tolist()}
+    m = {
+        "epoch": e,
+        "train_loss": 2.0 / e,
+        "train_ce": 2.0 / e,
+        "train_center": 0.0,
+        "train_spread": 0.0,
+        "train_sep": 0.0,
+        "train_point": 0.0,
+        "train_scale": 0.0,
+        "lam": 0.1,
+        "train_accuracy": 0.5 + 0.1 * e,
+        "val_accuracy": 0.55 + 0.1 * e,
+        "val_per_class_accuracy": list(np.linspace(0.6, 1.0, k)),
+        "val_confusion": conf.tolist(),
+    }
     if dist:
         m.update(train_center=0.4 / e, train_scale=0.05, target_distance=list(np.linspace(0.1, 1.0, k) / e))
     return m
@@ -377,14 +419,16 @@ def test_metrics_view_draws_every_plot(qtbot):
     assert mv.conf_labels.counts[0, 0] >= 20
     # The class colours are the latent view's.
     from hill_app.gui.palette import class_colors
+
     assert mv.colours[3] == QColor(*class_colors(10)[3])
 
     # A branch from epoch 2 replaces the history after it.
     mv.add_epoch(_epoch(2))
     mv.refresh()
     assert [r["epoch"] for r in mv.epochs] == [1, 2]
-    mv.show_evaluation({"split": "test", "test_per_class_accuracy": [0.5] * 10,
-                        "test_confusion": np.eye(10, dtype=int).tolist()})
+    mv.show_evaluation(
+        {"split": "test", "test_per_class_accuracy": [0.5] * 10, "test_confusion": np.eye(10, dtype=int).tolist()}
+    )
     mv.refresh()
     assert "test" in mv.conf_plot.getPlotItem().titleLabel.text
 
@@ -405,25 +449,31 @@ def test_distance_plot_names_emphasises_and_measures_what_was_asked(qtbot):
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(k), 20)
     z = rng.normal(size=(len(labels), 2))
-    moved = [int(i) for i in np.nonzero(labels == 4)[0][:3]]        # three points of class 4 moved
+    moved = [int(i) for i in np.nonzero(labels == 4)[0][:3]]  # three points of class 4 moved
     edited = [False] * k
-    edited[2] = True                                                  # class 2's centre moved
+    edited[2] = True  # class 2's centre moved
     for e, off in ((9, 0.5), (10, 0.2)):
         pts = {str(i): (z[i] + [off, 0]).tolist() for i in moved}
-        snap = {"epoch": e, "branch": "main", "z": z, "labels": labels, "preds": labels,
-                "layout": {"centers": np.zeros((k, 2)).tolist(), "edited": edited, "points": pts}}
+        snap = {
+            "epoch": e,
+            "branch": "main",
+            "z": z,
+            "labels": labels,
+            "preds": labels,
+            "layout": {"centers": np.zeros((k, 2)).tolist(), "edited": edited, "points": pts},
+        }
         mv.add_snapshot(snap)
         rec = _epoch(e, dist=True)
-        rec["target_distance"] = [1.0] * k                            # the centres' distances, from the engine
+        rec["target_distance"] = [1.0] * k  # the centres' distances, from the engine
         mv.add_epoch(rec)
     mv.refresh()
     x, y4 = mv.dist_curves[4].getData()
-    assert list(x[-2:]) == [9, 10] and y4[-2:] == pytest.approx([0.5, 0.2])     # what was asked of class 4
-    assert mv.dist_curves[3].getData()[1][-1] == pytest.approx(1.0)            # untouched: the centre's
+    assert list(x[-2:]) == [9, 10] and y4[-2:] == pytest.approx([0.5, 0.2])  # what was asked of class 4
+    assert mv.dist_curves[3].getData()[1][-1] == pytest.approx(1.0)  # untouched: the centre's
     assert mv.point_classes[4] and not mv.point_classes[2] and mv.edited[2]
     assert mv.dist_curves[2].opts["pen"].widthF() > mv.dist_curves[3].opts["pen"].widthF()
     xr = mv.dist_plot.getPlotItem().getViewBox().viewRange()[0]
-    assert xr[0] == pytest.approx(8.5) and xr[1] <= 11                          # since the first commit
+    assert xr[0] == pytest.approx(8.5) and xr[1] <= 11  # since the first commit
     h = mv.hovers["distance"]
     epoch, rows = h.values_at(9.9)
     assert epoch == 10 and dict(rows)["c4 (moved points)"] == pytest.approx(0.2)
@@ -442,13 +492,13 @@ def test_plot_habits_smoothing_log_scale_hover_and_export(qtbot, tmp_path):
     raw = mv.val_acc.getData()[1].copy()
     mv.set_smoothing(0.6)
     smooth = mv.val_acc.getData()[1]
-    assert smooth[0] == pytest.approx(raw[0]) and smooth[-1] < raw[-1]          # EMA lags a rising curve
+    assert smooth[0] == pytest.approx(raw[0]) and smooth[-1] < raw[-1]  # EMA lags a rising curve
     mv.set_smoothing(0.0)
     assert list(mv.val_acc.getData()[1]) == pytest.approx(list(raw))
     mv.set_log_losses(True)
     assert mv.loss_plot.getPlotItem().ctrl.logYCheck.isChecked()
     epoch, rows = mv.hovers["loss"].values_at(2.2)
-    assert epoch == 2 and dict(rows)["cross-entropy"] == pytest.approx(1.0)     # values, not their log10
+    assert epoch == 2 and dict(rows)["cross-entropy"] == pytest.approx(1.0)  # values, not their log10
     mv.set_log_losses(False)
     # Zoom with the wheel, then Reset zoom shows everything again.
     vb = mv.acc_plot.getPlotItem().getViewBox()
@@ -459,22 +509,26 @@ def test_plot_habits_smoothing_log_scale_hover_and_export(qtbot, tmp_path):
     assert vb.viewRange()[0][0] <= 1 and vb.viewRange()[0][1] >= 5
     csv_path = mv.export_csv(tmp_path / "m.csv")
     import csv
+
     rows = list(csv.DictReader(csv_path.open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5] and rows[0]["branch"] == "main"
     assert float(rows[1]["val_accuracy"]) == pytest.approx(0.75)
     assert float(rows[0]["val_per_class_accuracy[c9]"]) == pytest.approx(1.0)
     png = mv.export_png(tmp_path / "m.png")
     from PySide6.QtGui import QImage
+
     img = QImage(str(png))
     assert img.width() == mv.width() and img.height() == mv.height()
 
 
 # ------------------------------------------------------------------ the panels the README and protocols promise
 
+
 def test_layers_panel_freeze_reset_dropout_and_batchnorm(qtbot, rig):
     """The layer tree comes from the run's client; a real click on a row, then each operation."""
     from hill_app.client.local import LocalRunClient
     from hill_app.gui.layers_panel import COL_TRAIN
+
     client = LocalRunClient(rig.session)
     rig.panel.set_run(client.info())
     p = rig.panel.layers
@@ -517,6 +571,7 @@ def test_layers_panel_freeze_reset_dropout_and_batchnorm(qtbot, rig):
 
 def test_data_panel_adds_drops_and_weights_classes(qtbot, rig, tmp_path):
     from hill_app.gui.data_panel import parse_indices
+
     s = rig.session
     rig.panel.set_run({"dataset": {"name": "digits", "class_names": list(s.data.class_names)}, "model": None})
     p = rig.panel.data
@@ -564,8 +619,10 @@ def test_projection_refit_and_clear_targets_show_what_the_engine_said(qtbot, rig
 def test_strategy_edits_go_onto_the_edit_stack_only_at_a_pause(qtbot):
     pushed = []
     from hill_app.gui.panels import EditHooks
-    panel = ControlsPanel(lambda c, a: None, EditHooks(lambda e: pushed.append(e) or True, lambda: (2, "added 2"),
-                                                      lambda: []))
+
+    panel = ControlsPanel(
+        lambda c, a: None, EditHooks(lambda e: pushed.append(e) or True, lambda: (2, "added 2"), lambda: [])
+    )
     qtbot.addWidget(panel)
     panel.set_active(True)
     e = panel.edits

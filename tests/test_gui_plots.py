@@ -3,6 +3,7 @@ drag pans, a double click resets, Reset zoom resets them all, the values under t
 cursor, the smoothing box and the log box act on the curves; and what a small plot shows stays readable
 (class names never print over each other, long branch names are shortened in the legends). Offscreen Qt,
 real mouse and key events through each plot's viewport."""
+
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -25,11 +26,21 @@ K = 10
 
 
 def epoch(e: int) -> dict:
-    return {"epoch": e, "train_loss": 2.0 / e, "train_ce": 2.0 / e, "train_center": 0.0, "train_spread": 0.0,
-            "train_sep": 0.0, "train_point": 0.0, "train_scale": 0.0, "lam": 0.1,
-            "train_accuracy": 0.4 + 0.05 * e, "val_accuracy": 0.45 + 0.05 * e,
-            "val_per_class_accuracy": list(np.linspace(0.6, 1.0, K)),
-            "val_confusion": (np.diag(np.full(K, 20)) + 1).tolist()}
+    return {
+        "epoch": e,
+        "train_loss": 2.0 / e,
+        "train_ce": 2.0 / e,
+        "train_center": 0.0,
+        "train_spread": 0.0,
+        "train_sep": 0.0,
+        "train_point": 0.0,
+        "train_scale": 0.0,
+        "lam": 0.1,
+        "train_accuracy": 0.4 + 0.05 * e,
+        "val_accuracy": 0.45 + 0.05 * e,
+        "val_per_class_accuracy": list(np.linspace(0.6, 1.0, K)),
+        "val_confusion": (np.diag(np.full(K, 20)) + 1).tolist(),
+    }
 
 
 @pytest.fixture
@@ -59,8 +70,16 @@ def x_range(plot) -> tuple[float, float]:
 
 def wheel(plot, pos: QPoint, clicks: int) -> None:
     vp = plot.viewport()
-    ev = QWheelEvent(QPointF(pos), QPointF(vp.mapToGlobal(pos)), QPoint(0, 0), QPoint(0, 120 * clicks), NOB, NOMOD,
-                     Qt.ScrollPhase.NoScrollPhase, False)
+    ev = QWheelEvent(
+        QPointF(pos),
+        QPointF(vp.mapToGlobal(pos)),
+        QPoint(0, 0),
+        QPoint(0, 120 * clicks),
+        NOB,
+        NOMOD,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(vp, ev)
     QApplication.processEvents()
 
@@ -98,19 +117,19 @@ def test_wheel_zooms_drag_pans_double_click_and_reset_zoom_restore(mv, qtbot):
     vp = plot.viewport()
     full = x_range(plot)
     assert full[0] <= 1 and full[1] >= 8
-    wheel(plot, at_epoch(plot, 4.5, 70), 3)                  # zoom in around epoch 4.5
+    wheel(plot, at_epoch(plot, 4.5, 70), 3)  # zoom in around epoch 4.5
     zoomed = x_range(plot)
     assert zoomed[1] - zoomed[0] < 0.8 * (full[1] - full[0]) and zoomed[0] < 4.5 < zoomed[1]
 
     a = at_epoch(plot, 4.5, 70)
-    b = a + QPoint(120, 0)                                   # drag right: the view pans toward earlier epochs
+    b = a + QPoint(120, 0)  # drag right: the view pans toward earlier epochs
     press_move_release(qtbot, vp, a, b)
     panned = x_range(plot)
     assert panned[0] < zoomed[0] - 0.2 and panned[1] - panned[0] == pytest.approx(zoomed[1] - zoomed[0], rel=1e-3)
 
     double_click(vp, QPoint(vp.width() // 2, vp.height() // 2))
     plot.getPlotItem().getViewBox().updateAutoRange()
-    assert x_range(plot)[0] <= 1 and x_range(plot)[1] >= 8   # a double click shows everything again
+    assert x_range(plot)[0] <= 1 and x_range(plot)[1] >= 8  # a double click shows everything again
 
     wheel(mv.loss_plot, at_epoch(mv.loss_plot, 3, 0.5), 4)
     wheel(plot, at_epoch(plot, 3, 70), 4)
@@ -128,7 +147,7 @@ def test_the_values_under_the_cursor_show_by_the_cursor(mv, qtbot):
     QApplication.processEvents()
     h = mv.hovers["accuracy"]
     assert h.text.isVisible()
-    assert h.last == "epoch 3: val 60, train 55"            # the nearest epoch, each named curve's value
+    assert h.last == "epoch 3: val 60, train 55"  # the nearest epoch, each named curve's value
     qtbot.wait(20)
     QTest.mouseMove(mv.loss_plot.viewport(), at_epoch(mv.loss_plot, 6.2, 0.3))
     QApplication.processEvents()
@@ -146,7 +165,7 @@ def test_smoothing_and_log_scale_from_their_controls(mv, qtbot):
     qtbot.mouseClick(mv.log_check, LEFT, pos=QPoint(6, mv.log_check.height() // 2))
     assert mv.log_losses and mv.loss_plot.getPlotItem().ctrl.logYCheck.isChecked()
     y = mv.loss_curves["train_ce"].getData()[1]
-    assert y[0] == pytest.approx(np.log10(2.0))              # drawn on a log axis (pyqtgraph stores log10)
+    assert y[0] == pytest.approx(np.log10(2.0))  # drawn on a log axis (pyqtgraph stores log10)
 
 
 def shown_ticks(plot, side: str) -> list[tuple[float, str]]:
@@ -166,8 +185,10 @@ def test_class_names_never_print_over_each_other(qtbot):
         m.show()
         QApplication.processEvents()
         ticks = shown_ticks(m.class_plot, "left")
-        ys = [m.class_plot.mapFromScene(m.class_plot.getPlotItem().getViewBox().mapViewToScene(QPointF(0, v))).y()
-              for v, _ in ticks]
+        ys = [
+            m.class_plot.mapFromScene(m.class_plot.getPlotItem().getViewBox().mapViewToScene(QPointF(0, v))).y()
+            for v, _ in ticks
+        ]
         gaps = np.diff(sorted(ys))
         assert (len(ticks) == K) == all_named, (size, ticks)
         assert ticks[0] == (0.0, "class 0") and len(ticks) >= 2
@@ -182,7 +203,7 @@ def test_long_branch_names_are_shortened_in_the_legends(mv):
     mv.add_epoch({**epoch(5), "branch": name})
     mv.refresh()
     labels = [lab.text for _, lab in mv.acc_legend.items]
-    short = name[:LEGEND_CHARS - 1] + "\u2026"
+    short = name[: LEGEND_CHARS - 1] + "\u2026"
     assert f"val {short}" in labels and f"train {short}" in labels and "val main" in labels
     assert all(len(t) <= len("train ") + LEGEND_CHARS for t in labels)
     # the hover names the branch in full

@@ -5,6 +5,7 @@ scale away from the handle (a click on the handle would not show a page step add
 where each value lies is read from where the slider draws its handle for that value (the style's own
 geometry), not from the slider's click-to-value code under test.
 """
+
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -102,7 +103,7 @@ def test_a_click_between_marks_records_the_nearest_mark(form):
         x = round(lo + (hi - lo) * (between % 5) / 5)
         QTest.mouseClick(sl, LEFT, NOMOD, QPoint(x, y))
         assert sl.value() == want, (between, sl.value())
-    assert form.answers().get("nasa_tlx") is None          # the other five scales are still unset
+    assert form.answers().get("nasa_tlx") is None  # the other five scales are still unset
 
 
 def test_pressing_then_dragging_follows_the_cursor_and_keys_step_by_five(form, qtbot):

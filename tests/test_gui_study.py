@@ -1,6 +1,7 @@
 """The study window end to end (offscreen, real widgets, real training thread, real mouse events): instructions
 -> restricted training with a countdown per pause -> questionnaires -> thank you, with the baseline run by the
 runner's own code, and a study folder that `hill-app report` reads like a scripted participant's."""
+
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 LEFT = Qt.MouseButton.LeftButton
 NOMOD = Qt.KeyboardModifier.NoModifier
-WAIT_MS = 300_000   # generous for a loaded CI machine; never a limit on how fast things are
+WAIT_MS = 300_000  # generous for a loaded CI machine; never a limit on how fast things are
 
 PROTOCOL = """
 [study]
@@ -68,6 +69,7 @@ def one_torch_thread():
     """One intra-op thread: on a busy 2-core machine torch's pool makes this tiny model ~3x slower (and the
     GUI thread, the hill run and the baseline share those cores). Both conditions run under the same count."""
     import torch
+
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -105,6 +107,7 @@ def start_and_wait_for_pause(qtbot, win: StudyWindow) -> None:
 def fill_questionnaires(qtbot, form, shots: str | None = None) -> dict:
     """Real clicks: UMUX-Lite radio buttons, a click on each TLX scale, one button per pair. With ``shots``,
     each step is saved (answered) as test-artifacts/<shots>_<step>.png."""
+
     def shot(step: str) -> None:
         if shots:
             ARTIFACTS.mkdir(exist_ok=True)
@@ -128,7 +131,7 @@ def fill_questionnaires(qtbot, form, shots: str | None = None) -> dict:
     qtbot.mouseClick(form.next_button, LEFT)
     assert form.step == "pairwise" and not form.next_button.isEnabled() and form.skip_button.isEnabled()
     winners = []
-    for (a, b), (ba, bb) in zip(PAIRS, form.pair_buttons):   # the subscale rated higher mattered more
+    for (a, b), (ba, bb) in zip(PAIRS, form.pair_buttons):  # the subscale rated higher mattered more
         w = a if TLX[a] >= TLX[b] else b
         qtbot.mouseClick(ba if w == a else bb, LEFT)
         winners.append(w)
@@ -154,7 +157,7 @@ def test_study_session_end_to_end(qtbot, qt_settings, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     qtbot.waitUntil(study.start_button.isEnabled, timeout=WAIT_MS)
     assert "Train the most accurate digit classifier" in study.instructions_text.toPlainText()
-    assert not (out / "P07").exists()                 # nothing is written before Start
+    assert not (out / "P07").exists()  # nothing is written before Start
     QApplication.processEvents()
     assert study.grab().save(str(ARTIFACTS / "study_instructions.png"))
 
@@ -165,7 +168,7 @@ def test_study_session_end_to_end(qtbot, qt_settings, tmp_path):
     assert (cfg.dataset, cfg.epochs, cfg.pause_at, cfg.alpha, cfg.lam, cfg.seed) == ("digits", 4, [3], 0.5, 0.1, 0)
     assert not win.new_run_action.isVisible() and not win.start_btn.isVisible() and not win.stop_action.isVisible()
     assert not win.controls_dock.isVisible()
-    if hasattr(win, "checkpoints_dock"):                # the checkpoints panel is not in this protocol
+    if hasattr(win, "checkpoints_dock"):  # the checkpoints panel is not in this protocol
         assert not win.checkpoints_dock.isVisible()
     if hasattr(win, "open_run_action"):
         assert not win.open_run_action.isVisible() and not win.open_run_action.isEnabled()
@@ -181,7 +184,7 @@ def test_study_session_end_to_end(qtbot, qt_settings, tmp_path):
     assert edit["op"] == "move_center" and edit["class"] == c
     QApplication.processEvents()
     assert study.grab().save(str(ARTIFACTS / "study_pause.png"))
-    assert study.remaining_seconds() > 0 and win.state == "paused"    # still the participant's time
+    assert study.remaining_seconds() > 0 and win.state == "paused"  # still the participant's time
 
     # Nobody presses anything: the countdown runs out, the edit is committed and training goes on.
     qtbot.waitUntil(lambda: study.page == "questionnaires", timeout=WAIT_MS)
@@ -243,8 +246,9 @@ def test_study_session_end_to_end(qtbot, qt_settings, tmp_path):
     # The baseline: the same config and seed, no edits, a full run; the two agree up to the pause.
     base = list(read_journal(pdir / "baseline" / "journal.jsonl"))
     assert not [r for r in base if r["type"] == "targets"]
-    assert json.loads((pdir / "baseline" / "config.json").read_text()) == \
-        json.loads((pdir / "hill" / "config.json").read_text())
+    assert json.loads((pdir / "baseline" / "config.json").read_text()) == json.loads(
+        (pdir / "hill" / "config.json").read_text()
+    )
     acc = {cnd: json.loads((pdir / cnd / "summary.json").read_text())["test_accuracy"] for cnd in ("hill", "baseline")}
     fin = log[-1]
     assert fin["test_accuracy"] == acc and fin["gain"] == pytest.approx(acc["hill"] - acc["baseline"])
@@ -266,7 +270,7 @@ def test_study_session_end_to_end(qtbot, qt_settings, tmp_path):
     assert float(row["nasa_tlx_raw"]) == pytest.approx(expected["nasa_tlx"]["raw"])
     assert float(row["nasa_tlx_weighted"]) == pytest.approx(expected["nasa_tlx"]["weighted"])
 
-    qtbot.mouseClick(study.close_button, LEFT)            # the session is over: closing asks nothing
+    qtbot.mouseClick(study.close_button, LEFT)  # the session is over: closing asks nothing
     assert not study.isVisible()
 
 
@@ -292,7 +296,7 @@ def test_refusals_resume_early_and_closing_mid_session(qtbot, qt_settings, tmp_p
     centre, ring = view.class_center_scene_pos(c), view.ring_edge_pos(c, 0.0)
     drag(view.plot.viewport(), ring, centre + (ring - centre) * 0.5)
     qtbot.waitUntil(lambda: "scale_spread" in study.message_label.text(), timeout=5000)
-    qtbot.waitUntil(lambda: view.edits() == [], timeout=5000)          # undone at once
+    qtbot.waitUntil(lambda: view.edits() == [], timeout=5000)  # undone at once
     assert study.message_label.isVisible() and "not allowed by this protocol" in study.message_label.text()
     ARTIFACTS.mkdir(exist_ok=True)
     QApplication.processEvents()
@@ -342,10 +346,14 @@ def test_refusals_resume_early_and_closing_mid_session(qtbot, qt_settings, tmp_p
 
 def test_instructions_text_is_reflowed():
     from hill_app.gui.study_window import instructions_html
-    out = instructions_html("Train the best\nmodel you can.\n\nAt each pause:\n- drag a centre\n  or a ring\n"
-                            "- <merge> two classes")
-    assert out == ("<p>Train the best model you can.</p><p>At each pause:</p>"
-                   "<ul><li>drag a centre or a ring</li><li>&lt;merge&gt; two classes</li></ul>")
+
+    out = instructions_html(
+        "Train the best\nmodel you can.\n\nAt each pause:\n- drag a centre\n  or a ring\n- <merge> two classes"
+    )
+    assert out == (
+        "<p>Train the best model you can.</p><p>At each pause:</p>"
+        "<ul><li>drag a centre or a ring</li><li>&lt;merge&gt; two classes</li></ul>"
+    )
 
 
 def test_closing_stops_the_baseline_and_leaves_its_journal_readable(qtbot, tmp_path):
@@ -416,9 +424,25 @@ def test_hill_app_study_opens_the_window(tmp_path):
     proto = write_protocol(tmp_path)
     out = tmp_path / "study"
     env = {**os.environ, "HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
-    r = subprocess.run([sys.executable, "-c", LAUNCH, str(tmp_path / "qsettings"), "study", str(proto),
-                        "--participant", "P11", "--out", str(out)],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=WAIT_MS / 1000)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LAUNCH,
+            str(tmp_path / "qsettings"),
+            "study",
+            str(proto),
+            "--participant",
+            "P11",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=WAIT_MS / 1000,
+    )
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("REPORT ")]
     assert line, r.stdout + r.stderr[-3000:]
     # Qt shows the title with the application's display name; the title itself does not repeat it (issue 10.5)
@@ -432,6 +456,7 @@ def test_hill_app_study_opens_the_window(tmp_path):
     (out / "P12").mkdir(parents=True)
     (out / "P12" / "study_log.jsonl").write_text("")
     from hill_app.cli import main
+
     assert main(["study", str(proto), "--participant", "P12", "--out", str(out)]) == 2
     assert main(["study", str(proto), "--participant", "P13", "--out", str(out), "--answers", "a.json"]) == 2
     assert not (out / "P13").exists()

@@ -1,4 +1,5 @@
 """The main window end to end (offscreen, real widgets, real training thread, real mouse and key events)."""
+
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -25,7 +26,7 @@ LEFT = Qt.MouseButton.LeftButton
 NOMOD = Qt.KeyboardModifier.NoModifier
 CTRL = Qt.KeyboardModifier.ControlModifier
 SHIFT = Qt.KeyboardModifier.ShiftModifier
-WAIT_MS = 300_000   # generous: a loaded 2-core CI machine may be slow; never a limit on how fast things are
+WAIT_MS = 300_000  # generous: a loaded 2-core CI machine may be slow; never a limit on how fast things are
 
 pytestmark = pytest.mark.usefixtures("qt_settings")
 
@@ -75,15 +76,26 @@ def test_python_m_hill_app_opens_ready_for_the_default_protocol(tmp_path):
     import sys
 
     env = {**os.environ, "HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
-    r = subprocess.run([sys.executable, "-c", LAUNCH, str(tmp_path / "qsettings")], capture_output=True, text=True,
-                       env=env, cwd=ROOT, timeout=WAIT_MS / 1000)
+    r = subprocess.run(
+        [sys.executable, "-c", LAUNCH, str(tmp_path / "qsettings")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=WAIT_MS / 1000,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("REPORT ")]
     assert line, r.stdout + r.stderr[-3000:]
-    rep = json.loads(line[0][len("REPORT "):])
+    rep = json.loads(line[0][len("REPORT ") :])
     assert rep["windows"] == 1 and rep["state"] == "idle"
-    assert (rep["dataset"], rep["epochs"], rep["pause_at"], rep["alpha"], rep["lam"]) == \
-        ("digits", 40, [25, 30, 35, 40], 0.5, 0.1)
+    assert (rep["dataset"], rep["epochs"], rep["pause_at"], rep["alpha"], rep["lam"]) == (
+        "digits",
+        40,
+        [25, 30, 35, 40],
+        0.5,
+        0.1,
+    )
     assert "digits" in rep["banner"] and "40 epochs" in rep["banner"] and "25, 30, 35, 40" in rep["banner"]
     assert rep["start"] and not rep["pause"]
     assert rep["app"] == ["hill-app", "hill-app"]
@@ -115,7 +127,7 @@ def test_pause_drag_commit_undo_redo(qtbot, main_window, tmp_path):
     assert edit["op"] == "move_center" and edit["class"] == c
     dropped = np.array(view.widget_to_view(drop))
     px = np.array(view.widget_to_view(QPointF(drop.x() + 1, drop.y() + 1))) - dropped
-    tol = 3 * np.abs(px).max()      # three pixels, in view units
+    tol = 3 * np.abs(px).max()  # three pixels, in view units
     assert np.allclose(edit["to"], dropped, atol=tol)
     assert win.commit_btn.text() == "Commit 1 edit and resume"
     assert win.undo_btn.isEnabled() and win.reset_btn.isEnabled() and not win.redo_btn.isEnabled()
@@ -174,11 +186,22 @@ def test_pause_drag_commit_undo_redo(qtbot, main_window, tmp_path):
     # window. The load-independent rules that keep the event loop responsive are pinned in test_gui_controller.
     stats = win.poll_stats
     assert stats.count > 0
-    (ARTIFACTS / "poll_stats.json").write_text(json.dumps(
-        {"polls": stats.count, "max_ms": stats.max_ms, "mean_ms": stats.mean_ms, "worst": stats.worst,
-         "over_50ms": stats.slow}, indent=1))
-    print(f"\nmain-thread poll: {stats.count} polls, max {stats.max_ms:.1f} ms {stats.worst[1]}, "
-          f"mean {stats.mean_ms:.2f} ms, {len(stats.slow)} over 50 ms")
+    (ARTIFACTS / "poll_stats.json").write_text(
+        json.dumps(
+            {
+                "polls": stats.count,
+                "max_ms": stats.max_ms,
+                "mean_ms": stats.mean_ms,
+                "worst": stats.worst,
+                "over_50ms": stats.slow,
+            },
+            indent=1,
+        )
+    )
+    print(
+        f"\nmain-thread poll: {stats.count} polls, max {stats.max_ms:.1f} ms {stats.worst[1]}, "
+        f"mean {stats.mean_ms:.2f} ms, {len(stats.slow)} over 50 ms"
+    )
 
 
 def test_pause_on_demand_with_space_then_stop(qtbot, main_window, tmp_path):
@@ -221,12 +244,13 @@ def test_bad_cifar_folder_shows_the_message_and_the_window_stays_usable(qtbot, m
     assert box.windowTitle() == "Could not start the run"
     # Exactly the loader's one-line reason for this folder (it names the folder and what was looked for).
     from hill_app.datasets import DataError, load_dataset
+
     with pytest.raises(DataError) as expected:
         load_dataset("cifar10", empty)
     assert box.text() == str(expected.value)
     assert box.text().startswith("CIFAR-10 not found") and f"{empty}/cifar-10-batches-py" in box.text()
     assert "Traceback" not in box.text()
-    assert "Traceback" in win.log.plain_text()           # the traceback went to the log console
+    assert "Traceback" in win.log.plain_text()  # the traceback went to the log console
     assert win.state == "failed" and win.start_action.isEnabled() and win.new_run_action.isEnabled()
     box.close()
 
@@ -284,9 +308,9 @@ def test_new_run_dialog_starts_a_run_from_the_window(qtbot, main_window, tmp_pat
         qtbot.mouseClick(dlg.start_button, LEFT)
 
     QTimer.singleShot(0, fill)
-    win.new_run_action.trigger()            # runs the dialog's own (nested) event loop until Start run
+    win.new_run_action.trigger()  # runs the dialog's own (nested) event loop until Start run
     assert seen == {"ok": True}
     qtbot.waitUntil(lambda: win.state == "finished", timeout=WAIT_MS)
     cfg = json.loads((run_dir / "config.json").read_text())
     assert (cfg["dataset"], cfg["epochs"], cfg["pause_at"], cfg["device"]) == ("digits", 2, [], "cpu")
-    assert win.settings.value("new_run/epochs") in (2, "2")     # remembered for next time (temp settings)
+    assert win.settings.value("new_run/epochs") in (2, "2")  # remembered for next time (temp settings)

@@ -1,5 +1,6 @@
 """The HILL loss terms each move a model the right way on a fixed batch, and reduce to CE without edits; the
 fused node (numpy on a CPU, tensor ops elsewhere) gives the values and gradients of the written-out formula."""
+
 import importlib
 
 import numpy as np
@@ -177,8 +178,13 @@ def path(request, monkeypatch):
 def test_loss_is_finite_for_single_sample_classes_and_coincident_centres(path):
     y = torch.tensor([0, 1, 1])
     z = torch.zeros(3, 2, requires_grad=True)
-    layout = TargetLayout(centers=np.zeros((K, 2)), spreads=np.ones(K), sep_min=np.ones((K, K)) - np.eye(K),
-                          group=np.arange(K), ref_radius=1.0)
+    layout = TargetLayout(
+        centers=np.zeros((K, 2)),
+        spreads=np.ones(K),
+        sep_min=np.ones((K, K)) - np.eye(K),
+        group=np.arange(K),
+        ref_radius=1.0,
+    )
     t = hill_terms(z, y, torch.arange(3), layout.to_tensors(np.arange(3), 3))
     t.sum().backward()
     assert torch.isfinite(t).all() and torch.isfinite(z.grad).all()
@@ -190,7 +196,7 @@ def random_problem(seed, n_train=400, classes=10, batch=64, dim=16):
     g = torch.Generator().manual_seed(seed)
     feats = torch.randn(batch, dim, generator=g, dtype=torch.float64)
     y = torch.randint(0, classes - 2, (batch,), generator=g)
-    y[0] = classes - 2                                   # a single-sample class; class K-1 is absent
+    y[0] = classes - 2  # a single-sample class; class K-1 is absent
     idx = torch.randperm(n_train, generator=g)[:batch]
     w = torch.randn(2, dim, generator=g, dtype=torch.float64) * 0.3
     b = torch.randn(2, generator=g, dtype=torch.float64) * 0.1
@@ -214,7 +220,7 @@ def _rel(a, b):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_terms_and_their_gradients_are_the_written_out_formula(path, seed):
     feats, y, idx, (w, b), targets = random_problem(seed)
-    z = (feats @ w.T + b)
+    z = feats @ w.T + b
     g5 = torch.randn(5, dtype=torch.float64)
     z64 = z.clone().requires_grad_()
     want = reference_terms(z64, y, idx, targets)[:5]
@@ -239,8 +245,18 @@ def test_loss_value_and_gradients_are_the_written_out_formula(path, seed, ce_wei
     want, want_t = reference_loss(l64, f64 @ w.T + b, y, idx, targets, weights, 0.3, 0.2, ce_weight)
     want.backward()
     f32, l32 = feats.float().requires_grad_(), logits.float().requires_grad_()
-    loss, stats = hill_loss(l32, f32, y, idx, targets, torch.tensor(0.3), torch.tensor(0.2), weights=weights,
-                            ce_weight=ce_weight, project=(w.float(), b.float()))
+    loss, stats = hill_loss(
+        l32,
+        f32,
+        y,
+        idx,
+        targets,
+        torch.tensor(0.3),
+        torch.tensor(0.2),
+        weights=weights,
+        ce_weight=ce_weight,
+        project=(w.float(), b.float()),
+    )
     loss.backward()
     assert _rel(loss, want) < 1e-6
     assert _rel(stats[0], F.cross_entropy(logits, y)) < 1e-6
@@ -306,8 +322,9 @@ def test_graphed_loss_body_gives_the_loss_and_its_gradients(ce_weight):
     loss, stats = hill_loss(lg, fx, y, idx, targets, alpha, lam, weights=weights, ce_weight=ce_weight, project=(w, b))
     loss.backward()
     ce_val = F.cross_entropy(logits, y)
-    got_loss, got_stats, gce, gx = H.GraphedHillLoss._body(ce_val, feats, y, idx, targets, alpha, lam, weights,
-                                                           ce_weight == "full", (w, b))
+    got_loss, got_stats, gce, gx = H.GraphedHillLoss._body(
+        ce_val, feats, y, idx, targets, alpha, lam, weights, ce_weight == "full", (w, b)
+    )
     assert torch.allclose(got_loss, loss.detach(), rtol=1e-5, atol=1e-6)
     assert torch.allclose(got_stats, stats, rtol=1e-5, atol=1e-6)
     assert float(gce) == pytest.approx(1.0 if ce_weight == "full" else 0.7)

@@ -1,4 +1,5 @@
 """The journal, crash-safe writes, checkpoints (weights_only) and the on-disk checkpoint tree."""
+
 import json
 import os
 import pickle
@@ -23,6 +24,7 @@ def records(path):
 
 # ---------------------------------------------------------------- journal
 
+
 def test_records_are_readable_before_close_and_seq_increases(tmp_path):
     p = tmp_path / "journal.jsonl"
     j = Journal(p)
@@ -44,9 +46,10 @@ def test_every_record_is_fsynced(tmp_path, monkeypatch):
     real = os.fsync
 
     def fsync(fd):
-        on_disk = p.read_bytes()   # what the OS has for the file at the moment of the fsync
+        on_disk = p.read_bytes()  # what the OS has for the file at the moment of the fsync
         calls.append(on_disk)
         return real(fd)
+
     monkeypatch.setattr(os, "fsync", fsync)
     j = Journal(p)
     n0 = len(calls)
@@ -54,8 +57,9 @@ def test_every_record_is_fsynced(tmp_path, monkeypatch):
         rec = j.write("x", i=i)
         assert len(calls) - n0 == i + 1, "one fsync per record"
         synced = calls[-1]
-        assert synced.endswith(b"\n") and json.loads(synced.splitlines()[-1]) == rec, \
+        assert synced.endswith(b"\n") and json.loads(synced.splitlines()[-1]) == rec, (
             f"record {i} was not in the file when it was fsynced: {synced[-80:]!r}"
+        )
         assert synced.count(b"\n") == i + 1
     j.close()
 
@@ -110,6 +114,7 @@ def test_concurrent_writers_give_whole_lines_and_unique_seq(tmp_path):
     def work(t):
         for i in range(50):
             j.write("command", thread=t, i=i, payload="x" * 200)
+
     threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
     for t in threads:
         t.start()
@@ -125,6 +130,7 @@ def test_concurrent_writers_give_whole_lines_and_unique_seq(tmp_path):
 
 # ---------------------------------------------------------------- atomic writes
 
+
 def test_atomic_write_leaves_no_temp_file(tmp_path):
     p = tmp_path / "summary.json"
     files.atomic_write_text(p, "one\n")
@@ -139,6 +145,7 @@ def test_atomic_write_failure_keeps_the_old_file_and_leaves_no_temp_file(tmp_pat
 
     def boom(src, dst):
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
         files.atomic_write_text(p, "new\n")
@@ -149,15 +156,25 @@ def test_atomic_write_failure_keeps_the_old_file_and_leaves_no_temp_file(tmp_pat
 
 # ---------------------------------------------------------------- checkpoints
 
+
 def sample_state():
     g = torch.Generator().manual_seed(3)
     return {
-        "format": "hill-app/1", "model": {"w": torch.randn(3, 4, generator=g), "b": torch.zeros(3)},
-        "optimizer": {"state": {0: {"momentum_buffer": torch.ones(2)}},
-                      "param_groups": [{"lr": 0.05, "momentum": 0.9, "nesterov": True, "params": [0]}]},
-        "projection": None, "layout_json": json.dumps({"centers": [[0, 1]]}), "alpha": 0.5, "epoch": 3,
-        "rng_cpu": torch.get_rng_state(), "rng_gen": g.get_state(), "active": torch.ones(5, dtype=torch.bool),
-        "frozen": ["head.weight"], "betas": (0.9, 0.999),
+        "format": "hill-app/1",
+        "model": {"w": torch.randn(3, 4, generator=g), "b": torch.zeros(3)},
+        "optimizer": {
+            "state": {0: {"momentum_buffer": torch.ones(2)}},
+            "param_groups": [{"lr": 0.05, "momentum": 0.9, "nesterov": True, "params": [0]}],
+        },
+        "projection": None,
+        "layout_json": json.dumps({"centers": [[0, 1]]}),
+        "alpha": 0.5,
+        "epoch": 3,
+        "rng_cpu": torch.get_rng_state(),
+        "rng_gen": g.get_state(),
+        "active": torch.ones(5, dtype=torch.bool),
+        "frozen": ["head.weight"],
+        "betas": (0.9, 0.999),
     }
 
 
@@ -184,6 +201,7 @@ def test_checkpoint_is_loaded_with_weights_only(tmp_path, monkeypatch):
     def spy(*a, **kw):
         seen.update(kw)
         return real(*a, **kw)
+
     monkeypatch.setattr(torch, "load", spy)
     p = tmp_path / "a.pt"
     save_checkpoint(p, {"x": torch.ones(1)})
@@ -193,6 +211,7 @@ def test_checkpoint_is_loaded_with_weights_only(tmp_path, monkeypatch):
 
 class Payload:
     """An arbitrary class: a weights_only load must refuse to build it."""
+
     def __reduce__(self):
         return (os.getcwd, ())
 
@@ -227,6 +246,7 @@ def test_missing_and_truncated_checkpoints_name_the_file(tmp_path):
 
 
 # ---------------------------------------------------------------- the checkpoint tree
+
 
 def test_tree_persists_across_instances(tmp_path):
     folder = tmp_path / "checkpoints"
@@ -278,9 +298,26 @@ def test_tampered_index_cannot_load_outside_the_folder(tmp_path):
         CheckpointTree(folder).load(node["uuid"])
 
 
-NASTY = ["../../etc/passwd", "", "...", ".", "..", "a/b", "x" * 500, "/abs/path", "..\\..\\win", "a\x00b",
-         "spaces and tabs\t", "-leading-dash", ".hidden", "ünïcödé/../..", "CON", "a" * 63 + "/" + "b" * 10,
-         "." * 64 + "x", "-" * 70]
+NASTY = [
+    "../../etc/passwd",
+    "",
+    "...",
+    ".",
+    "..",
+    "a/b",
+    "x" * 500,
+    "/abs/path",
+    "..\\..\\win",
+    "a\x00b",
+    "spaces and tabs\t",
+    "-leading-dash",
+    ".hidden",
+    "ünïcödé/../..",
+    "CON",
+    "a" * 63 + "/" + "b" * 10,
+    "." * 64 + "x",
+    "-" * 70,
+]
 
 
 @pytest.mark.parametrize("name", NASTY, ids=range(len(NASTY)))

@@ -1,4 +1,5 @@
 """The latent view, driven with real mouse and key events through the plot's viewport (offscreen Qt)."""
+
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -69,8 +70,9 @@ def isolated_point(view, c, min_px=14.0):
     pos = view.display_positions()
     px = np.array([[view.view_to_widget(p).x(), view.view_to_widget(p).y()] for p in pos], dtype=float)
     lay = view.edit_stack.layout
-    cen = np.array([[view.class_center_scene_pos(j).x(), view.class_center_scene_pos(j).y()]
-                    for j in range(len(lay.centers))])
+    cen = np.array(
+        [[view.class_center_scene_pos(j).x(), view.class_center_scene_pos(j).y()] for j in range(len(lay.centers))]
+    )
     kx = abs(view.view_to_widget((1, 0)).x() - view.view_to_widget((0, 0)).x())
     for i in np.flatnonzero(view._labels == c):
         d = np.hypot(*(px - px[i]).T)
@@ -128,7 +130,7 @@ def test_misclassified_points_are_marked(view):
     assert wrong.any() and (~wrong).any()
     assert set(d["symbol"][wrong]) == {"x"} and set(d["symbol"][~wrong]) == {"o"}
     # wrong ones are drawn last (on top of their cluster) and keep their true class colour
-    assert not wrong[:(~wrong).sum()].any()
+    assert not wrong[: (~wrong).sum()].any()
     cols = class_colors(6)
     i = int(np.flatnonzero(wrong)[0])
     c = int(view._labels[order][i])
@@ -139,13 +141,15 @@ def test_misclassified_points_are_marked(view):
 def test_fast_scatter_fill_matches_pyqtgraph_setdata(view):
     """The record-array fill used for speed gives the same styles and atlas cells as the public setData."""
     import pyqtgraph as pg
+
     ref = pg.ScatterPlotItem(pxMode=True)
     ref.fragmentAtlas = view.scatter.fragmentAtlas
     t = view.points.tables
     sid = view.points.style_id
     xy = view.display_positions()[view.points.order]
-    ref.setData(x=xy[:, 0], y=xy[:, 1], symbol=t["sym"][sid], size=t["size"][sid], pen=t["pens"][sid],
-                brush=t["brushes"][sid])
+    ref.setData(
+        x=xy[:, 0], y=xy[:, 1], symbol=t["sym"][sid], size=t["size"][sid], pen=t["pens"][sid], brush=t["brushes"][sid]
+    )
     a, b = view.scatter.data, ref.data
     for f in ("x", "y", "size", "visible"):
         np.testing.assert_array_equal(a[f], b[f])
@@ -164,7 +168,7 @@ def test_drag_center_pushes_exactly_one_move_center(view, spy):
     send(view, QEvent.Type.MouseButtonPress, a, LEFT, LEFT)
     for i in range(1, 11):
         send(view, QEvent.Type.MouseMove, a + (b - a) * (i / 10), NOB, LEFT)
-        if i == 5:   # live: the cluster, its label and its arrow move during the drag, but no edit exists yet
+        if i == 5:  # live: the cluster, its label and its arrow move during the drag, but no edit exists yet
             assert view.edits() == [] and spy == []
             assert view.class_center_scene_pos(2).x() == pytest.approx((a + (b - a) * 0.5).x(), abs=1.0)
             live = view.display_center(2)
@@ -208,7 +212,7 @@ def test_click_on_handle_without_moving_is_no_edit(view, spy):
 def test_drop_center_on_another_center_merges_where_dropped(view, spy):
     """Issue 10.4: the merged centre lands where the handle was dropped, not at the two centres' midpoint."""
     a = view.class_center_scene_pos(0)
-    b = view.class_center_scene_pos(1) + QPointF(4, -3)      # within the snap distance of bravo's handle
+    b = view.class_center_scene_pos(1) + QPointF(4, -3)  # within the snap distance of bravo's handle
     base = view.edit_stack.base
     drag(view, a, b)
     assert len(spy) == 1
@@ -221,8 +225,8 @@ def test_drop_center_on_another_center_merges_where_dropped(view, spy):
     np.testing.assert_allclose(lay.centers[1], lay.centers[0])
     mid = (base.centers[0] + base.centers[1]) / 2
     assert np.linalg.norm(lay.centers[0] - mid) > 20 * px
-    assert "alpha + bravo" in [lab[2] for lab in view.overlay._labels]     # one label for the merged pair
-    view.undo()                                                            # one gesture, one undo step
+    assert "alpha + bravo" in [lab[2] for lab in view.overlay._labels]  # one label for the merged pair
+    view.undo()  # one gesture, one undo step
     assert view.edits() == []
 
 
@@ -245,8 +249,11 @@ def test_ring_drag_scales_the_spread(view, spy):
     rms = np.sqrt(((pts - new.centers[c]) ** 2).sum(axis=1).mean())
     assert rms == pytest.approx(new.spreads[c], rel=1e-6)
     # shrinking works the same way
-    drag(view, view.ring_edge_pos(c, 90.0), view.class_center_scene_pos(c) + (view.ring_edge_pos(c, 90.0) -
-                                                                              view.class_center_scene_pos(c)) * 0.5)
+    drag(
+        view,
+        view.ring_edge_pos(c, 90.0),
+        view.class_center_scene_pos(c) + (view.ring_edge_pos(c, 90.0) - view.class_center_scene_pos(c)) * 0.5,
+    )
     assert view.edits()[-1]["factor"] == pytest.approx(0.5, abs=0.03)
 
 
@@ -309,8 +316,11 @@ def test_rubber_band_selects_then_drag_moves_them(view, spy):
 def test_undo_redo_with_real_key_presses(view, spy, qtbot):
     before = view.display_positions()
     drag(view, view.class_center_scene_pos(1), view.class_center_scene_pos(1) + QPointF(50, 40))
-    drag(view, view.ring_edge_pos(3), view.class_center_scene_pos(3) + (view.ring_edge_pos(3) -
-                                                                        view.class_center_scene_pos(3)) * 0.6)
+    drag(
+        view,
+        view.ring_edge_pos(3),
+        view.class_center_scene_pos(3) + (view.ring_edge_pos(3) - view.class_center_scene_pos(3)) * 0.6,
+    )
     assert [e["op"] for e in view.edits()] == ["move_center", "scale_spread"]
     two = view.display_positions()
     view.plot.setFocus()
@@ -324,7 +334,7 @@ def test_undo_redo_with_real_key_presses(view, spy, qtbot):
     QTest.keyClick(view.plot, Qt.Key.Key_Y, CTRL)
     assert [e["op"] for e in view.edits()] == ["move_center", "scale_spread"]
     np.testing.assert_allclose(view.display_positions(), two)
-    assert len(spy) == 2 + 4    # two pushes, four undo/redo steps, each announced once
+    assert len(spy) == 2 + 4  # two pushes, four undo/redo steps, each announced once
     assert spy[-1] == view.edits()
     # keys work on the widget itself too (e.g. when the main window gives it focus)
     QTest.keyClick(view, Qt.Key.Key_Z, CTRL)
@@ -390,7 +400,7 @@ def test_hover_reports_the_point_and_shows_the_sample(view, qtbot):
     pop = view.hover_popup
     assert pop.isVisible()
     assert NAMES[4] in pop.text.text() and "predicted" in pop.text.text()
-    assert pop.image.pixmap().width() >= 64            # 8x8 upscaled crisply
+    assert pop.image.pixmap().width() >= 64  # 8x8 upscaled crisply
     empty = view.class_center_scene_pos(0) + QPointF(0, -200)
     assert view._hit(empty) is None
     with qtbot.waitSignal(view.hovered, timeout=2000) as blocker:
@@ -416,8 +426,13 @@ def test_hover_is_throttled(view, qtbot):
 
 
 def test_handle_context_menu_merge_push_apart_and_reset(view, spy, qtbot):
-    send(view, QEvent.Type.MouseButtonPress, view.class_center_scene_pos(0), Qt.MouseButton.RightButton,
-         Qt.MouseButton.RightButton)
+    send(
+        view,
+        QEvent.Type.MouseButtonPress,
+        view.class_center_scene_pos(0),
+        Qt.MouseButton.RightButton,
+        Qt.MouseButton.RightButton,
+    )
     assert view._menu is not None and view._menu.isVisible()
     view._menu.close()
 
@@ -431,8 +446,7 @@ def test_handle_context_menu_merge_push_apart_and_reset(view, spy, qtbot):
     d = float(np.linalg.norm(lay.centers[0] - lay.centers[1]))
     action(view.build_handle_menu(0), ["Push apart from", "bravo"]).trigger()
     (e,) = view.edits()
-    assert e == {"op": "separate", "classes": [0, 1],
-                 "min_distance": pytest.approx(max(1.5 * d, 0.5 * lay.ref_radius))}
+    assert e == {"op": "separate", "classes": [0, 1], "min_distance": pytest.approx(max(1.5 * d, 0.5 * lay.ref_radius))}
     action(view.build_handle_menu(2), ["Merge with", "echo"]).trigger()
     assert view.edits()[-1] == {"op": "merge", "classes": [2, 4]}
     # merged classes are not offered again
@@ -456,7 +470,7 @@ def test_new_snapshot_resets_the_base(view, spy):
     assert view.edits() == [] and spy[-1] == []
     np.testing.assert_allclose(view.edit_stack.base.centers, layout_from_points(z, y, 6).centers)
     np.testing.assert_allclose(view.display_positions(), z, atol=1e-6)
-    assert view.vb.viewRange() == rng0          # still fits the view: no jump
+    assert view.vb.viewRange() == rng0  # still fits the view: no jump
     drag(view, view.class_center_scene_pos(0), view.class_center_scene_pos(0) + QPointF(30, 30))
     kept = view.edits()
     view.set_snapshot(*synthetic(seed=2), NAMES, keep_edits=True)
@@ -465,8 +479,10 @@ def test_new_snapshot_resets_the_base(view, spy):
 
 def test_committed_layout_shows_ghosts_and_arrows(view):
     z, y, p = synthetic()
-    committed = apply_edits(layout_from_points(z, y, 6), [{"op": "move_center", "class": 1, "to": [0.0, 0.0]},
-                                                         {"op": "scale_spread", "class": 2, "factor": 0.5}])
+    committed = apply_edits(
+        layout_from_points(z, y, 6),
+        [{"op": "move_center", "class": 1, "to": [0.0, 0.0]}, {"op": "scale_spread", "class": 2, "factor": 0.5}],
+    )
     view.set_snapshot(z, y, p, NAMES, committed_layout=committed.to_json())
     assert "committed target" in view.legend.texts()
     ghosts = [m for m in view.overlay._markers if m[4] == 7.0]
@@ -474,7 +490,7 @@ def test_committed_layout_shows_ghosts_and_arrows(view):
     assert (ghosts[1][0], ghosts[1][1]) == (0.0, 0.0)
     arrows = [s for s in view.overlay._segments if s[4].style() == Qt.PenStyle.DashLine]
     assert len(arrows) == 6 and (arrows[1][2], arrows[1][3]) == (0.0, 0.0)
-    assert view.edits() == []          # committed targets are shown, not re-applied as edits
+    assert view.edits() == []  # committed targets are shown, not re-applied as edits
 
 
 def test_bad_snapshot_is_refused(view):
@@ -510,8 +526,10 @@ def test_right_click_on_empty_space_opens_the_view_menu(view):
     send(view, QEvent.Type.MouseButtonPress, empty, R, R)
     send(view, QEvent.Type.MouseButtonRelease, empty, R, NOB)
     assert view._menu is not None and view._menu.isVisible()
-    assert [a.text() for a in view._menu.actions() if a.text()][:2] == ["Fit view",
-                                                                        "Select mode (drag to select points)"]
+    assert [a.text() for a in view._menu.actions() if a.text()][:2] == [
+        "Fit view",
+        "Select mode (drag to select points)",
+    ]
     view._menu.close()
 
 
@@ -525,6 +543,7 @@ def test_void_qt_calls_cannot_exhaust_none():
     from PySide6.QtCore import QObject
 
     from hill_app.gui import compat
+
     o = QObject()
     leaks = compat.leaks_none(lambda: o.setObjectName(""))
     assert compat.guard_none_refcount() == compat.none_guarded() == (leaks and sys.version_info < (3, 12))
@@ -541,6 +560,7 @@ def test_none_leak_detector_sees_a_leak():
     import sys
 
     from hill_app.gui import compat
+
     dec, inc = ctypes.pythonapi.Py_DecRef, ctypes.pythonapi.Py_IncRef
     dec.argtypes = inc.argtypes = [ctypes.py_object]
     calls = []
@@ -566,20 +586,21 @@ def test_the_guard_gives_none_headroom_when_void_calls_leak(monkeypatch):
     import sys
 
     from hill_app.gui import compat
+
     monkeypatch.setattr(compat, "_NONE_GUARDED", False)
     monkeypatch.setattr(compat, "leaks_none", lambda call, repeat=16: True)
     before = sys.getrefcount(None)
     applied = compat.guard_none_refcount()
     if sys.version_info >= (3, 12) or hasattr(sys, "gettotalrefcount"):
-        assert not applied and not compat.none_guarded()       # None is immortal there: nothing to guard
+        assert not applied and not compat.none_guarded()  # None is immortal there: nothing to guard
         return
     assert applied and compat.none_guarded()
     assert sys.getrefcount(None) - before >= compat.HEADROOM - 1000
-    assert compat.guard_none_refcount() is True                 # idempotent: no second headroom
+    assert compat.guard_none_refcount() is True  # idempotent: no second headroom
     assert sys.getrefcount(None) - before < 2 * compat.HEADROOM
     dec, inc = ctypes.pythonapi.Py_DecRef, ctypes.pythonapi.Py_IncRef
     dec.argtypes = inc.argtypes = [ctypes.py_object]
-    for _ in range(100_000):      # a long session's worth of leaking void calls
+    for _ in range(100_000):  # a long session's worth of leaking void calls
         dec(None)
     try:
         assert sys.getrefcount(None) > compat.HEADROOM // 2
@@ -594,46 +615,56 @@ def test_class_without_points_has_no_handle(view):
     view.set_snapshot(z[keep], y[keep], p[keep], NAMES)
     assert not view.handle_items[3].isVisible() and not view.ring_items[3].isVisible()
     assert "delta" not in [lab[2] for lab in view.overlay._labels]
-    where = view.class_center_scene_pos(3)          # (0, 0): nothing to grab there but maybe points
+    where = view.class_center_scene_pos(3)  # (0, 0): nothing to grab there but maybe points
     hit = view._hit(where)
     assert hit is None or hit[0] != "handle" or hit[1] != 3
 
 
 def test_palette_is_distinct_and_long_enough():
     from hill_app.gui.palette import OKABE_ITO, class_colors
+
     cols = class_colors(12)
     assert len(set(cols)) == 12 and cols[:7] == list(OKABE_ITO)
     assert len(set(class_colors(17))) == 17
     assert all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in class_colors(40))
-    QColor(*cols[0])   # usable as a QColor
+    QColor(*cols[0])  # usable as a QColor
 
 
 def test_view_follows_growing_snapshots_until_the_user_zooms(view, qtbot):
     from PySide6.QtGui import QWheelEvent
+
     z, y, p = synthetic()
     rng0 = view.vb.viewRange()
-    view.set_snapshot(z * 3, y, p, NAMES)            # features grew: the layout left the view, so it is refitted
+    view.set_snapshot(z * 3, y, p, NAMES)  # features grew: the layout left the view, so it is refitted
     rng1 = view.vb.viewRange()
     assert rng1[0][1] - rng1[0][0] > 2 * (rng0[0][1] - rng0[0][0])
     assert not view._escapes_view()
     # a real wheel zoom hands the range to the user: later snapshots leave it alone, even if they escape
     vp = view.plot.viewport()
     c = QPointF(vp.width() / 2, vp.height() / 2)
-    ev = QWheelEvent(c, QPointF(vp.mapToGlobal(c.toPoint())), QPoint(0, 0), QPoint(0, 120), NOB, NOMOD,
-                     Qt.ScrollPhase.NoScrollPhase, False)
+    ev = QWheelEvent(
+        c,
+        QPointF(vp.mapToGlobal(c.toPoint())),
+        QPoint(0, 0),
+        QPoint(0, 120),
+        NOB,
+        NOMOD,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(vp, ev)
     qtbot.waitUntil(lambda: view._user_ranged, timeout=2000)
     rng2 = view.vb.viewRange()
     assert rng2 != rng1
     view.set_snapshot(z * 9, y, p, NAMES)
     assert view.vb.viewRange() == rng2
-    view.fit()                                       # Fit hands it back
+    view.fit()  # Fit hands it back
     assert view.vb.viewRange() != rng2 and not view._user_ranged
 
 
 # ------------------------------------------------------------------ drag priorities (issue 10.4), QTest mouse events
 
-SIZES = [(800, 600), (480, 360)]     # a roomy view, and the smallest the main window gives it
+SIZES = [(800, 600), (480, 360)]  # a roomy view, and the smallest the main window gives it
 
 
 @pytest.fixture(params=SIZES, ids=["800x600", "480x360"])
@@ -736,7 +767,7 @@ def test_ring_drag_scales_by_release_over_press_distance(sized_view, off_px):
     QTest.mouseMove(vp, press)
     QTest.mousePress(vp, LEFT, NOMOD, press)
     first = press + (release - press) * (4 / 40)
-    QTest.mouseMove(vp, first)      # past the drag threshold: the ring grows by ~4 px, it does not jump
+    QTest.mouseMove(vp, first)  # past the drag threshold: the ring grows by ~4 px, it does not jump
     r_first = np.hypot(first.x() - cen.x(), first.y() - cen.y())
     live_r = view.ring_items[c].rect().width() / 2
     assert live_r == pytest.approx(spread0 * r_first / r_press, rel=1e-6)
@@ -752,7 +783,7 @@ def test_handle_grabbed_off_its_centre_keeps_the_offset(sized_view):
     view = sized_view
     c = 2
     start = view.edit_stack.layout.centers[c].copy()
-    press = view.class_center_scene_pos(c) + QPointF(6, -6)       # 8.5 px off the centre: still the handle
+    press = view.class_center_scene_pos(c) + QPointF(6, -6)  # 8.5 px off the centre: still the handle
     assert view.hit_at(press) == ("handle", c)
     pa, pb = qdrag(view, press, press + QPointF(-50, 30))
     (e,) = view.edits()

@@ -1,5 +1,6 @@
 """The latent view inside the main window: several edits at one pause all reach the engine, and the window
 does not move the view (its drop targets) while the user drags (offscreen, real training, real mouse events)."""
+
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -19,7 +20,7 @@ from hill_app.engine.journal import read_journal  # noqa: E402
 
 LEFT = Qt.MouseButton.LeftButton
 NOMOD = Qt.KeyboardModifier.NoModifier
-WAIT_MS = 300_000   # generous: a loaded 2-core machine may be slow; never a limit on how fast things are
+WAIT_MS = 300_000  # generous: a loaded 2-core machine may be slow; never a limit on how fast things are
 
 pytestmark = pytest.mark.usefixtures("qt_settings")
 
@@ -52,8 +53,12 @@ def free_point(view):
     vp = view.plot.viewport()
     for i in range(len(pos)):
         p = QPointF(view.view_to_widget(pos[i]))
-        if 30 < p.x() < vp.width() - 30 and 30 < p.y() < vp.height() - 30 and \
-                view.hit_at(p.toPoint(), points=False) is None and view.hit_at(p.toPoint()) == ("point", i):
+        if (
+            30 < p.x() < vp.width() - 30
+            and 30 < p.y() < vp.height() - 30
+            and view.hit_at(p.toPoint(), points=False) is None
+            and view.hit_at(p.toPoint()) == ("point", i)
+        ):
             return i, p
     raise AssertionError("no free point")
 
@@ -66,7 +71,7 @@ def test_several_edits_at_a_pause_are_all_committed(qtbot, main_window, tmp_path
     qtbot.waitUntil(lambda: win.state == "paused", timeout=WAIT_MS)
     view = win.view
     qtbot.waitUntil(lambda: view.num_points > 0, timeout=WAIT_MS)
-    qtbot.wait(300)     # let the pause's own re-layout (banner, buttons) settle before the user acts
+    qtbot.wait(300)  # let the pause's own re-layout (banner, buttons) settle before the user acts
     lay = view.edit_stack.layout
     k = len(view.class_names)
     # the two classes whose handles are farthest apart on screen get moved and merged; a third gets its ring
@@ -80,11 +85,15 @@ def test_several_edits_at_a_pause_are_all_committed(qtbot, main_window, tmp_path
     toward_mid = QPointF(*(mid - px[a])) * (30 / max(1.0, float(np.hypot(*(mid - px[a])))))
     moves.append(drag_watching(qtbot, view, here, here + toward_mid + QPointF(0, 25)))
     c = view.class_center_scene_pos(r)
-    edge = next(view.ring_edge_pos(r, ang) for ang in range(0, 360, 15)
-                if view.hit_at(view.ring_edge_pos(r, ang).toPoint()) == ("ring", r))
+    edge = next(
+        view.ring_edge_pos(r, ang)
+        for ang in range(0, 360, 15)
+        if view.hit_at(view.ring_edge_pos(r, ang).toPoint()) == ("ring", r)
+    )
     moves.append(drag_watching(qtbot, view, edge, c + (edge - c) * 0.7))
-    moves.append(drag_watching(qtbot, view, view.class_center_scene_pos(b),
-                               view.class_center_scene_pos(a) + QPointF(4, 3)))
+    moves.append(
+        drag_watching(qtbot, view, view.class_center_scene_pos(b), view.class_center_scene_pos(a) + QPointF(4, 3))
+    )
     i, p = free_point(view)
     QTest.mouseClick(view.plot.viewport(), LEFT, NOMOD, p.toPoint())
     assert view.selected_indices() == [i]
@@ -103,7 +112,7 @@ def test_several_edits_at_a_pause_are_all_committed(qtbot, main_window, tmp_path
     recs = list(read_journal(Path(run_dir) / "journal.jsonl"))
     cmds = [x for x in recs if x["type"] == "command" and x["command"] == "set_latent_targets"]
     assert cmds and cmds[-1]["status"] == "success"
-    assert cmds[0]["args"]["edits"] == edits   # args are journaled once, with "requested"
+    assert cmds[0]["args"]["edits"] == edits  # args are journaled once, with "requested"
     targets = [x for x in recs if x["type"] == "targets"]
     assert len(targets) == 1 and targets[0]["edits"] == edits
     centers = np.asarray(targets[0]["layout"]["centers"])

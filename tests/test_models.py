@@ -1,4 +1,5 @@
 """The model zoo keeps the contract the training engine relies on: (logits, features), head, dims, seeds."""
+
 from __future__ import annotations
 
 import pytest
@@ -129,15 +130,18 @@ def test_unknown_model_name_lists_the_valid_ones() -> None:
         assert name in str(err.value)
 
 
-@pytest.mark.parametrize("name,shape", [
-    ("pamap_cnn1d", (3, 32, 32)),
-    ("pamap_cnn1d", (27, 2)),
-    ("digits_cnn", (27, 171)),
-    ("airbench", (27, 171)),
-    ("airbench", (3, 8, 8)),
-    ("resnet18", (3, 4, 4)),
-    ("digits_cnn", (1, 8, 8, 8)),
-])
+@pytest.mark.parametrize(
+    "name,shape",
+    [
+        ("pamap_cnn1d", (3, 32, 32)),
+        ("pamap_cnn1d", (27, 2)),
+        ("digits_cnn", (27, 171)),
+        ("airbench", (27, 171)),
+        ("airbench", (3, 8, 8)),
+        ("resnet18", (3, 4, 4)),
+        ("digits_cnn", (1, 8, 8, 8)),
+    ],
+)
 def test_mismatched_input_shape_is_a_value_error(name: str, shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="expects"):
         build_model(name, shape, 10)
@@ -187,7 +191,7 @@ def test_digits_cnn_learns_sklearn_digits(one_thread: None) -> None:
         model.train()
         perm = torch.randperm(len(x_train), generator=gen)
         for i in range(0, len(perm), 64):
-            idx = perm[i:i + 64]
+            idx = perm[i : i + 64]
             logits, _ = model(x_train[idx])
             loss = F.cross_entropy(logits, y_train[idx])
             opt.zero_grad(set_to_none=True)
@@ -204,7 +208,7 @@ def test_global_max_pool_gradient_follows_one_index_not_an_equality_test() -> No
     the maximum by comparing input and output (amax does, and splits the gradient among ties)."""
     x = torch.zeros(2, 3, 3, 3)
     x[:, :, 0, 0] = 1.0
-    x[:, :, 2, 1] = 1.0                      # a tie for the maximum in every map
+    x[:, :, 2, 1] = 1.0  # a tie for the maximum in every map
     x.requires_grad_()
     out = global_max_pool(x)
     assert torch.equal(out.detach(), torch.ones(2, 3))
@@ -217,6 +221,7 @@ def test_global_max_pool_gradient_follows_one_index_not_an_equality_test() -> No
 
 def test_cifar_cpu_fast_is_much_cheaper_than_airbench() -> None:
     """The CPU model's point: far fewer multiply-adds per image (counted from the conv shapes)."""
+
     def macs(model: nn.Module, shape: tuple[int, int, int]) -> int:
         total = 0
 
@@ -230,8 +235,10 @@ def test_cifar_cpu_fast_is_much_cheaper_than_airbench() -> None:
             h.remove()
         return total
 
-    fast, air = macs(build_model("cifar_cpu_fast", (3, 32, 32), 10), (3, 32, 32)), \
-        macs(build_model("airbench", (3, 32, 32), 10), (3, 32, 32))
+    fast, air = (
+        macs(build_model("cifar_cpu_fast", (3, 32, 32), 10), (3, 32, 32)),
+        macs(build_model("airbench", (3, 32, 32), 10), (3, 32, 32)),
+    )
     assert fast * 6 < air, (fast, air)
 
 

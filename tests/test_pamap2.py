@@ -5,6 +5,7 @@ hand acc16 x = 10 * activityID (so a window that straddles a label change is not
 the index of the contiguous segment (changes across a timestamp gap over 0.5 s), hand acc16 z =
 subject - 100. The other channels are noise with a subject-dependent offset.
 """
+
 from __future__ import annotations
 
 import functools
@@ -58,7 +59,7 @@ def make_rows(subject: int, blocks: list, seed: int = 0) -> np.ndarray:
     rows[:, 2] = np.where(np.arange(n) % 10 == 0, 100 + np.arange(n) % 7, np.nan)  # heart rate ~9 Hz
     for base in (3, 20, 37):
         rows[:, base] = 30.0 + (subject - 100) * 0.1  # temperature
-        rows[:, base + 13:base + 17] = [1, 0, 0, 0]  # orientation (invalid in this data set)
+        rows[:, base + 13 : base + 17] = [1, 0, 0, 0]  # orientation (invalid in this data set)
     rows[:, CHANNEL_COLUMNS[0]] = 10.0 * np.asarray(act)
     rows[:, CHANNEL_COLUMNS[1]] = seg
     rows[:, CHANNEL_COLUMNS[2]] = subject - 100
@@ -80,7 +81,7 @@ def write_subject(protocol: Path, subject: int, rows: np.ndarray) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def standard_subject(subject: int) -> tuple[np.ndarray, str]:
     """Rows and file text of one subject of SUBJECTS, formatted once per test session (for speed)."""
     rows = make_rows(subject, SUBJECTS[subject])
@@ -207,10 +208,10 @@ def test_nan_interpolation(tmp_path):
     clean = tables[103][:, CHANNEL_COLUMNS[ch_mid]]
     want_mid = clean[29] + (clean[32] - clean[29]) / 3
     assert abs(want_mid - clean[30]) > 1e-3  # the test would be vacuous if interpolation hit the truth
-    got = denorm(b, b.train_x[first:first + 1], ch_mid)[0]
+    got = denorm(b, b.train_x[first : first + 1], ch_mid)[0]
     assert got[10].item() == pytest.approx(want_mid, abs=1e-3)
     assert got[11].item() == pytest.approx(clean[33], abs=1e-3)  # the neighbours are untouched
-    edge = denorm(b, b.train_x[first:first + 1], ch_edge)[0]
+    edge = denorm(b, b.train_x[first : first + 1], ch_edge)[0]
     assert edge[0].item() == pytest.approx(tables[103][3, CHANNEL_COLUMNS[ch_edge]], abs=1e-3)
     assert torch.isfinite(b.train_x).all() and torch.isfinite(b.test_x).all()
 
@@ -362,6 +363,7 @@ def test_subject_without_protocol_windows_empties_its_split(tmp_path):
 
 # ------------------------------------------------------------------ bad values and subjects left out (issue 13.8)
 
+
 @pytest.mark.parametrize("token", ["inf", "1e400", "-inf", "Infinity"])
 @pytest.mark.parametrize("column", [CHANNEL_COLUMNS[5] + 1, 3])  # an IMU channel; the unused heart rate
 def test_infinite_value_names_file_line_column_and_token(dataset, token, column):
@@ -374,8 +376,9 @@ def test_infinite_value_names_file_line_column_and_token(dataset, token, column)
     (root / "Protocol" / "subject103.dat").write_text("".join(lines))
     with pytest.raises(DataError) as e:
         load_pamap2(root, cache_dir=root / "c")
-    assert str(e.value) == (f"subject103.dat line 57, column {column}: {token!r} is not a finite number "
-                            f"(expected a decimal number or NaN)")
+    assert str(e.value) == (
+        f"subject103.dat line 57, column {column}: {token!r} is not a finite number (expected a decimal number or NaN)"
+    )
     assert not list((root / "c").glob("*.npz"))  # nothing cached
 
 
@@ -384,8 +387,11 @@ def test_value_beyond_any_sensor_reading_is_refused(dataset):
     rows = tables[102].copy()
     rows[40, CHANNEL_COLUMNS[10]] = 1e300  # finite, but its square overflows the z-score
     write_subject(root / "Protocol", 102, rows)
-    with pytest.raises(DataError, match=r"^subject102\.dat line 41, column 23 \(chest_acc16_y\): 1e\+300 is not a "
-                                        r"sensor reading \(expected \|value\| <= 1e\+06, or NaN\)$"):
+    with pytest.raises(
+        DataError,
+        match=r"^subject102\.dat line 41, column 23 \(chest_acc16_y\): 1e\+300 is not a "
+        r"sensor reading \(expected \|value\| <= 1e\+06, or NaN\)$",
+    ):
         load_pamap2(root, cache_dir=root / "c")
 
 
@@ -402,9 +408,11 @@ def test_training_subject_with_only_activity_0_is_reported_at_load_and_from_cach
             b = load_pamap2(root, cache_dir=tmp_path / "c")
         assert b.meta["from_cache"] == (attempt == "cached")
         msgs = _left_out_warnings(record)
-        want = (f"PAMAP2: {path} contributes no windows and is left out: all 900 rows have activityID 0; "
-                f"expected rows of a protocol activity (1, 2, 3, 4, 5, 6, 7, 12, 13, 16, 17, 24); 0 is "
-                f"the transient activity and is dropped")
+        want = (
+            f"PAMAP2: {path} contributes no windows and is left out: all 900 rows have activityID 0; "
+            f"expected rows of a protocol activity (1, 2, 3, 4, 5, 6, 7, 12, 13, 16, 17, 24); 0 is "
+            f"the transient activity and is dropped"
+        )
         assert msgs == [want], attempt
         assert any(w.category.__name__ == "DataWarning" for w in record)
         assert list(b.split_info["left_out"]) == ["subject104.dat"]
@@ -421,11 +429,15 @@ def test_subject_with_reversed_timestamps_is_reported(dataset, tmp_path):
         b = load_pamap2(root, cache_dir=tmp_path / "c")
     (msg,) = _left_out_warnings(record)
     n = len(rows)
-    assert msg.startswith(f"PAMAP2: {root / 'Protocol' / 'subject102.dat'} contributes no windows and is left out: "
-                          f"its longest run of one protocol activity without a timestamp gap over 0.5 s is 1 rows; "
-                          f"expected at least 511 rows")
-    assert msg.endswith(f"timestamps do not increase at {n - 1} of {n - 1} steps (first at line 2: "
-                        f"{rows[1, 0]:g} after {rows[0, 0]:g}), expected increasing by 0.01 s")
+    assert msg.startswith(
+        f"PAMAP2: {root / 'Protocol' / 'subject102.dat'} contributes no windows and is left out: "
+        f"its longest run of one protocol activity without a timestamp gap over 0.5 s is 1 rows; "
+        f"expected at least 511 rows"
+    )
+    assert msg.endswith(
+        f"timestamps do not increase at {n - 1} of {n - 1} steps (first at line 2: "
+        f"{rows[1, 0]:g} after {rows[0, 0]:g}), expected increasing by 0.01 s"
+    )
     assert "subject102.dat" in b.split_info["left_out"]
 
 
@@ -435,8 +447,11 @@ def test_empty_split_error_says_why_the_subject_gave_nothing(tmp_path):
     for s in (101, 105):
         (protocol / f"subject{s}.dat").write_text(standard_subject(s)[1])
     write_subject(protocol, 106, make_rows(106, [(0, 900), (9, 900)]))
-    with pytest.raises(DataError, match=r"\(subject106\.dat: all 1800 rows have activityID 0, 9; expected rows of "
-                                        r"a protocol activity"):
+    with pytest.raises(
+        DataError,
+        match=r"\(subject106\.dat: all 1800 rows have activityID 0, 9; expected rows of "
+        r"a protocol activity",
+    ):
         load_pamap2(tmp_path, cache_dir=tmp_path / "c")
 
 
@@ -444,8 +459,13 @@ def test_empty_split_error_says_why_the_subject_gave_nothing(tmp_path):
 
 # Longer segments (2400 rows = 24 s -> 20 windows each), and hand gyro x carrying the timestamp, so the
 # validation windows can be checked against the training windows in time.
-LONG = {101: [(0, 50), (1, 2400), (0, 30), (2, 2400)], 102: [(1, 2400), (3, 2400)],
-        103: [(2, 2400), (3, 2400)], 105: [(1, 1200), (2, 1200)], 106: [(3, 1200), (1, 1200)]}
+LONG = {
+    101: [(0, 50), (1, 2400), (0, 30), (2, 2400)],
+    102: [(1, 2400), (3, 2400)],
+    103: [(2, 2400), (3, 2400)],
+    105: [(1, 1200), (2, 1200)],
+    106: [(3, 1200), (1, 1200)],
+}
 TIME_CH = 3
 
 
@@ -484,8 +504,14 @@ def test_val_size_takes_segment_tails_without_overlap(long_dataset, tmp_path):
     def spans(split):
         x = getattr(b, f"{split}_x")
         t = denorm(b, x, TIME_CH)
-        return list(zip(b.meta[f"{split}_subjects_per_window"].tolist(), getattr(b, f"{split}_y").tolist(),
-                        t[:, 0].tolist(), t[:, -1].tolist()))
+        return list(
+            zip(
+                b.meta[f"{split}_subjects_per_window"].tolist(),
+                getattr(b, f"{split}_y").tolist(),
+                t[:, 0].tolist(),
+                t[:, -1].tolist(),
+            )
+        )
 
     train, val = spans("train"), spans("val")
     for s, y, t0, t1 in val:
@@ -502,8 +528,10 @@ def test_val_size_takes_segment_tails_without_overlap(long_dataset, tmp_path):
         act = denorm(b, getattr(b, f"{split}_x"), 0)
         want = 10.0 * torch.tensor(ACTIVITY_IDS, dtype=torch.float64)[getattr(b, f"{split}_y")]
         assert torch.allclose(act, want[:, None].expand_as(act), atol=1e-3)
-    assert "0.2 of 134" in b.split_info["val_rule"] and "last windows of every activity segment" in \
-        b.split_info["val_rule"]
+    assert (
+        "0.2 of 134" in b.split_info["val_rule"]
+        and "last windows of every activity segment" in b.split_info["val_rule"]
+    )
 
 
 def test_train_size_is_a_stratified_subset_and_renormalised(long_dataset, tmp_path):
@@ -518,8 +546,11 @@ def test_train_size_is_a_stratified_subset_and_renormalised(long_dataset, tmp_pa
 
 
 def test_val_size_too_large_for_pamap2_is_refused(long_dataset, tmp_path):
-    with pytest.raises(DataError, match=r"val_size=132 asks for 132 of the 134 windows of the non-test subjects; "
-                                        r"expected 1 to 131"):
+    with pytest.raises(
+        DataError,
+        match=r"val_size=132 asks for 132 of the 134 windows of the non-test subjects; "
+        r"expected 1 to 131",
+    ):
         load_pamap2(long_dataset, cache_dir=tmp_path / "c", val_size=132)
     with pytest.raises(DataError, match=r"val_size=0.9 leaves no training window of class\(es\)"):
         load_pamap2(long_dataset, cache_dir=tmp_path / "c", val_size=0.9)

@@ -1,4 +1,5 @@
 """The frozen 2D view: normalisation, torch == numpy, persistence, refusals, and the LDA/PCA default."""
+
 import numpy as np
 import pytest
 import torch
@@ -42,10 +43,14 @@ def test_torch_projection_equals_numpy_transform(method):
     p = fit_projection(x, y, method)
     if method == "pca":
         from sklearn.decomposition import PCA
+
         ref = PCA(n_components=2, svd_solver="full").fit(x.astype(np.float64)).transform(x.astype(np.float64))
     else:
-        ref = LinearDiscriminantAnalysis(n_components=2, solver="svd").fit(x.astype(np.float64), y) \
+        ref = (
+            LinearDiscriminantAnalysis(n_components=2, solver="svd")
+            .fit(x.astype(np.float64), y)
             .transform(x.astype(np.float64))
+        )
     ref = ref / rms(ref)
     z64 = p(torch.from_numpy(x).double()).numpy()
     np.testing.assert_allclose(z64, ref, atol=1e-5)
@@ -128,7 +133,7 @@ def test_lda_on_rank_one_features_is_refused_saying_why():
     y = np.arange(60) % 3
     with pytest.raises(ValueError, match=r"span only 1 discriminant direction\(s\).*'pca' projection"):
         fit_projection(x, y, "lda")
-    p = fit_projection(x, y, "pca")   # PCA still gives a (degenerate but finite) 2D map of the same features
+    p = fit_projection(x, y, "pca")  # PCA still gives a (degenerate but finite) 2D map of the same features
     assert p.weight.shape == (2, 6) and torch.isfinite(p.weight).all()
 
 
@@ -143,10 +148,11 @@ def test_lda_on_rank_two_features_gives_a_2d_map():
     assert p.method == "lda" and p.weight.shape == (2, 6) and torch.isfinite(p.weight).all()
     z = p(torch.from_numpy(x).float()).numpy()
     assert rms(z) == pytest.approx(1.0, abs=1e-4)
-    assert np.abs(p.weight.numpy()[:, [1, 2, 4, 5]]).max() < 1e-6   # only the varying features are used
+    assert np.abs(p.weight.numpy()[:, [1, 2, 4, 5]]).max() < 1e-6  # only the varying features are used
 
 
 # ---------------------------------------------------------------- which default shows digits better
+
 
 def silhouette(p, feats, labels):
     z = p(torch.from_numpy(feats)).numpy()
@@ -157,14 +163,19 @@ def silhouette(p, feats, labels):
 def digits_features(tmp_path_factory):
     """View-set features of a real digits session after epoch 1 (when the map is fitted) and after epoch 4."""
     from hill_app.engine.session import TrainingSession
+
     feats = {}
     events = EventChannel()
-    s = TrainingSession(RunConfig(dataset="digits", epochs=4, pause_at=[], seed=0, device="cpu"),
-                        tmp_path_factory.mktemp("proj_run"), events=events)
+    s = TrainingSession(
+        RunConfig(dataset="digits", epochs=4, pause_at=[], seed=0, device="cpu"),
+        tmp_path_factory.mktemp("proj_run"),
+        events=events,
+    )
 
     def grab(ev):
         if ev.kind == "epoch" and ev.data["epoch"] in (1, 4):
             feats[ev.data["epoch"]] = s.view_features()[0]
+
     events.subscribe(grab)
     s.run()
     return feats, s.view_labels, s.projection
@@ -189,6 +200,7 @@ def test_lda_has_the_higher_fisher_ratio_at_fit_time(digits_features):
         c = np.stack([z[labels == k].mean(0) for k in range(10)])
         within = np.mean([((z[labels == k] - c[k]) ** 2).sum(1).mean() for k in range(10)])
         return ((c - c.mean(0)) ** 2).sum(1).mean() / within
+
     assert fisher(fit_projection(feats[1], labels, "lda")) > fisher(fit_projection(feats[1], labels, "pca"))
 
 

@@ -1,4 +1,5 @@
 """Exact replay of a journal (branches included), and resume after SIGKILL at random moments."""
+
 import json
 import os
 import random
@@ -20,12 +21,19 @@ from hill_app.engine.journal import read_journal
 from hill_app.engine.replay import replay_run
 from hill_app.engine.session import TrainingSession
 
-EDITS = {"interventions": [
-    {"epoch": 3, "edits": [{"op": "strategy", "name": "compactness", "strength": 0.4},
-                           {"op": "move_points", "indices": [5, 9], "to": [0.2, -0.1]}],
-     "commands": [{"command": "update_optimizer", "args": {"lr": 0.02}}]},
-    {"epoch": 5, "edits": [{"op": "separate", "classes": [3, 5], "min_distance": 1.2}]},
-]}
+EDITS = {
+    "interventions": [
+        {
+            "epoch": 3,
+            "edits": [
+                {"op": "strategy", "name": "compactness", "strength": 0.4},
+                {"op": "move_points", "indices": [5, 9], "to": [0.2, -0.1]},
+            ],
+            "commands": [{"command": "update_optimizer", "args": {"lr": 0.02}}],
+        },
+        {"epoch": 5, "edits": [{"op": "separate", "classes": [3, 5], "min_distance": 1.2}]},
+    ]
+}
 
 
 def branched_run(run_dir: Path) -> None:
@@ -81,6 +89,7 @@ def test_replay_command_compares_exactly_one_ulp_differs_and_exits_non_zero(tmp_
     """`hill-app replay` is exact: an identical replay exits 0; one ulp (np.nextafter) on one logged value of one
     epoch is reported, naming the epoch and the field, and exits 1 (a relative tolerance would hide it)."""
     from hill_app.cli import main
+
     run = tmp_path / "run"
     TrainingSession(RunConfig(epochs=2, pause_at=[], seed=1, device="cpu"), run).run()
     assert main(["replay", str(run), "--out", str(tmp_path / "same")]) == 0
@@ -133,8 +142,20 @@ def _records_so_far(run: Path) -> int:
 def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path, record_property):
     edits = tmp_path / "edits.json"
     edits.write_text(json.dumps(EDITS))
-    common = ["--epochs", 7, "--pause-at", "3,5", "--edits", edits, "--seed", 5, "--device", "cpu",
-              "--checkpoint-every", 1]
+    common = [
+        "--epochs",
+        7,
+        "--pause-at",
+        "3,5",
+        "--edits",
+        edits,
+        "--seed",
+        5,
+        "--device",
+        "cpu",
+        "--checkpoint-every",
+        1,
+    ]
     ref = tmp_path / "ref"
     subprocess.run(_cli("train", *common, "--out", ref), check=True, capture_output=True)
     ref_records = _records_so_far(ref)
@@ -148,6 +169,7 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
         cmd = _cli("train", "--resume", run) if started else _cli("train", *common, "--out", run)
         if not started and run.exists():
             import shutil
+
             shutil.rmtree(run)
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         # kill at a random moment of the run's progress: once the journal holds a random number of records
@@ -171,7 +193,7 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
         r = subprocess.run(cmd, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
     _check_readable(run)
-    record_property("sigkills", kills)   # how many kills this run survived (for the issue's closing figures)
+    record_property("sigkills", kills)  # how many kills this run survived (for the issue's closing figures)
     assert kills >= 1
     got = json.loads((run / "summary.json").read_text())
     want = json.loads((ref / "summary.json").read_text())

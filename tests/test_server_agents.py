@@ -1,6 +1,7 @@
 """The example agents against a real served digits run: the rule tuner (a loss spike caused by a script's lr
 jump -> pause, checkpoint, halve, resume; a validation-loss rise -> halve) and the LLM tuner against a loopback
 stand-in OpenAI-compatible endpoint. Every command is journaled with its source."""
+
 from __future__ import annotations
 
 import json
@@ -29,11 +30,12 @@ def test_rule_tuner_answers_a_loss_spike_and_a_validation_rise(tmp_path):
         tuner = rule_tuner.RuleTuner(client, spike_factor=5.0, window=8, log=lambda m: None)
         jumped = threading.Event()
 
-        def watch() -> bool:   # the script waits for epoch 3, then jumps the lr: a real spike follows
+        def watch() -> bool:  # the script waits for epoch 3, then jumps the lr: a real spike follows
             if not jumped.is_set() and r.session.epoch >= 3:
                 script.wait(script.submit("update_optimizer", {"lr": 1.0}))
                 jumped.set()
             return False
+
         r.start()
         t = threading.Thread(target=rule_tuner.run, args=(tuner,), kwargs={"stop": lambda: watch() or False})
         t.start()
@@ -43,8 +45,8 @@ def test_rule_tuner_answers_a_loss_spike_and_a_validation_rise(tmp_path):
         cmds = sent(r, "agent:rules")
         names = [c[0] for c in cmds]
         i = names.index("pause_training")
-        assert names[i:i + 4] == ["pause_training", "save_checkpoint", "update_optimizer", "resume_training"]
-        assert [c[2] for c in cmds[i:i + 4]] == ["success"] * 4
+        assert names[i : i + 4] == ["pause_training", "save_checkpoint", "update_optimizer", "resume_training"]
+        assert [c[2] for c in cmds[i : i + 4]] == ["success"] * 4
         assert cmds[i + 2][1] == {"lr": 0.5}
         spike = next(a for a in tuner.actions if a["command"] == "pause_training")
         assert "recent median" in spike["why"]
@@ -58,10 +60,14 @@ def test_rule_tuner_answers_a_loss_spike_and_a_validation_rise(tmp_path):
 
 
 def test_llm_tuner_through_a_stand_in_endpoint(tmp_path, monkeypatch, capsys):
-    answers = iter([json.dumps({"explanation": "loss still falling fast", "action": "half"}),
-                    json.dumps({"explanation": "try a fixed value", "action": "set_lr", "lr": 0.01}),
-                    "I would rather not answer in JSON",
-                    json.dumps({"explanation": "fine as it is", "action": "same"})])
+    answers = iter(
+        [
+            json.dumps({"explanation": "loss still falling fast", "action": "half"}),
+            json.dumps({"explanation": "try a fixed value", "action": "set_lr", "lr": 0.01}),
+            "I would rather not answer in JSON",
+            json.dumps({"explanation": "fine as it is", "action": "same"}),
+        ]
+    )
     llm = StandInLLM(lambda body: next(answers))
     try:
         monkeypatch.setenv("HILL_LLM_BASE_URL", llm.base_url)
@@ -82,7 +88,7 @@ def test_llm_tuner_through_a_stand_in_endpoint(tmp_path, monkeypatch, capsys):
             assert req["auth"] == "Bearer sk-local-test" and req["model"] == "stand-in-model"
             assert req["response_format"] == {"type": "json_object"}
             assert "epoch 2: train loss" in req["messages"][1]["content"]
-            assert r.thread.is_alive()   # the agent stopped; the run goes on
+            assert r.thread.is_alive()  # the agent stopped; the run goes on
     finally:
         llm.close()
 
@@ -93,10 +99,16 @@ def test_llm_tuner_needs_its_endpoint(monkeypatch, capsys, tmp_path):
     assert "HILL_LLM_BASE_URL" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("text,ok", [('{"action": "Half", "explanation": "x"}', True),
-                                     ('```json\n{"action": "same"}\n```', True),
-                                     ('{"action": "set_lr", "lr": -1}', False),
-                                     ('{"action": "explode"}', False), ("[]", False)])
+@pytest.mark.parametrize(
+    "text,ok",
+    [
+        ('{"action": "Half", "explanation": "x"}', True),
+        ('```json\n{"action": "same"}\n```', True),
+        ('{"action": "set_lr", "lr": -1}', False),
+        ('{"action": "explode"}', False),
+        ("[]", False),
+    ],
+)
 def test_llm_action_parsing(text, ok):
     if ok:
         assert llm_tuner.parse_action(text)["action"] in llm_tuner.ACTIONS

@@ -1,5 +1,6 @@
 """The native API through RemoteRunClient against a real served digits run: events, a pause, the latent
 snapshot, committing edits, the checkpoint tree, the journal pages, several clients, detach and re-attach."""
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ def collect(client, until, seen=None, what="event"):
             if not found and until(k, d):
                 found.append((k, d))
         return found
+
     return wait_until(step, timeout=120, what=what)[0]
 
 
@@ -35,7 +37,7 @@ def statuses(events, uid):
 
 def test_attach_pause_snapshot_commit_and_journal(tmp_path):
     with served(tmp_path / "run", epochs=3, pause_at=(2,)) as r:
-        client = RemoteRunClient(r.run_dir, source="script")   # by run folder: control.json
+        client = RemoteRunClient(r.run_dir, source="script")  # by run folder: control.json
         assert isinstance(client, RunClient)
         info = client.info()
         assert info["dataset"]["name"] == "digits" and info["dataset"]["view_size"] == len(r.session.view_idx)
@@ -59,13 +61,17 @@ def test_attach_pause_snapshot_commit_and_journal(tmp_path):
         assert np.array_equal(snap["labels"], r.session.view_labels) and snap["preds"].shape == (n,)
         assert snap["epoch"] == 1 and snap["kind"] == "pause"
         ev_snap = [d for k, d in seen if k == "snapshot"][-1]
-        assert np.array_equal(ev_snap["z"], snap["z"])   # the event carries the same arrays
+        assert np.array_equal(ev_snap["z"], snap["z"])  # the event carries the same arrays
 
         bad = client.submit("set_alpha", {"alpha": 2.0})
         edits = [{"op": "move_center", "class": 3, "to": [1.0, -0.5]}]
         uid = client.submit("set_latent_targets", {"edits": edits, "resume": True})
-        collect(client, lambda k, d: k == "command" and d["uuid"] == uid and d["status"] in ("success", "failed"),
-                seen, "the commit")
+        collect(
+            client,
+            lambda k, d: k == "command" and d["uuid"] == uid and d["status"] in ("success", "failed"),
+            seen,
+            "the commit",
+        )
         assert statuses(seen, uid) == ["requested", "pending", "running", "success"]
         assert statuses(seen, bad)[-1] == "failed" and "alpha" in client.last_refusal
         collect(client, lambda k, d: k == "finished", seen, "the end of the run")
@@ -107,8 +113,12 @@ def test_clients_see_the_same_statuses_in_the_same_order(tmp_path):
         seen_b: list = []
         for c, seen in ((a, seen_a), (b, seen_b)):
             for u in uids:
-                collect(c, lambda k, d, u=u: k == "command" and d["uuid"] == u and d["status"] in ("success", "failed"),
-                        seen, f"command {u}")
+                collect(
+                    c,
+                    lambda k, d, u=u: k == "command" and d["uuid"] == u and d["status"] in ("success", "failed"),
+                    seen,
+                    f"command {u}",
+                )
         order_a = [(d["uuid"], d["status"]) for k, d in seen_a if k == "command"]
         order_b = [(d["uuid"], d["status"]) for k, d in seen_b if k == "command"]
         assert order_a == order_b and len(order_a) >= 4 * len(uids) - 3
@@ -149,15 +159,21 @@ def test_errors_a_user_can_act_on(tmp_path):
             serve_session(r.session, "127.0.0.1:http")
     with pytest.raises(RemoteError, match="cannot reach"):
         RemoteRunClient(f"http://127.0.0.1:{port}", token="t")
-    assert not (r.run_dir / "control.json").exists()   # closing removed it
+    assert not (r.run_dir / "control.json").exists()  # closing removed it
 
 
 def test_openapi_and_command_listing(tmp_path):
     with served(tmp_path / "run") as r, httpx.Client(base_url=r.url, headers=r.auth, trust_env=False) as c:
         doc = strict_json(c.get("/api/v1/openapi.json").content)
         paths = set(doc["paths"])
-        assert {"/api/v1/commands", "/api/v1/state", "/api/v1/journal", "/api/v1/snapshot/latest",
-                "/api/command/", "/api/get_info/"} <= paths
+        assert {
+            "/api/v1/commands",
+            "/api/v1/state",
+            "/api/v1/journal",
+            "/api/v1/snapshot/latest",
+            "/api/command/",
+            "/api/get_info/",
+        } <= paths
         post = doc["paths"]["/api/v1/commands"]["post"]
         assert "command" in post["requestBody"]["content"]["application/json"]["schema"]["properties"]
         assert c.get("/api/v1/docs").status_code == 200

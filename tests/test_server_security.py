@@ -1,5 +1,6 @@
 """The control server's gate, against a real server on a loopback port: every refusal (401, 403, 413, 415,
 422), the token carriers (Bearer, Basic / ~/.netrc, the cookie from /?token=), no CORS, finite JSON out."""
+
 from __future__ import annotations
 
 import base64
@@ -42,9 +43,18 @@ def test_control_file_is_private_and_names_a_loopback_url(run):
     assert parse_address("[::1]:7011") == ("::1", 7011)
 
 
-@pytest.mark.parametrize("method,path", [("GET", "/api/v1/state"), ("GET", "/api/v1/openapi.json"),
-                                         ("GET", "/api/get_info/"), ("GET", "/api/v1/journal"),
-                                         ("POST", "/api/v1/commands"), ("POST", "/api/command/"), ("GET", "/")])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("GET", "/api/v1/state"),
+        ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/get_info/"),
+        ("GET", "/api/v1/journal"),
+        ("POST", "/api/v1/commands"),
+        ("POST", "/api/command/"),
+        ("GET", "/"),
+    ],
+)
 def test_no_token_is_401(run, method, path):
     with plain(run) as c:
         body = {"command": "stop_training", "args": "", "time": 0, "uuid": "x", "status": "requested"}
@@ -81,15 +91,17 @@ def test_cookie_from_token_query(run):
         cookie = r.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
         name, value = cookie.split(";", 1)[0].split("=", 1)
-    with plain(run, cookies={name: value}) as c:   # a fresh client holding only the cookie
+    with plain(run, cookies={name: value}) as c:  # a fresh client holding only the cookie
         assert c.get("/api/get_info/").status_code == 200
         assert c.get("/").status_code == 200
     with plain(run, cookies={name: "forged"}) as c:
         assert c.get("/api/get_info/").status_code == 401
 
 
-@pytest.mark.parametrize("host,code", [("evil.example", 403), ("127.0.0.1.nip.io", 403), ("localhost", 200),
-                                       ("[::1]", 200), ("127.0.0.1", 200)])
+@pytest.mark.parametrize(
+    "host,code",
+    [("evil.example", 403), ("127.0.0.1.nip.io", 403), ("localhost", 200), ("[::1]", 200), ("127.0.0.1", 200)],
+)
 def test_host_header_must_be_loopback(run, host, code):
     port = run.handle.port
     with plain(run) as c:
@@ -99,8 +111,9 @@ def test_host_header_must_be_loopback(run, host, code):
         assert "loopback" in r.json()["detail"]
 
 
-@pytest.mark.parametrize("origin,code", [("http://evil.example", 403), ("null", 403),
-                                         ("http://localhost:1", 403), ("own", 202)])
+@pytest.mark.parametrize(
+    "origin,code", [("http://evil.example", 403), ("null", 403), ("http://localhost:1", 403), ("own", 202)]
+)
 def test_foreign_origin_refused(run, origin, code):
     hdr = {**run.auth, "Origin": run.url if origin == "own" else origin}
     with plain(run) as c:
@@ -117,8 +130,9 @@ def test_cross_site_fetch_refused(run):
 
 def test_no_cors_headers_anywhere(run):
     with plain(run) as c:
-        pre = c.options("/api/v1/commands", headers={"Origin": run.url, "Access-Control-Request-Method": "POST",
-                                                     **run.auth})
+        pre = c.options(
+            "/api/v1/commands", headers={"Origin": run.url, "Access-Control-Request-Method": "POST", **run.auth}
+        )
         ok = c.get("/api/v1/state", headers={**run.auth, "Origin": run.url})
         refused = c.get("/api/v1/state", headers={"Origin": "http://evil.example"})
     for r in (pre, ok, refused):
@@ -134,41 +148,57 @@ def test_body_limits_and_types(run):
         r = c.post("/api/v1/commands", content=b'{"command":"stop_training"}', headers={"Content-Type": "text/plain"})
         assert r.status_code == 415
         # chunked, no Content-Length: counted while reading
-        r = c.post("/api/v1/commands", content=iter([b'{"command": "' + b"x" * (5 << 20) + b'"}']),
-                   headers={"Content-Type": "application/json"})
+        r = c.post(
+            "/api/v1/commands",
+            content=iter([b'{"command": "' + b"x" * (5 << 20) + b'"}']),
+            headers={"Content-Type": "application/json"},
+        )
         assert r.status_code == 413
     assert not any(cmd["command"] == "stop_training" for cmd in run.commands())
 
 
-@pytest.mark.parametrize("raw", [b'{"command": "set_alpha", "args": {"alpha": NaN}}',
-                                 b'{"command": "set_alpha", "args": {"alpha": Infinity}}',
-                                 b'{"command": "set_alpha", "args": {"alpha": -Infinity}}',
-                                 b'{"command": "set_alpha", "args": {"alpha": 1e999}}',
-                                 b'{"command": "set_alpha", "args": ',
-                                 b'[' * 100_000 + b']' * 100_000,
-                                 b'{"command": "set_alpha", "args": [0.5]}',
-                                 b'{"command": "set_alpha", "args": {"alpha": 0.5}, "extra": 1}',
-                                 b'{"command": "set_alpha", "args": {"alpha": 0.5}, "source": "replay"}',
-                                 b'{"command": "set_alpha", "args": {"alpha": 0.5}, "source": "agent:no spaces"}',
-                                 b'{"command": "set_alpha", "args": {"alpha": 0.5}, "uuid": "a/b"}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"command": "set_alpha", "args": {"alpha": NaN}}',
+        b'{"command": "set_alpha", "args": {"alpha": Infinity}}',
+        b'{"command": "set_alpha", "args": {"alpha": -Infinity}}',
+        b'{"command": "set_alpha", "args": {"alpha": 1e999}}',
+        b'{"command": "set_alpha", "args": ',
+        b'[' * 100_000 + b']' * 100_000,
+        b'{"command": "set_alpha", "args": [0.5]}',
+        b'{"command": "set_alpha", "args": {"alpha": 0.5}, "extra": 1}',
+        b'{"command": "set_alpha", "args": {"alpha": 0.5}, "source": "replay"}',
+        b'{"command": "set_alpha", "args": {"alpha": 0.5}, "source": "agent:no spaces"}',
+        b'{"command": "set_alpha", "args": {"alpha": 0.5}, "uuid": "a/b"}',
+    ],
+)
 def test_malformed_native_bodies_are_422(run, raw):
     before = len(run.commands())
     with plain(run, headers={**run.auth, "Content-Type": "application/json"}) as c:
         r = c.post("/api/v1/commands", content=raw)
     assert r.status_code == 422, r.text
     assert strict_json(r.content)["detail"]
-    assert len(run.commands()) == before   # never reached the session
+    assert len(run.commands()) == before  # never reached the session
 
 
-@pytest.mark.parametrize("body", [{"command": "pause_training", "args": "", "time": 1.0, "status": "requested"},
-                                  {"command": "pause_training", "args": "", "uuid": "u1", "status": "requested"},
-                                  {"args": "", "time": 1.0, "uuid": "u1", "status": "requested"},
-                                  {"command": "update_optimizer", "args": "{lr: 0.1}", "time": 1.0, "uuid": "u1",
-                                   "status": "requested"},
-                                  {"command": "update_optimizer", "args": '{"lr": {"value": NaN, "name": "lr"}}',
-                                   "time": 1.0, "uuid": "u1", "status": "requested"},
-                                  {"command": "update_optimizer", "args": "[1, 2]", "time": 1.0, "uuid": "u1",
-                                   "status": "requested"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"command": "pause_training", "args": "", "time": 1.0, "status": "requested"},
+        {"command": "pause_training", "args": "", "uuid": "u1", "status": "requested"},
+        {"args": "", "time": 1.0, "uuid": "u1", "status": "requested"},
+        {"command": "update_optimizer", "args": "{lr: 0.1}", "time": 1.0, "uuid": "u1", "status": "requested"},
+        {
+            "command": "update_optimizer",
+            "args": '{"lr": {"value": NaN, "name": "lr"}}',
+            "time": 1.0,
+            "uuid": "u1",
+            "status": "requested",
+        },
+        {"command": "update_optimizer", "args": "[1, 2]", "time": 1.0, "uuid": "u1", "status": "requested"},
+    ],
+)
 def test_malformed_peer_bodies_are_422(run, body):
     before = len(run.commands())
     with plain(run, headers=run.auth) as c:
@@ -185,19 +215,19 @@ def test_websocket_handshake_checks(run):
         with pytest.raises(InvalidStatus) as e:
             connect(run.ws_url + path, additional_headers={**run.auth, "Origin": "http://evil.example"}).close()
         assert e.value.response.status_code == 403
-        with pytest.raises(InvalidStatus) as e:   # DNS rebinding: the attacker's name, resolved to this machine
+        with pytest.raises(InvalidStatus) as e:  # DNS rebinding: the attacker's name, resolved to this machine
             sock = socket.create_connection(("127.0.0.1", run.handle.port))
             connect(f"ws://evil.example:{run.handle.port}{path}", sock=sock, additional_headers=run.auth).close()
         assert e.value.response.status_code == 403
     with connect(run.ws_url + "/api/v1/events", additional_headers=run.auth, origin=run.url) as ws:
         hello = strict_json(ws.recv(timeout=30))
         assert hello["kind"] == "hello" and hello["data"]["state"]["status"] == "init"
-        ws.ping().wait(30)   # pings are answered (the peer's agent reconnects when a pong is late)
+        ws.ping().wait(30)  # pings are answered (the peer's agent reconnects when a pong is late)
 
 
 def test_open_events_is_read_only_and_off_by_default(tmp_path, run):
     with pytest.raises(InvalidStatus):
-        connect(run.ws_url + "/ws/message/").close()   # default: no tokenless stream
+        connect(run.ws_url + "/ws/message/").close()  # default: no tokenless stream
     with served(tmp_path / "open", open_events=True) as r:
         with connect(r.ws_url + "/api/v1/events") as ws:
             assert strict_json(ws.recv(timeout=30))["kind"] == "hello"
@@ -207,7 +237,7 @@ def test_open_events_is_read_only_and_off_by_default(tmp_path, run):
             assert c.get("/api/v1/state").status_code == 401
             body = {"command": "stop_training", "args": "", "time": 0, "uuid": "x", "status": "requested"}
             assert c.post("/api/command/", json=body).status_code == 401
-        with pytest.raises(InvalidStatus) as e:   # the Origin check still holds without a token
+        with pytest.raises(InvalidStatus) as e:  # the Origin check still holds without a token
             connect(r.ws_url + "/ws/message/", origin="http://evil.example").close()
         assert e.value.response.status_code == 403
 
@@ -224,7 +254,7 @@ def test_non_finite_numbers_go_out_as_null(tmp_path):
                 if msg["kind"] == "paused":
                     break
         steps = [m["data"] for m in seen if m["kind"] == "step"]
-        assert any(s["loss"] is None or s["grad_norm"] is None for s in steps)   # was NaN or inf
+        assert any(s["loss"] is None or s["grad_norm"] is None for s in steps)  # was NaN or inf
         with plain(r, headers=r.auth) as c:
             rows = strict_json(c.get("/api/v1/metrics", params={"kind": "step"}).content)["rows"]
             assert any(row["loss"] is None or row["grad_norm"] is None for row in rows)

@@ -1,5 +1,6 @@
 """End to end on digits with TrainingSession: the run's files, the HILL terms, determinism, commands that
 fail, an optimiser change, an early stop and a fork onto a new branch."""
+
 import json
 import warnings
 
@@ -15,8 +16,7 @@ from hill_app.engine.snapshots import read_snapshots
 from hill_app.losses import TargetLayout, layout_from_points
 
 TARGET = [1.0, -0.5]
-EDITS = [{"op": "move_center", "class": 3, "to": TARGET},
-         {"op": "strategy", "name": "compactness", "strength": 0.5}]
+EDITS = [{"op": "move_center", "class": 3, "to": TARGET}, {"op": "strategy", "name": "compactness", "strength": 0.5}]
 TIMING = {"epoch_seconds", "images_per_s", "time", "seq"}
 HUMAN_TERMS = ("train_center", "train_spread", "train_sep", "train_point", "train_scale")
 
@@ -37,12 +37,14 @@ def comparable(rec, drop=()):
 
 def edit_handler(edits, seen=None):
     """At every pause: commit ``edits`` (if any), then resume."""
+
     def handler(s, info):
         if seen is not None:
             seen.append(info)
         if edits:
             s.commit_edits(edits)
         s.submit("resume_training", {})
+
     return handler
 
 
@@ -70,6 +72,7 @@ def plain(tmp_path_factory):
 
 
 # ---------------------------------------------------------------- the edited run's files
+
 
 def test_summary(edited):
     s, summary, recs, seen, d = edited
@@ -215,6 +218,7 @@ def moved_class_run(run_dir, projection):
         box["target"] = [float(c[0]) + 1.0, float(c[1])]
         s.commit_edits([{"op": "move_center", "class": 3, "to": box["target"]}])
         s.submit("resume_training", {})
+
     cfg = RunConfig(dataset="digits", epochs=5, pause_at=[3], seed=0, device="cpu", projection=projection)
     TrainingSession(cfg, run_dir, pause_handler=handler).run()
     last = epochs_of(journal(run_dir))[-1]["target_distance"]
@@ -223,8 +227,8 @@ def moved_class_run(run_dir, projection):
 
 def test_a_moved_class_closes_on_its_target_and_the_rest_hold_pca(tmp_path):
     moved, others = moved_class_run(tmp_path / "pca", "pca")
-    assert moved < 0.5, moved      # more than half of the 1.0 drag closed in 3 epochs
-    assert others < 0.2, others    # the unedited classes stay where the teacher holds them
+    assert moved < 0.5, moved  # more than half of the 1.0 drag closed in 3 epochs
+    assert others < 0.2, others  # the unedited classes stay where the teacher holds them
 
 
 def test_a_moved_class_closes_on_its_target_and_the_rest_hold_default_view(tmp_path):
@@ -235,12 +239,17 @@ def test_a_moved_class_closes_on_its_target_and_the_rest_hold_default_view(tmp_p
 
 def test_metrics_before_the_pause_equal_a_run_without_edits(edited, plain):
     _, _, recs, _, _ = edited
-    _, _, plain_recs, = plain[0], plain[1], plain[2]
+    (
+        _,
+        _,
+        plain_recs,
+    ) = plain[0], plain[1], plain[2]
     for a, b in zip(epochs_of(recs)[:2], epochs_of(plain_recs)[:2]):
         assert comparable(a) == comparable(b)
 
 
 # ---------------------------------------------------------------- determinism
+
 
 def test_same_seed_same_edits_identical_metrics(edited, tmp_path):
     _, summary, recs, _, _ = edited
@@ -280,6 +289,7 @@ def test_alpha_zero_with_edits_equals_no_edits(plain, tmp_path):
 
 
 # ---------------------------------------------------------------- commands that fail, and one that works
+
 
 @pytest.fixture(scope="module")
 def commands_run(tmp_path_factory):
@@ -355,6 +365,7 @@ def test_update_optimizer_changes_the_lr_of_the_next_epoch(commands_run, plain):
 
 # ---------------------------------------------------------------- stopping
 
+
 def test_stop_mid_epoch_stops_early_and_still_finishes(tmp_path):
     events = EventChannel()
     box = {}
@@ -362,6 +373,7 @@ def test_stop_mid_epoch_stops_early_and_still_finishes(tmp_path):
     def on(ev):
         if ev.kind == "step" and ev.data["step"] == 27:
             box["cmd"] = box["s"].submit("stop_training", {})
+
     events.subscribe(on)
     cfg = RunConfig(dataset="digits", epochs=3, pause_at=[], seed=0, device="cpu")
     s = box["s"] = TrainingSession(cfg, tmp_path / "stop", events=events)
@@ -388,6 +400,7 @@ def test_stop_at_an_epoch_boundary_trains_no_further_epoch(tmp_path):
     def on(ev):
         if ev.kind == "epoch" and ev.data["epoch"] == 1:
             box["s"].submit("stop_training", {})
+
     events.subscribe(on)
     cfg = RunConfig(dataset="digits", epochs=2, pause_at=[], seed=0, device="cpu")
     s = box["s"] = TrainingSession(cfg, tmp_path / "stop1", events=events)
@@ -399,6 +412,7 @@ def test_stop_at_an_epoch_boundary_trains_no_further_epoch(tmp_path):
 def test_stop_while_paused(tmp_path):
     def handler(s, info):
         s.submit("stop_training", {})
+
     s, summary, recs = run(tmp_path / "stop_paused", epochs=3, pause_at=(2,), handler=handler)
     assert summary["epochs"] == 1 and summary["steps"] == 18 and summary["stopped_early"] is True
     assert (tmp_path / "stop_paused" / "summary.json").is_file()
@@ -406,6 +420,7 @@ def test_stop_while_paused(tmp_path):
 
 
 # ---------------------------------------------------------------- a fork onto a new branch
+
 
 def test_load_checkpoint_forks_a_new_branch(tmp_path, plain):
     state = {}
@@ -420,13 +435,18 @@ def test_load_checkpoint_forks_a_new_branch(tmp_path, plain):
     s, summary, recs = run(tmp_path / "fork", epochs=3, pause_at=(2, 3), handler=handler)
     cmd = state["cmd"]
     assert cmd.status == "success"
-    assert cmd.result == {"branch": "alt", "from_branch": "main", "epoch": 1, "step": 18,
-                          "checkpoint": cmd.args["uuid"], "checkpoint_branch": "main"}
+    assert cmd.result == {
+        "branch": "alt",
+        "from_branch": "main",
+        "epoch": 1,
+        "step": 18,
+        "checkpoint": cmd.args["uuid"],
+        "checkpoint_branch": "main",
+    }
     br = [r for r in recs if r["type"] == "branch"]
     assert len(br) == 1 and br[0]["branch"] == "alt" and br[0]["from_branch"] == "main"
     assert br[0]["checkpoint"] == state["uuid"]
-    assert [(r["branch"], r["epoch"]) for r in epochs_of(recs)] == [
-        ("main", 1), ("main", 2), ("alt", 2), ("alt", 3)]
+    assert [(r["branch"], r["epoch"]) for r in epochs_of(recs)] == [("main", 1), ("main", 2), ("alt", 2), ("alt", 3)]
     assert summary["branch"] == "alt" and summary["epochs"] == 3 and summary["steps"] == 54
     # the fork restarted from the exact state after epoch 1: its epoch 2 is main's epoch 2
     main3 = epochs_of(recs, "main")[1]
@@ -435,7 +455,7 @@ def test_load_checkpoint_forks_a_new_branch(tmp_path, plain):
     # later records and checkpoints carry the new branch, parented on the loaded checkpoint
     alt_ck = [r for r in recs if r["type"] == "checkpoint" and r["branch"] == "alt"]
     assert alt_ck and alt_ck[0]["parent"] == state["uuid"]
-    assert all(r["branch"] == "alt" for r in recs[recs.index(br[0]) + 1:] if "branch" in r)
+    assert all(r["branch"] == "alt" for r in recs[recs.index(br[0]) + 1 :] if "branch" in r)
 
 
 def test_two_forks_in_one_pause_get_distinct_branch_names(tmp_path):

@@ -1,4 +1,5 @@
 """Paired intervals: the numbers a compare page or study report prints under a gain."""
+
 import math
 
 import numpy as np

@@ -1,5 +1,6 @@
 """The train step (engine/step.py): its stats, clipping, the plain-CE case, invalidation, and on CUDA that the
 compiled and graph-captured step trains like the eager one."""
+
 import copy
 
 import pytest
@@ -41,7 +42,7 @@ def batches(s, n):
     out = []
     while len(out) < n:
         order = s._epoch_order()
-        out += [order[i * bs:(i + 1) * bs].to(s.device) for i in range(min(n - len(out), order.numel() // bs))]
+        out += [order[i * bs : (i + 1) * bs].to(s.device) for i in range(min(n - len(out), order.numel() // bs))]
     return out
 
 
@@ -108,7 +109,7 @@ def test_step_trains_on_the_written_out_loss(tmp_path, ce_weight):
     want = float(want)
     st = s._train_step(idx)
     assert abs(float(st[S["loss"]]) - want) < 1e-4 * abs(want)
-    assert torch.allclose(st[S["center"]:S["scale"] + 1].double(), terms[:5].detach(), rtol=1e-4, atol=1e-6)
+    assert torch.allclose(st[S["center"] : S["scale"] + 1].double(), terms[:5].detach(), rtol=1e-4, atol=1e-6)
     assert float(st[S["ce"]]) == pytest.approx(float(F.cross_entropy(logits, s.train_y[idx])), rel=1e-4)
     got = [p.grad for p in s.model.parameters() if p.grad is not None]
     exp = [p.grad for p in ref.parameters() if p.grad is not None]
@@ -152,8 +153,9 @@ def test_grad_clip_bounds_the_applied_update(tmp_path):
     grads = [p.grad for p in s.model.parameters() if p.grad is not None]
     assert float(torch.nn.utils.get_total_norm(grads)) <= max_norm * (1 + 1e-4)
     # first Nesterov SGD step from empty state: p -= lr * (1 + m) * (g_clipped + wd * p)
-    applied = [((b - p.detach()) / (lr * (1 + m)) - wd * b) for b, p in zip(before, s.model.parameters())
-               if p.grad is not None]
+    applied = [
+        ((b - p.detach()) / (lr * (1 + m)) - wd * b) for b, p in zip(before, s.model.parameters()) if p.grad is not None
+    ]
     assert float(torch.nn.utils.get_total_norm(applied)) <= max_norm * (1 + 1e-3)
 
 
@@ -258,7 +260,7 @@ def test_cuda_compiled_step_follows_the_eager_trajectory(tmp_path):
     eager, comp = _cuda_pair(tmp_path)
     idxs = batches(eager, 12)
     a, b = run(eager, idxs), run(comp, idxs)
-    rel = ((a[:, :2] - b[:, :2]).abs() / a[:, :2].abs().clamp(min=1e-6))
+    rel = (a[:, :2] - b[:, :2]).abs() / a[:, :2].abs().clamp(min=1e-6)
     assert rel[0].max() < 1e-2, (a, b)
     assert rel.max() < 5e-2, (a, b)
     assert comp.train_step.captures >= 1, comp.train_step._graph_error
@@ -275,7 +277,7 @@ def test_cuda_compiled_step_follows_the_eager_trajectory(tmp_path):
     a, b = run(eager, idxs), run(comp, idxs)
     assert comp.train_step.captures >= 2 and comp.train_step.graphed
     assert torch.allclose(a[0, :7], b[0, :7], rtol=1e-3, atol=1e-5), (a[0], b[0])
-    rel = ((a[:, :2] - b[:, :2]).abs() / a[:, :2].abs().clamp(min=1e-6))
+    rel = (a[:, :2] - b[:, :2]).abs() / a[:, :2].abs().clamp(min=1e-6)
     assert rel.max() < 5e-2, (a, b)
 
 
@@ -289,7 +291,7 @@ def test_cuda_compiled_model_trains_like_the_eager_one(tmp_path):
     idxs = batches(eager, 12)
     a, b = run(eager, idxs), run(comp, idxs)
     assert torch.isfinite(b).all(), b
-    rel = ((a[:, :2] - b[:, :2]).abs() / a[:, :2].abs().clamp(min=1e-6))
+    rel = (a[:, :2] - b[:, :2]).abs() / a[:, :2].abs().clamp(min=1e-6)
     assert rel.max() < 5e-2, (a, b)
     assert comp.train_step.captures >= 1 and comp.train_step.graphed, comp.train_step._graph_error
     for s in (eager, comp):
@@ -346,6 +348,7 @@ def test_cuda_eager_step_with_the_graphed_loss_matches_the_ordinary_one(tmp_path
         if i == 0:
             for p, q in zip(out[0].model.parameters(), out[1].model.parameters()):
                 assert torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-6)
-    assert out[1].train_step._graphed_loss is not None and out[1].train_step._graphed_loss.captures == 1, \
-        out[1].train_step._graphed_loss_error
+    assert out[1].train_step._graphed_loss is not None and out[1].train_step._graphed_loss.captures == 1, out[
+        1
+    ].train_step._graphed_loss_error
     assert out[0].train_step._graphed_loss is None

@@ -1,5 +1,6 @@
 """A short digits study end to end: two scripted participants with different strategies, then the report,
 whose numbers must equal those in the sessions' own logs (summary.json, journal.jsonl, study_log.jsonl)."""
+
 import csv
 import json
 from pathlib import Path
@@ -33,16 +34,36 @@ seed = 0
 device = "cpu"
 """
 
-COMPACT = {"description": "tighten the clusters",
-           "interventions": [{"epoch": 3, "edits": [{"op": "strategy", "name": "compactness", "strength": 0.3},
-                                                    {"op": "scale_spread", "class": 8, "factor": 0.6}]}],
-           "questionnaire": {"umux_lite": [5, 6], "nasa_tlx": [50, 60, 70, 80, 90, 100]}}
-SEPARATE = {"interventions": [{"epoch": 3, "edits": [{"op": "separate", "classes": [3, 5], "min_distance": 1.5},
-                                                     {"op": "separate", "classes": [1, 8], "min_distance": 1.5},
-                                                     {"op": "move_center", "class": 4, "to": [2.5, -2.5]},
-                                                     {"op": "move_points", "indices": [7], "to": [0.5, 0.5]}]}]}
-ANSWERS_P02 = {"umux_lite": [7, 7], "nasa_tlx": {"mental": 20, "physical": 5, "temporal": 30, "performance": 10,
-                                                 "effort": 25, "frustration": 10}}
+COMPACT = {
+    "description": "tighten the clusters",
+    "interventions": [
+        {
+            "epoch": 3,
+            "edits": [
+                {"op": "strategy", "name": "compactness", "strength": 0.3},
+                {"op": "scale_spread", "class": 8, "factor": 0.6},
+            ],
+        }
+    ],
+    "questionnaire": {"umux_lite": [5, 6], "nasa_tlx": [50, 60, 70, 80, 90, 100]},
+}
+SEPARATE = {
+    "interventions": [
+        {
+            "epoch": 3,
+            "edits": [
+                {"op": "separate", "classes": [3, 5], "min_distance": 1.5},
+                {"op": "separate", "classes": [1, 8], "min_distance": 1.5},
+                {"op": "move_center", "class": 4, "to": [2.5, -2.5]},
+                {"op": "move_points", "indices": [7], "to": [0.5, 0.5]},
+            ],
+        }
+    ]
+}
+ANSWERS_P02 = {
+    "umux_lite": [7, 7],
+    "nasa_tlx": {"mental": 20, "physical": 5, "temporal": 30, "performance": 10, "effort": 25, "frustration": 10},
+}
 
 
 def journal(path: Path) -> list[dict]:
@@ -70,12 +91,16 @@ def study(tmp_path_factory):
 
 def run_study(root: Path, proto: Path, out: Path) -> None:
     # P01 through the command line (answers in its edits file), P02 through the API (answers given apart)
-    assert main(["study", str(proto), "--participant", "P01", "--out", str(out),
-                 "--scripted", str(root / "p01.json")]) == 0
-    res = run_participant(load_protocol(proto), "P02", out, scripted=root / "p02.json", answers=ANSWERS_P02,
-                          answers_source="answers.json")
-    assert res["gain"] == pytest.approx(res["conditions"]["hill"]["test_accuracy"]
-                                        - res["conditions"]["baseline"]["test_accuracy"])
+    assert (
+        main(["study", str(proto), "--participant", "P01", "--out", str(out), "--scripted", str(root / "p01.json")])
+        == 0
+    )
+    res = run_participant(
+        load_protocol(proto), "P02", out, scripted=root / "p02.json", answers=ANSWERS_P02, answers_source="answers.json"
+    )
+    assert res["gain"] == pytest.approx(
+        res["conditions"]["hill"]["test_accuracy"] - res["conditions"]["baseline"]["test_accuracy"]
+    )
     assert main(["report", str(out)]) == 0
 
 
@@ -115,11 +140,12 @@ def test_baseline_has_no_edits_and_the_same_start(study):
         hill = journal(out / pid / "hill" / "journal.jsonl")
         assert not [r for r in base if r["type"] == "targets"]
         assert len([r for r in hill if r["type"] == "targets"]) == 1
-        assert json.loads((out / pid / "baseline" / "config.json").read_text()) == \
-            json.loads((out / pid / "hill" / "config.json").read_text())
+        assert json.loads((out / pid / "baseline" / "config.json").read_text()) == json.loads(
+            (out / pid / "hill" / "config.json").read_text()
+        )
         e_b = {r["epoch"]: r for r in base if r["type"] == "epoch"}
         e_h = {r["epoch"]: r for r in hill if r["type"] == "epoch"}
-        for e in (1, 2):   # before the pause the two runs are the same run
+        for e in (1, 2):  # before the pause the two runs are the same run
             assert e_b[e]["train_loss"] == e_h[e]["train_loss"] and e_b[e]["val_accuracy"] == e_h[e]["val_accuracy"]
 
 
@@ -157,6 +183,7 @@ def test_report_numbers_equal_the_logs(study):
 
 def test_report_gives_the_paired_gain_with_its_interval(study):
     from hill_app.studies.stats import bootstrap, paired_t
+
     _, out, rows = study
     gains = [float(rows[p]["gain"]) for p in ("P01", "P02")]
     ivs = {r["method"]: r for r in csv.DictReader((out / "report" / "paired_gain.csv").open())}
@@ -203,13 +230,13 @@ def test_html_and_figures(study):
     assert "P01" in text and "P02" in text and "results.csv" in text and "compactness" in text
     pngs = sorted((rep / "figures").glob("*.png"))
     names = {p.name for p in pngs}
-    assert {"accuracy_all.png", "P01_accuracy.png", "P02_accuracy.png", "P01_pause_e3.png",
-            "P02_pause_e3.png"} <= names
+    assert {"accuracy_all.png", "P01_accuracy.png", "P02_accuracy.png", "P01_pause_e3.png", "P02_pause_e3.png"} <= names
     for p in pngs:
         assert f"figures/{p.name}" in text
     from PySide6.QtGui import (
         QImage,  # figures.py has made the offscreen QGuiApplication
     )
+
     for p in pngs:
         data = p.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, p.name
@@ -227,16 +254,22 @@ def test_refusals(study, capsys):
     assert "--answers belongs to a scripted participant" in capsys.readouterr().err
     assert main(["study", proto, "--participant", "P01", "--out", str(out)]) == 2
     assert "already holds a session" in capsys.readouterr().err
-    assert main(["study", proto, "--participant", "P01", "--out", str(out),
-                 "--scripted", str(root / "p01.json")]) == 2
+    assert main(["study", proto, "--participant", "P01", "--out", str(out), "--scripted", str(root / "p01.json")]) == 2
     assert "already holds a session" in capsys.readouterr().err
-    assert main(["study", proto, "--participant", "../evil", "--out", str(out),
-                 "--scripted", str(root / "p01.json")]) == 2
+    assert (
+        main(["study", proto, "--participant", "../evil", "--out", str(out), "--scripted", str(root / "p01.json")]) == 2
+    )
     assert "participant id" in capsys.readouterr().err
     bad = root / "bad.json"
-    bad.write_text(json.dumps({"interventions": [{"epoch": 3, "edits": [],
-                                                  "commands": [{"command": "update_optimizer",
-                                                                "args": {"lr": 0.01}}]}]}))
+    bad.write_text(
+        json.dumps(
+            {
+                "interventions": [
+                    {"epoch": 3, "edits": [], "commands": [{"command": "update_optimizer", "args": {"lr": 0.01}}]}
+                ]
+            }
+        )
+    )
     assert main(["study", proto, "--participant", "P10", "--out", str(out), "--scripted", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "needs the 'optimizer' panel" in err and str(bad) in err
@@ -252,6 +285,7 @@ def test_refusals(study, capsys):
 
 def test_an_interrupted_session_is_reported_as_incomplete(study, tmp_path):
     import shutil
+
     _, out, rows = study
     copy = tmp_path / "study"
     shutil.copytree(out / "P01", copy / "P01")
@@ -304,7 +338,8 @@ def test_run_condition_takes_an_event_channel_and_a_cancel_token(tmp_path):
     def on_epoch(ev):
         if ev.kind == "epoch":
             epochs_seen.append(ev.data["epoch"])
-            cancel.set()                       # after the first epoch
+            cancel.set()  # after the first epoch
+
     events.subscribe(on_epoch)
     with pytest.raises(ConditionCancelled, match="cancelled at epoch 1"):
         run_condition(protocol, "baseline", pdir, log, cfg, bundle, [], events=events, cancel=cancel)

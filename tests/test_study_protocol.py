@@ -1,4 +1,5 @@
 """Study protocols: the shipped files follow the published setup; bad files are refused naming file and key."""
+
 from pathlib import Path
 
 import pytest
@@ -52,8 +53,14 @@ def test_shipped_protocols_follow_the_published_setup():
     assert d.dataset == "digits" and d.epochs <= 15 and d.pause_at == [4, 7, 10]
     assert d.seconds_per_pause * len(d.pause_at) <= 5 * 60, "must fit ten minutes with training and questionnaires"
     cfg = d.run_config(device="cpu")
-    assert (cfg.epochs, cfg.pause_at, cfg.alpha, cfg.lam, cfg.seed, cfg.model) == (12, [4, 7, 10], 0.5, 0.1, 0,
-                                                                                   "digits_cnn")
+    assert (cfg.epochs, cfg.pause_at, cfg.alpha, cfg.lam, cfg.seed, cfg.model) == (
+        12,
+        [4, 7, 10],
+        0.5,
+        0.1,
+        0,
+        "digits_cnn",
+    )
 
 
 def test_load_good_protocol(tmp_path):
@@ -63,8 +70,7 @@ def test_load_good_protocol(tmp_path):
     assert len(p.sha256) == 64 and p.text == GOOD
     cfg = p.run_config()
     assert cfg.batch_size == 128 and cfg.device == "cpu" and cfg.pause_at == [3]
-    assert p.allowed_commands() == {"set_latent_targets", "clear_latent_targets", "update_optimizer",
-                                    *ALWAYS_ALLOWED}
+    assert p.allowed_commands() == {"set_latent_targets", "clear_latent_targets", "update_optimizer", *ALWAYS_ALLOWED}
     assert p.check_command("update_optimizer") is None
     assert "'checkpoints' panel" in p.check_command("load_checkpoint")
     assert p.check_edit({"op": "merge", "classes": [1, 2]}) is None
@@ -82,32 +88,39 @@ def test_resolve_by_shipped_name(tmp_path):
         resolve_protocol_path(tmp_path / "nope.toml")
 
 
-@pytest.mark.parametrize("old,new,match", [
-    ('panels = ["latent", "optimizer"]', 'panels = ["latent", "magic"]', r"\[study\] panels: unknown 'magic'"),
-    ('conditions = ["hill", "baseline"]', 'conditions = ["baseline"]', r"\[study\] conditions: must include 'hill'"),
-    ('conditions = ["hill", "baseline"]', 'conditions = ["hill", "placebo"]', r"\[study\] conditions: unknown"),
-    ('seconds_per_pause = 30', 'seconds_per_pause = 0', r"\[study\] seconds_per_pause: must be > 0"),
-    ('seconds_per_pause = 30', 'seconds_per_pause = "long"', r"\[study\] seconds_per_pause: expected a finite"),
-    ('instructions = "Do your best."', '', r"\[study\] instructions: missing"),
-    ('name = "tiny"', 'name = "tiny"\ncolour = "red"', r"\[study\] colour: unknown key"),
-    ('pause_at = [3]', 'pause_at = [3, 9]', r"\[training\] pause_at: \[9\] beyond the last epoch \(4\)"),
-    ('pause_at = [3]', 'pause_at = [1]', r"\[training\] pause_at: must be >= 2"),
-    ('pause_at = [3]', 'pause_at = [3, 2]', r"\[training\] pause_at: must be increasing"),
-    ('pause_at = [3]', 'pause_at = []', r"\[training\] pause_at: the hill condition needs at least one pause"),
-    ('pause_at = [3]', 'pause_at = 3', r"\[training\] pause_at: expected a list"),
-    ('epochs = 4', 'epochs = 4.5', r"\[training\] epochs: expected an integer"),
-    ('epochs = 4', '', r"\[training\] epochs: missing"),
-    ('alpha = 0.5', 'alpha = 1.5', r"\[training\] alpha: must be <= 1"),
-    ('lam = 0.1', 'lam = -1', r"\[training\] lam: must be >= 0"),
-    ('seed = 7', 'seed = true', r"\[training\] seed: expected an integer"),
-    ('dataset = "digits"', 'dataset = "mnist"', r"\[training\] dataset: unknown 'mnist'"),
-    ('dataset = "digits"', 'dataset = "cifar10"', r"\[training\] data_root: the cifar10 data set needs"),
-    ('batch_size = 128', 'batch_size = "big"', r"\[training\] batch_size: expected an integer"),
-    ('batch_size = 128', 'batch_size = 1', r"\[training\] batch_size: must be >= 2"),
-    ('batch_size = 128', 'optimiser = "sgd"', r"\[training\] optimiser: unknown key"),
-    ('batch_size = 128', 'model = "gpt5"', r"\[training\] model: unknown 'gpt5'"),
-    ('device = "cpu"', 'device = "tpu"', r"device: expected auto, cpu or cuda"),
-])
+@pytest.mark.parametrize(
+    "old,new,match",
+    [
+        ('panels = ["latent", "optimizer"]', 'panels = ["latent", "magic"]', r"\[study\] panels: unknown 'magic'"),
+        (
+            'conditions = ["hill", "baseline"]',
+            'conditions = ["baseline"]',
+            r"\[study\] conditions: must include 'hill'",
+        ),
+        ('conditions = ["hill", "baseline"]', 'conditions = ["hill", "placebo"]', r"\[study\] conditions: unknown"),
+        ('seconds_per_pause = 30', 'seconds_per_pause = 0', r"\[study\] seconds_per_pause: must be > 0"),
+        ('seconds_per_pause = 30', 'seconds_per_pause = "long"', r"\[study\] seconds_per_pause: expected a finite"),
+        ('instructions = "Do your best."', '', r"\[study\] instructions: missing"),
+        ('name = "tiny"', 'name = "tiny"\ncolour = "red"', r"\[study\] colour: unknown key"),
+        ('pause_at = [3]', 'pause_at = [3, 9]', r"\[training\] pause_at: \[9\] beyond the last epoch \(4\)"),
+        ('pause_at = [3]', 'pause_at = [1]', r"\[training\] pause_at: must be >= 2"),
+        ('pause_at = [3]', 'pause_at = [3, 2]', r"\[training\] pause_at: must be increasing"),
+        ('pause_at = [3]', 'pause_at = []', r"\[training\] pause_at: the hill condition needs at least one pause"),
+        ('pause_at = [3]', 'pause_at = 3', r"\[training\] pause_at: expected a list"),
+        ('epochs = 4', 'epochs = 4.5', r"\[training\] epochs: expected an integer"),
+        ('epochs = 4', '', r"\[training\] epochs: missing"),
+        ('alpha = 0.5', 'alpha = 1.5', r"\[training\] alpha: must be <= 1"),
+        ('lam = 0.1', 'lam = -1', r"\[training\] lam: must be >= 0"),
+        ('seed = 7', 'seed = true', r"\[training\] seed: expected an integer"),
+        ('dataset = "digits"', 'dataset = "mnist"', r"\[training\] dataset: unknown 'mnist'"),
+        ('dataset = "digits"', 'dataset = "cifar10"', r"\[training\] data_root: the cifar10 data set needs"),
+        ('batch_size = 128', 'batch_size = "big"', r"\[training\] batch_size: expected an integer"),
+        ('batch_size = 128', 'batch_size = 1', r"\[training\] batch_size: must be >= 2"),
+        ('batch_size = 128', 'optimiser = "sgd"', r"\[training\] optimiser: unknown key"),
+        ('batch_size = 128', 'model = "gpt5"', r"\[training\] model: unknown 'gpt5'"),
+        ('device = "cpu"', 'device = "tpu"', r"device: expected auto, cpu or cuda"),
+    ],
+)
 def test_bad_protocols_name_file_and_key(tmp_path, old, new, match):
     assert old in GOOD
     path = write(tmp_path, GOOD.replace(old, new))
@@ -132,10 +145,13 @@ def test_broken_files(tmp_path):
 def test_studies_run_without_qt_loaded():
     import subprocess
     import sys
-    code = ("import sys, hill_app.studies.protocol, hill_app.studies.questionnaires, hill_app.studies.strategies, "
-            "hill_app.studies.session_log, hill_app.studies.runner, hill_app.studies.report, hill_app.studies.cli; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph')]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+
+    code = (
+        "import sys, hill_app.studies.protocol, hill_app.studies.questionnaires, hill_app.studies.strategies, "
+        "hill_app.studies.session_log, hill_app.studies.runner, hill_app.studies.report, hill_app.studies.cli; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
 

@@ -1,4 +1,5 @@
 """Strategy classification of a pause's edits: the four HILL strategies, mixtures, other and none."""
+
 import numpy as np
 import pytest
 
@@ -58,16 +59,25 @@ def test_growing_a_spread_is_not_compactness(before):
 
 
 def test_mixtures_and_shares(before):
-    s = classify_pause([{"op": "scale_spread", "class": 0, "factor": 0.5},
-                        {"op": "separate", "classes": [0, 1], "min_distance": 2.0}], before, view_size=80)
+    s = classify_pause(
+        [{"op": "scale_spread", "class": 0, "factor": 0.5}, {"op": "separate", "classes": [0, 1], "min_distance": 2.0}],
+        before,
+        view_size=80,
+    )
     assert s.label == "mixture" and s.mixture_of == ["compactness", "separation"]
     assert s.text == "mixture (compactness + separation)"
     assert s.shares["compactness"] == 0.5 and s.per_edit == ["compactness", "separation"]
     # three separations and one compaction: the compaction's share (0.25) is below the mixture threshold
-    s = classify_pause([{"op": "separate", "classes": [0, 1], "min_distance": 2.0},
-                        {"op": "separate", "classes": [0, 2], "min_distance": 5.0},
-                        {"op": "separate", "classes": [1, 3], "min_distance": 5.0},
-                        {"op": "scale_spread", "class": 3, "factor": 0.6}], before, view_size=80)
+    s = classify_pause(
+        [
+            {"op": "separate", "classes": [0, 1], "min_distance": 2.0},
+            {"op": "separate", "classes": [0, 2], "min_distance": 5.0},
+            {"op": "separate", "classes": [1, 3], "min_distance": 5.0},
+            {"op": "scale_spread", "class": 3, "factor": 0.6},
+        ],
+        before,
+        view_size=80,
+    )
     assert 0.25 < MIXTURE_SHARE and s.label == "separation"
     # the shipped example's pause 30: three separations and one compaction
     assert label_from_counts({"separation": 3, "compactness": 1}).label == "separation"
@@ -77,8 +87,12 @@ def test_mixtures_and_shares(before):
 
 
 def test_classification_without_layout_uses_the_ops():
-    s = classify_pause([{"op": "strategy", "name": "compactness", "strength": 0.3},
-                        {"op": "move_points", "indices": [1], "to": [0, 0]}])
+    s = classify_pause(
+        [
+            {"op": "strategy", "name": "compactness", "strength": 0.3},
+            {"op": "move_points", "indices": [1], "to": [0, 0]},
+        ]
+    )
     assert s.label == "mixture" and s.mixture_of == ["compactness", "points"]
 
 
@@ -87,6 +101,5 @@ def test_combine_over_pauses(before):
     b = classify_pause([{"op": "scale_spread", "class": 1, "factor": 0.5}], before, view_size=80)
     c = classify_pause([], before, view_size=80)
     assert combine([a, b, c]).label == "compactness"
-    d = classify_pause([{"op": "merge", "classes": [0, 1]}, {"op": "merge", "classes": [2, 3]}], before,
-                       view_size=80)
+    d = classify_pause([{"op": "merge", "classes": [0, 1]}, {"op": "merge", "classes": [2, 3]}], before, view_size=80)
     assert combine([a, b, d]).label == "mixture"

@@ -1,5 +1,6 @@
 """Suggested edits from what the window shows: each strategy does what it says, in bounded amounts, and
 every edit it makes is one the engine accepts and applies."""
+
 import numpy as np
 import pytest
 
@@ -20,7 +21,7 @@ def scatter(seed=0):
     preds[(y == 1) & (z[:, 0] < 0.2)] = 0
     conf = np.zeros((4, 4), dtype=int)
     np.add.at(conf, (y, preds), 1)
-    conf[2, 3] += 1   # a pair that is confused but far apart in the view
+    conf[2, 3] += 1  # a pair that is confused but far apart in the view
     return {"z": z, "labels": y, "preds": preds}, conf.tolist()
 
 
@@ -28,7 +29,7 @@ def engine_layout(snap, edits):
     """Apply the suggested edits with the engine's own functions (as set_latent_targets does)."""
     lay = layout_from_points(snap["z"], snap["labels"], 4)
     for e in edits:
-        clean = validate_edit(e, 4, len(snap["z"]))   # "origin" included: the engine journals it
+        clean = validate_edit(e, 4, len(snap["z"]))  # "origin" included: the engine journals it
         lay = apply_edit(lay, clean)
     return lay
 
@@ -50,7 +51,7 @@ def test_confusion_separation_pushes_the_overlapping_confused_pair_by_a_bounded_
     before = layout_from_points(snap["z"], snap["labels"], 4)
     out = suggest_edits(snap, conf, strategies="confusion_separation:0.5")
     pairs = [tuple(i["edit"]["classes"]) for i in out]
-    assert pairs == [(0, 1)]            # 2-3 is confused but does not overlap in the view: nothing asked
+    assert pairs == [(0, 1)]  # 2-3 is confused but does not overlap in the view: nothing asked
     d0 = np.linalg.norm(before.centers[0] - before.centers[1])
     overlap = before.spreads[0] + before.spreads[1] - d0
     target = out[0]["edit"]["min_distance"]
@@ -95,7 +96,7 @@ def test_selective_compactness_shrinks_only_crowded_classes_by_at_most_the_stren
     before = layout_from_points(snap["z"], snap["labels"], 4)
     out = suggest_edits(snap, conf, strategies="selective_compactness:0.3")
     classes = {i["edit"]["class"]: i["edit"]["factor"] for i in out}
-    assert classes and 3 not in classes           # the tight, far class is left alone
+    assert classes and 3 not in classes  # the tight, far class is left alone
     assert all(0.7 <= f < 1 for f in classes.values())
     d = np.linalg.norm(before.centers[:, None] - before.centers[None], axis=2)
     np.fill_diagonal(d, np.inf)

@@ -1,4 +1,5 @@
 """Edits -> teacher layout: every op on a known layout, validation of malformed edits, serialisation."""
+
 import json
 
 import numpy as np
@@ -22,9 +23,14 @@ VIEW = 20
 def base_layout() -> TargetLayout:
     """Five classes: 0, 1, 2 close together near the origin, 3 and 4 far away."""
     centers = np.array([[0.0, 0.0], [0.2, 0.0], [0.0, 0.4], [5.0, 0.0], [0.0, -6.0]])
-    return TargetLayout(centers=centers, spreads=np.array([1.0, 2.0, 3.0, 4.0, 5.0]),
-                        sep_min=np.zeros((K, K)), group=np.arange(K), edited=np.zeros(K, dtype=bool),
-                        ref_radius=1.0)
+    return TargetLayout(
+        centers=centers,
+        spreads=np.array([1.0, 2.0, 3.0, 4.0, 5.0]),
+        sep_min=np.zeros((K, K)),
+        group=np.arange(K),
+        edited=np.zeros(K, dtype=bool),
+        ref_radius=1.0,
+    )
 
 
 def edit(e):
@@ -36,6 +42,7 @@ def apply(layout, e):
 
 
 # ---------------------------------------------------------------- single ops
+
 
 def test_move_center_moves_exactly_that_class():
     lay = base_layout()
@@ -157,6 +164,7 @@ def test_separate_moves_merged_partners_with_the_class():
 
 # ---------------------------------------------------------------- strategies
 
+
 def test_strategy_compactness_scales_all_spreads():
     lay = base_layout()
     out = apply(lay, {"op": "strategy", "name": "compactness", "strength": 0.4})
@@ -188,8 +196,13 @@ def test_strategy_separation_expands_about_the_mean_and_sets_separations():
 
 def test_strategy_merge_similar_merges_only_the_close_pairs():
     centers = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [5.2, 0.0], [20.0, 0.0]])
-    lay = TargetLayout(centers=centers, spreads=np.ones(5), sep_min=np.zeros((5, 5)), group=np.arange(5),
-                       edited=np.zeros(5, dtype=bool))
+    lay = TargetLayout(
+        centers=centers,
+        spreads=np.ones(5),
+        sep_min=np.zeros((5, 5)),
+        group=np.arange(5),
+        edited=np.zeros(5, dtype=bool),
+    )
     # pair distances sorted: .1 .2 4.9 5 5.1 5.2 14.8 15 19.9 20 -> median 5.05; threshold 0.5*5.05
     out = apply_edit(lay, validate_edit({"op": "strategy", "name": "merge_similar", "strength": 0.5}, 5, 10))
     g = out.group
@@ -205,8 +218,13 @@ def test_strategy_merge_similar_merges_only_the_close_pairs():
 
 def test_strategy_merge_similar_low_strength_merges_nothing():
     centers = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [5.2, 0.0], [20.0, 0.0]])
-    lay = TargetLayout(centers=centers, spreads=np.ones(5), sep_min=np.zeros((5, 5)), group=np.arange(5),
-                       edited=np.zeros(5, dtype=bool))
+    lay = TargetLayout(
+        centers=centers,
+        spreads=np.ones(5),
+        sep_min=np.zeros((5, 5)),
+        group=np.arange(5),
+        edited=np.zeros(5, dtype=bool),
+    )
     # threshold 0.01 * 5.05 < 0.1: no pair is close enough
     out = apply_edit(lay, validate_edit({"op": "strategy", "name": "merge_similar", "strength": 0.01}, 5, 10))
     assert out.group.tolist() == [0, 1, 2, 3, 4]
@@ -331,6 +349,7 @@ def test_validate_edit_accepts_every_op_and_normalises():
 
 # ---------------------------------------------------------------- serialisation and tensors
 
+
 def test_target_layout_json_round_trip():
     lay = apply_edits(base_layout(), [edit(e) for e in ALL_EDITS[:5]])
     lay.ref_radius = 1.7
@@ -382,7 +401,7 @@ def test_layout_from_points_known_geometry():
     lay = layout_from_points(z, y, 3)
     np.testing.assert_allclose(lay.centers, [[1, 1], [-2, 0], [0, 0]])
     np.testing.assert_allclose(lay.spreads, [np.sqrt(2), 1.0, 0.0])
-    assert lay.ref_radius == pytest.approx(np.sqrt((z ** 2).sum(axis=1).mean()))
+    assert lay.ref_radius == pytest.approx(np.sqrt((z**2).sum(axis=1).mean()))
     assert lay.group.tolist() == [0, 1, 2]
     assert lay.sep_min.shape == (3, 3) and not lay.sep_min.any()
     assert not lay.edited.any() and lay.points == {}
@@ -395,6 +414,7 @@ def test_layout_from_points_all_at_origin_keeps_radius_one():
 
 # ---------------------------------------------------------------- the loss space (with_metric)
 
+
 def metric_layout():
     """A view z = g W^T with W = [[2, 0, 0], [0, 0.5, 0]] on 3-d features of RMS radius 2.
 
@@ -402,6 +422,7 @@ def metric_layout():
     Class 0 spreads only along x, class 1 only along y.
     """
     from hill_app.losses import with_metric
+
     z = np.array([[-1.0, 0.0], [1.0, 0.0], [4.0, -1.0], [4.0, 1.0]])
     y = np.array([0, 0, 1, 1])
     lay = layout_from_points(z, y, 2)
@@ -414,7 +435,7 @@ def test_with_metric_on_a_known_projection():
     np.testing.assert_allclose(lay.metric, np.diag([0.25, 1.0]), atol=1e-12)
     np.testing.assert_allclose(lay.spread_gain, [0.25, 1.0], atol=1e-12)
     u = z @ np.diag([0.25, 1.0])
-    assert lay.metric_radius == pytest.approx(np.sqrt((u ** 2).sum(1).mean()))
+    assert lay.metric_radius == pytest.approx(np.sqrt((u**2).sum(1).mean()))
     # the view-space layout itself is unchanged
     np.testing.assert_allclose(lay.centers, [[0.0, 0.0], [4.0, 0.0]])
     np.testing.assert_allclose(lay.spreads, [1.0, 1.0])
@@ -422,9 +443,16 @@ def test_with_metric_on_a_known_projection():
 
 def test_to_tensors_maps_targets_into_the_loss_space():
     lay, _ = metric_layout()
-    lay = apply_edits(lay, [validate_edit(e, 2, 4) for e in (
-        {"op": "separate", "classes": [0, 1], "min_distance": 6.0},          # pair lies along x
-        {"op": "move_points", "indices": [3], "to": [2.0, 2.0]})])
+    lay = apply_edits(
+        lay,
+        [
+            validate_edit(e, 2, 4)
+            for e in (
+                {"op": "separate", "classes": [0, 1], "min_distance": 6.0},  # pair lies along x
+                {"op": "move_points", "indices": [3], "to": [2.0, 2.0]},
+            )
+        ],
+    )
     t = lay.to_tensors(np.arange(4), n_train=4)
     a = np.diag([0.25, 1.0])
     torch.testing.assert_close(t.centers, torch.tensor(lay.centers @ a.T, dtype=torch.float32))
@@ -465,7 +493,11 @@ def test_edits_keep_the_loss_space():
     assert out.metric_radius == lay.metric_radius
 
 
-ALL_EDITS_2 = [{"op": "move_center", "class": 1, "to": [3.0, 1.0]}, {"op": "scale_spread", "class": 0, "factor": 0.5},
-               {"op": "merge", "classes": [0, 1]}, {"op": "separate", "classes": [0, 1], "min_distance": 2.0},
-               {"op": "strategy", "name": "compactness", "strength": 0.3},
-               {"op": "strategy", "name": "separation", "strength": 0.3}]
+ALL_EDITS_2 = [
+    {"op": "move_center", "class": 1, "to": [3.0, 1.0]},
+    {"op": "scale_spread", "class": 0, "factor": 0.5},
+    {"op": "merge", "classes": [0, 1]},
+    {"op": "separate", "classes": [0, 1], "min_distance": 2.0},
+    {"op": "strategy", "name": "compactness", "strength": 0.3},
+    {"op": "strategy", "name": "separation", "strength": 0.3},
+]

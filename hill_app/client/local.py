@@ -5,6 +5,7 @@ session's bounded channel. Everything else is read from facts that do not change
 data set, the view set, the layer structure) or from the run folder's files, so the GUI thread never reads
 a ``Command`` or a tensor the training thread is writing.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,13 +23,13 @@ if TYPE_CHECKING:
 class LocalRunClient:
     """One client of a session in this process. ``source`` is recorded with every command it sends."""
 
-    def __init__(self, session: TrainingSession, *, source: str = "window",
-                 events: EventChannel | None = None) -> None:
+    def __init__(self, session: TrainingSession, *, source: str = "window", events: EventChannel | None = None) -> None:
         from hill_app.server.state import capture
+
         self.session = session
         self.source = source
         self._events = events if events is not None else session.events
-        self._static = capture(session)      # read once, before training runs: data set, layers, optimiser
+        self._static = capture(session)  # read once, before training runs: data set, layers, optimiser
         self._last_snapshot: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ RunClient
@@ -52,21 +53,36 @@ class LocalRunClient:
 
     def info(self) -> dict[str, Any]:
         from hill_app.server.state import _module_tree
+
         st = self._static
-        return {"run_dir": str(Path(st.run_dir).resolve()), "run_name": st.run_name, "config": st.config,
-                "device": st.device, "dataset": st.dataset, "model": _module_tree(self.session.model),
-                "optimizer": {"name": st.optimizer_name, **st.optimizer}, "state": self.state(),
-                "view_indices": st.view_idx.tolist()}
+        return {
+            "run_dir": str(Path(st.run_dir).resolve()),
+            "run_name": st.run_name,
+            "config": st.config,
+            "device": st.device,
+            "dataset": st.dataset,
+            "model": _module_tree(self.session.model),
+            "optimizer": {"name": st.optimizer_name, **st.optimizer},
+            "state": self.state(),
+            "view_indices": st.view_idx.tolist(),
+        }
 
     def state(self) -> dict[str, Any]:
         """Where the run stands (plain ints and strings the training thread sets; reading them is safe)."""
         s = self.session
         status = "finished" if s.finished else ("paused" if s.paused else "running")
-        return {"status": status, "paused": bool(s.paused), "epoch": int(s.epoch), "step": int(s.step),
-                "branch": str(s.branch), "epochs_total": int(s.config.epochs)}
+        return {
+            "status": status,
+            "paused": bool(s.paused),
+            "epoch": int(s.epoch),
+            "step": int(s.step),
+            "branch": str(s.branch),
+            "epochs_total": int(s.config.epochs),
+        }
 
     def view_samples(self, indices: Sequence[int]) -> np.ndarray:
         import torch
+
         rows = torch.from_numpy(self._static.view_idx[np.asarray(list(indices), dtype=np.int64)])
         return np.asarray(self._static.view_inputs[rows].numpy())
 
@@ -90,6 +106,7 @@ class LocalRunClient:
 
     def journal(self, offset: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         from hill_app.engine.journal import read_journal
+
         out = []
         for i, r in enumerate(read_journal(Path(self.session.run_dir) / "journal.jsonl")):
             if i >= offset + limit:

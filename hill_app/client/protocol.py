@@ -5,6 +5,7 @@ window), ``remote.RemoteRunClient`` talks to ``hill-app train --serve`` over HTT
 never touch the session itself: commands go in through ``submit``, everything else comes out as events
 or as plain JSON-like data, so an attached window behaves like the in-process one.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

@@ -4,6 +4,7 @@ Requests go through httpx; events arrive on a background thread (websockets' syn
 buffer that :meth:`RemoteRunClient.poll_events` drains, so a window polls a remote run exactly as it polls
 a local one. A dropped connection is retried; the run goes on (or stays paused) meanwhile.
 """
+
 from __future__ import annotations
 
 import collections
@@ -41,8 +42,10 @@ def resolve_target(target: str | Path, token: str | None = None) -> tuple[str, s
         url = text.rstrip("/")
         tok = token or os.environ.get("HILL_APP_TOKEN") or _netrc_token(urlsplit(url).hostname or "")
         if not tok:
-            raise RemoteError(f"{url}: no token: pass token=..., set HILL_APP_TOKEN, add the host to ~/.netrc, or "
-                              "attach by run folder (its control.json holds the token)")
+            raise RemoteError(
+                f"{url}: no token: pass token=..., set HILL_APP_TOKEN, add the host to ~/.netrc, or "
+                "attach by run folder (its control.json holds the token)"
+            )
         return url, tok
     path = Path(text)
     control = path if path.name == "control.json" else path / "control.json"
@@ -68,17 +71,29 @@ def _netrc_token(host: str) -> str | None:
 class RemoteRunClient:
     """One attached client. ``source`` is recorded with every command it sends ("window", "agent:NAME", "script")."""
 
-    def __init__(self, target: str | Path, *, token: str | None = None, source: str = "window",
-                 events: bool = True, timeout: float = 10.0, max_events: int = 10_000) -> None:
+    def __init__(
+        self,
+        target: str | Path,
+        *,
+        token: str | None = None,
+        source: str = "window",
+        events: bool = True,
+        timeout: float = 10.0,
+        max_events: int = 10_000,
+    ) -> None:
         self.url, self.token = resolve_target(target, token)
         self.source = source
         self.timeout = timeout
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False,
-                                  headers={"Authorization": f"Bearer {self.token}", "X-Hill-Source": source})
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=timeout,
+            trust_env=False,
+            headers={"Authorization": f"Bearer {self.token}", "X-Hill-Source": source},
+        )
         self._buf: collections.deque[tuple[str, dict[str, Any], float, float]] = collections.deque()
         self._max_events = max_events
         self._lock = threading.Lock()
-        self.dropped = 0             # events lost here or on the server because this client fell behind
+        self.dropped = 0  # events lost here or on the server because this client fell behind
         self.last_refusal: str | None = None
         self._labels: np.ndarray | None = None
         self._view_idx: np.ndarray | None = None
@@ -102,14 +117,18 @@ class RemoteRunClient:
 
     def submit(self, command: str, args: Mapping[str, Any] | None = None, *, uuid: str | None = None) -> str:
         uid = uuid or _uuid.uuid4().hex
-        body = {"command": command, "args": dict(args) if args is not None else None, "uuid": uid,
-                "source": self.source}
+        body = {
+            "command": command,
+            "args": dict(args) if args is not None else None,
+            "uuid": uid,
+            "source": self.source,
+        }
         r = self._request("POST", "/api/v1/commands", json=body)
         if r.status_code == 202:
             return uid
         detail = _detail(r)
         if r.status_code == 422 and _json(r).get("status") == "failed":
-            self.last_refusal = detail   # the failed status also arrives as an event
+            self.last_refusal = detail  # the failed status also arrives as an event
             return uid
         raise RemoteError(f"{command}: the server answered {r.status_code}: {detail}")
 
@@ -130,7 +149,7 @@ class RemoteRunClient:
         idx = [int(i) for i in indices]
         parts = []
         for i in range(0, len(idx), 4096):
-            chunk = ",".join(map(str, idx[i:i + 4096]))
+            chunk = ",".join(map(str, idx[i : i + 4096]))
             parts.append(decode_array(self._get("/api/v1/view/samples", params={"indices": chunk})["inputs"]))
         if not parts:
             shape = self._info["dataset"]["input_shape"]
@@ -204,8 +223,10 @@ class RemoteRunClient:
             if rec is not None and rec.get("status") in TERMINAL:
                 return rec
             if time.monotonic() > end:
-                raise RemoteError(f"command {uuid}: no result within {timeout:.0f} s (last status: "
-                                  f"{rec.get('status') if rec else 'unknown'})")
+                raise RemoteError(
+                    f"command {uuid}: no result within {timeout:.0f} s (last status: "
+                    f"{rec.get('status') if rec else 'unknown'})"
+                )
             time.sleep(interval)
 
     # ------------------------------------------------------------------ transport
@@ -214,8 +235,9 @@ class RemoteRunClient:
         try:
             return self._http.request(method, path, **kw)
         except httpx.TransportError as e:
-            raise RemoteError(f"cannot reach {self.url}{path}: {e} (is the job still serving? its control.json "
-                              "names the address)") from None
+            raise RemoteError(
+                f"cannot reach {self.url}{path}: {e} (is the job still serving? its control.json names the address)"
+            ) from None
 
     def _checked(self, r: httpx.Response) -> Any:
         if r.status_code == 401:
@@ -242,22 +264,36 @@ class RemoteRunClient:
     def _ws_loop(self) -> None:
         from websockets.exceptions import InvalidStatus, WebSocketException
         from websockets.sync.client import connect
+
         ws_url = self.url.replace("http", "ws", 1) + "/api/v1/events"
         delay = 0.2
         while not self._closing.is_set():
             reason = "closed by the server"
             try:
-                with connect(ws_url, additional_headers={"Authorization": f"Bearer {self.token}"},
-                             open_timeout=self.timeout, max_size=None, ping_interval=20, ping_timeout=20,
-                             compression=None) as ws:
+                with connect(
+                    ws_url,
+                    additional_headers={"Authorization": f"Bearer {self.token}"},
+                    open_timeout=self.timeout,
+                    max_size=None,
+                    ping_interval=20,
+                    ping_timeout=20,
+                    compression=None,
+                ) as ws:
                     self._ws = ws
                     delay = 0.2
                     for raw in ws:
                         self._on_message(json.loads(raw))
             except InvalidStatus as e:
                 code = e.response.status_code
-                self._push("connection", {"connected": False, "url": self.url, "message":
-                                          f"the event stream was refused ({code}); check the token"}, time.time())
+                self._push(
+                    "connection",
+                    {
+                        "connected": False,
+                        "url": self.url,
+                        "message": f"the event stream was refused ({code}); check the token",
+                    },
+                    time.time(),
+                )
                 if code in (401, 403):
                     self._gave_up = f"the event stream was refused ({code}): {e}"
                     return

@@ -5,6 +5,7 @@ the data and the model); handlers keep only the checks that depend on the state 
 not, the current training-set size). The same schema validates the edits file, builds the window's
 controls and is served by the control API.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,7 @@ from typing import Any
 
 from .errors import CommandError
 
-MAX_LIST = 1_000_000          # indices, points: bounded so a crafted message cannot exhaust memory
+MAX_LIST = 1_000_000  # indices, points: bounded so a crafted message cannot exhaust memory
 MAX_ADD_FILE_BYTES = 2 << 30  # update_dataset add: at most 2 GiB
 
 
@@ -30,11 +31,11 @@ class CommandContext:
     view_size: int | None = None
     optimizer: str | None = None
     optimizer_hparams: frozenset[str] | None = None
-    nesterov: bool | None = None               # Nesterov SGD (its momentum cannot become 0)
+    nesterov: bool | None = None  # Nesterov SGD (its momentum cannot become 0)
     n_param_groups: int | None = None
-    layers: dict[str, str] | None = None       # name -> "dropout" | "batchnorm" | "params" | "other"
+    layers: dict[str, str] | None = None  # name -> "dropout" | "batchnorm" | "params" | "other"
     checkpoint_uuids: frozenset[str] | None = None
-    check_files: bool = False                  # look at paths on disk (edits file, before training)
+    check_files: bool = False  # look at paths on disk (edits file, before training)
 
 
 class ArgType:
@@ -60,7 +61,7 @@ class Number(ArgType):
     def check(self, v: Any, ctx: CommandContext) -> Any:
         if not _is_number(v) or (self.integer and not isinstance(v, int)):
             raise CommandError(f"expected {'an integer' if self.integer else 'a number'}, got {_short(v)}")
-        if isinstance(v, int) and abs(v) > 2 ** 63:
+        if isinstance(v, int) and abs(v) > 2**63:
             raise CommandError(f"expected a number of at most 2**63 in size, got one of {v.bit_length()} bits")
         if not math.isfinite(v):
             raise CommandError(f"expected a finite number, got {v!r}")
@@ -130,6 +131,7 @@ class Nullable(ArgType):
 @dataclass(frozen=True)
 class Pair(ArgType):
     """Two numbers, e.g. Adam's betas."""
+
     item: Number
 
     def check(self, v: Any, ctx: CommandContext) -> Any:
@@ -154,8 +156,9 @@ class TrainIndices(ArgType):
             if isinstance(i, bool) or not isinstance(i, int) or i < 0:
                 raise CommandError(f"indices must be integers >= 0, got {_short(i)}")
             if ctx.n_train is not None and i >= ctx.n_train:
-                raise CommandError(f"index {i} is out of range: the training split has {ctx.n_train} samples "
-                                   f"(0..{ctx.n_train - 1})")
+                raise CommandError(
+                    f"index {i} is out of range: the training split has {ctx.n_train} samples (0..{ctx.n_train - 1})"
+                )
         return list(v)
 
     def schema(self) -> dict[str, Any]:
@@ -184,8 +187,9 @@ class ClassWeights(ArgType):
                 raise CommandError("at least one weight must be > 0 (the classes not named keep weight 1)")
             return out
         if not isinstance(v, list) or (k is not None and len(v) != k):
-            raise CommandError(f"class_weights must be a list of {k if k is not None else 'K'} numbers "
-                               "or an object {class: weight}")
+            raise CommandError(
+                f"class_weights must be a list of {k if k is not None else 'K'} numbers or an object {{class: weight}}"
+            )
         w = [self._weight(x) for x in v]
         if sum(w) <= 0:
             raise CommandError("at least one weight must be > 0")
@@ -198,18 +202,24 @@ class ClassWeights(ArgType):
         return w
 
     def schema(self) -> dict[str, Any]:
-        return {"anyOf": [{"type": "array", "items": {"type": "number", "minimum": 0}},
-                          {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}},
-                          {"type": "null"}]}
+        return {
+            "anyOf": [
+                {"type": "array", "items": {"type": "number", "minimum": 0}},
+                {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}},
+                {"type": "null"},
+            ]
+        }
 
 
 @dataclass(frozen=True)
 class Edits(ArgType):
     """A list of latent edits (see losses.targets.validate_edit), checked against the classes and view set."""
+
     max_edits: int = 100_000
 
     def check(self, v: Any, ctx: CommandContext) -> Any:
         from hill_app.losses import EditError, validate_edit
+
         if not isinstance(v, list):
             raise CommandError("'edits' must be a list of edit objects")
         if len(v) > self.max_edits:
@@ -227,14 +237,26 @@ class Edits(ArgType):
         return v
 
     def schema(self) -> dict[str, Any]:
-        return {"type": "array", "maxItems": self.max_edits,
-                "items": {"type": "object", "required": ["op"], "properties": {"op": {"type": "string", "enum": [
-                    "move_center", "scale_spread", "move_points", "merge", "separate", "strategy"]}}}}
+        return {
+            "type": "array",
+            "maxItems": self.max_edits,
+            "items": {
+                "type": "object",
+                "required": ["op"],
+                "properties": {
+                    "op": {
+                        "type": "string",
+                        "enum": ["move_center", "scale_spread", "move_points", "merge", "separate", "strategy"],
+                    }
+                },
+            },
+        }
 
 
 @dataclass(frozen=True)
 class LayerName(ArgType):
     """A module of the model by its dotted name; ``kind`` restricts it (dropout, batchnorm, params)."""
+
     kind: str | None = None
 
     def check(self, v: Any, ctx: CommandContext) -> Any:
@@ -243,8 +265,9 @@ class LayerName(ArgType):
             return v
         if v not in ctx.layers:
             names = [n for n in ctx.layers][:40]
-            raise CommandError(f"no layer named {v!r}; layers: {', '.join(names)}"
-                               + (" ..." if len(ctx.layers) > 40 else ""))
+            raise CommandError(
+                f"no layer named {v!r}; layers: {', '.join(names)}" + (" ..." if len(ctx.layers) > 40 else "")
+            )
         return v
 
     def schema(self) -> dict[str, Any]:
@@ -256,9 +279,10 @@ class CheckpointId(ArgType):
     def check(self, v: Any, ctx: CommandContext) -> Any:
         Text(64).check(v, ctx)
         if ctx.checkpoint_uuids is not None and v not in ctx.checkpoint_uuids:
-            raise CommandError(f"no checkpoint with uuid {v!r} in this run"
-                               + (f" (it has {len(ctx.checkpoint_uuids)})" if ctx.checkpoint_uuids else
-                                  " (it has none yet)"))
+            raise CommandError(
+                f"no checkpoint with uuid {v!r} in this run"
+                + (f" (it has {len(ctx.checkpoint_uuids)})" if ctx.checkpoint_uuids else " (it has none yet)")
+            )
         return v
 
     def schema(self) -> dict[str, Any]:
@@ -305,6 +329,7 @@ class Arg:
 @dataclass(frozen=True)
 class ArgSchema:
     """The arguments of one command, in declaration order."""
+
     args: dict[str, Arg] = field(default_factory=dict)
 
     def json_schema(self) -> dict[str, Any]:
@@ -314,8 +339,12 @@ class ArgSchema:
             if a.doc:
                 s["description"] = a.doc
             props[k] = s
-        return {"type": "object", "properties": props, "required": [k for k, a in self.args.items() if a.required],
-                "additionalProperties": False}
+        return {
+            "type": "object",
+            "properties": props,
+            "required": [k for k, a in self.args.items() if a.required],
+            "additionalProperties": False,
+        }
 
 
 def _short(v: Any) -> str:

@@ -4,6 +4,7 @@ The index ``tree.json`` is rewritten atomically after each checkpoint file is in
 file that is not there; it survives restarts. Branch names are sanitised: nothing a command carries can
 write outside the run folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,10 +28,15 @@ def sanitize_branch(name: str) -> str:
 
 def valid_node(n: Any) -> bool:
     """A node as tree.json holds it: the fields the engine relies on, of the right types."""
-    return (isinstance(n, dict) and isinstance(n.get("uuid"), str) and bool(n["uuid"])
-            and isinstance(n.get("file"), str) and isinstance(n.get("branch"), str)
-            and all(isinstance(n.get(k), int) and not isinstance(n.get(k), bool) for k in ("step", "epoch"))
-            and (n.get("parent") is None or isinstance(n.get("parent"), str)))
+    return (
+        isinstance(n, dict)
+        and isinstance(n.get("uuid"), str)
+        and bool(n["uuid"])
+        and isinstance(n.get("file"), str)
+        and isinstance(n.get("branch"), str)
+        and all(isinstance(n.get(k), int) and not isinstance(n.get(k), bool) for k in ("step", "epoch"))
+        and (n.get("parent") is None or isinstance(n.get("parent"), str))
+    )
 
 
 class CheckpointTree:
@@ -43,7 +49,7 @@ class CheckpointTree:
             self.folder.mkdir(parents=True, exist_ok=True)
         self.index_path = self.folder / "tree.json"
         self.nodes: list[dict[str, Any]] = []
-        self.dirty = False      # nodes differ from the index on disk (rebuilt): written with the next save
+        self.dirty = False  # nodes differ from the index on disk (rebuilt): written with the next save
         if nodes is not None:
             self.nodes = list(nodes)
             self.dirty = self.index_path.exists() or bool(nodes)
@@ -54,24 +60,45 @@ class CheckpointTree:
                 if not isinstance(self.nodes, list) or not all(valid_node(n) for n in self.nodes):
                     raise TypeError("a node lacks uuid, file, branch, step or epoch")
             except (OSError, UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError) as e:
-                raise CheckpointError(f"{self.index_path}: unreadable checkpoint index "
-                                      f"({type(e).__name__}: {str(e)[:120]})") from None
+                raise CheckpointError(
+                    f"{self.index_path}: unreadable checkpoint index ({type(e).__name__}: {str(e)[:120]})"
+                ) from None
 
     def save_index(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.index_path, json.dumps({"nodes": self.nodes}, indent=1) + "\n")
         self.dirty = False
 
-    def add(self, state: dict[str, Any], *, branch: str, parent: str | None, step: int, epoch: int,
-            metrics: dict[str, Any], note: str = "", **extra: Any) -> dict[str, Any]:
+    def add(
+        self,
+        state: dict[str, Any],
+        *,
+        branch: str,
+        parent: str | None,
+        step: int,
+        epoch: int,
+        metrics: dict[str, Any],
+        note: str = "",
+        **extra: Any,
+    ) -> dict[str, Any]:
         """Write the checkpoint file, then the index that names it (so the index never names a missing file).
         ``extra`` (e.g. journal_seq) is kept in the node."""
         uid = _uuid.uuid4().hex
         fname = f"{uid}.pt"
         self.folder.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.folder / fname, state)
-        node = {"uuid": uid, "branch": branch, "parent": parent, "step": step, "epoch": epoch,
-                "metrics": metrics, "file": fname, "time": time.time(), "note": note, **extra}
+        node = {
+            "uuid": uid,
+            "branch": branch,
+            "parent": parent,
+            "step": step,
+            "epoch": epoch,
+            "metrics": metrics,
+            "file": fname,
+            "time": time.time(),
+            "note": note,
+            **extra,
+        }
         self.nodes.append(node)
         self.save_index()
         return node

@@ -1,4 +1,5 @@
 """Checkpoints: written to a temporary name and renamed into place, loaded with weights_only=True."""
+
 from __future__ import annotations
 
 import io

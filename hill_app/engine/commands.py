@@ -6,6 +6,7 @@ handler (``handlers.py``, with :func:`command`): its name, when it applies and i
 That declaration validates commands from the window, the edits file and the control API, and is served
 as JSON Schema. Only declared names exist: nothing is looked up by a name a client sends.
 """
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,16 @@ from .errors import CommandError
 if TYPE_CHECKING:
     from .session import TrainingSession
 
-__all__ = ["APPLIES", "Command", "CommandContext", "CommandError", "CommandSpec", "SPECS", "command",
-           "describe_commands"]
+__all__ = [
+    "APPLIES",
+    "Command",
+    "CommandContext",
+    "CommandError",
+    "CommandSpec",
+    "SPECS",
+    "command",
+    "describe_commands",
+]
 
 # When a command takes effect. Every command waits in the one queue and is applied by the training thread.
 APPLIES = {
@@ -41,14 +50,23 @@ class Command:
     reason: str | None = None
     result: dict[str, Any] | None = None
     source: str = "user"
-    step: int | None = None     # global step at which it was applied (for replay)
+    step: int | None = None  # global step at which it was applied (for replay)
     epoch: int | None = None
     branch: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"command": self.command, "args": self.args, "uuid": self.uuid, "time": self.time,
-                "status": self.status, "reason": self.reason, "result": self.result, "source": self.source,
-                "step": self.step, "epoch": self.epoch}
+        return {
+            "command": self.command,
+            "args": self.args,
+            "uuid": self.uuid,
+            "time": self.time,
+            "status": self.status,
+            "reason": self.reason,
+            "result": self.result,
+            "source": self.source,
+            "step": self.step,
+            "epoch": self.epoch,
+        }
 
 
 Handler = Callable[["TrainingSession", dict[str, Any]], "dict[str, Any] | None"]
@@ -59,10 +77,10 @@ Check = Callable[[dict[str, Any], CommandContext], None]
 class CommandSpec:
     name: str
     schema: ArgSchema
-    applies: str                      # a key of APPLIES
+    applies: str  # a key of APPLIES
     doc: str
     handler: Handler
-    check: Check | None = None        # cross-argument rules (e.g. 'drop' needs 'indices')
+    check: Check | None = None  # cross-argument rules (e.g. 'drop' needs 'indices')
 
     @property
     def boundary(self) -> str:
@@ -104,15 +122,21 @@ class CommandSpec:
         return out
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "applies": self.applies, "applies_doc": APPLIES[self.applies], "doc": self.doc,
-                "args_schema": self.schema.json_schema()}
+        return {
+            "name": self.name,
+            "applies": self.applies,
+            "applies_doc": APPLIES[self.applies],
+            "doc": self.doc,
+            "args_schema": self.schema.json_schema(),
+        }
 
 
 SPECS: dict[str, CommandSpec] = {}
 
 
-def command(name: str, *, applies: str = "step", doc: str, check: Check | None = None,
-            **args: Arg) -> Callable[[Handler], Handler]:
+def command(
+    name: str, *, applies: str = "step", doc: str, check: Check | None = None, **args: Arg
+) -> Callable[[Handler], Handler]:
     """Declare a command next to its handler: ``@command("set_alpha", doc=..., alpha=Arg(Number(0, 1), True))``."""
     if applies not in APPLIES:
         raise ValueError(f"applies must be one of {', '.join(APPLIES)}")
@@ -122,6 +146,7 @@ def command(name: str, *, applies: str = "step", doc: str, check: Check | None =
             raise ValueError(f"command {name!r} declared twice")
         SPECS[name] = CommandSpec(name, ArgSchema(dict(args)), applies, doc, fn, check)
         return fn
+
     return register
 
 

@@ -1,4 +1,5 @@
 """The resolved configuration of a run: everything needed to start (or replay) it, JSON round-trippable."""
+
 from __future__ import annotations
 
 import json
@@ -11,14 +12,31 @@ from hill_app.datasets import DATASET_NAMES
 
 # Per-data-set defaults: a small readable table rather than a framework.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"batch_size": 64, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
-               "view_size": 0},
-    "cifar10": {"batch_size": 500, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
-                "view_size": 3000},
-    "pamap2": {"batch_size": 128, "optimizer": "adam", "lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-4,
-               "view_size": 3000},
-    "synthetic": {"batch_size": 128, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
-                  "view_size": 2000},
+    "digits": {"batch_size": 64, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "view_size": 0},
+    "cifar10": {
+        "batch_size": 500,
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "view_size": 3000,
+    },
+    "pamap2": {
+        "batch_size": 128,
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "view_size": 3000,
+    },
+    "synthetic": {
+        "batch_size": 128,
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "view_size": 2000,
+    },
 }
 
 
@@ -57,13 +75,13 @@ class RunConfig:
     w_spread: float = 1.0
     w_sep: float = 1.0
     w_point: float = 1.0
-    amp: str = "auto"          # auto: bf16 autocast on CUDA, off on CPU; or "off" / "bf16"
+    amp: str = "auto"  # auto: bf16 autocast on CUDA, off on CPU; or "off" / "bf16"
     compile: bool | None = None  # compile the loss and capture the step in a CUDA graph; None: on for CUDA only
     checkpoint_every: int = 0  # epochs; 0 = only at pauses and at the end
     synthetic_size: int = 2000
-    val_size: int | float | None = None    # validation split: a count (int >= 1), a fraction (0 < f < 1), None: default
+    val_size: int | float | None = None  # validation split: a count (int >= 1), a fraction (0 < f < 1), None: default
     train_size: int | float | None = None  # training subset of the rest: a count, a fraction, None: all of it
-    ce_weight: str = "blend"   # "blend": (1 - alpha) CE + alpha L_human (the paper); "full": CE + alpha L_human
+    ce_weight: str = "blend"  # "blend": (1 - alpha) CE + alpha L_human (the paper); "full": CE + alpha L_human
 
     def resolved(self) -> RunConfig:
         """A copy with data-set defaults filled in and every field checked."""
@@ -75,6 +93,7 @@ class RunConfig:
                 d[k] = v
         if d["model"] is None:
             from .models import default_model
+
             d["model"] = default_model(self.dataset)
         out = RunConfig(**d)
         out.check()
@@ -90,13 +109,15 @@ class RunConfig:
             raise ConfigError(f"pause_at: expected a list of epochs, got {self.pause_at!r}")
         bad = [e for e in self.pause_at if isinstance(e, bool) or not isinstance(e, int) or not 2 <= e <= self.epochs]
         if bad:
-            raise ConfigError(f"pause_at: {_show(bad[:10])} outside 2..{self.epochs} (epochs are numbered from 1 "
-                              "and the projection is fitted after epoch 1)")
+            raise ConfigError(
+                f"pause_at: {_show(bad[:10])} outside 2..{self.epochs} (epochs are numbered from 1 "
+                "and the projection is fitted after epoch 1)"
+            )
         _num("alpha", self.alpha, 0.0, 1.0)
         _num("lam", self.lam, 0.0, None)
-        _int("seed", self.seed, 0, 2 ** 63 - 1)
+        _int("seed", self.seed, 0, 2**63 - 1)
         if self.batch_size is not None:
-            _int("batch_size", self.batch_size, 2, 10 ** 7)
+            _int("batch_size", self.batch_size, 2, 10**7)
         if self.lr is not None:
             _num("lr", self.lr, 0.0, None, lo_open=True)
         for name in ("momentum", "weight_decay"):
@@ -114,6 +135,7 @@ class RunConfig:
             raise ConfigError(f"device: expected auto, cpu or cuda[:N], got {self.device!r}")
         if self.model is not None:
             from .models import MODELS
+
             if not isinstance(self.model, str) or self.model not in MODELS:
                 raise ConfigError(f"model: unknown {self.model!r}; expected one of {', '.join(sorted(MODELS))}")
         for name in ("download",):
@@ -122,9 +144,9 @@ class RunConfig:
         if self.compile is not None and not isinstance(self.compile, bool):
             raise ConfigError(f"compile: expected true, false or unset, got {self.compile!r}")
         if self.view_size is not None:
-            _int("view_size", self.view_size, 0, 10 ** 9)
+            _int("view_size", self.view_size, 0, 10**9)
         _int("checkpoint_every", self.checkpoint_every, 0, MAX_EPOCHS)
-        _int("synthetic_size", self.synthetic_size, 20, 10 ** 7)
+        _int("synthetic_size", self.synthetic_size, 20, 10**7)
         for name in ("val_size", "train_size"):
             check_size(name, getattr(self, name))
         if self.data_root is not None and not isinstance(self.data_root, str):
@@ -147,6 +169,7 @@ class RunConfig:
 
     def save(self, path: Path) -> None:
         from .files import atomic_write_text
+
         atomic_write_text(path, json.dumps(self.to_json(), indent=2) + "\n")
 
     @classmethod
@@ -154,8 +177,9 @@ class RunConfig:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise ConfigError(f"{path}: not found; this folder holds no run (a run folder starts with its "
-                              "config.json)") from None
+            raise ConfigError(
+                f"{path}: not found; this folder holds no run (a run folder starts with its config.json)"
+            ) from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: cannot read the run config ({getattr(e, 'strerror', None) or e})") from None
         try:
@@ -210,9 +234,11 @@ def check_size(name: str, v: Any) -> None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ConfigError(f"{name}: expected a count (integer >= 1) or a fraction in (0, 1), got {_show(v)}")
     if isinstance(v, int):
-        if not 1 <= v <= 10 ** 9:
-            raise ConfigError(f"{name}: a count must be in 1..{10 ** 9}, got {_show(v)}")
+        if not 1 <= v <= 10**9:
+            raise ConfigError(f"{name}: a count must be in 1..{10**9}, got {_show(v)}")
         return
     if not (math.isfinite(v) and 0 < v < 1):
-        raise ConfigError(f"{name}: a fraction must lie strictly between 0 and 1, got {_show(v)} "
-                          "(write a count as a whole number, e.g. 5000)")
+        raise ConfigError(
+            f"{name}: a fraction must lie strictly between 0 and 1, got {_show(v)} "
+            "(write a count as a whole number, e.g. 5000)"
+        )

@@ -3,6 +3,7 @@
 A file that is added becomes part of the run: its bytes are copied to RUN/added/<sha256><suffix> and parsed
 from there, and resume and replay read that copy (checking its hash), never the path as it was given.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,10 @@ def drop_samples(s: TrainingSession, indices: Any) -> dict[str, Any]:
     new[torch.tensor(indices)] = False
     assert s.config.batch_size is not None  # the session's config is resolved
     if int(new.sum()) < s.config.batch_size:
-        raise CommandError(f"update_dataset: dropping these would leave {int(new.sum())} samples, fewer than one "
-                           f"batch ({s.config.batch_size})")
+        raise CommandError(
+            f"update_dataset: dropping these would leave {int(new.sum())} samples, fewer than one "
+            f"batch ({s.config.batch_size})"
+        )
     s.active = new
     return {"dropped": len(set(indices)), "active": int(new.sum())}
 
@@ -48,6 +51,7 @@ def read_input_file(path: str | os.PathLike[str], max_bytes: int | None = None) 
     """The bytes of a regular file of at most ``max_bytes`` (no device, fifo, folder or /proc entry);
     CommandError naming the path otherwise. The checks are made on the opened file, not on its name."""
     from .argtypes import MAX_ADD_FILE_BYTES
+
     limit = MAX_ADD_FILE_BYTES if max_bytes is None else max_bytes
     p = Path(path)
     real = os.path.realpath(p)
@@ -72,6 +76,7 @@ def read_input_file(path: str | os.PathLike[str], max_bytes: int | None = None) 
 def store_added_file(s: TrainingSession, path: str) -> tuple[str, str]:
     """Copy the file into the run folder under its SHA-256; returns (its name relative to RUN, the hash)."""
     from .files import atomic_write_bytes
+
     data = read_input_file(path)
     sha = hashlib.sha256(data).hexdigest()
     suffix = Path(str(path)).suffix
@@ -94,8 +99,10 @@ def stored_path(run_dir: Path, rel: str) -> Path:
         raise CommandError(f"{p}: the run's copy of added samples is missing; the run cannot be continued exactly")
     got = _sha256(p)
     if got != m.group(1):
-        raise CommandError(f"{p}: content changed (sha256 {got[:12]}... instead of {m.group(1)[:12]}...); the run "
-                           "cannot be continued exactly")
+        raise CommandError(
+            f"{p}: content changed (sha256 {got[:12]}... instead of {m.group(1)[:12]}...); the run "
+            "cannot be continued exactly"
+        )
     return p
 
 
@@ -118,9 +125,15 @@ def add_samples(s: TrainingSession, path: str) -> dict[str, Any]:
     first = _append(s, x, y)
     s.train_data.added_files.append(rel)
     s.active = torch.cat([s.active, torch.ones(len(y), dtype=torch.bool)])
-    return {"added": len(y), "first_index": first, "n_train": s.n_train,
-            "per_class": torch.bincount(y, minlength=s.data.num_classes).tolist(),
-            "file": str(path), "stored": rel, "sha256": sha}
+    return {
+        "added": len(y),
+        "first_index": first,
+        "n_train": s.n_train,
+        "per_class": torch.bincount(y, minlength=s.data.num_classes).tolist(),
+        "file": str(path),
+        "stored": rel,
+        "sha256": sha,
+    }
 
 
 def sync_added_files(s: TrainingSession, files: list[str], source_dir: Path | None = None) -> None:

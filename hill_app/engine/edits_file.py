@@ -4,6 +4,7 @@
 
 It is checked whole before training starts; a malformed file is refused naming the entry and the problem.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,15 @@ class Intervention:
     commands: list[dict[str, Any]] = field(default_factory=list)
 
 
-def parse_edits(data: Any, *, pause_at: list[int], num_classes: int, view_size: int,
-                source: str = "edits", context: CommandContext | None = None) -> list[Intervention]:
+def parse_edits(
+    data: Any,
+    *,
+    pause_at: list[int],
+    num_classes: int,
+    view_size: int,
+    source: str = "edits",
+    context: CommandContext | None = None,
+) -> list[Intervention]:
     """Check the whole file. With ``context`` (the data and the model the run will train, see
     ``handlers.context_for``) every command is also checked against them: indices in range, layers and
     hyperparameters that exist, files that can be read, checkpoints that exist."""
@@ -54,8 +62,10 @@ def parse_edits(data: Any, *, pause_at: list[int], num_classes: int, view_size: 
         if isinstance(ep, bool) or not isinstance(ep, int):
             raise EditsFileError(f"{where}: 'epoch' must be an integer, got {ep!r}")
         if ep not in pause_at:
-            raise EditsFileError(f"{where}: epoch {ep} is not a pause epoch (pauses: "
-                                 f"{', '.join(map(str, pause_at)) or 'none'}); edits apply only when training pauses")
+            raise EditsFileError(
+                f"{where}: epoch {ep} is not a pause epoch (pauses: "
+                f"{', '.join(map(str, pause_at)) or 'none'}); edits apply only when training pauses"
+            )
         if ep in seen:
             raise EditsFileError(f"{where}: a second intervention for epoch {ep}; put all its edits in one entry")
         seen.add(ep)
@@ -100,8 +110,12 @@ def _first_add_epoch(entries: list[Any]) -> float:
     for entry in entries:
         if isinstance(entry, dict) and isinstance(entry.get("epoch"), int) and isinstance(entry.get("commands"), list):
             for c in entry["commands"]:
-                if isinstance(c, dict) and c.get("command") == "update_dataset" and isinstance(c.get("args"), dict) \
-                        and c["args"].get("action") == "add":
+                if (
+                    isinstance(c, dict)
+                    and c.get("command") == "update_dataset"
+                    and isinstance(c.get("args"), dict)
+                    and c["args"].get("action") == "add"
+                ):
                     first = min(first, entry["epoch"])
     return first
 
@@ -162,4 +176,5 @@ def scripted_pause_handler(interventions: list[Intervention]) -> Any:
             for c in iv.commands:
                 session.submit(c["command"], c.get("args", {}), source="script")
         session.submit("resume_training", {}, source="script")
+
     return handler

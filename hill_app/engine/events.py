@@ -4,6 +4,7 @@ A slow or absent consumer never blocks training or grows its memory: the buffer 
 when full, drops the oldest event of a kind that a newer one supersedes (step metrics, snapshots)
 before anything else, counting what it dropped.
 """
+
 from __future__ import annotations
 
 import collections

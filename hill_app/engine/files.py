@@ -1,4 +1,5 @@
 """Crash-safe file writes: temporary name, fsync, rename. A kill at any moment leaves old or new, never half."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Used to resume after a crash (re-apply what happened after the last checkpoint) and to replay a run.
 A crash followed by a resume leaves a segment whose effects were lost; those records are superseded.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -15,8 +16,9 @@ NO_EFFECT = frozenset({"pause_training", "resume_training"})
 TIMING_FIELDS = frozenset({"epoch_seconds", "images_per_s", "time", "seq"})
 
 
-def effective_commands(records: Iterable[dict[str, Any]], after_checkpoint: str | None = None,
-                       after_seq: int | None = None) -> list[Command]:
+def effective_commands(
+    records: Iterable[dict[str, Any]], after_checkpoint: str | None = None, after_seq: int | None = None
+) -> list[Command]:
     """Commands that succeeded, in the order they were applied, with the (branch, step) they were applied at
     and their result.
 
@@ -28,8 +30,8 @@ def effective_commands(records: Iterable[dict[str, Any]], after_checkpoint: str 
     """
     records = list(records)
     seqs = [r.get("seq") if isinstance(r.get("seq"), int) else i for i, r in enumerate(records)]
-    running: list[tuple[int, dict[str, Any]]] = []   # (index, running record)
-    final: dict[Any, tuple[str, Any]] = {}   # keyed by the records' uuids (str, or None in a damaged record)
+    running: list[tuple[int, dict[str, Any]]] = []  # (index, running record)
+    final: dict[Any, tuple[str, Any]] = {}  # keyed by the records' uuids (str, or None in a damaged record)
     args: dict[Any, Any] = {}
     ckpt_index: dict[Any, int] = {}
     for i, r in enumerate(records):
@@ -56,8 +58,16 @@ def effective_commands(records: Iterable[dict[str, Any]], after_checkpoint: str 
         if j <= start or status != "success" or r["command"] in NO_EFFECT:
             continue
         a = r["args"] if "args" in r else args.get(r["uuid"], {})
-        c = Command(r["command"], dict(a or {}), uuid=r["uuid"], source=r.get("source", "user"),
-                    step=r.get("step"), epoch=r.get("epoch"), branch=r.get("branch", "main"), result=result)
+        c = Command(
+            r["command"],
+            dict(a or {}),
+            uuid=r["uuid"],
+            source=r.get("source", "user"),
+            step=r.get("step"),
+            epoch=r.get("epoch"),
+            branch=r.get("branch", "main"),
+            result=result,
+        )
         out.append(c)
     return out
 
@@ -92,9 +102,14 @@ def interrupted_pauses(records: Iterable[dict[str, Any]]) -> dict[tuple[str, int
             open_.pop((str(r.get("branch", "main")), r["epoch"]), None)
             current = None
         elif t in ("resumed_after_crash", "finished"):
-            current = None   # (a stop while paused keeps the pause open: queued commands are applied at the end)
-        elif t == "command" and current is not None and r.get("status") in ("success", "failed") \
-                and r.get("source") != "replay" and r.get("command") not in NO_EFFECT:
+            current = None  # (a stop while paused keeps the pause open: queued commands are applied at the end)
+        elif (
+            t == "command"
+            and current is not None
+            and r.get("status") in ("success", "failed")
+            and r.get("source") != "replay"
+            and r.get("command") not in NO_EFFECT
+        ):
             open_[current].append({"command": r.get("command"), "source": r.get("source"), "status": r["status"]})
     return open_
 
@@ -123,13 +138,15 @@ def epoch_metrics(records: Iterable[dict[str, Any]]) -> dict[tuple[str, int], di
     out: dict[tuple[str, int], dict[str, Any]] = {}
     for r in records:
         if r.get("type") == "epoch":
-            out[(r.get("branch", "main"), int(r["epoch"]))] = {k: v for k, v in r.items()
-                                                              if k not in TIMING_FIELDS and k != "type"}
+            out[(r.get("branch", "main"), int(r["epoch"]))] = {
+                k: v for k, v in r.items() if k not in TIMING_FIELDS and k != "type"
+            }
     return out
 
 
-def compare_metrics(expected: dict[tuple[str, int], dict[str, Any]], got: dict[tuple[str, int], dict[str, Any]]
-                    ) -> list[str]:
+def compare_metrics(
+    expected: dict[tuple[str, int], dict[str, Any]], got: dict[tuple[str, int], dict[str, Any]]
+) -> list[str]:
     """Every difference, as lines a person can read; empty when the two runs measured the same."""
     diffs = []
     for key in sorted(set(expected) | set(got)):

@@ -5,6 +5,7 @@ reader skips a torn line (a record cut short) and names any other unreadable lin
 record carries ``seq``, its position, so a reader can tell a journal that lost records in the middle or at
 the end (a checkpoint knows the journal's length when it was taken).
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,7 @@ class Journal:
             line = json.dumps(rec, separators=(",", ":"), allow_nan=True)
             try:
                 self._f.write(line + "\n")
-                self._f.flush()   # into the OS first, then to the disk: fsync before flush would sync nothing
+                self._f.flush()  # into the OS first, then to the disk: fsync before flush would sync nothing
                 if self._fsync:
                     os.fsync(self._f.fileno())
             except OSError as e:  # a full disk: say which file
@@ -79,8 +80,8 @@ def read_journal(path: Path) -> Iterator[dict]:
 @dataclass
 class JournalScan:
     records: list[dict] = field(default_factory=list)
-    torn: list[int] = field(default_factory=list)                    # line numbers of records cut short
-    corrupt: list[tuple[int, str]] = field(default_factory=list)     # (line number, what is wrong)
+    torn: list[int] = field(default_factory=list)  # line numbers of records cut short
+    corrupt: list[tuple[int, str]] = field(default_factory=list)  # (line number, what is wrong)
 
     def seq_problem(self) -> str | None:
         """None when the records are numbered 0, 1, 2 ... without a gap or a repeat; else what is wrong."""

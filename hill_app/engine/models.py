@@ -4,6 +4,7 @@ Every ``forward`` returns ``(logits, features)`` in one pass, branches on no dat
 (so compile and CUDA graphs work); every model has a dropout or batch-norm layer for the layer commands;
 weights come from torch's global RNG only. Why each rule: docs/architecture.md ("The models").
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -13,15 +14,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "MODELS", "build_model", "default_model",
-    "DigitsCNN", "AirbenchNet", "CifarCpuFast", "ResNet18", "PamapCNN1d",
+    "MODELS",
+    "build_model",
+    "default_model",
+    "DigitsCNN",
+    "AirbenchNet",
+    "CifarCpuFast",
+    "ResNet18",
+    "PamapCNN1d",
 ]
 
 MODELS: dict[str, str] = {
     "digits_cnn": "Small 2D CNN (32/64/128 channels, BN, dropout) for tiny images such as 8x8 digits; 64-d features.",
     "airbench": "Keller Jordan's airbench94-style fast CIFAR-10 net (2x2 stem, 64/256/256 groups); 256-d features.",
     "cifar_cpu_fast": "CIFAR-10 without a GPU: stride-2 stem, 64/128/256 convs on 16/8/4 maps, ~6.5x airbench's "
-                      "training images/s on a CPU; 256-d features.",
+    "training images/s on a CPU; 256-d features.",
     "resnet18": "CIFAR-style ResNet-18 (3x3 stem, no max-pool, 64/128/256/512 BasicBlocks); 512-d features.",
     "pamap_cnn1d": "1D CNN for multichannel signal windows such as PAMAP2 (27 x 171); 128-d features.",
 }
@@ -57,11 +64,17 @@ class DigitsCNN(nn.Module):
         self.feature_dim = feature_dim
         self.num_classes = num_classes
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, 32, 3, padding=1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+            nn.Conv2d(32, 64, 3, padding=1, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            nn.Conv2d(64, 128, 3, padding=1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
+            nn.Conv2d(64, 128, 3, padding=1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
         )
         self.embed = nn.Sequential(nn.Linear(128, feature_dim), nn.ReLU(inplace=True))
         self.dropout = nn.Dropout(dropout)
@@ -85,8 +98,9 @@ class AirbenchBatchNorm(nn.BatchNorm2d):
     on the convs a learnable scale only fights it. An optimiser simply skips the frozen scale.
     """
 
-    def __init__(self, num_features: int, momentum: float = 0.6, eps: float = 1e-12,
-                 weight: bool = False, bias: bool = True) -> None:
+    def __init__(
+        self, num_features: int, momentum: float = 0.6, eps: float = 1e-12, weight: bool = False, bias: bool = True
+    ) -> None:
         super().__init__(num_features, eps=eps, momentum=1 - momentum)
         self.weight.requires_grad_(weight)
         self.bias.requires_grad_(bias)
@@ -134,8 +148,9 @@ class AirbenchNet(nn.Module):
 
     scaling_factor = 1 / 9
 
-    def __init__(self, in_channels: int, num_classes: int,
-                 widths: tuple[int, int, int] = (64, 256, 256), whiten_width: int = 24) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, widths: tuple[int, int, int] = (64, 256, 256), whiten_width: int = 24
+    ) -> None:
         super().__init__()
         self.feature_dim = widths[-1]
         self.num_classes = num_classes
@@ -167,19 +182,29 @@ class CifarCpuFast(nn.Module):
     bench/cifar_cpu.py measures it against airbench on the same data and its accuracy on real CIFAR-10.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, widths: tuple[int, int, int, int] = (32, 64, 128, 256)
-                 ) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, widths: tuple[int, int, int, int] = (32, 64, 128, 256)
+    ) -> None:
         super().__init__()
         c0, c1, c2, c3 = widths
         self.feature_dim = c3
         self.num_classes = num_classes
 
         def conv(ci: int, co: int, stride: int = 1) -> list[nn.Module]:
-            return [nn.Conv2d(ci, co, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(co),
-                    nn.ReLU(inplace=True)]
+            return [
+                nn.Conv2d(ci, co, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(co),
+                nn.ReLU(inplace=True),
+            ]
 
-        self.body = nn.Sequential(*conv(in_channels, c0, stride=2), *conv(c0, c1), nn.MaxPool2d(2),
-                                  *conv(c1, c2), nn.MaxPool2d(2), *conv(c2, c3))
+        self.body = nn.Sequential(
+            *conv(in_channels, c0, stride=2),
+            *conv(c0, c1),
+            nn.MaxPool2d(2),
+            *conv(c1, c2),
+            nn.MaxPool2d(2),
+            *conv(c2, c3),
+        )
         self.head = nn.Linear(c3, num_classes)
         self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # accepted, not in the stubs
 
@@ -205,7 +230,8 @@ class BasicBlock(nn.Module):
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -221,7 +247,8 @@ class ResNet18(nn.Module):
         self.feature_dim = 512
         self.num_classes = num_classes
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True))
+            nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)
+        )
         stages = []
         in_planes = 64
         for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
@@ -244,19 +271,30 @@ class ResNet18(nn.Module):
 class PamapCNN1d(nn.Module):
     """Three Conv1d+BN+ReLU blocks over time, then a global average: the common HAR baseline for PAMAP2."""
 
-    def __init__(self, in_channels: int, num_classes: int, widths: tuple[int, int, int] = (64, 128, 128),
-                 kernel_size: int = 5, dropout: float = 0.5) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        widths: tuple[int, int, int] = (64, 128, 128),
+        kernel_size: int = 5,
+        dropout: float = 0.5,
+    ) -> None:
         super().__init__()
         self.feature_dim = widths[-1]
         self.num_classes = num_classes
         pad = kernel_size // 2
         c1, c2, c3 = widths
         self.body = nn.Sequential(
-            nn.Conv1d(in_channels, c1, kernel_size, padding=pad, bias=False), nn.BatchNorm1d(c1),
-            nn.ReLU(inplace=True), nn.MaxPool1d(2),
-            nn.Conv1d(c1, c2, kernel_size, padding=pad, bias=False), nn.BatchNorm1d(c2),
-            nn.ReLU(inplace=True), nn.MaxPool1d(2),
-            nn.Conv1d(c2, c3, kernel_size, padding=pad, bias=False), nn.BatchNorm1d(c3),
+            nn.Conv1d(in_channels, c1, kernel_size, padding=pad, bias=False),
+            nn.BatchNorm1d(c1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool1d(2),
+            nn.Conv1d(c1, c2, kernel_size, padding=pad, bias=False),
+            nn.BatchNorm1d(c2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool1d(2),
+            nn.Conv1d(c2, c3, kernel_size, padding=pad, bias=False),
+            nn.BatchNorm1d(c3),
             nn.ReLU(inplace=True),
         )
         self.dropout = nn.Dropout(dropout)
@@ -277,16 +315,16 @@ def _image_shape(name: str, input_shape: tuple[int, ...], min_hw: int) -> int:
         raise ValueError(f"model {name!r} expects image inputs of shape (C, H, W), got {tuple(input_shape)}")
     c, h, w = (int(s) for s in input_shape)
     if h < min_hw or w < min_hw:
-        raise ValueError(f"model {name!r} expects images of at least {min_hw}x{min_hw} (C, H, W), "
-                         f"got {tuple(input_shape)}")
+        raise ValueError(
+            f"model {name!r} expects images of at least {min_hw}x{min_hw} (C, H, W), got {tuple(input_shape)}"
+        )
     return c
 
 
 def _signal_shape(name: str, input_shape: tuple[int, ...], min_t: int) -> int:
     """Check for (C, T) with T >= min_t and return C."""
     if len(input_shape) != 2 or any(int(s) < 1 for s in input_shape):
-        raise ValueError(f"model {name!r} expects signal windows of shape (channels, time), "
-                         f"got {tuple(input_shape)}")
+        raise ValueError(f"model {name!r} expects signal windows of shape (channels, time), got {tuple(input_shape)}")
     c, t = (int(s) for s in input_shape)
     if t < min_t:
         raise ValueError(f"model {name!r} expects windows of at least {min_t} time steps, got {tuple(input_shape)}")

@@ -1,4 +1,5 @@
 """A text progress bar for headless runs, fed by the event channel (no dependency, no flood in logs)."""
+
 from __future__ import annotations
 
 import sys
@@ -27,16 +28,20 @@ class ProgressBar:
             done = (d["epoch"] - 1 + d["index_in_epoch"] / d["steps_in_epoch"]) / self.total
             bar = "#" * int(done * self.width)
             val = "" if self._val is None else f" val {self._val:.3f}"
-            self.stream.write(f"\r[{bar:<{self.width}}] epoch {d['epoch']}/{self.total} step "
-                              f"{d['index_in_epoch']}/{d['steps_in_epoch']} loss {d['loss']:.4f}{val} "
-                              f"{d['images_per_s']:,.0f} img/s ")
+            self.stream.write(
+                f"\r[{bar:<{self.width}}] epoch {d['epoch']}/{self.total} step "
+                f"{d['index_in_epoch']}/{d['steps_in_epoch']} loss {d['loss']:.4f}{val} "
+                f"{d['images_per_s']:,.0f} img/s "
+            )
             self.stream.flush()
         elif ev.kind == "epoch":
             self._val = d.get("val_accuracy")
             if not self.tty:
-                self.stream.write(f"epoch {d['epoch']}/{self.total} loss {d['train_loss']:.4f} "
-                                  f"train {d['train_accuracy']:.3f} val {d['val_accuracy']:.3f} "
-                                  f"{d['images_per_s']:,.0f} img/s\n")
+                self.stream.write(
+                    f"epoch {d['epoch']}/{self.total} loss {d['train_loss']:.4f} "
+                    f"train {d['train_accuracy']:.3f} val {d['val_accuracy']:.3f} "
+                    f"{d['images_per_s']:,.0f} img/s\n"
+                )
                 self.stream.flush()
         elif ev.kind == "paused":
             self._line(f"paused before epoch {d['epoch']}: {d['reason']}")

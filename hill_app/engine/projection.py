@@ -3,6 +3,7 @@
 Fitted once (after epoch 1) and then frozen, so what moves on screen is the model learning, not the
 projection. Stored as ``z = g @ weight.T + bias``, normalised at fit time so the view set's RMS radius is 1.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ METHODS: tuple[str, ...] = ("lda", "pca")
 @dataclass
 class Projection:
     weight: torch.Tensor  # (2, D) float32, requires_grad False
-    bias: torch.Tensor    # (2,)
+    bias: torch.Tensor  # (2,)
     method: str
     fitted_epoch: int
 
@@ -33,8 +34,12 @@ class Projection:
         return Projection(self.weight.to(device), self.bias.to(device), self.method, self.fitted_epoch)
 
     def state_dict(self) -> dict:
-        return {"weight": self.weight.detach().cpu(), "bias": self.bias.detach().cpu(),
-                "method": self.method, "fitted_epoch": self.fitted_epoch}
+        return {
+            "weight": self.weight.detach().cpu(),
+            "bias": self.bias.detach().cpu(),
+            "method": self.method,
+            "fitted_epoch": self.fitted_epoch,
+        }
 
     @classmethod
     def from_state_dict(cls, d: dict) -> Projection:
@@ -64,17 +69,21 @@ def fit_projection(features: np.ndarray, labels: np.ndarray, method: Method = "p
     elif method == "lda":
         n_classes = len(np.unique(labels))
         if n_classes < 3:  # LDA gives at most n_classes - 1 directions; fall back loudly is not allowed
-            raise ValueError(f"LDA needs at least 3 classes in the view set for a 2D view, found {n_classes}; "
-                             "use the 'pca' projection")
+            raise ValueError(
+                f"LDA needs at least 3 classes in the view set for a 2D view, found {n_classes}; "
+                "use the 'pca' projection"
+            )
         lda = LinearDiscriminantAnalysis(n_components=2, solver="svd").fit(x, labels)
         w, mean = lda.scalings_[:, :2].T, lda.xbar_
         if w.shape[0] != 2:
-            raise ValueError(f"the features span only {w.shape[0]} discriminant direction(s); LDA cannot give a "
-                             "2D view, use the 'pca' projection")
+            raise ValueError(
+                f"the features span only {w.shape[0]} discriminant direction(s); LDA cannot give a "
+                "2D view, use the 'pca' projection"
+            )
     else:
         raise ValueError(f"unknown projection method {method!r}; expected one of {', '.join(METHODS)}")
     z = (x - mean) @ w.T
-    rms = float(np.sqrt((z ** 2).sum(axis=1).mean()))
+    rms = float(np.sqrt((z**2).sum(axis=1).mean()))
     if not np.isfinite(rms) or rms < 1e-12:
         raise ValueError("the features do not vary on the view set; cannot fit a projection")
     w = w / rms

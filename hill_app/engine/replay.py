@@ -1,5 +1,6 @@
 """Exact replay: re-run a run's journal (same config, seed, commands and edits at the same steps) and
 compare every logged metric. On the CPU the comparison is exact; a branched run replays its branches."""
+
 from __future__ import annotations
 
 import sys
@@ -20,8 +21,9 @@ class ReplayError(Exception):
     pass
 
 
-def replay_run(run_dir: str | Path, out_dir: str | Path | None = None, device: str = "cpu",
-               events: EventChannel | None = None) -> tuple[dict[str, Any], list[str]]:
+def replay_run(
+    run_dir: str | Path, out_dir: str | Path | None = None, device: str = "cpu", events: EventChannel | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """Replay ``run_dir`` into ``out_dir``; returns (the replay's summary, the differences found)."""
     run_dir = Path(run_dir)
     if not (run_dir / "journal.jsonl").is_file() or not (run_dir / "config.json").is_file():
@@ -36,7 +38,7 @@ def replay_run(run_dir: str | Path, out_dir: str | Path | None = None, device: s
     cfg.device = device
     session = TrainingSession(cfg, out, events=events)
     session.replaying = True
-    session.source_dir = run_dir   # files the run added are read from its own copies
+    session.source_dir = run_dir  # files the run added are read from its own copies
     session.schedule = effective_commands(records)
     original_ckpts = checkpoint_order(records)
     session.events.subscribe(lambda ev: _map_checkpoint(ev, session, original_ckpts))
@@ -45,6 +47,7 @@ def replay_run(run_dir: str | Path, out_dir: str | Path | None = None, device: s
     replayed = list(read_journal(out / "journal.jsonl"))
     diffs = leftover + compare_metrics(epoch_metrics(records), epoch_metrics(replayed))
     import json
+
     return json.loads((out / "summary.json").read_text()), diffs
 
 
@@ -61,8 +64,10 @@ def replay_folder(run_dir: Path, out_dir: str | Path | None) -> Path:
     if out.exists() and not out.is_dir():
         raise ReplayError(f"{out}: --out is a file; expected a new or empty folder for the replay")
     if out.exists() and not _empty_dir(out):
-        raise ReplayError(f"{out}: --out is not empty; a replay writes only into a new or empty folder "
-                          f"(nothing is deleted; leave out --out for {run_dir / 'replay'} or a fresh replay-N)")
+        raise ReplayError(
+            f"{out}: --out is not empty; a replay writes only into a new or empty folder "
+            f"(nothing is deleted; leave out --out for {run_dir / 'replay'} or a fresh replay-N)"
+        )
     r_out, r_run = out.resolve(), run_dir.resolve()
     if r_out == r_run or r_out in r_run.parents:
         raise ReplayError(f"{out}: --out would hold the run being replayed; choose a new folder")
@@ -101,6 +106,8 @@ def replay_main(a: Any) -> int:
         for d in diffs[:50]:
             print("  " + d)
         return 1
-    print(f"replay identical: {len(original)} epoch records, {n_fields} logged values compared exactly "
-          f"(test accuracy {summary['test_accuracy']:.4f})")
+    print(
+        f"replay identical: {len(original)} epoch records, {n_fields} logged values compared exactly "
+        f"(test accuracy {summary['test_accuracy']:.4f})"
+    )
     return 0

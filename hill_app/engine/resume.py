@@ -6,6 +6,7 @@ started with, and the snapshot file is readable. A checkpoint index that cannot 
 journal's checkpoint records; an unreadable newest checkpoint falls back to the newest one that loads.
 Anything else is refused with one line saying what is wrong and where.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,7 +22,7 @@ from .config import ConfigError
 from .journal import scan_journal
 
 TEMP_RE = re.compile(r"^\..+\.tmp-\d+$")
-INPUT_FILES = ("edits.json",)   # files beside config.json that a run reads, hashed into run_started
+INPUT_FILES = ("edits.json",)  # files beside config.json that a run reads, hashed into run_started
 
 
 class ResumeError(ConfigError):
@@ -36,8 +37,8 @@ class RunFolderError(ConfigError):
 class ResumePlan:
     records: list[dict[str, Any]]
     tree: CheckpointTree
-    notes: list[str] = field(default_factory=list)       # what was repaired or skipped, said to the user
-    started: dict[str, Any] | None = None                 # the run_started record, if the journal has one
+    notes: list[str] = field(default_factory=list)  # what was repaired or skipped, said to the user
+    started: dict[str, Any] | None = None  # the run_started record, if the journal has one
 
 
 def sha256_file(path: Path) -> str:
@@ -74,8 +75,9 @@ def check_new_run_folder(run_dir: Path) -> None:
     """A new run starts only in a folder without a run (no journal records, no checkpoints)."""
     j = run_dir / "journal.jsonl"
     if j.exists() and j.stat().st_size > 0:
-        raise RunFolderError(f"{run_dir} already holds a run; choose another folder or continue it with "
-                             f"--resume {run_dir}")
+        raise RunFolderError(
+            f"{run_dir} already holds a run; choose another folder or continue it with --resume {run_dir}"
+        )
     if (run_dir / "checkpoints" / "tree.json").exists():
         raise RunFolderError(f"{run_dir}: checkpoints/tree.json is there, from another run; choose another folder")
 
@@ -95,8 +97,10 @@ def plan_resume(run_dir: Path) -> ResumePlan:
     if scan is not None:
         problem = scan.seq_problem()
         if problem:
-            raise ResumeError(f"{jpath}: {problem}; the journal is damaged and the run cannot be continued "
-                              "exactly (replay what is there, or start a new run)")
+            raise ResumeError(
+                f"{jpath}: {problem}; the journal is damaged and the run cannot be continued "
+                "exactly (replay what is there, or start a new run)"
+            )
         if scan.corrupt:
             line, what = scan.corrupt[0]
             notes.append(f"{jpath} line {line}: corrupt line skipped ({what}); no record is missing")
@@ -106,8 +110,10 @@ def plan_resume(run_dir: Path) -> ResumePlan:
     for n in tree.nodes:
         check_journal_length(jpath, len(records), n.get("journal_seq"), n["uuid"], missing=scan is None)
     if records and not tree.nodes and any(r.get("type") == "checkpoint" for r in records):
-        raise ResumeError(f"{run_dir / 'checkpoints'}: the journal names checkpoints but none of their files "
-                          "is there; the run cannot be continued")
+        raise ResumeError(
+            f"{run_dir / 'checkpoints'}: the journal names checkpoints but none of their files "
+            "is there; the run cannot be continued"
+        )
     last_finish = None
     for r in records:
         if r.get("type") == "finished":
@@ -115,8 +121,10 @@ def plan_resume(run_dir: Path) -> ResumePlan:
         elif r.get("type") == "resumed_after_crash":
             last_finish = None
     if last_finish is not None and not last_finish.get("stopped_early"):
-        raise ResumeError(f"{run_dir}: the run finished all its {last_finish.get('epochs')} epochs; there is "
-                          f"nothing to resume (replay it with: hill-app replay {run_dir})")
+        raise ResumeError(
+            f"{run_dir}: the run finished all its {last_finish.get('epochs')} epochs; there is "
+            f"nothing to resume (replay it with: hill-app replay {run_dir})"
+        )
     started = next((r for r in records if r.get("type") == "run_started"), None)
     want = (started or {}).get("inputs") or {}
     for name, sha in want.items():
@@ -124,12 +132,16 @@ def plan_resume(run_dir: Path) -> ResumePlan:
         if str(name) not in INPUT_FILES:
             continue
         if not p.is_file():
-            raise ResumeError(f"{p}: missing; the run started with it (sha256 {str(sha)[:12]}...) and cannot "
-                              "be continued without it (restore the file)")
+            raise ResumeError(
+                f"{p}: missing; the run started with it (sha256 {str(sha)[:12]}...) and cannot "
+                "be continued without it (restore the file)"
+            )
         got = sha256_file(p)
         if got != sha:
-            raise ResumeError(f"{p}: changed since the run started (sha256 {got[:12]}... instead of "
-                              f"{str(sha)[:12]}...); restore the original to continue the run")
+            raise ResumeError(
+                f"{p}: changed since the run started (sha256 {got[:12]}... instead of "
+                f"{str(sha)[:12]}...); restore the original to continue the run"
+            )
     snap = run_dir / "snapshots.h5"
     if snap.exists():
         _check_hdf5(snap)
@@ -140,19 +152,24 @@ def check_journal_length(jpath: Path, n_records: int, journal_seq: Any, uuid: st
     """A checkpoint taken when the journal held ``journal_seq`` records needs all of them."""
     if isinstance(journal_seq, int) and not isinstance(journal_seq, bool) and journal_seq > n_records:
         what = "is missing" if missing else f"holds {n_records} record(s)"
-        raise ResumeError(f"{jpath} {what}, but checkpoint {uuid[:8]} was taken when it held {journal_seq}: the "
-                          "journal was cut short or deleted, and the commands after it cannot be re-applied "
-                          "(restore the journal, or start a new run)")
+        raise ResumeError(
+            f"{jpath} {what}, but checkpoint {uuid[:8]} was taken when it held {journal_seq}: the "
+            "journal was cut short or deleted, and the commands after it cannot be re-applied "
+            "(restore the journal, or start a new run)"
+        )
 
 
 def _check_hdf5(path: Path) -> None:
     import h5py
+
     try:
         with h5py.File(path, "r") as f:
             f.get("snapshots")
     except Exception as e:  # h5py raises OSError and others for a damaged file
-        raise ResumeError(f"{path}: not a readable HDF5 snapshot file ({str(e).splitlines()[0][:120]}); move it "
-                          "aside to continue without the earlier snapshots") from None
+        raise ResumeError(
+            f"{path}: not a readable HDF5 snapshot file ({str(e).splitlines()[0][:120]}); move it "
+            "aside to continue without the earlier snapshots"
+        ) from None
 
 
 def _tree(run_dir: Path, records: list[dict[str, Any]], notes: list[str]) -> CheckpointTree:
@@ -181,8 +198,10 @@ def _tree(run_dir: Path, records: list[dict[str, Any]], notes: list[str]) -> Che
     if from_journal:
         order = {r.get("uuid"): i for i, r in enumerate(records) if r.get("type") == "checkpoint"}
         merged = sorted(tree.nodes + from_journal, key=lambda n: order.get(n["uuid"], len(order)))
-        notes.append(f"{tree.index_path}: {len(from_journal)} checkpoint(s) missing from the index were taken "
-                     "back from the journal")
+        notes.append(
+            f"{tree.index_path}: {len(from_journal)} checkpoint(s) missing from the index were taken "
+            "back from the journal"
+        )
         tree.nodes = merged
         tree.dirty = True
     return tree

@@ -4,6 +4,7 @@ The lock is ``flock`` on an open file, so the kernel drops it when the process d
 killed run never leaves a folder locked. The holder writes its pid into the file so that a refusal can
 name it.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -36,8 +37,10 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunLockedError(f"{folder}: the run folder is in use by process {holder_pid(folder)} "
-                                 f"(a train, --resume or window on it); wait for it to end or stop it") from None
+            raise RunLockedError(
+                f"{folder}: the run folder is in use by process {holder_pid(folder)} "
+                f"(a train, --resume or window on it); wait for it to end or stop it"
+            ) from None
         except BaseException:
             os.close(fd)
             raise

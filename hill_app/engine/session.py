@@ -5,6 +5,7 @@ The loop is small and readable (minGPT's lesson): the session knows nothing abou
 beyond ``forward -> (logits, features)``. Commands are applied at the next step boundary, also while
 paused (a pause waits on the queue). Every command status change, edit and epoch metric goes to the journal.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,6 +65,7 @@ def resolve_device(spec: str) -> torch.device:
 def load_run_data(config: RunConfig) -> DataBundle:
     """The run's data set, with the split sizes passed through when the loader takes them (C1)."""
     import inspect
+
     kw: dict[str, Any] = {"download": config.download, "synthetic_size": config.synthetic_size, "seed": config.seed}
     params = inspect.signature(load_dataset).parameters
     for name in ("val_size", "train_size"):
@@ -71,8 +73,10 @@ def load_run_data(config: RunConfig) -> DataBundle:
         if name in params:
             kw[name] = value
         elif value is not None:
-            raise ConfigError(f"{name}: this version's data loaders do not take a {name.replace('_', ' ')} yet "
-                              f"(hill_app.datasets.load_dataset has no {name} argument); leave it unset")
+            raise ConfigError(
+                f"{name}: this version's data loaders do not take a {name.replace('_', ' ')} yet "
+                f"(hill_app.datasets.load_dataset has no {name} argument); leave it unset"
+            )
     return load_dataset(config.dataset, config.data_root, **kw)
 
 
@@ -90,34 +94,46 @@ def view_set_indices(config: RunConfig, train_y: torch.Tensor) -> np.ndarray:
 class EpochProgress:
     """Where the current epoch stands, so a checkpoint taken mid-epoch resumes at the same sample."""
 
-    order: torch.Tensor          # this epoch's sample order (CPU int64)
-    pos: int                     # next step within the epoch
+    order: torch.Tensor  # this epoch's sample order (CPU int64)
+    pos: int  # next step within the epoch
     n_steps: int
-    totals: torch.Tensor         # running sums of STEP_STATS
+    totals: torch.Tensor  # running sums of STEP_STATS
     seen: int = 0
     seconds: float = 0.0
 
     def to_state(self) -> dict[str, Any]:
-        return {"order": self.order.clone(), "pos": self.pos, "n_steps": self.n_steps, "totals": self.totals.clone(),
-                "seen": self.seen, "seconds": self.seconds}
+        return {
+            "order": self.order.clone(),
+            "pos": self.pos,
+            "n_steps": self.n_steps,
+            "totals": self.totals.clone(),
+            "seen": self.seen,
+            "seconds": self.seconds,
+        }
 
     @classmethod
     def from_state(cls, d: dict[str, Any] | None) -> EpochProgress | None:
         if d is None:
             return None
-        return cls(d["order"].clone(), int(d["pos"]), int(d["n_steps"]), d["totals"].clone(), int(d["seen"]),
-                   float(d["seconds"]))
+        return cls(
+            d["order"].clone(),
+            int(d["pos"]),
+            int(d["n_steps"]),
+            d["totals"].clone(),
+            int(d["seen"]),
+            float(d["seconds"]),
+        )
 
 
 class ViewPoints(NamedTuple):
-    features: np.ndarray   # (N, D) penultimate features of the view set (batch-norm batch statistics)
-    preds: np.ndarray      # (N,) the model's predictions (eval mode)
-    z: np.ndarray          # (N, 2) positions through the frozen map
+    features: np.ndarray  # (N, D) penultimate features of the view set (batch-norm batch statistics)
+    preds: np.ndarray  # (N,) the model's predictions (eval mode)
+    z: np.ndarray  # (N, 2) positions through the frozen map
 
 
 @dataclass
 class PauseInfo:
-    epoch: int          # the epoch about to start (1-based)
+    epoch: int  # the epoch about to start (1-based)
     step: int
     reason: str
     # a pause that a crash or a stop interrupted, entered again after --resume: the commands already applied
@@ -132,10 +148,17 @@ class ResumeFailed(RuntimeError):
 class TrainingSession:
     """A run in a run folder. ``run()`` trains until done or stopped; ``submit()`` is safe from any thread."""
 
-    def __init__(self, config: RunConfig, run_dir: str | Path, *, bundle: DataBundle | None = None,
-                 events: EventChannel | None = None,
-                 pause_handler: Callable[[TrainingSession, PauseInfo], None] | None = None,
-                 resume: bool = False, lock: RunLock | None = None):
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: str | Path,
+        *,
+        bundle: DataBundle | None = None,
+        events: EventChannel | None = None,
+        pause_handler: Callable[[TrainingSession, PauseInfo], None] | None = None,
+        resume: bool = False,
+        lock: RunLock | None = None,
+    ):
         """``lock``: the folder's RunLock when the caller took it first (to write files before the run starts);
         else the session takes it. It is held until the run ends or :meth:`close`; a second session on the
         folder (another process, or another session here) is refused with the holder's pid."""
@@ -149,8 +172,13 @@ class TrainingSession:
             self.close()
             raise
 
-    def _setup(self, bundle: DataBundle | None, events: EventChannel | None,
-               pause_handler: Callable[[TrainingSession, PauseInfo], None] | None, resume: bool) -> None:
+    def _setup(
+        self,
+        bundle: DataBundle | None,
+        events: EventChannel | None,
+        pause_handler: Callable[[TrainingSession, PauseInfo], None] | None,
+        resume: bool,
+    ) -> None:
         cleaned = remove_stale_temp_files(self.run_dir)
         plan: ResumePlan | None = None
         if resume:  # the whole folder is checked before anything in it is written
@@ -171,7 +199,7 @@ class TrainingSession:
 
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed % (2 ** 32))
+        np.random.seed(cfg.seed % (2**32))
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.data = bundle if bundle is not None else load_run_data(cfg)
         self._place_data()
@@ -185,27 +213,27 @@ class TrainingSession:
         self.lam = cfg.lam
         self.grad_clip = cfg.grad_clip
         self.projection: Projection | None = None
-        self.layout: TargetLayout | None = None       # the committed teacher layout
-        self.targets: LatentTargets | None = None      # its tensors on the device
+        self.layout: TargetLayout | None = None  # the committed teacher layout
+        self.targets: LatentTargets | None = None  # its tensors on the device
         self.class_weights: torch.Tensor | None = None
-        self.epoch = 0          # epochs completed
-        self.step = 0           # optimiser steps taken by the current model lineage
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimiser steps taken by the current model lineage
         self.branch = "main"
         self.parent_ckpt: str | None = None
         self.paused = False
         self.pause_reason = ""
         self.stop_requested = False
-        self.stop_reason: str | None = None           # why the run stopped early (the stop command's reason)
-        self.stop_cause: str | None = None            # "command" | "nonfinite" | "signal"
-        self._signal_stop: str | None = None          # set by a signal handler (only an assignment there)
+        self.stop_reason: str | None = None  # why the run stopped early (the stop command's reason)
+        self.stop_cause: str | None = None  # "command" | "nonfinite" | "signal"
+        self._signal_stop: str | None = None  # set by a signal handler (only an assignment there)
         self._signal_sent = False
         self.finished = False
         self.last_metrics: dict[str, Any] = {}
         self.edits_applied = 0
-        self.schedule: list[Command] = []             # journaled commands re-applied at their (branch, step)
-        self.replaying = False                        # exact replay: no scheduled pauses, no pause handler
-        self.translate_uuid: dict[str, str] = {}      # replay: original checkpoint uuid -> this run's
-        self.source_dir = self.run_dir                # where re-applied commands find the run's stored files
+        self.schedule: list[Command] = []  # journaled commands re-applied at their (branch, step)
+        self.replaying = False  # exact replay: no scheduled pauses, no pause handler
+        self.translate_uuid: dict[str, str] = {}  # replay: original checkpoint uuid -> this run's
+        self.source_dir = self.run_dir  # where re-applied commands find the run's stored files
         self._completed_pauses: set[tuple[str, int]] = set()
         self._pause_done: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self._ep: EpochProgress | None = None
@@ -235,9 +263,17 @@ class TrainingSession:
         extra: dict[str, Any] = {"split": split} if split else {}
         if cleaned:
             extra["removed_temp_files"] = cleaned
-        self.journal.write("run_started", config=self.config.to_json(), device=str(self.device),
-                           torch=torch.__version__, n_train=int(self.n_train), view_size=len(self.view_idx),
-                           threads=torch.get_num_threads(), inputs=input_hashes(self.run_dir), **extra)
+        self.journal.write(
+            "run_started",
+            config=self.config.to_json(),
+            device=str(self.device),
+            torch=torch.__version__,
+            n_train=int(self.n_train),
+            view_size=len(self.view_idx),
+            threads=torch.get_num_threads(),
+            inputs=input_hashes(self.run_dir),
+            **extra,
+        )
 
     def close(self) -> None:
         """Release the run folder (the run's end does this; call it for a session that is never run)."""
@@ -322,8 +358,9 @@ class TrainingSession:
         assert cfg.lr is not None and cfg.momentum is not None and cfg.weight_decay is not None  # resolved()
         params = [p for p in self.model.parameters()]
         if cfg.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                                   nesterov=cfg.momentum > 0)
+            return torch.optim.SGD(
+                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0
+            )
         cap = self.device.type == "cuda" and self.use_compile  # CUDA-graph capture of the step needs it
         if cfg.optimizer == "adam":
             return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, capturable=cap)
@@ -340,9 +377,11 @@ class TrainingSession:
     def submit(self, command: Any, args: Any = None, source: str = "user", uuid: str | None = None) -> Command:
         """Queue a command from any thread. A malformed one fails at once with its reason; state is untouched.
         ``uuid``: the client's own id (network clients), echoed on every status change."""
-        cmd = Command(command=command if isinstance(command, str) else repr(command)[:200],
-                      args=args if isinstance(args, dict) else ({} if args is None else {"_invalid": repr(args)[:200]}),
-                      source=source)
+        cmd = Command(
+            command=command if isinstance(command, str) else repr(command)[:200],
+            args=args if isinstance(args, dict) else ({} if args is None else {"_invalid": repr(args)[:200]}),
+            source=source,
+        )
         if uuid is not None:
             cmd.uuid = str(uuid)[:64]
         self._set_status(cmd, "requested")
@@ -362,8 +401,14 @@ class TrainingSession:
         self._queue.put(cmd)
         return cmd
 
-    def _set_status(self, cmd: Command, status: str, reason: str | None = None,
-                    result: dict[str, Any] | None = None, args_changed: bool = False) -> None:
+    def _set_status(
+        self,
+        cmd: Command,
+        status: str,
+        reason: str | None = None,
+        result: dict[str, Any] | None = None,
+        args_changed: bool = False,
+    ) -> None:
         """Record a status change. The journal gets the arguments on 'requested' (as sent) and again on
         'pending' only when validation changed them (``args_changed``); events always carry them."""
         with self._lock:
@@ -403,8 +448,9 @@ class TrainingSession:
         else:
             if cmd.command == "stop_training":
                 self.stop_reason = str(cmd.args.get("reason") or "stop requested")
-                self.stop_cause = "nonfinite" if self._nonfinite else ("signal" if cmd.source == "signal"
-                                                                        else "command")
+                self.stop_cause = (
+                    "nonfinite" if self._nonfinite else ("signal" if cmd.source == "signal" else "command")
+                )
             self._set_status(cmd, "success", result=result or {})
         return True
 
@@ -441,10 +487,14 @@ class TrainingSession:
             result = cmd.result if isinstance(cmd.result, dict) else {}
             if cmd.command == "load_checkpoint" and args.get("uuid") in self.translate_uuid:
                 args["uuid"] = self.translate_uuid[args["uuid"]]
-            if cmd.command == "update_dataset" and args.get("action") == "add" \
-                    and isinstance(result.get("stored"), str):
+            if (
+                cmd.command == "update_dataset"
+                and args.get("action") == "add"
+                and isinstance(result.get("stored"), str)
+            ):
                 # the run's own copy, checked against its hash, never the path as it was given
                 from .dataset_updates import stored_path
+
                 try:
                     args["path"] = str(stored_path(self.source_dir, result["stored"]))
                 except CommandError as e:
@@ -455,8 +505,11 @@ class TrainingSession:
             self._apply(new, True)
             if new.status != "success":  # what succeeded once must succeed again, or the run is not the same
                 raise ResumeFailed(f"re-applying {cmd.command} (step {cmd.step}, {cmd.branch}) failed: {new.reason}")
-            if cmd.command == "load_checkpoint" and isinstance(result.get("branch"), str) \
-                    and self.branch != result["branch"]:
+            if (
+                cmd.command == "load_checkpoint"
+                and isinstance(result.get("branch"), str)
+                and self.branch != result["branch"]
+            ):
                 # a resume knows the branch names of the crashed segment: keep the original name
                 self.known_branches.discard(self.branch)
                 self.branch = result["branch"]
@@ -470,8 +523,12 @@ class TrainingSession:
     def _pause(self, reason: str) -> None:
         self.paused = True
         self.pause_reason = reason
-        info = PauseInfo(epoch=self.epoch + 1, step=self.step, reason=reason,
-                         done=self._pause_done.pop((self.branch, self.epoch + 1), []))
+        info = PauseInfo(
+            epoch=self.epoch + 1,
+            step=self.step,
+            reason=reason,
+            done=self._pause_done.pop((self.branch, self.epoch + 1), []),
+        )
         self.journal.write("paused", epoch=info.epoch, step=self.step, branch=self.branch, reason=reason)
         self.events.emit("paused", epoch=info.epoch, step=self.step, reason=reason, branch=self.branch)
         if self.schedule:
@@ -504,8 +561,9 @@ class TrainingSession:
         bs = self.config.batch_size
         assert bs is not None  # resolved()
         n_steps = max(1, order.numel() // bs)
-        return EpochProgress(order=order, pos=0, n_steps=n_steps,
-                             totals=torch.zeros(len(STEP_STATS), dtype=torch.float64))
+        return EpochProgress(
+            order=order, pos=0, n_steps=n_steps, totals=torch.zeros(len(STEP_STATS), dtype=torch.float64)
+        )
 
     def _flush_stats(self) -> torch.Tensor | None:
         """Move the pending per-step stats off the device in one sync and add them to the epoch totals."""
@@ -535,7 +593,7 @@ class TrainingSession:
             if self.stop_requested:
                 return None
             t0 = time.perf_counter()
-            idx = order[ep.pos * bs:(ep.pos + 1) * bs]
+            idx = order[ep.pos * bs : (ep.pos + 1) * bs]
             self._pending.append(self._train_step(idx))
             self.step += 1
             ep.pos += 1
@@ -545,15 +603,25 @@ class TrainingSession:
                 assert stats is not None  # a step was just added
                 ep.seconds += time.perf_counter() - t0
                 last = stats[-1]
-                self.events.emit("step", epoch=self.epoch + 1, step=self.step, steps_in_epoch=ep.n_steps,
-                                 index_in_epoch=ep.pos, loss=float(last[0]), grad_norm=float(last[7]),
-                                 images_per_s=ep.seen / max(ep.seconds, 1e-9),
-                                 lr=self.optimizer.param_groups[0]["lr"], grad_norms=stats[:, 7].tolist())
+                self.events.emit(
+                    "step",
+                    epoch=self.epoch + 1,
+                    step=self.step,
+                    steps_in_epoch=ep.n_steps,
+                    index_in_epoch=ep.pos,
+                    loss=float(last[0]),
+                    grad_norm=float(last[7]),
+                    images_per_s=ep.seen / max(ep.seconds, 1e-9),
+                    lr=self.optimizer.param_groups[0]["lr"],
+                    grad_norms=stats[:, 7].tolist(),
+                )
                 if not torch.isfinite(stats[:, :8]).all():
                     self._nonfinite = True
                     self.paused = True
-                    self.pause_reason = (f"the loss or gradient became non-finite (NaN or inf) by step {self.step}; "
-                                         "lower the learning rate, clip gradients or load a checkpoint")
+                    self.pause_reason = (
+                        f"the loss or gradient became non-finite (NaN or inf) by step {self.step}; "
+                        "lower the learning rate, clip gradients or load a checkpoint"
+                    )
                     self.events.emit("log", level="error", message=self.pause_reason)
             else:
                 ep.seconds += time.perf_counter() - t0
@@ -567,8 +635,9 @@ class TrainingSession:
     # ------------------------------------------------------------------ evaluation and views
 
     @torch.no_grad()
-    def _forward_all(self, x: torch.Tensor, batch: int = 1024, batch_stats: bool = False
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward_all(
+        self, x: torch.Tensor, batch: int = 1024, batch_stats: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and features of ``x`` without dropout. With ``batch_stats``, batch norm normalises with each
         chunk's own statistics, as in a training step (running statistics are left untouched)."""
         was = self.model.training
@@ -577,8 +646,9 @@ class TrainingSession:
         if batch_stats:
             for m in self.model.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    saved.append((m, m.momentum, m.num_batches_tracked.clone()
-                                  if m.num_batches_tracked is not None else None))
+                    saved.append(
+                        (m, m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
+                    )
                     m.train()
                     m.momentum = 0.0
         n = x.shape[0]
@@ -588,7 +658,7 @@ class TrainingSession:
         try:
             for i in range(0, n, size):
                 with self.autocast:
-                    lo, fe = self.model(self._prep(x[i:i + size], augment=False))
+                    lo, fe = self.model(self._prep(x[i : i + size], augment=False))
                 logits.append(lo.float())
                 feats.append(fe.float())
         finally:
@@ -607,11 +677,13 @@ class TrainingSession:
         logits, _ = self._forward_all(x)
         pred = logits.argmax(dim=1)
         conf = torch.bincount(y * k + pred, minlength=k * k).view(k, k).cpu()
-        per_class = (conf.diag().double() / conf.sum(dim=1).clamp(min=1).double())
-        return {f"{split}_accuracy": float((pred == y).float().mean()),
-                f"{split}_loss": float(F.cross_entropy(logits, y)),
-                f"{split}_per_class_accuracy": per_class.tolist(),
-                f"{split}_confusion": conf.tolist()}
+        per_class = conf.diag().double() / conf.sum(dim=1).clamp(min=1).double()
+        return {
+            f"{split}_accuracy": float((pred == y).float().mean()),
+            f"{split}_loss": float(F.cross_entropy(logits, y)),
+            f"{split}_per_class_accuracy": per_class.tolist(),
+            f"{split}_confusion": conf.tolist(),
+        }
 
     def view_features(self) -> tuple[np.ndarray, np.ndarray]:
         """Penultimate features of the view set as the training step sees them, and the model's predictions.
@@ -638,9 +710,16 @@ class TrainingSession:
         if self.projection is None:
             return None
         _, preds, z = points or self.view_points()
-        snap = {"epoch": self.epoch, "step": self.step, "branch": self.branch, "z": z.astype(np.float32),
-                "labels": self.view_labels, "preds": preds, "kind": kind,
-                "layout": None if self.layout is None else self.layout.to_json()}
+        snap = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "branch": self.branch,
+            "z": z.astype(np.float32),
+            "labels": self.view_labels,
+            "preds": preds,
+            "kind": kind,
+            "layout": None if self.layout is None else self.layout.to_json(),
+        }
         if self.layout is not None:
             now = layout_from_points(z, self.view_labels, self.data.num_classes)
             snap["target_distance"] = np.linalg.norm(now.centers - self.layout.centers, axis=1).tolist()
@@ -660,40 +739,54 @@ class TrainingSession:
 
     def fit_projection(self, method: str | None = None) -> Projection:
         feats, _ = self.view_features()
-        self.projection = fit_projection(feats, self.view_labels,
-                                         method or self.config.projection,  # type: ignore[arg-type]  # checked
-                                         epoch=self.epoch).to(self.device)
+        self.projection = fit_projection(
+            feats,
+            self.view_labels,
+            method or self.config.projection,  # type: ignore[arg-type]  # checked
+            epoch=self.epoch,
+        ).to(self.device)
         self.snapshots.write_projection(self.projection)
-        self.journal.write("projection_fitted", method=self.projection.method, epoch=self.epoch, step=self.step,
-                           branch=self.branch)
+        self.journal.write(
+            "projection_fitted", method=self.projection.method, epoch=self.epoch, step=self.step, branch=self.branch
+        )
         return self.projection
 
     def commit_layout(self, layout: TargetLayout | None) -> None:
         self.layout = layout
-        self.targets = None if layout is None else layout.to_tensors(
-            self.view_idx, self.n_train, self.device, self.weights)
+        self.targets = (
+            None if layout is None else layout.to_tensors(self.view_idx, self.n_train, self.device, self.weights)
+        )
 
     # ------------------------------------------------------------------ checkpoints
 
     def checkpoint_state(self) -> dict[str, Any]:
         self._flush_stats()
         state = {
-            "format": "hill-app/1", "model_name": self.config.model, "dataset": self.config.dataset,
-            "num_classes": self.data.num_classes, "input_shape": list(self.data.input_shape),
+            "format": "hill-app/1",
+            "model_name": self.config.model,
+            "dataset": self.config.dataset,
+            "num_classes": self.data.num_classes,
+            "input_shape": list(self.data.input_shape),
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "projection": None if self.projection is None else self.projection.state_dict(),
             "layout_json": None if self.layout is None else json.dumps(self.layout.to_json()),
-            "alpha": self.alpha, "lam": self.lam, "grad_clip": self.grad_clip,
-            "epoch": self.epoch, "step": self.step, "branch": self.branch,
-            "rng_cpu": torch.get_rng_state(), "rng_gen": self.gen.get_state(),
+            "alpha": self.alpha,
+            "lam": self.lam,
+            "grad_clip": self.grad_clip,
+            "epoch": self.epoch,
+            "step": self.step,
+            "branch": self.branch,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_gen": self.gen.get_state(),
             "active": self.active.clone(),
             "class_weights": self.class_weights,
             "frozen": [n for n, p in self.model.named_parameters() if not p.requires_grad],
             "epoch_progress": None if self._ep is None else self._ep.to_state(),
             "added_files": list(self.added_files),
-            "edits_applied": self.edits_applied, "wall_seconds": self._wall + self._segment_seconds(),
-            "journal_seq": self.journal.seq,   # the records before this checkpoint: a resume needs them all
+            "edits_applied": self.edits_applied,
+            "wall_seconds": self._wall + self._segment_seconds(),
+            "journal_seq": self.journal.seq,  # the records before this checkpoint: a resume needs them all
         }
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
@@ -701,10 +794,16 @@ class TrainingSession:
 
     def save_checkpoint(self, note: str = "") -> dict[str, Any]:
         state = self.checkpoint_state()
-        node = self.tree.add(state, branch=self.branch, parent=self.parent_ckpt,
-                             step=self.step, epoch=self.epoch,
-                             metrics={k: v for k, v in self.last_metrics.items() if isinstance(v, (int, float))},
-                             note=note, journal_seq=state["journal_seq"])
+        node = self.tree.add(
+            state,
+            branch=self.branch,
+            parent=self.parent_ckpt,
+            step=self.step,
+            epoch=self.epoch,
+            metrics={k: v for k, v in self.last_metrics.items() if isinstance(v, (int, float))},
+            note=note,
+            journal_seq=state["journal_seq"],
+        )
         self.parent_ckpt = node["uuid"]
         self.journal.write("checkpoint", **node)
         self.events.emit("checkpoint", **node)
@@ -713,12 +812,17 @@ class TrainingSession:
     def restore_state(self, state: dict[str, Any]) -> None:
         """Load a checkpoint's state into this session (same model and data set, else CheckpointError)."""
         from .checkpoints import CheckpointError
-        if state.get("model_name") != self.config.model or state.get("num_classes") != self.data.num_classes \
-                or list(state.get("input_shape", [])) != list(self.data.input_shape):
+
+        if (
+            state.get("model_name") != self.config.model
+            or state.get("num_classes") != self.data.num_classes
+            or list(state.get("input_shape", [])) != list(self.data.input_shape)
+        ):
             raise CheckpointError(
                 f"checkpoint is for model {state.get('model_name')!r} with {state.get('num_classes')} classes and "
                 f"input {state.get('input_shape')}; this run has {self.config.model!r}, "
-                f"{self.data.num_classes} classes, input {list(self.data.input_shape)}")
+                f"{self.data.num_classes} classes, input {list(self.data.input_shape)}"
+            )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -727,10 +831,12 @@ class TrainingSession:
         frozen = set(state.get("frozen", []))
         for n, p in self.model.named_parameters():
             p.requires_grad_(n not in frozen)
-        self.projection = None if state["projection"] is None else \
-            Projection.from_state_dict(state["projection"]).to(self.device)
-        self.commit_layout(None if state["layout_json"] is None else TargetLayout.from_json(
-            json.loads(state["layout_json"])))
+        self.projection = (
+            None if state["projection"] is None else Projection.from_state_dict(state["projection"]).to(self.device)
+        )
+        self.commit_layout(
+            None if state["layout_json"] is None else TargetLayout.from_json(json.loads(state["layout_json"]))
+        )
         self.alpha, self.lam, self.grad_clip = state["alpha"], state["lam"], state["grad_clip"]
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         torch.set_rng_state(state["rng_cpu"])
@@ -738,6 +844,7 @@ class TrainingSession:
         if "rng_cuda" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         from .dataset_updates import sync_added_files
+
         sync_added_files(self, list(state.get("added_files", [])))
         self.active = state["active"].clone()
         self.class_weights = state["class_weights"]
@@ -749,6 +856,7 @@ class TrainingSession:
         """The newest checkpoint that loads and fits (a missing, truncated or corrupt newer one is skipped, and
         said so), restored into this session. None when the run has no checkpoint yet."""
         from .checkpoints import CheckpointError
+
         notes: list[str] = []
         jpath = self.run_dir / "journal.jsonl"
         for node in reversed(plan.tree.nodes):
@@ -757,19 +865,29 @@ class TrainingSession:
                 check_journal_length(jpath, len(plan.records), state.get("journal_seq"), node["uuid"])
                 self.restore_state(state)
             except (CheckpointError, CommandError) as e:
-                notes.append(f"checkpoint {node['uuid'][:8]} (epoch {node.get('epoch')}, step {node.get('step')}) "
-                             f"cannot be used: {e}")
+                notes.append(
+                    f"checkpoint {node['uuid'][:8]} (epoch {node.get('epoch')}, step {node.get('step')}) "
+                    f"cannot be used: {e}"
+                )
                 continue
             if notes:
                 notes[-1] += f"; resuming from the newest one that loads, {node['uuid'][:8]} (epoch {node['epoch']})"
             return state, node, notes
         if plan.tree.nodes:
-            raise CheckpointError(f"{self.tree.folder}: none of the run's {len(plan.tree.nodes)} checkpoints can be "
-                                  f"loaded ({notes[0]}); the run cannot be continued")
+            raise CheckpointError(
+                f"{self.tree.folder}: none of the run's {len(plan.tree.nodes)} checkpoints can be "
+                f"loaded ({notes[0]}); the run cannot be continued"
+            )
         return None, None, notes
 
-    def _resume_from(self, plan: ResumePlan, state: dict[str, Any] | None, node: dict[str, Any] | None,
-                     notes: list[str], cleaned: list[str]) -> None:
+    def _resume_from(
+        self,
+        plan: ResumePlan,
+        state: dict[str, Any] | None,
+        node: dict[str, Any] | None,
+        notes: list[str],
+        cleaned: list[str],
+    ) -> None:
         """Continue after a crash: from the checkpoint restored by :meth:`_pick_checkpoint`, re-apply at their
         steps the commands that took effect after it, so the run goes on exactly as it would have. With no
         checkpoint yet, start over from the seed and re-apply everything."""
@@ -780,13 +898,15 @@ class TrainingSession:
             self._wall = float(state.get("wall_seconds", 0.0))
         self.known_branches |= {r["branch"] for r in records if isinstance(r.get("branch"), str)}
         seq = None if state is None else state.get("journal_seq", node.get("journal_seq") if node else None)
-        self.schedule = effective_commands(records, after_checkpoint=node["uuid"] if node else None,
-                                           after_seq=seq if node else 0)
+        self.schedule = effective_commands(
+            records, after_checkpoint=node["uuid"] if node else None, after_seq=seq if node else 0
+        )
         self._completed_pauses = completed_pauses(records)
         self._paused_for = set(self._completed_pauses)
         self._pause_done = interrupted_pauses(records)
-        if node is not None and not any(r.get("type") == "checkpoint" and r.get("uuid") == node["uuid"]
-                                        for r in records):
+        if node is not None and not any(
+            r.get("type") == "checkpoint" and r.get("uuid") == node["uuid"] for r in records
+        ):
             # killed between the checkpoint file and its journal record: the record is written now, in place
             self.journal.write("checkpoint", **node)
         for n in notes:
@@ -794,9 +914,16 @@ class TrainingSession:
         extra: dict[str, Any] = {"notes": notes} if notes else {}
         if cleaned:
             extra["removed_temp_files"] = cleaned
-        self.journal.write("resumed_after_crash", checkpoint=node["uuid"] if node else None,
-                           journal_seq=seq if node else 0, epoch=self.epoch, step=self.step, branch=self.branch,
-                           reapply=len(self.schedule), **extra)
+        self.journal.write(
+            "resumed_after_crash",
+            checkpoint=node["uuid"] if node else None,
+            journal_seq=seq if node else 0,
+            epoch=self.epoch,
+            step=self.step,
+            branch=self.branch,
+            reapply=len(self.schedule),
+            **extra,
+        )
 
     # ------------------------------------------------------------------ the run
 
@@ -828,8 +955,12 @@ class TrainingSession:
                 self._process_commands(at_epoch_boundary=True)
                 if self.stop_requested:  # e.g. a signal at the epoch boundary: no pause to enter
                     break
-                if self._ep is None and nxt in self.config.pause_at and not self.replaying \
-                        and (self.branch, nxt) not in self._paused_for:
+                if (
+                    self._ep is None
+                    and nxt in self.config.pause_at
+                    and not self.replaying
+                    and (self.branch, nxt) not in self._paused_for
+                ):
                     self._paused_for.add((self.branch, nxt))
                     self.paused = True
                     self.pause_reason = f"scheduled pause before epoch {nxt}"
@@ -850,8 +981,14 @@ class TrainingSession:
             self.error_recorded = False
             try:  # a full disk may refuse this record too: the original error is the one to report
                 if not self.journal.closed:
-                    self.journal.write("error", message=msg, epoch=self.epoch, step=self.step, branch=self.branch,
-                                       traceback=traceback.format_exc())
+                    self.journal.write(
+                        "error",
+                        message=msg,
+                        epoch=self.epoch,
+                        step=self.step,
+                        branch=self.branch,
+                        traceback=traceback.format_exc(),
+                    )
                     self.error_recorded = True
             except OSError:
                 pass
@@ -873,22 +1010,37 @@ class TrainingSession:
         node = self.save_checkpoint(note="final")
         stop = None
         if self.stop_requested:
-            stop = {"cause": self.stop_cause or "command", "reason": self.stop_reason or "stop requested",
-                    "epoch": self.epoch + 1 if self.epoch < self.config.epochs else self.epoch, "step": self.step,
-                    "branch": self.branch}
+            stop = {
+                "cause": self.stop_cause or "command",
+                "reason": self.stop_reason or "stop requested",
+                "epoch": self.epoch + 1 if self.epoch < self.config.epochs else self.epoch,
+                "step": self.step,
+                "branch": self.branch,
+            }
             self.journal.write("stopped", checkpoint=node["uuid"], **stop)
         test = self.evaluate("test")
         val = self.evaluate("val")
         summary = {
-            "test_accuracy": test["test_accuracy"], "val_accuracy": val["val_accuracy"],
+            "test_accuracy": test["test_accuracy"],
+            "val_accuracy": val["val_accuracy"],
             "test_per_class_accuracy": test.get("test_per_class_accuracy"),
-            "epochs": self.epoch, "steps": self.step, "edits_applied": self.edits_applied,
-            "wall_seconds": self._wall, "stopped_early": self.epoch < self.config.epochs,
-            "branch": self.branch, "device": str(self.device), "seed": self.config.seed,
-            "alpha": self.alpha, "lam": self.lam, "dataset": self.config.dataset, "model": self.config.model,
-            "events_dropped": self.events.dropped, "stop": stop,
+            "epochs": self.epoch,
+            "steps": self.step,
+            "edits_applied": self.edits_applied,
+            "wall_seconds": self._wall,
+            "stopped_early": self.epoch < self.config.epochs,
+            "branch": self.branch,
+            "device": str(self.device),
+            "seed": self.config.seed,
+            "alpha": self.alpha,
+            "lam": self.lam,
+            "dataset": self.config.dataset,
+            "model": self.config.model,
+            "events_dropped": self.events.dropped,
+            "stop": stop,
         }
         from .files import atomic_write_text
+
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         self.journal.write("finished", **{k: v for k, v in summary.items() if k != "test_per_class_accuracy"})
         self.events.emit("finished", **summary)
@@ -904,10 +1056,13 @@ class TrainingSession:
     def apply_edits_to_current(self, edits: list[dict], points: ViewPoints | None = None) -> TargetLayout:
         """Validate edits and build the teacher layout they describe, on the model as it stands now."""
         from hill_app.losses import validate_edit
+
         if self.projection is None:
             raise CommandError("no projection yet: edits are possible once epoch 1 has run")
         if not isinstance(edits, list):
             raise CommandError("set_latent_targets: 'edits' must be a list of edit objects")
-        clean = [validate_edit(e, self.data.num_classes, len(self.view_idx), where=f"edits[{i}]")
-                 for i, e in enumerate(edits)]
+        clean = [
+            validate_edit(e, self.data.num_classes, len(self.view_idx), where=f"edits[{i}]")
+            for i, e in enumerate(edits)
+        ]
         return apply_edits(self.current_layout(points), clean)

@@ -10,6 +10,7 @@ Layout (all under the file root):
   attrs of each snapshot: epoch, step, branch, kind ('pause' | 'final' | ...), time
 HDF5 is not safe against a kill mid-write, so each write goes to a copy that is renamed into place.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,10 @@ class SnapshotStore:
                 f = h5py.File(tmp, "a")
             except OSError as e:
                 if self.path.exists() and not h5py.is_hdf5(self.path):
-                    raise SnapshotError(f"{self.path}: not a readable HDF5 snapshot file; move it aside to go on "
-                                        "without the earlier snapshots") from None
+                    raise SnapshotError(
+                        f"{self.path}: not a readable HDF5 snapshot file; move it aside to go on "
+                        "without the earlier snapshots"
+                    ) from None
                 raise OSError(e.errno, str(e).splitlines()[0][:200], str(self.path)) from None
             with f:
                 fn(f)
@@ -71,6 +74,7 @@ class SnapshotStore:
             g.create_dataset("bias", data=projection.bias.detach().cpu().numpy())
             g.attrs["method"] = projection.method
             g.attrs["fitted_epoch"] = projection.fitted_epoch
+
         self._write(fn)
 
     def write_snapshot(self, snap: dict[str, Any], view_indices: np.ndarray) -> str:
@@ -92,6 +96,7 @@ class SnapshotStore:
             for k in ("epoch", "step", "branch", "kind"):
                 g.attrs[k] = snap[k]
             g.attrs["time"] = time.time()
+
         self._write(fn)
         return name
 

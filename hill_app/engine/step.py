@@ -3,6 +3,7 @@ session knowing. It trains on :func:`hill_app.losses.hill_loss`, the loss the te
 tensor per step so the loop syncs once per report. The ways to run it and why: docs/architecture.md
 ("The training step") and docs/speed.md.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,7 +29,7 @@ class StepInputs(Protocol):
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     use_compile: bool
-    targets: Any                       # the committed layout's tensors (hill_app.losses), or None
+    targets: Any  # the committed layout's tensors (hill_app.losses), or None
     projection: Projection | None
     weights: LossWeights
     grad_clip: float | None
@@ -39,6 +40,7 @@ class StepInputs(Protocol):
     @property
     def autocast(self) -> Any: ...
 
+
 # order of the values in the stats tensor a step returns
 STEP_STATS = ("loss", "ce", "center", "spread", "sep", "point", "scale", "grad_norm", "correct")
 
@@ -46,12 +48,12 @@ STEP_STATS = ("loss", "ce", "center", "spread", "sep", "point", "scale", "grad_n
 @dataclass
 class _Captured:
     key: tuple
-    graph: Any              # torch.cuda.CUDAGraph
-    x: torch.Tensor         # static inputs the batch is copied into
+    graph: Any  # torch.cuda.CUDAGraph
+    x: torch.Tensor  # static inputs the batch is copied into
     y: torch.Tensor
     idx: torch.Tensor
-    out: torch.Tensor       # static stats, overwritten by every replay
-    refs: tuple             # objects whose id() is in the key: held so that no id can be reused
+    out: torch.Tensor  # static stats, overwritten by every replay
+    refs: tuple  # objects whose id() is in the key: held so that no id can be reused
 
 
 def _hp(v: Any) -> Any:
@@ -77,14 +79,14 @@ class TrainStep:
     the optimiser applies are scaled so their norm is at most ``grad_clip``.
     """
 
-    warmup_steps = 3        # ordinary steps after any change before a (re)capture
+    warmup_steps = 3  # ordinary steps after any change before a (re)capture
 
     def __init__(self, inputs: StepInputs):
         self.s = inputs
-        self.cuda_graphs: bool | None = None      # None: on for CUDA when config.compile is set
+        self.cuda_graphs: bool | None = None  # None: on for CUDA when config.compile is set
         self.compile_options: dict[str, Any] = {}  # passed to torch.compile (tests use backend='eager')
-        self.compile_model: bool | None = None      # also compile the model's forward; None: on CUDA when compiling
-        self.graph_loss: bool | None = None         # None: on CUDA, graph the HILL loss when the step runs eager
+        self.compile_model: bool | None = None  # also compile the model's forward; None: on CUDA when compiling
+        self.graph_loss: bool | None = None  # None: on CUDA, graph the HILL loss when the step runs eager
         self._graphed_loss: GraphedHillLoss | None = None
         self._graphed_loss_error: str | None = None
         self._fwd_c: Callable | None = None
@@ -95,7 +97,7 @@ class TrainStep:
         self._replays = 0
         self._warm_needed = self.warmup_steps
         self._graph_error: str | None = None
-        self._side: Any = None                      # torch.cuda.Stream for warm-up and capture
+        self._side: Any = None  # torch.cuda.Stream for warm-up and capture
         self.captures = 0
         self._scalars: dict[str, tuple[float, torch.Tensor, torch.device]] = {}
 
@@ -169,8 +171,13 @@ class TrainStep:
     def _loss_graphable(self) -> bool:
         s = self.s
         on = self.graph_loss if self.graph_loss is not None else True
-        return (on and s.device.type == "cuda" and not s.use_compile and self._graphed_loss_error is None
-                and not torch.cuda.is_current_stream_capturing())
+        return (
+            on
+            and s.device.type == "cuda"
+            and not s.use_compile
+            and self._graphed_loss_error is None
+            and not torch.cuda.is_current_stream_capturing()
+        )
 
     # ---------------------------------------------------------------- the step itself
 
@@ -178,8 +185,17 @@ class TrainStep:
         with self.s.autocast:
             return self.s.model(x)
 
-    def _loss(self, logits: torch.Tensor, feats: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, hill: bool,
-              alpha: torch.Tensor, lam: torch.Tensor, ce_weight: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(
+        self,
+        logits: torch.Tensor,
+        feats: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        hill: bool,
+        alpha: torch.Tensor,
+        lam: torch.Tensor,
+        ce_weight: str,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss (:func:`hill_app.losses.hill_loss`, the one the tests pin) and the stats without the grad
         norm: loss, ce, 5 terms, correct."""
         s = self.s
@@ -188,15 +204,33 @@ class TrainStep:
         elif hill:
             pr = s.projection
             assert pr is not None  # fitted before there are targets
-            loss, terms = hill_loss(logits, feats, y, idx, s.targets, alpha, lam, weights=s.weights,
-                                    ce_weight=ce_weight, project=(pr.weight, pr.bias))
+            loss, terms = hill_loss(
+                logits,
+                feats,
+                y,
+                idx,
+                s.targets,
+                alpha,
+                lam,
+                weights=s.weights,
+                ce_weight=ce_weight,
+                project=(pr.weight, pr.bias),
+            )
         else:
             loss, terms = hill_loss(logits, None, y, idx, None, alpha, lam)
         correct = (logits.argmax(dim=1) == y).sum().float()
         return loss, torch.cat([loss.detach().view(1), terms, correct.view(1)])
 
-    def _graphed(self, logits: torch.Tensor, feats: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
-                 alpha: torch.Tensor, lam: torch.Tensor, ce_weight: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _graphed(
+        self,
+        logits: torch.Tensor,
+        feats: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        alpha: torch.Tensor,
+        lam: torch.Tensor,
+        ce_weight: str,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The HILL loss replayed from a CUDA graph (eager CUDA steps); on a failed capture, say so once and go
         on with the ordinary path."""
         s = self.s
@@ -214,12 +248,25 @@ class TrainStep:
                 torch.cuda.synchronize(s.device)
             except RuntimeError as sync_error:
                 self._graphed_loss_error += f"; then {sync_error}"
-            s.events.emit("log", level="warning", message=f"CUDA graph of the HILL loss failed; training on "
-                                                          f"without it ({self._graphed_loss_error})")
+            s.events.emit(
+                "log",
+                level="warning",
+                message=f"CUDA graph of the HILL loss failed; training on without it ({self._graphed_loss_error})",
+            )
             return hill_loss(logits, feats, y, idx, s.targets, alpha, lam, **args)
 
-    def _body(self, fwd: Callable, lossfn: Callable, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
-              hill: bool, alpha: torch.Tensor, lam: torch.Tensor, ce_weight: str) -> torch.Tensor:
+    def _body(
+        self,
+        fwd: Callable,
+        lossfn: Callable,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        hill: bool,
+        alpha: torch.Tensor,
+        lam: torch.Tensor,
+        ce_weight: str,
+    ) -> torch.Tensor:
         s = self.s
         logits, feats = fwd(x)
         loss, head = lossfn(logits, feats, y, idx, hill, alpha, lam, ce_weight)
@@ -237,8 +284,16 @@ class TrainStep:
 
     # ---------------------------------------------------------------- CUDA graphs
 
-    def _graph_key(self, hill: bool, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
-                   alpha: torch.Tensor, lam: torch.Tensor, ce_weight: str) -> tuple[tuple, tuple]:
+    def _graph_key(
+        self,
+        hill: bool,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        alpha: torch.Tensor,
+        lam: torch.Tensor,
+        ce_weight: str,
+    ) -> tuple[tuple, tuple]:
         """Everything a captured step baked in; ``refs`` are the objects named by id()."""
         s = self.s
         opt = s.optimizer
@@ -252,21 +307,55 @@ class TrainStep:
             else:
                 state.append(None)
         key = [
-            hill, ce_weight, bool(s.use_compile), self.model_compiled, s.model.training, s.grad_clip,
-            tuple(x.shape), x.stride(), x.dtype, tuple(y.shape), y.dtype, tuple(idx.shape), idx.dtype,
-            id(s.model), id(opt), hps, tuple(state),
-            tuple(p.data_ptr() for p in params), tuple(p.requires_grad for p in params),
+            hill,
+            ce_weight,
+            bool(s.use_compile),
+            self.model_compiled,
+            s.model.training,
+            s.grad_clip,
+            tuple(x.shape),
+            x.stride(),
+            x.dtype,
+            tuple(y.shape),
+            y.dtype,
+            tuple(idx.shape),
+            idx.dtype,
+            id(s.model),
+            id(opt),
+            hps,
+            tuple(state),
+            tuple(p.data_ptr() for p in params),
+            tuple(p.requires_grad for p in params),
             tuple(b.data_ptr() for b in s.model.buffers()),
-            alpha.data_ptr(), lam.data_ptr(),
+            alpha.data_ptr(),
+            lam.data_ptr(),
         ]
         refs: tuple = (s.model, opt)
         if hill:
             t, pr, w = s.targets, s.projection, s.weights
             assert pr is not None  # fitted before there are targets
-            key += [id(t), id(pr), (w.center, w.spread, w.sep, w.point),
-                    tuple(v.data_ptr() for v in (t.centers, t.spreads, t.class_mask, t.sep_min, t.point_pos,
-                                                 t.point_mask, t.ref_radius, t.metric)),
-                    pr.weight.data_ptr(), pr.bias.data_ptr(), pr.weight.dtype, pr.weight.device]
+            key += [
+                id(t),
+                id(pr),
+                (w.center, w.spread, w.sep, w.point),
+                tuple(
+                    v.data_ptr()
+                    for v in (
+                        t.centers,
+                        t.spreads,
+                        t.class_mask,
+                        t.sep_min,
+                        t.point_pos,
+                        t.point_mask,
+                        t.ref_radius,
+                        t.metric,
+                    )
+                ),
+                pr.weight.data_ptr(),
+                pr.bias.data_ptr(),
+                pr.weight.dtype,
+                pr.weight.device,
+            ]
             refs += (t, pr)
         return tuple(key), refs
 
@@ -284,9 +373,20 @@ class TrainStep:
         main.wait_stream(side)
         return out
 
-    def _capture(self, key: tuple, refs: tuple, fwd: Callable, lossfn: Callable, x: torch.Tensor,
-                 y: torch.Tensor, idx: torch.Tensor, hill: bool, alpha: torch.Tensor, lam: torch.Tensor,
-                 ce_weight: str) -> None:
+    def _capture(
+        self,
+        key: tuple,
+        refs: tuple,
+        fwd: Callable,
+        lossfn: Callable,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        hill: bool,
+        alpha: torch.Tensor,
+        lam: torch.Tensor,
+        ce_weight: str,
+    ) -> None:
         sx, sy, sidx = x.clone(), y.clone(), idx.clone()  # clone keeps channels_last strides
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=self._side_stream()):
@@ -339,9 +439,11 @@ class TrainStep:
                 torch.cuda.synchronize(s.device)
             except RuntimeError as sync_error:  # the failed capture's own error, already reported above
                 self._graph_error += f"; then {sync_error}"
-            s.events.emit("log", level="warning",
-                          message=f"CUDA graph capture of the train step failed; training on without it "
-                                  f"({self._graph_error})")
+            s.events.emit(
+                "log",
+                level="warning",
+                message=f"CUDA graph capture of the train step failed; training on without it ({self._graph_error})",
+            )
             return self._body(fwd, lossfn, x, y, idx, hill, alpha, lam, cw)
         self._replays = 1
         return self._replay(x, y, idx)

@@ -1,5 +1,6 @@
 """The training split as it trains: one owner for the samples on the CPU and on the device, the active mask and
 the files added while running, so that nothing else keeps tensors in lock-step."""
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,8 @@ class TrainingData:
         self.bundle = bundle
         self.device = device
         self.x, self.y = bundle.train_x.to(device), bundle.train_y.to(device)
-        self.base_n = int(bundle.train_x.shape[0])     # the loaded split, before any added file
-        self.added_files: list[str] = []               # in the order they were added (RUN/added/<sha256>)
+        self.base_n = int(bundle.train_x.shape[0])  # the loaded split, before any added file
+        self.added_files: list[str] = []  # in the order they were added (RUN/added/<sha256>)
         self.active = torch.ones(self.base_n, dtype=torch.bool)
 
     @property

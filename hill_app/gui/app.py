@@ -1,4 +1,5 @@
 """The Qt application, made once for every window of the app (`hill-app`, `hill-app attach`, the study)."""
+
 from __future__ import annotations
 
 import sys
@@ -22,13 +23,15 @@ def make_app(argv: Sequence[str] | None = None, display_name: str = "hill-app") 
 
     app = QApplication.instance()
     if app is not None and not isinstance(app, QApplication):
-        raise AppError("this process already runs a Qt application without widgets (QGuiApplication, e.g. after "
-                       "drawing report figures); open the window in a process of its own")
+        raise AppError(
+            "this process already runs a Qt application without widgets (QGuiApplication, e.g. after "
+            "drawing report figures); open the window in a process of its own"
+        )
     app = app or QApplication([sys.argv[0] if sys.argv else "hill-app", *(argv or [])])
     app.setApplicationName(APPLICATION)
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationDisplayName(display_name)
-    app.setStyle("Fusion")   # the same look on every platform; the window's style sheet builds on it
+    app.setStyle("Fusion")  # the same look on every platform; the window's style sheet builds on it
     font = QFont(app.font())
     if font.pointSizeF() < 10:
         font.setPointSizeF(10)
@@ -41,6 +44,7 @@ def run_gui(argv: Sequence[str] | None = None) -> int:
     """Open the main window, ready to train digits with the default protocol; return the exit code."""
     app = make_app(argv)
     from .main_window import MainWindow
+
     win = MainWindow()
     win.show()
     return int(app.exec())

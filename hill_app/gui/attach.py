@@ -4,6 +4,7 @@ The window does everything it does in process (live metrics, pause, the latent v
 commit, every panel, the checkpoint tree) through :class:`~hill_app.client.remote.RemoteRunClient`. Closing
 the window or File > Detach leaves the job running (or paused); File > Attach follows it again.
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,8 +25,11 @@ class RemoteSamples:
         self.client = client
         self.kind = str(dataset.get("kind", "image"))
         shape = list(dataset.get("input_shape") or [])
-        self.lanes = signal_lanes(dataset.get("channel_names") or None, int(shape[0]) if shape else 0) \
-            if self.kind == "signal" else []
+        self.lanes = (
+            signal_lanes(dataset.get("channel_names") or None, int(shape[0]) if shape else 0)
+            if self.kind == "signal"
+            else []
+        )
         self.size = int(dataset.get("view_size") or 0)
         self._cache: OrderedDict[int, QImage | None] = OrderedDict()
         self._cache_size = cache_size
@@ -55,13 +59,15 @@ def main(target: str, argv: list[str] | None = None) -> int:
     from hill_app.client.remote import RemoteError, RemoteRunClient
 
     from .app import make_app
-    try:   # check the target before opening a window: a wrong URL or token is a one-line error
+
+    try:  # check the target before opening a window: a wrong URL or token is a one-line error
         RemoteRunClient(target, source="window", events=False).close()
     except RemoteError as e:
         print(f"hill-app attach: {e}", file=sys.stderr)
         return 1
     app = make_app(argv)
     from .main_window import MainWindow
+
     win = MainWindow()
     if not win.attach(target):
         box = win.error_box

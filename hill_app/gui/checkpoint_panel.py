@@ -12,6 +12,7 @@ waits for the next epoch boundary while training runs, so it shows "pending" unt
 anyone (a script, an agent) are shown too. Nodes come from "checkpoint" events and from ``tree.json`` (a run
 opened from disk, or one resumed after a crash); a node seen twice is added once.
 """
+
 from __future__ import annotations
 
 import html
@@ -43,7 +44,7 @@ from .history import read_tree_index
 from .results import STATUS_COLOURS
 from .widgets import WrapLabel
 
-SubmitFn = Callable[[str, dict], "str | None"]   # the command's uuid, or None when no run can take it
+SubmitFn = Callable[[str, dict], "str | None"]  # the command's uuid, or None when no run can take it
 
 COLUMNS = ("branch", "epoch", "step", "val acc", "note", "time")
 COL_BRANCH, COL_EPOCH, COL_STEP, COL_VAL, COL_NOTE, COL_TIME = range(len(COLUMNS))
@@ -67,13 +68,13 @@ class CheckpointPanel(QWidget):
         self.nodes: dict[str, dict[str, Any]] = {}
         self.items: dict[str, QTreeWidgetItem] = {}
         self.current_branch = "main"
-        self.forks: dict[str, tuple[str | None, int | None]] = {}   # branch -> (parent branch, fork epoch)
+        self.forks: dict[str, tuple[str | None, int | None]] = {}  # branch -> (parent branch, fork epoch)
         self.active = False
-        self._loads: dict[str, dict[str, Any]] = {}      # load_checkpoint commands in flight, by command uuid
-        self._saves: set[str] = set()                    # save_checkpoint commands this panel sent
-        self.dialog: QInputDialog | None = None          # the open "fork a branch" dialog (tests fill it in)
-        self.last_load: dict[str, Any] | None = None     # the newest load_checkpoint command record seen
-        self._paused_hint = False                        # the run is paused: a load happens at once
+        self._loads: dict[str, dict[str, Any]] = {}  # load_checkpoint commands in flight, by command uuid
+        self._saves: set[str] = set()  # save_checkpoint commands this panel sent
+        self.dialog: QInputDialog | None = None  # the open "fork a branch" dialog (tests fill it in)
+        self.last_load: dict[str, Any] | None = None  # the newest load_checkpoint command record seen
+        self._paused_hint = False  # the run is paused: a load happens at once
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
@@ -97,7 +98,8 @@ class CheckpointPanel(QWidget):
             "QTreeWidget::item { padding: 1px 0; }"
             "QTreeWidget::item:selected { background: #2563eb; color: white; }"
             "QHeaderView::section { background: #f1f3f7; border: none; border-bottom: 1px solid #dfe3ea;"
-            " padding: 3px 4px; color: #4a5568; font-weight: 600; font-size: 8.5pt; }")
+            " padding: 3px 4px; color: #4a5568; font-weight: 600; font-size: 8.5pt; }"
+        )
         head = self.tree.header()
         head.setStretchLastSection(False)
         head.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
@@ -108,8 +110,10 @@ class CheckpointPanel(QWidget):
             self.tree.headerItem().setTextAlignment(col, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.tree.itemSelectionChanged.connect(self._update_buttons)
         self.tree.itemDoubleClicked.connect(lambda *_: self.load_selected())
-        self.empty_hint = QLabel("No checkpoints yet: one is saved before each scheduled pause, at the end, "
-                                 "and whenever you press <b>Save checkpoint</b>.")
+        self.empty_hint = QLabel(
+            "No checkpoints yet: one is saved before each scheduled pause, at the end, "
+            "and whenever you press <b>Save checkpoint</b>."
+        )
         self.empty_hint.setWordWrap(True)
         self.empty_hint.setStyleSheet("color:#9a9a9a; font-size:9pt; padding: 2px 2px")
         lay.addWidget(self.tree, 1)
@@ -129,9 +133,11 @@ class CheckpointPanel(QWidget):
         row = QHBoxLayout()
         self.load_btn = QPushButton("Load / fork from selected\u2026")
         self.load_btn.setObjectName("primary")
-        self.load_btn.setToolTip("load the selected checkpoint and continue training on a new branch from it "
-                                 "(while training runs, at the next epoch boundary); double-click a row does "
-                                 "the same")
+        self.load_btn.setToolTip(
+            "load the selected checkpoint and continue training on a new branch from it "
+            "(while training runs, at the next epoch boundary); double-click a row does "
+            "the same"
+        )
         self.load_btn.clicked.connect(self.load_selected)
         row.addWidget(self.load_btn)
         row.addStretch(1)
@@ -292,8 +298,7 @@ class CheckpointPanel(QWidget):
         if origin and origin[0]:
             text += f" \u00b7 forked from {html.escape(str(origin[0]))} at epoch {origin[1]}"
         nb = len(self.branches())
-        text += (f" \u00b7 {n} checkpoint{'s' if n != 1 else ''}, {nb} branch{'es' if nb != 1 else ''}"
-                 if n else "")
+        text += f" \u00b7 {n} checkpoint{'s' if n != 1 else ''}, {nb} branch{'es' if nb != 1 else ''}" if n else ""
         self.header.setText(text)
         self.empty_hint.setVisible(n == 0)
 
@@ -305,9 +310,11 @@ class CheckpointPanel(QWidget):
         if not self.active:
             self.load_btn.setToolTip("a checkpoint can be loaded while a run is training or paused")
         else:
-            self.load_btn.setToolTip("load the selected checkpoint and continue training on a new branch from it "
-                                     "(while training runs, at the next epoch boundary); double-click a row does "
-                                     "the same")
+            self.load_btn.setToolTip(
+                "load the selected checkpoint and continue training on a new branch from it "
+                "(while training runs, at the next epoch boundary); double-click a row does "
+                "the same"
+            )
 
     # ------------------------------------------------------------------ commands out
 
@@ -330,15 +337,16 @@ class CheckpointPanel(QWidget):
         dlg.setObjectName("forkDialog")
         dlg.setWindowTitle("Load checkpoint into a new branch")
         dlg.setInputMode(QInputDialog.InputMode.TextInput)
-        when = ("now (training is paused)" if self._paused_hint
-                else "at the next epoch boundary")
-        dlg.setLabelText(f"Load checkpoint {node['uuid'][:8]} \u2014 branch {node['branch']}, epoch "
-                         f"{node.get('epoch')}, step {node.get('step')} \u2014 and continue training from it "
-                         f"on a new branch ({when}).\n\nName of the new branch:")
+        when = "now (training is paused)" if self._paused_hint else "at the next epoch boundary"
+        dlg.setLabelText(
+            f"Load checkpoint {node['uuid'][:8]} \u2014 branch {node['branch']}, epoch "
+            f"{node.get('epoch')}, step {node.get('step')} \u2014 and continue training from it "
+            f"on a new branch ({when}).\n\nName of the new branch:"
+        )
         dlg.setTextValue(suggested)
         edit = dlg.findChild(QLineEdit)
         if edit is not None:
-            edit.setMaxLength(64)       # the engine's limit for a branch name
+            edit.setMaxLength(64)  # the engine's limit for a branch name
         dlg.setOkButtonText("Load and fork")
         dlg.resize(460, dlg.sizeHint().height())
         self.dialog = dlg
@@ -373,7 +381,7 @@ class CheckpointPanel(QWidget):
         if cid is None:
             self._show("no run in progress", STATUS_COLOURS["failed"])
             return None
-        if cid not in self._loads:     # the engine's own "requested" may already have come back
+        if cid not in self._loads:  # the engine's own "requested" may already have come back
             self.on_command({"command": "load_checkpoint", "uuid": cid, "status": "requested", "args": args})
         return cid
 
@@ -389,22 +397,31 @@ class CheckpointPanel(QWidget):
                 if st == "failed":
                     self._show_status(st, str(rec.get("reason") or ""))
                 else:
-                    self._show_status(st, f"checkpoint {str(res.get('uuid', ''))[:8]} of {res.get('branch')} at "
-                                          f"epoch {res.get('epoch')}, step {res.get('step')}")
+                    self._show_status(
+                        st,
+                        f"checkpoint {str(res.get('uuid', ''))[:8]} of {res.get('branch')} at "
+                        f"epoch {res.get('epoch')}, step {res.get('step')}",
+                    )
             return True
         if cmd != "load_checkpoint" or not isinstance(uid, str):
             return False
         args = rec.get("args") or {}
         self.last_load = rec
         src = self.nodes.get(str(args.get("uuid")))
-        what = (f"checkpoint {str(args.get('uuid', ''))[:8]}"
-                + (f" ({src['branch']}, epoch {src.get('epoch')})" if src else ""))
+        what = f"checkpoint {str(args.get('uuid', ''))[:8]}" + (
+            f" ({src['branch']}, epoch {src.get('epoch')})" if src else ""
+        )
         if st in ("requested", "pending", "running"):
             self._loads[uid] = rec
-            when = "" if st == "running" else (" \u2014 waits for the next epoch boundary" if not self._paused_hint
-                                               else "")
-            self._show_status("pending" if st != "running" else "running",
-                              f"loading {what} into branch '{args.get('branch_name') or '(suggested)'}'{when}")
+            when = (
+                ""
+                if st == "running"
+                else (" \u2014 waits for the next epoch boundary" if not self._paused_hint else "")
+            )
+            self._show_status(
+                "pending" if st != "running" else "running",
+                f"loading {what} into branch '{args.get('branch_name') or '(suggested)'}'{when}",
+            )
         else:
             self._loads.pop(uid, None)
             if st == "success":
@@ -412,12 +429,16 @@ class CheckpointPanel(QWidget):
                 new = str(res.get("branch", ""))
                 wanted = args.get("branch_name")
                 renamed = f" (asked for '{wanted}')" if wanted and wanted != new else ""
-                self.note_fork(new, src["branch"] if src else res.get("from_branch"),
-                               src.get("epoch") if src else res.get("epoch"))
+                self.note_fork(
+                    new, src["branch"] if src else res.get("from_branch"), src.get("epoch") if src else res.get("epoch")
+                )
                 self.set_current_branch(new)
-                self._show_status("success", f"now training on branch '{new}'{renamed} from checkpoint "
-                                             f"{str(args.get('uuid', ''))[:8]} ({src['branch'] + ', ' if src else ''}"
-                                             f"epoch {res.get('epoch')}, step {res.get('step')})")
+                self._show_status(
+                    "success",
+                    f"now training on branch '{new}'{renamed} from checkpoint "
+                    f"{str(args.get('uuid', ''))[:8]} ({src['branch'] + ', ' if src else ''}"
+                    f"epoch {res.get('epoch')}, step {res.get('step')})",
+                )
             else:
                 self._show_status("failed", str(rec.get("reason") or "failed"))
         self._update_buttons()
@@ -443,4 +464,3 @@ class CheckpointPanel(QWidget):
     def result_text(self) -> str:
         """The result line as plain text (what a user reads)."""
         return self.result.plain()
-

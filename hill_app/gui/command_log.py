@@ -1,6 +1,7 @@
 """The command log: one row per command, updated in place as its status moves (requested, pending, running,
 success or failed with the reason), its arguments one click away; log lines and errors (with their
 tracebacks folded under them) in the same list, in order."""
+
 from __future__ import annotations
 
 import json
@@ -75,9 +76,9 @@ class LogConsole(QWidget):
         h.setSectionResizeMode(COL_STATUS, QHeaderView.ResizeMode.ResizeToContents)
         lay.addWidget(self.tree)
         self.max_rows = max_rows
-        self.rows: dict[str, QTreeWidgetItem] = {}      # command uuid -> its row
-        self.records: dict[str, dict[str, Any]] = {}    # command uuid -> its newest record
-        self.counts = {s: 0 for s in STATUS_COLOURS}    # final statuses, one per command
+        self.rows: dict[str, QTreeWidgetItem] = {}  # command uuid -> its row
+        self.records: dict[str, dict[str, Any]] = {}  # command uuid -> its newest record
+        self.counts = {s: 0 for s in STATUS_COLOURS}  # final statuses, one per command
         self.errors = 0
         self._update_summary()
 
@@ -176,8 +177,9 @@ class LogConsole(QWidget):
     def _update_summary(self) -> None:
         done = self.counts.get("success", 0)
         failed = self.counts.get("failed", 0)
-        self.summary.setText(f"commands: {done} succeeded, {failed} failed"
-                             + (f" \u00b7 {self.errors} error(s)" if self.errors else ""))
+        self.summary.setText(
+            f"commands: {done} succeeded, {failed} failed" + (f" \u00b7 {self.errors} error(s)" if self.errors else "")
+        )
 
     # ------------------------------------------------------------------ reading it back
 

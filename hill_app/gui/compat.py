@@ -1,4 +1,5 @@
 """Process-wide work-arounds for the installed Qt binding, applied once when ``hill_app.gui`` is imported."""
+
 from __future__ import annotations
 
 import ctypes
@@ -39,9 +40,9 @@ def guard_none_refcount() -> bool:
     probe = QObject()
     if not leaks_none(lambda: probe.setObjectName("")):
         return False
-    ctypes.c_ssize_t.from_address(id(None)).value += HEADROOM   # ob_refcnt is a PyObject's first field
+    ctypes.c_ssize_t.from_address(id(None)).value += HEADROOM  # ob_refcnt is a PyObject's first field
     _NONE_GUARDED = True
     return True
 
 
-guard_none_refcount()    # before any widget exists: importing hill_app.gui (or any of its modules) applies it
+guard_none_refcount()  # before any widget exists: importing hill_app.gui (or any of its modules) applies it

@@ -3,6 +3,7 @@
 Each control sends one command (``update_dataset`` add or drop, ``update_dataset_runtime_hyperparameters``);
 while training runs they wait for the next epoch boundary, at a pause they apply at once.
 """
+
 from __future__ import annotations
 
 import re
@@ -51,8 +52,12 @@ def parse_indices(text: str) -> list[int]:
 class DataPanel(CommandPanel):
     """Add samples from a file, drop samples by index (or the points selected in the latent view), class weights."""
 
-    def __init__(self, submit: SubmitFn, selected_train_indices: Callable[[], list[int]] | None = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        submit: SubmitFn,
+        selected_train_indices: Callable[[], list[int]] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__("Training data", submit, parent)
         self._selected = selected_train_indices or (lambda: [])
         self.dataset = ""
@@ -83,8 +88,9 @@ class DataPanel(CommandPanel):
         row.addWidget(self.drop_btn)
         lay.addLayout(row)
         self.drop_selected_btn = QPushButton("Drop the points selected in the view")
-        self.drop_selected_btn.setToolTip("select points in the latent view (Ctrl+drag), then drop those training "
-                                          "samples")
+        self.drop_selected_btn.setToolTip(
+            "select points in the latent view (Ctrl+drag), then drop those training samples"
+        )
         self.drop_selected_btn.clicked.connect(self.drop_selected)
         lay.addWidget(self.drop_selected_btn)
 
@@ -136,8 +142,7 @@ class DataPanel(CommandPanel):
         self.reset()
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Samples to add", self.path.text(),
-                                              "All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Samples to add", self.path.text(), "All files (*)")
         if path:
             self.path.setText(path)
 

@@ -5,6 +5,7 @@ projection (refit with PCA or LDA).
 Strategy and suggested edits are pushed onto the latent view's undoable edit stack like a drag: nothing is
 sent until the user commits, and each suggested edit carries ``origin: "suggested:NAME"`` into the journal.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,16 +15,23 @@ from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QP
 
 from .panels import CommandPanel, SubmitFn, compact_combo
 
-STRATEGY_LABELS = (("compactness", "compactness (shrink every class)"),
-                   ("separation", "separation (push classes apart)"),
-                   ("merge_similar", "merge similar (close pairs)"))
+STRATEGY_LABELS = (
+    ("compactness", "compactness (shrink every class)"),
+    ("separation", "separation (push classes apart)"),
+    ("merge_similar", "merge similar (close pairs)"),
+)
 
 
 class LatentEditsPanel(CommandPanel):
     """Strategy edits and suggestions (edit stack), and clear_latent_targets (a command)."""
 
-    def __init__(self, submit: SubmitFn, push_edit: Callable[[dict[str, Any]], bool],
-                 suggest: Callable[[], tuple[int, str]], parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        submit: SubmitFn,
+        push_edit: Callable[[dict[str, Any]], bool],
+        suggest: Callable[[], tuple[int, str]],
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__("Latent edits", submit, parent)
         self._push = push_edit
         self._suggest = suggest
@@ -55,8 +63,10 @@ class LatentEditsPanel(CommandPanel):
         lay.addLayout(row)
         row = QHBoxLayout()
         self.suggest_btn = QPushButton("Suggest edits")
-        self.suggest_btn.setToolTip("edits computed from the scatter and the confusion matrix, added to the edit "
-                                    "stack (undo removes them); each says whether its effect was measured")
+        self.suggest_btn.setToolTip(
+            "edits computed from the scatter and the confusion matrix, added to the edit "
+            "stack (undo removes them); each says whether its effect was measured"
+        )
         self.suggest_btn.clicked.connect(self.suggest)
         self.clear_btn = QPushButton("Clear committed targets")
         self.clear_btn.setToolTip("drop the teacher layout: plain cross-entropy from the next step")
@@ -78,16 +88,24 @@ class LatentEditsPanel(CommandPanel):
             w.setStatusTip(tip)
 
     def strategy_edit(self) -> dict[str, Any]:
-        return {"op": "strategy", "name": self.strategy.currentData(), "strength": round(self.strength.value(), 4),
-                "origin": "hand"}
+        return {
+            "op": "strategy",
+            "name": self.strategy.currentData(),
+            "strength": round(self.strength.value(), 4),
+            "origin": "hand",
+        }
 
     def add_strategy(self) -> bool:
         if not self.paused:
             self.result.show_text("edits are made at a pause", "#c53030")
             return False
         ok = self._push(self.strategy_edit())
-        self.result.show_text(f"added {self.strategy.currentText().split(' (')[0]} to this pause's edits" if ok
-                              else "the edit was not accepted", "#718096" if ok else "#c53030")
+        self.result.show_text(
+            f"added {self.strategy.currentText().split(' (')[0]} to this pause's edits"
+            if ok
+            else "the edit was not accepted",
+            "#718096" if ok else "#c53030",
+        )
         return ok
 
     def suggest(self) -> int:
@@ -114,8 +132,10 @@ class ProjectionPanel(CommandPanel):
         self.method.addItem("LDA (separates the classes)", "lda")
         compact_combo(self.method)
         self.refit_btn = QPushButton("Refit view")
-        self.refit_btn.setToolTip("fit the frozen 2D map again on the current features (at the next epoch "
-                                  "boundary, or at once while paused); clear committed targets first")
+        self.refit_btn.setToolTip(
+            "fit the frozen 2D map again on the current features (at the next epoch "
+            "boundary, or at once while paused); clear committed targets first"
+        )
         self.refit_btn.clicked.connect(self.refit)
         row.addWidget(self.method, 1)
         row.addWidget(self.refit_btn)

@@ -6,6 +6,7 @@ as the model stands at the pause (``layout_from_points``). What the user sees, a
 send to the session, is ``apply_edits(base, edits)``. Undo history is a list of whole edit lists (they are
 small), so clearing or rewriting the edits is one undoable step like any push.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,7 +35,7 @@ class EditStack:
         self._redo: list[list[dict]] = []
         self._max_history = max_history
         self._cache: TargetLayout | None = None
-        self._cache_for: list[dict] | None = None   # the edits list object the cache was built from
+        self._cache_for: list[dict] | None = None  # the edits list object the cache was built from
 
     # ------------------------------------------------------------------ base
 

@@ -4,6 +4,7 @@ One reader for the three places that need it: Open run (the folder's files), att
 journal pages and checkpoint tree) and a run resumed in the window. Applying it is idempotent with the live
 events that follow (an epoch replaces the same epoch, a checkpoint or commit seen twice is shown once).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,10 +27,10 @@ class Fork:
 class RunHistory:
     epochs: list[dict[str, Any]] = field(default_factory=list)
     forks: list[Fork] = field(default_factory=list)
-    commits: list[int] = field(default_factory=list)        # epochs completed when edits were committed
+    commits: list[int] = field(default_factory=list)  # epochs completed when edits were committed
     nodes: list[dict[str, Any]] = field(default_factory=list)
     current_branch: str = "main"
-    projection: str | None = None                           # method of the newest fitted projection
+    projection: str | None = None  # method of the newest fitted projection
     finished: dict[str, Any] | None = None
 
     @property
@@ -88,8 +89,10 @@ def read_tree_index(path: str | Path) -> list[dict[str, Any]]:
 def read_run_folder(run_dir: Path) -> RunHistory:
     """The history of a run folder (journal.jsonl and checkpoints/tree.json); OSError/ValueError if unreadable."""
     from hill_app.engine.journal import read_journal
-    return read_history(list(read_journal(run_dir / "journal.jsonl")),
-                        read_tree_index(run_dir / "checkpoints" / "tree.json"))
+
+    return read_history(
+        list(read_journal(run_dir / "journal.jsonl")), read_tree_index(run_dir / "checkpoints" / "tree.json")
+    )
 
 
 def read_client_history(client: Any, page: int = 5000) -> RunHistory:
@@ -109,15 +112,22 @@ def latest_snapshot(path: Path) -> dict[str, Any] | None:
         return None
     try:
         from hill_app.engine.snapshots import read_snapshots
+
         snaps = read_snapshots(path)
-    except Exception:   # an unreadable analysis file must not stop the tree and curves from showing
+    except Exception:  # an unreadable analysis file must not stop the tree and curves from showing
         return None
     if not snaps:
         return None
     s = max(snaps.values(), key=lambda d: (float(d.get("time", 0.0)), int(d.get("step", 0))))
-    return {"z": np.asarray(s["z"], dtype=np.float32), "labels": np.asarray(s["labels"]),
-            "preds": np.asarray(s["preds"]), "epoch": s.get("epoch"), "step": s.get("step"),
-            "branch": s.get("branch"), "kind": s.get("kind")}
+    return {
+        "z": np.asarray(s["z"], dtype=np.float32),
+        "labels": np.asarray(s["labels"]),
+        "preds": np.asarray(s["preds"]),
+        "epoch": s.get("epoch"),
+        "step": s.get("step"),
+        "branch": s.get("branch"),
+        "kind": s.get("kind"),
+    }
 
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -131,6 +141,7 @@ def class_names_for(dataset: str, k: int) -> list[str]:
         return list(CIFAR10_NAMES)
     if dataset == "pamap2":
         from hill_app.datasets.pamap2 import CLASS_NAMES
+
         if len(CLASS_NAMES) == k:
             return list(CLASS_NAMES)
     return [f"class {i}" for i in range(k)]

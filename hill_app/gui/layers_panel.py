@@ -4,6 +4,7 @@ The tree comes from the run's client (``info()["model"]``: name, type, parameter
 and settings each layer has), so the same panel works for a run in this process and an attached one.
 A command that succeeds updates the row it changed; one that fails shows its reason.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -153,8 +154,10 @@ class LayersPanel(CommandPanel):
         self.reset_btn.setEnabled("reset_parameters" in ops)
         self.freeze_btn.setEnabled("freeze" in ops and bool(n and n.get("trainable")))
         self.unfreeze_btn.setEnabled("unfreeze" in ops and not bool(n and n.get("trainable")))
-        for widgets, key, spin in (((self.p_label, self.p, self.p_btn), "p", self.p),
-                                   ((self.m_label, self.momentum, self.m_btn), "momentum", self.momentum)):
+        for widgets, key, spin in (
+            ((self.p_label, self.p, self.p_btn), "p", self.p),
+            ((self.m_label, self.momentum, self.m_btn), "momentum", self.momentum),
+        ):
             on = key in settings
             for w in widgets:
                 w.setEnabled(on)
@@ -177,8 +180,9 @@ class LayersPanel(CommandPanel):
         if n is None:
             self.result.show_text("select a layer in the tree first", "#c53030")
             return None
-        return self.send("model_layer_parameter_update", {"layer_name": n["name"], "param_name": param,
-                                                          "value": float(value)})
+        return self.send(
+            "model_layer_parameter_update", {"layer_name": n["name"], "param_name": param, "value": float(value)}
+        )
 
     def command_done(self, rec: dict[str, Any]) -> None:
         """Show what a successful command changed in the tree (the layer and everything under it)."""

@@ -7,6 +7,7 @@ command goes through ``controller.submit`` (source ``"window"``), every event co
 controller's poll. What the window may offer is given by a :class:`Restrictions` (everything by default; a
 study protocol's panels and commands in the study window).
 """
+
 from __future__ import annotations
 
 import html
@@ -53,9 +54,9 @@ if TYPE_CHECKING:
 
     from .worker import TrainingWorker
 
-GIL_SWITCH_S = 0.001       # how long the GUI thread may wait for the GIL while the training thread runs Python
-IDLE_TITLE = "human-in-the-loop latent steering"   # Qt adds the application's display name ("hill-app")
-MIN_SIZE = QSize(1024, 700)                        # the window stays usable down to this size
+GIL_SWITCH_S = 0.001  # how long the GUI thread may wait for the GIL while the training thread runs Python
+IDLE_TITLE = "human-in-the-loop latent steering"  # Qt adds the application's display name ("hill-app")
+MIN_SIZE = QSize(1024, 700)  # the window stays usable down to this size
 
 STYLE = """
 QMainWindow, QDialog { background: #f5f6f8; }
@@ -96,7 +97,7 @@ LIVE_STATES = ("running", "paused")
 class MainWindow(QMainWindow):
     """One window, one run at a time; a failed or finished run leaves everything on screen."""
 
-    refused = Signal(str, str, str)     # kind ("command" | "edit"), name, reason: what the restrictions refused
+    refused = Signal(str, str, str)  # kind ("command" | "edit"), name, reason: what the restrictions refused
 
     def __init__(self, settings: QSettings | None = None, restrictions: Restrictions | None = None) -> None:
         super().__init__()
@@ -109,16 +110,16 @@ class MainWindow(QMainWindow):
         self.info: dict[str, Any] = {}
         self.state = "idle"
         self.class_names: list[str] = []
-        self.view_indices: np.ndarray | None = None   # training index of each view position
-        self.next_config = RunConfig()             # the default protocol: digits, 40 epochs, pauses 25..40
+        self.view_indices: np.ndarray | None = None  # training index of each view position
+        self.next_config = RunConfig()  # the default protocol: digits, 40 epochs, pauses 25..40
         self.next_run_dir: Path | None = None
         self.run_dir: Path | None = None
         self.error_box: QMessageBox | None = None
         self.last_error: str | None = None
-        self.commit_uuid: str | None = None        # the commit-and-resume command in flight
+        self.commit_uuid: str | None = None  # the commit-and-resume command in flight
         self._error_logged = False
         self._snapshot: dict[str, Any] | None = None
-        self._banner_pending: tuple[str | None, str | None] | None = None   # set during a drag, shown after it
+        self._banner_pending: tuple[str | None, str | None] | None = None  # set during a drag, shown after it
         self._epochs_total = self.next_config.epochs
         # PySide releases the GIL around most Qt calls; getting it back from a training thread that is busy in
         # Python can take up to the switch interval (5 ms by default), per call. 1 ms bounds that wait.
@@ -176,13 +177,16 @@ class MainWindow(QMainWindow):
         # The docks take what the latent view can spare: on a 1024 x 700 screen a narrower right column and a
         # lower feedback row (the plots scroll), so the view keeps about half the window.
         right = 360 if w < 1280 else 400
-        if self.controls_dock.isHidden():     # a study without command panels: the log needs less
+        if self.controls_dock.isHidden():  # a study without command panels: the log needs less
             right = 280 if w < 1280 else 340
         feedback = 200 if h < 850 else 270
         self.resizeDocks([self.controls_dock], [right], Qt.Orientation.Horizontal)
         # the controls scroll; the checkpoint tree's rows (note, load, its result) need about 300 px
-        self.resizeDocks([self.controls_dock, self.log_dock], [int(h * 0.5), int(h * 0.5)] if h < 850 else
-                         [int(h * 0.55), int(h * 0.4)], Qt.Orientation.Vertical)
+        self.resizeDocks(
+            [self.controls_dock, self.log_dock],
+            [int(h * 0.5), int(h * 0.5)] if h < 850 else [int(h * 0.55), int(h * 0.4)],
+            Qt.Orientation.Vertical,
+        )
         self.resizeDocks([self.metrics_dock], [feedback], Qt.Orientation.Vertical)
 
     def _action(self, text: str, slot: Any, shortcuts: list[Any] | None = None, tip: str = "") -> QAction:
@@ -194,36 +198,61 @@ class MainWindow(QMainWindow):
         if tip:
             a.setToolTip(tip)
             a.setStatusTip(tip)
-        self.addAction(a)   # shortcuts work even when the action is on no visible toolbar
+        self.addAction(a)  # shortcuts work even when the action is on no visible toolbar
         return a
 
     def _build_actions(self) -> None:
-        self.new_run_action = self._action("New run\u2026", self.new_run, [QKeySequence.StandardKey.New],
-                                           "choose a data set, model and protocol, then start")
-        self.open_run_action = self._action("Open run\u2026", self.open_run_dialog, [QKeySequence.StandardKey.Open],
-                                            "show a run folder's checkpoint tree and branch curves (read-only)")
-        self.attach_action = self._action("Attach to a running job\u2026", self.attach_dialog, ["Ctrl+Shift+A"],
-                                          "follow and steer a job served with hill-app train --serve (its URL or "
-                                          "run folder)")
-        self.detach_action = self._action("Detach", self.detach, [],
-                                          "stop following the attached job; it goes on running (or paused)")
-        self.quit_action = self._action("Quit", self.close, [QKeySequence.StandardKey.Quit, "Ctrl+Q"],
-                                        "close the window (a run trained here is stopped with a final checkpoint; "
-                                        "an attached job goes on)")
-        self.start_action = self._action("Start", self.start_default, [],
-                                         "start training with the run shown in the banner")
-        self.pause_action = self._action("Pause", self.pause_on_demand, [Qt.Key.Key_Space],
-                                         "pause at the next step (Space)")
+        self.new_run_action = self._action(
+            "New run\u2026",
+            self.new_run,
+            [QKeySequence.StandardKey.New],
+            "choose a data set, model and protocol, then start",
+        )
+        self.open_run_action = self._action(
+            "Open run\u2026",
+            self.open_run_dialog,
+            [QKeySequence.StandardKey.Open],
+            "show a run folder's checkpoint tree and branch curves (read-only)",
+        )
+        self.attach_action = self._action(
+            "Attach to a running job\u2026",
+            self.attach_dialog,
+            ["Ctrl+Shift+A"],
+            "follow and steer a job served with hill-app train --serve (its URL or run folder)",
+        )
+        self.detach_action = self._action(
+            "Detach", self.detach, [], "stop following the attached job; it goes on running (or paused)"
+        )
+        self.quit_action = self._action(
+            "Quit",
+            self.close,
+            [QKeySequence.StandardKey.Quit, "Ctrl+Q"],
+            "close the window (a run trained here is stopped with a final checkpoint; an attached job goes on)",
+        )
+        self.start_action = self._action(
+            "Start", self.start_default, [], "start training with the run shown in the banner"
+        )
+        self.pause_action = self._action(
+            "Pause", self.pause_on_demand, [Qt.Key.Key_Space], "pause at the next step (Space)"
+        )
         self.stop_action = self._action("Stop", self.stop_run, [], "stop and save a final checkpoint")
         self.undo_action = self._action("Undo", self.undo_edit, [QKeySequence.StandardKey.Undo], "undo the last edit")
-        self.redo_action = self._action("Redo", self.redo_edit,
-                                        [QKeySequence.StandardKey.Redo, "Ctrl+Shift+Z", "Ctrl+Y"], "redo")
+        self.redo_action = self._action(
+            "Redo", self.redo_edit, [QKeySequence.StandardKey.Redo, "Ctrl+Shift+Z", "Ctrl+Y"], "redo"
+        )
         self.reset_action = self._action("Reset", self.reset_edits, [], "drop every edit made at this pause")
-        self.commit_action = self._action("Commit edits and resume", self.commit_and_resume,
-                                          ["Ctrl+Return", "Ctrl+Enter"],
-                                          "send the edits as the teacher layout and resume (Ctrl+Enter)")
-        self.suggest_action = self._action("Suggest edits", self.suggest_edits, ["Ctrl+Shift+S"],
-                                           "add edits computed from the scatter and the confusion matrix (undoable)")
+        self.commit_action = self._action(
+            "Commit edits and resume",
+            self.commit_and_resume,
+            ["Ctrl+Return", "Ctrl+Enter"],
+            "send the edits as the teacher layout and resume (Ctrl+Enter)",
+        )
+        self.suggest_action = self._action(
+            "Suggest edits",
+            self.suggest_edits,
+            ["Ctrl+Shift+S"],
+            "add edits computed from the scatter and the confusion matrix (undoable)",
+        )
         self.fit_action = self._action("Fit view", self._fit_view, ["Ctrl+0"], "zoom the latent view to all points")
         for a in (self.redo_action, self.quit_action):
             # A standard key may equal one listed explicitly: drop duplicates so no shortcut is ambiguous.
@@ -235,17 +264,28 @@ class MainWindow(QMainWindow):
             a.setShortcuts(uniq)
 
         sp = QStyle.StandardPixmap
-        for a, icon in ((self.new_run_action, sp.SP_FileDialogNewFolder), (self.open_run_action, sp.SP_DirOpenIcon),
-                        (self.start_action, sp.SP_MediaPlay), (self.pause_action, sp.SP_MediaPause),
-                        (self.stop_action, sp.SP_MediaStop), (self.attach_action, sp.SP_DriveNetIcon)):
+        for a, icon in (
+            (self.new_run_action, sp.SP_FileDialogNewFolder),
+            (self.open_run_action, sp.SP_DirOpenIcon),
+            (self.start_action, sp.SP_MediaPlay),
+            (self.pause_action, sp.SP_MediaPause),
+            (self.stop_action, sp.SP_MediaStop),
+            (self.attach_action, sp.SP_DriveNetIcon),
+        ):
             a.setIcon(self.style().standardIcon(icon))
         tb = QToolBar("Run")
         tb.setObjectName("runToolbar")
         tb.setMovable(False)
         tb.setIconSize(QSize(16, 16))
         tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        for a in (self.new_run_action, self.open_run_action, self.attach_action, self.start_action,
-                  self.pause_action, self.stop_action):
+        for a in (
+            self.new_run_action,
+            self.open_run_action,
+            self.attach_action,
+            self.start_action,
+            self.pause_action,
+            self.stop_action,
+        ):
             tb.addAction(a)
         self.run_label = ElidedLabel("", min_chars=4, mode=Qt.TextElideMode.ElideMiddle)
         self.run_label.setStyleSheet("color:#4a5568; padding: 0 8px")
@@ -336,8 +376,9 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
     def _build_docks(self) -> None:
-        hooks = EditHooks(push_edit=self._push_edit, suggest=self._suggest,
-                          selected_train_indices=self.selected_train_indices)
+        hooks = EditHooks(
+            push_edit=self._push_edit, suggest=self._suggest, selected_train_indices=self.selected_train_indices
+        )
         self.controls = ControlsPanel(self.submit, hooks)
         self.log = LogConsole()
         self.metrics = MetricsView()
@@ -361,7 +402,7 @@ class MainWindow(QMainWindow):
         self.checkpoints_dock = QDockWidget("Checkpoints", self)
         self.checkpoints_dock.setObjectName("checkpoints")
         self.checkpoints_dock.setWidget(self.checkpoints)
-        feats = (QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        feats = QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable
         self.docks = (self.controls_dock, self.log_dock, self.metrics_dock, self.checkpoints_dock)
         for d in self.docks:
             d.setFeatures(feats)
@@ -401,8 +442,7 @@ class MainWindow(QMainWindow):
         self.checkpoints.save_btn.setVisible(r.command_refusal("save_checkpoint") is None)
         self.checkpoints.note.setVisible(r.command_refusal("save_checkpoint") is None)
         self.checkpoints.load_btn.setVisible(r.command_refusal("load_checkpoint") is None)
-        for a in (self.new_run_action, self.open_run_action, self.attach_action, self.detach_action,
-                  self.start_action):
+        for a in (self.new_run_action, self.open_run_action, self.attach_action, self.detach_action, self.start_action):
             a.setVisible(r.new_runs)
         self.stop_action.setVisible(r.command_refusal("stop_training") is None)
         self.suggest_action.setVisible(r.shows("latent") and r.suggestions)
@@ -410,8 +450,12 @@ class MainWindow(QMainWindow):
         # strategy edits, like suggestions, are automated aids: a study (suggestions off) measures the participant
         probe = {"op": "strategy", "name": "compactness", "strength": 0.5}
         strategies = r.suggestions and r.edit_refusal(probe) is None
-        for w in (self.controls.edits.strategy, self.controls.edits.strength, self.controls.edits.add_btn,
-                  self.controls.edits.strength_label):
+        for w in (
+            self.controls.edits.strategy,
+            self.controls.edits.strength,
+            self.controls.edits.add_btn,
+            self.controls.edits.strength_label,
+        ):
             w.setVisible(strategies)
         # the edits section holds only Suggest and the strategy edits: with neither allowed it is empty
         if not (r.suggestions or strategies):
@@ -430,12 +474,18 @@ class MainWindow(QMainWindow):
     def _set_state(self, state: str, title: str | None = None, text: str | None = None) -> None:
         self.state = state
         bg, border, fg = BANNER_COLOURS.get(state, BANNER_COLOURS["idle"])
-        self.banner.setStyleSheet(f"QWidget#banner {{ background:{bg}; border:1px solid {border}; "
-                                  f"border-radius:6px; }} QWidget#banner QLabel {{ color:{fg}; }}")
+        self.banner.setStyleSheet(
+            f"QWidget#banner {{ background:{bg}; border:1px solid {border}; "
+            f"border-radius:6px; }} QWidget#banner QLabel {{ color:{fg}; }}"
+        )
         if state == "idle":
             title = title or "Ready"
-            text = text or (html.escape(self._describe(self.next_config)) + " \u2014 press <b>Start training</b> "
-                            "or choose <b>New run\u2026</b>" if self.restrictions.new_runs else "")
+            text = text or (
+                html.escape(self._describe(self.next_config)) + " \u2014 press <b>Start training</b> "
+                "or choose <b>New run\u2026</b>"
+                if self.restrictions.new_runs
+                else ""
+            )
         self._show_banner(title or state.capitalize(), text or "")
         live = state in LIVE_STATES
         active = state in ("loading", "running", "paused")
@@ -456,10 +506,14 @@ class MainWindow(QMainWindow):
         self.view.set_editable(state == "paused" and self.restrictions.shows("latent"))
         if state in ("finished", "failed", "detached", "idle"):
             # The view's own line says "locked while training runs"; after the run that would be wrong.
-            self.view.status_label.setText({"finished": "The run has ended \u00b7 start a new run to edit",
-                                            "failed": "The run stopped \u00b7 start a new run to edit",
-                                            "detached": "Detached \u00b7 attach again to edit",
-                                            "idle": "No run yet"}[state])
+            self.view.status_label.setText(
+                {
+                    "finished": "The run has ended \u00b7 start a new run to edit",
+                    "failed": "The run stopped \u00b7 start a new run to edit",
+                    "detached": "Detached \u00b7 attach again to edit",
+                    "idle": "No run yet",
+                }[state]
+            )
         editing = state == "paused"
         for b in (self.commit_btn, self.undo_btn, self.redo_btn, self.reset_btn):
             b.setVisible(editing)
@@ -474,9 +528,11 @@ class MainWindow(QMainWindow):
         else:
             r = cfg
         pauses = ", ".join(map(str, r.get("pause_at") or [])) or "none"
-        return (f"{r.get('dataset')} \u00b7 {r.get('model')} \u00b7 {r.get('epochs')} epochs \u00b7 pauses before "
-                f"{pauses} \u00b7 \u03b1 {float(r.get('alpha', 0)):g} \u00b7 \u03bb {float(r.get('lam', 0)):g} "
-                f"\u00b7 device {r.get('device')}")
+        return (
+            f"{r.get('dataset')} \u00b7 {r.get('model')} \u00b7 {r.get('epochs')} epochs \u00b7 pauses before "
+            f"{pauses} \u00b7 \u03b1 {float(r.get('alpha', 0)):g} \u00b7 \u03bb {float(r.get('lam', 0)):g} "
+            f"\u00b7 device {r.get('device')}"
+        )
 
     def _update_edit_buttons(self) -> None:
         paused = self.state == "paused" and self.commit_uuid is None
@@ -488,14 +544,17 @@ class MainWindow(QMainWindow):
         self.redo_action.setEnabled(can_redo)
         self.reset_action.setEnabled(paused and n > 0)
         self.commit_action.setEnabled(paused)
-        self.suggest_action.setEnabled(paused and self._snapshot is not None and self.restrictions.shows("latent")
-                                       and self.restrictions.suggestions)
+        self.suggest_action.setEnabled(
+            paused
+            and self._snapshot is not None
+            and self.restrictions.shows("latent")
+            and self.restrictions.suggestions
+        )
         self.undo_btn.setEnabled(can_undo)
         self.redo_btn.setEnabled(can_redo)
         self.reset_btn.setEnabled(paused and n > 0)
         self.commit_btn.setEnabled(paused)
-        self.commit_btn.setText(f"Commit {n} edit{'s' if n != 1 else ''} and resume" if n
-                                else "Resume without edits")
+        self.commit_btn.setText(f"Commit {n} edit{'s' if n != 1 else ''} and resume" if n else "Resume without edits")
 
     # ------------------------------------------------------------------ starting runs
 
@@ -520,8 +579,11 @@ class MainWindow(QMainWindow):
             return
         cfg, run_dir = dlg.run_config(), dlg.run_dir()
         if self.controller.busy or (self.attached and self.state in LIVE_STATES):
-            what = "A run is in progress. Stop it (a final checkpoint is saved)" if not self.attached else \
-                "This window is attached to a running job. Detach (the job goes on)"
+            what = (
+                "A run is in progress. Stop it (a final checkpoint is saved)"
+                if not self.attached
+                else "This window is attached to a running job. Detach (the job goes on)"
+            )
             ans = QMessageBox.question(self, "Start the new run?", f"{what} and start the new one?")
             if ans != QMessageBox.StandardButton.Yes:
                 return
@@ -541,7 +603,7 @@ class MainWindow(QMainWindow):
     def start_run(self, config: RunConfig, run_dir: str | Path) -> bool:
         """Start training ``config`` in ``run_dir`` in a worker thread; False (with a message) if it cannot."""
         if self.controller.busy and self.state in ("finished", "failed"):
-            self.worker.wait(5000)      # it sent its last signal and is returning from run(): a moment at most
+            self.worker.wait(5000)  # it sent its last signal and is returning from run(): a moment at most
         if self.controller.busy:
             self.show_error("A run is in progress", "Stop the current run before starting another one.")
             return False
@@ -561,8 +623,9 @@ class MainWindow(QMainWindow):
         self._epochs_total = cfg.epochs
         self.run_dir = run_dir
         self.log.add_info(f"starting {self._describe(cfg)} in {run_dir}")
-        self._set_state("loading", f"Loading {cfg.dataset}\u2026",
-                        html.escape(breakable(f"{self._describe(cfg)} \u2192 {run_dir}")))
+        self._set_state(
+            "loading", f"Loading {cfg.dataset}\u2026", html.escape(breakable(f"{self._describe(cfg)} \u2192 {run_dir}"))
+        )
         self.run_label.setText(str(run_dir))
         self.progress.setRange(0, 0)
         self.controller.start_local(cfg, run_dir)
@@ -588,7 +651,7 @@ class MainWindow(QMainWindow):
         self.progress.setValue(0)
         self.progress.setFormat("%p%")
         self.view.set_sample_renderer(None)
-        self.view.clear()       # no points, handles or edits of the last run while the next one loads
+        self.view.clear()  # no points, handles or edits of the last run while the next one loads
         self._set_axis_labels(self.next_config.projection or "pca")
 
     def run_ready(self, client: RunClient, info: dict[str, Any]) -> None:
@@ -613,6 +676,7 @@ class MainWindow(QMainWindow):
             self.view.set_sample_renderer(self.controller.worker.samples.render)
         elif self.attached:
             from .attach import RemoteSamples
+
             self.view.set_sample_renderer(RemoteSamples(client, ds).render)
         self.device_label.setText(f"device: {info.get('device', '')}")
         self.progress.setRange(0, 1000)
@@ -622,17 +686,23 @@ class MainWindow(QMainWindow):
         self.run_label.setText(str(self.controller.target if self.attached else info.get("run_dir", "")))
         status = st.get("status")
         if status == "paused":
-            self._set_state("paused", f"Paused before epoch {st.get('pause_epoch') or int(st.get('epoch', 0)) + 1}",
-                            html.escape(str(st.get("pause_reason") or "paused")) + ". Drag class centres (or "
-                            "points), then <b>Commit edits and resume</b> (Ctrl+Enter).")
+            self._set_state(
+                "paused",
+                f"Paused before epoch {st.get('pause_epoch') or int(st.get('epoch', 0)) + 1}",
+                html.escape(str(st.get("pause_reason") or "paused")) + ". Drag class centres (or "
+                "points), then <b>Commit edits and resume</b> (Ctrl+Enter).",
+            )
             snap = client.latest_snapshot()
             if snap is not None:
                 self.show_snapshot(snap)
         elif status in ("finished", "failed"):
             self._set_state("finished", "Finished", "the job has ended; its curves and checkpoints are shown")
         else:
-            self._set_state("running", "Training", html.escape(self._describe(cfg)) + " \u2014 press Space to pause "
-                                                    "and edit at any time")
+            self._set_state(
+                "running",
+                "Training",
+                html.escape(self._describe(cfg)) + " \u2014 press Space to pause and edit at any time",
+            )
             if self.attached:
                 snap = client.latest_snapshot()
                 if snap is not None:
@@ -646,7 +716,7 @@ class MainWindow(QMainWindow):
         """Curves, forks, commits and checkpoints of what happened before (a resumed, attached or opened run)."""
         for n in h.nodes:
             self.checkpoints.add_node(n)
-        for r in h.epochs:        # first, so that branches are listed in the order they trained
+        for r in h.epochs:  # first, so that branches are listed in the order they trained
             self.metrics.add_epoch(r)
         for f in h.forks:
             self.metrics.add_branch(f.branch, f.parent, f.epoch)
@@ -665,19 +735,25 @@ class MainWindow(QMainWindow):
         if not self.restrictions.new_runs:
             self.refuse("command", "attach", "this window shows its own run only; Attach is not available")
             return
-        text, ok = QInputDialog.getText(self, "Attach to a running job",
-                                        "URL of a job served with hill-app train --serve (token from HILL_APP_TOKEN "
-                                        "or ~/.netrc), or its run folder (the token is read from control.json):",
-                                        QLineEdit.EchoMode.Normal, self.controller.target or "")
+        text, ok = QInputDialog.getText(
+            self,
+            "Attach to a running job",
+            "URL of a job served with hill-app train --serve (token from HILL_APP_TOKEN "
+            "or ~/.netrc), or its run folder (the token is read from control.json):",
+            QLineEdit.EchoMode.Normal,
+            self.controller.target or "",
+        )
         if ok and text.strip():
             self.attach(text.strip())
 
     def attach(self, target: str) -> bool:
         """Follow and steer the job served at ``target`` (URL or run folder); False with a message if not."""
         from hill_app.client.remote import RemoteError, RemoteRunClient
+
         if self.controller.busy:
-            self.show_error("A run is in progress", "Stop the run trained in this window before attaching to "
-                                                    "another job.")
+            self.show_error(
+                "A run is in progress", "Stop the run trained in this window before attaching to another job."
+            )
             return False
         if self.attached:
             self.detach()
@@ -705,9 +781,12 @@ class MainWindow(QMainWindow):
         self.client = None
         self.commit_uuid = None
         self.log.add_info(f"detached from {target}; the job goes on")
-        self._set_state("detached", "Detached", html.escape(breakable(f"{target}: the job goes on without this "
-                                                                       "window")) + " \u2014 <b>File \u203a Attach"
-                        "</b> to follow it again")
+        self._set_state(
+            "detached",
+            "Detached",
+            html.escape(breakable(f"{target}: the job goes on without this window")) + " \u2014 <b>File \u203a Attach"
+            "</b> to follow it again",
+        )
 
     def _on_connection(self, d: dict[str, Any]) -> None:
         if d.get("connected"):
@@ -815,8 +894,12 @@ class MainWindow(QMainWindow):
             if isinstance(r.get("val_confusion"), list):
                 conf = r["val_confusion"]
                 break
-        snap = {"z": self._snapshot["z"], "labels": self._snapshot["labels"], "preds": self._snapshot["preds"],
-                "layout": self._snapshot.get("layout")}
+        snap = {
+            "z": self._snapshot["z"],
+            "labels": self._snapshot["labels"],
+            "preds": self._snapshot["preds"],
+            "layout": self._snapshot.get("layout"),
+        }
         try:
             suggestions = suggest_edits(snap, conf)
         except ValueError as e:
@@ -828,8 +911,10 @@ class MainWindow(QMainWindow):
                 self.log.add_info(f"suggested {s['strategy']}: {s.get('reason', '')} (effect: {s['measured']})")
         if not suggestions:
             return 0, "no edits to suggest for this scatter"
-        return n, (f"added {n} suggested edit{'s' if n != 1 else ''} (undo removes them; the log says why and what "
-                   "was measured)")
+        return n, (
+            f"added {n} suggested edit{'s' if n != 1 else ''} (undo removes them; the log says why and what "
+            "was measured)"
+        )
 
     def selected_train_indices(self) -> list[int]:
         """Training-sample indices of the points selected in the latent view."""
@@ -898,17 +983,28 @@ class MainWindow(QMainWindow):
             self.log.add_error(str(d.get("message", "")), d.get("traceback"), t)
         elif kind == "checkpoint":
             self.checkpoints.add_node(d)
-            self.log.add_log("info", f"checkpoint {str(d.get('uuid', ''))[:8]} saved at epoch {d.get('epoch')}, "
-                                     f"step {d.get('step')} ({d.get('note') or 'manual'})", t)
+            self.log.add_log(
+                "info",
+                f"checkpoint {str(d.get('uuid', ''))[:8]} saved at epoch {d.get('epoch')}, "
+                f"step {d.get('step')} ({d.get('note') or 'manual'})",
+                t,
+            )
         elif kind == "evaluation":
             self.metrics.show_evaluation(d)
             split = d.get("split", "val")
-            self.log.add_log("info", f"evaluation on {split}: accuracy "
-                                     f"{100 * float(d.get(f'{split}_accuracy', float('nan'))):.2f}%", t)
+            self.log.add_log(
+                "info",
+                f"evaluation on {split}: accuracy {100 * float(d.get(f'{split}_accuracy', float('nan'))):.2f}%",
+                t,
+            )
         elif kind == "finished":
-            self.log.add_log("info", f"finished: test accuracy {100 * float(d.get('test_accuracy', 0)):.2f}%, "
-                                     f"val {100 * float(d.get('val_accuracy', 0)):.2f}%, {d.get('epochs')} "
-                                     f"epochs, {d.get('edits_applied')} edit(s)", t)
+            self.log.add_log(
+                "info",
+                f"finished: test accuracy {100 * float(d.get('test_accuracy', 0)):.2f}%, "
+                f"val {100 * float(d.get('val_accuracy', 0)):.2f}%, {d.get('epochs')} "
+                f"epochs, {d.get('edits_applied')} edit(s)",
+                t,
+            )
         elif kind == "connection":
             self._on_connection(d)
         elif kind == "dropped":
@@ -918,8 +1014,9 @@ class MainWindow(QMainWindow):
         self._snapshot = s
         self.metrics.add_snapshot(s)
         names = self.class_names or [str(c) for c in range(int(np.max(s["labels"])) + 1)]
-        self.view.set_snapshot(s["z"], s["labels"], s["preds"], names, committed_layout=s.get("layout"),
-                               keep_edits=False)     # the view fits its first snapshot (after clear(): the run's)
+        self.view.set_snapshot(
+            s["z"], s["labels"], s["preds"], names, committed_layout=s.get("layout"), keep_edits=False
+        )  # the view fits its first snapshot (after clear(): the run's)
         self._update_edit_buttons()
 
     def refresh_plots(self) -> bool:
@@ -932,9 +1029,11 @@ class MainWindow(QMainWindow):
         e, i, n = int(d.get("epoch", 1)), int(d.get("index_in_epoch", 0)), max(1, int(d.get("steps_in_epoch", 1)))
         self._set_progress(e, (e - 1) + i / n)
         ips = float(d.get("images_per_s", 0.0))
-        self.stats_label.setText(f"epoch {e}/{max(1, self._epochs_total)} \u00b7 step {int(d.get('step', 0)):,} "
-                                 f"\u00b7 {ips:,.0f} images/s \u00b7 loss {float(d.get('loss', float('nan'))):.4f} "
-                                 f"\u00b7 lr {float(d.get('lr', float('nan'))):.3g}")
+        self.stats_label.setText(
+            f"epoch {e}/{max(1, self._epochs_total)} \u00b7 step {int(d.get('step', 0)):,} "
+            f"\u00b7 {ips:,.0f} images/s \u00b7 loss {float(d.get('loss', float('nan'))):.4f} "
+            f"\u00b7 lr {float(d.get('lr', float('nan'))):.3g}"
+        )
 
     def _set_progress(self, epoch: int, done_epochs: float) -> None:
         """QProgressBar.setValue repaints synchronously: touch it only when what it shows changes."""
@@ -951,8 +1050,9 @@ class MainWindow(QMainWindow):
         self._set_progress(e, e)
         va = d.get("val_accuracy")
         if isinstance(va, (int, float)):
-            self.statusBar().showMessage(f"epoch {e}: val accuracy {100 * va:.2f}%, "
-                                         f"{float(d.get('images_per_s', 0)):,.0f} images/s", 8000)
+            self.statusBar().showMessage(
+                f"epoch {e}: val accuracy {100 * va:.2f}%, {float(d.get('images_per_s', 0)):,.0f} images/s", 8000
+            )
 
     def _on_command(self, d: dict[str, Any]) -> None:
         st, cmd = d.get("status"), d.get("command")
@@ -963,9 +1063,12 @@ class MainWindow(QMainWindow):
         if self.commit_uuid is not None and d.get("uuid") == self.commit_uuid and st in ("success", "failed"):
             self.commit_uuid = None
             if st == "failed" and self.state == "paused":
-                self._set_state("paused", "Edits were not accepted",
-                                f"<span style='color:#c53030'>{html.escape(str(d.get('reason')))}</span> "
-                                "\u2014 change or reset the edits, then commit again")
+                self._set_state(
+                    "paused",
+                    "Edits were not accepted",
+                    f"<span style='color:#c53030'>{html.escape(str(d.get('reason')))}</span> "
+                    "\u2014 change or reset the edits, then commit again",
+                )
             self._update_edit_buttons()
         if cmd == "pause_training" and st == "failed" and self.state == "running":
             self.pause_action.setEnabled(True)
@@ -988,11 +1091,16 @@ class MainWindow(QMainWindow):
         self.metrics.set_current_branch(new)
         if self.state == "paused":
             title = f"Paused \u2014 now on branch {new}"
-            shown = ("The latent view shows the loaded model: edit it, then <b>Commit edits and resume</b> "
-                     "(Ctrl+Enter)." if self._snapshot is not None or self.controller.has_pending_snapshot else
-                     "<b>Resume</b> (Ctrl+Enter) to train the new branch.")
-            self._show_banner(title, f"Loaded the checkpoint of {html.escape(str(parent))} at epoch {epoch}; "
-                                     f"training continues on <b>{html.escape(new)}</b> from there. {shown}")
+            shown = (
+                "The latent view shows the loaded model: edit it, then <b>Commit edits and resume</b> (Ctrl+Enter)."
+                if self._snapshot is not None or self.controller.has_pending_snapshot
+                else "<b>Resume</b> (Ctrl+Enter) to train the new branch."
+            )
+            self._show_banner(
+                title,
+                f"Loaded the checkpoint of {html.escape(str(parent))} at epoch {epoch}; "
+                f"training continues on <b>{html.escape(new)}</b> from there. {shown}",
+            )
 
     def _on_paused(self, d: dict[str, Any]) -> None:
         reason = str(d.get("reason", ""))
@@ -1001,11 +1109,15 @@ class MainWindow(QMainWindow):
         if len(self.metrics.branches) > 1 or branch != "main":
             title += f" \u00b7 branch {branch}"
         if self._snapshot is None and not self.controller.has_pending_snapshot:
-            text = (f"{html.escape(reason)}. The latent view appears after epoch 1; "
-                    "press <b>Resume</b> (Ctrl+Enter) to continue.")
+            text = (
+                f"{html.escape(reason)}. The latent view appears after epoch 1; "
+                "press <b>Resume</b> (Ctrl+Enter) to continue."
+            )
         elif self.restrictions.shows("latent"):
-            text = (f"{html.escape(reason)}. Drag class centres (or points) to reshape the latent space, then "
-                    "<b>Commit edits and resume</b> (Ctrl+Enter).")
+            text = (
+                f"{html.escape(reason)}. Drag class centres (or points) to reshape the latent space, then "
+                "<b>Commit edits and resume</b> (Ctrl+Enter)."
+            )
         else:
             text = f"{html.escape(reason)}. Press <b>Resume</b> (Ctrl+Enter) to continue."
         self._set_state("paused", title, text)
@@ -1013,17 +1125,27 @@ class MainWindow(QMainWindow):
     def _on_resumed(self, d: dict[str, Any]) -> None:
         if self.state == "paused":
             self.commit_uuid = None
-            self._set_state("running", "Training", f"resumed at epoch {d.get('epoch')} \u2014 press Space to "
-                                                   "pause and edit at any time")
+            self._set_state(
+                "running",
+                "Training",
+                f"resumed at epoch {d.get('epoch')} \u2014 press Space to pause and edit at any time",
+            )
 
     def run_finished(self, summary: dict[str, Any]) -> None:
         self.progress.setRange(0, 1000)
         self.progress.setValue(1000)
         acc = summary.get("test_accuracy")
         where = self.info.get("run_dir") or (self.worker.run_dir if self.worker else "")
-        text = (html.escape(breakable(f"test accuracy {100 * acc:.2f}% after {summary.get('epochs')} epochs, "
-                                      f"{summary.get('edits_applied')} edit(s) \u2014 files in {where}"))
-                if isinstance(acc, (int, float)) else "")
+        text = (
+            html.escape(
+                breakable(
+                    f"test accuracy {100 * acc:.2f}% after {summary.get('epochs')} epochs, "
+                    f"{summary.get('edits_applied')} edit(s) \u2014 files in {where}"
+                )
+            )
+            if isinstance(acc, (int, float))
+            else ""
+        )
         self.commit_uuid = None
         self._set_state("finished", "Stopped" if summary.get("stopped_early") else "Finished", text)
 
@@ -1033,9 +1155,12 @@ class MainWindow(QMainWindow):
         self.progress.setRange(0, 1000)
         self.last_error = message
         self.commit_uuid = None
-        self._set_state("failed", "Training failed" if started else "Could not start the run",
-                        html.escape(breakable(message)) + " \u2014 details in the command log; start a new run "
-                                                          "with <b>New run\u2026</b>")
+        self._set_state(
+            "failed",
+            "Training failed" if started else "Could not start the run",
+            html.escape(breakable(message)) + " \u2014 details in the command log; start a new run "
+            "with <b>New run\u2026</b>",
+        )
         self.show_error("Training failed" if started else "Could not start the run", message)
 
     # ------------------------------------------------------------------ opening a run from disk
@@ -1081,22 +1206,30 @@ class MainWindow(QMainWindow):
         snap = latest_snapshot(run_dir / "snapshots.h5")
         if snap is not None:
             self._snapshot = snap
-            self.view.set_snapshot(snap["z"], snap["labels"], snap["preds"],
-                                   self.class_names or [str(c) for c in range(int(np.max(snap["labels"])) + 1)],
-                                   committed_layout=None, keep_edits=False)
+            self.view.set_snapshot(
+                snap["z"],
+                snap["labels"],
+                snap["preds"],
+                self.class_names or [str(c) for c in range(int(np.max(snap["labels"])) + 1)],
+                committed_layout=None,
+                keep_edits=False,
+            )
             self.view.fit()
         if cfg is not None:
             try:
-                self.controls.load_from_config(cfg.resolved())   # the run's settings, shown (controls stay off)
+                self.controls.load_from_config(cfg.resolved())  # the run's settings, shown (controls stay off)
             except ConfigError:
                 pass
         self.next_run_dir = None
         self.run_label.setText(str(run_dir))
         self.setWindowTitle(f"{run_dir.name} (read-only)")
         nb = len(self.metrics.branches)
-        self._set_state("finished", f"Opened {run_dir.name}",
-                        f"{len(h.epochs)} epoch records, {len(h.nodes)} checkpoints, {nb} "
-                        f"branch{'es' if nb != 1 else ''} (read-only) \u2014 start a new run with <b>New run\u2026</b>")
+        self._set_state(
+            "finished",
+            f"Opened {run_dir.name}",
+            f"{len(h.epochs)} epoch records, {len(h.nodes)} checkpoints, {nb} "
+            f"branch{'es' if nb != 1 else ''} (read-only) \u2014 start a new run with <b>New run\u2026</b>",
+        )
         self.log.add_info(f"opened {run_dir}: {len(h.nodes)} checkpoints, branches {', '.join(self.metrics.branches)}")
         return True
 

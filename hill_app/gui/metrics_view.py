@@ -21,6 +21,7 @@ to where they were dropped (what was asked), not the centre's. Every line plot z
 resets on a double click (or Reset zoom), shows the values under the cursor, and can be smoothed (EMA, as
 TensorBoard does); losses can be drawn on a log axis; the figure exports as PNG and the data as CSV.
 """
+
 from __future__ import annotations
 
 import csv
@@ -62,23 +63,29 @@ LOSS_TERMS: list[tuple[str, str, str]] = [
 TRAIN_COLOUR, VAL_COLOUR = "#4c72b0", "#dd8452"
 TOTAL_COLOUR = "#222222"
 # Per branch, in the order branches appear: a line style and a marker (the colour stays the metric's family).
-BRANCH_STYLES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine,
-                 Qt.PenStyle.DashDotDotLine)
+BRANCH_STYLES = (
+    Qt.PenStyle.SolidLine,
+    Qt.PenStyle.DashLine,
+    Qt.PenStyle.DotLine,
+    Qt.PenStyle.DashDotLine,
+    Qt.PenStyle.DashDotDotLine,
+)
 BRANCH_SYMBOLS = ("o", "t", "s", "d", "star", "p")
 CURRENT_WIDTH, OTHER_WIDTH = 2.2, 1.5
 EDIT_LINE_COLOUR = "#b0b0b0"
 LEFT_AXIS_PX = 46
 CLASS_AXIS_PX = 46
 PLOT_MIN_W, PLOT_MIN_H = 150, 120
-TITLE_PT = 9.5            # plot titles: "Distance to target" fits a 185 px plot
-COLUMN_W = 185             # below this many pixels a plot wraps to the next row (five in a row at 1366 px)
+TITLE_PT = 9.5  # plot titles: "Distance to target" fits a 185 px plot
+COLUMN_W = 185  # below this many pixels a plot wraps to the next row (five in a row at 1366 px)
 EDITED_WIDTH, UNEDITED_WIDTH = 2.6, 1.0
-LEGEND_CHARS = 14          # a branch name longer than this is shortened in the legends (the legend covers curves)
+LEGEND_CHARS = 14  # a branch name longer than this is shortened in the legends (the legend covers curves)
 
 
 def class_colours(n: int) -> list[QColor]:
     """The class colours of the latent view (palette.py), so a class is the same colour in every plot."""
     from .palette import class_colors
+
     return [QColor(*rgb) for rgb in class_colors(n)]
 
 
@@ -90,11 +97,12 @@ def branch_shade(colour: str, i: int) -> QColor:
         return c
     step = min(0.6, 0.28 * ((i + 1) // 2))
     dark_base = c.lightnessF() < 0.3
-    if i % 2 and not dark_base:          # darker: scale toward black
+    if i % 2 and not dark_base:  # darker: scale toward black
         return QColor.fromRgbF(c.redF() * (1 - step), c.greenF() * (1 - step), c.blueF() * (1 - step))
-    t = step if not dark_base else min(0.7, 0.22 * i)     # lighter: mix toward white
-    return QColor.fromRgbF(c.redF() + (1 - c.redF()) * t, c.greenF() + (1 - c.greenF()) * t,
-                           c.blueF() + (1 - c.blueF()) * t)
+    t = step if not dark_base else min(0.7, 0.22 * i)  # lighter: mix toward white
+    return QColor.fromRgbF(
+        c.redF() + (1 - c.redF()) * t, c.greenF() + (1 - c.greenF()) * t, c.blueF() + (1 - c.blueF()) * t
+    )
 
 
 class _Branch:
@@ -106,7 +114,7 @@ class _Branch:
         self.parent: str | None = None
         self.fork_epoch: int | None = None
         self.records: list[dict[str, Any]] = []
-        self.curves: dict[str, pg.PlotDataItem] = {}   # "train", "val" (accuracy plot), "total" (loss plot)
+        self.curves: dict[str, pg.PlotDataItem] = {}  # "train", "val" (accuracy plot), "total" (loss plot)
         self.dirty = True
 
 
@@ -124,7 +132,7 @@ def _style_plot(p: pg.PlotItem, title: str, left: str, bottom: str) -> None:
     font.setPointSizeF(8.5)
     for ax in ("left", "bottom"):
         a = p.getAxis(ax)
-        a.enableAutoSIPrefix(False)     # "(x0.001)" on a distance axis reads as noise
+        a.enableAutoSIPrefix(False)  # "(x0.001)" on a distance axis reads as noise
         # Major ticks (and grid lines) only: the minor grid made each repaint of the five plots cost ~20 ms of
         # CPU instead of ~7 ms (measured), and these small plots read better with fewer labels anyway.
         a.setStyle(maxTickLevel=0)
@@ -166,7 +174,7 @@ class _MatrixLabels(pg.GraphicsObject):
             return
         tr = p.transform()
         cell = tr.map(QPointF(1, 1)) - tr.map(QPointF(0, 0))
-        if min(abs(cell.x()), abs(cell.y())) < 12:      # too small to read: leave the colours alone
+        if min(abs(cell.x()), abs(cell.y())) < 12:  # too small to read: leave the colours alone
             return
         p.save()
         p.resetTransform()
@@ -202,11 +210,11 @@ class MetricsView(QWidget):
         self.columns = 0
         self.smoothing = 0.0
         self.log_losses = False
-        self.edited: list[bool] = []                   # classes whose centre, spread or pairs were edited
-        self.point_classes: list[bool] = []            # classes with moved points and no other edit
-        self._asked: dict[tuple[str, int], list[float]] = {}   # (branch, epoch) -> distance of what was asked
+        self.edited: list[bool] = []  # classes whose centre, spread or pairs were edited
+        self.point_classes: list[bool] = []  # classes with moved points and no other edit
+        self._asked: dict[tuple[str, int], list[float]] = {}  # (branch, epoch) -> distance of what was asked
         self._dist_zoomed = False
-        self._tick_names: dict[tuple[Any, str], tuple[float, list[str]]] = {}   # class-named axes, see _thin_ticks
+        self._tick_names: dict[tuple[Any, str], tuple[float, list[str]]] = {}  # class-named axes, see _thin_ticks
         self._tick_every: dict[tuple[Any, str], int] = {}
 
         outer = QVBoxLayout(self)
@@ -256,8 +264,10 @@ class MetricsView(QWidget):
             w.setMinimumSize(PLOT_MIN_W, PLOT_MIN_H)
             w.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self._reflow(columns)
-        self.hovers = {name: _Hover(self, w) for name, w in (("loss", self.loss_plot), ("accuracy", self.acc_plot),
-                                                              ("distance", self.dist_plot))}
+        self.hovers = {
+            name: _Hover(self, w)
+            for name, w in (("loss", self.loss_plot), ("accuracy", self.acc_plot), ("distance", self.dist_plot))
+        }
 
         lp = self.loss_plot.getPlotItem()
         self.loss_legend = lp.addLegend(offset=(-4, 4), labelTextSize="8pt", verSpacing=-6)
@@ -279,8 +289,10 @@ class MetricsView(QWidget):
         self._pens_dirty = False
 
         self.dist_curves: list[pg.PlotDataItem] = []
-        self.dist_hint = pg.TextItem(html="<div style='text-align:center; color:#9a9a9a'>no targets yet:<br>"
-                                          "commit edits<br>at a pause</div>", anchor=(0.5, 0.5))
+        self.dist_hint = pg.TextItem(
+            html="<div style='text-align:center; color:#9a9a9a'>no targets yet:<br>commit edits<br>at a pause</div>",
+            anchor=(0.5, 0.5),
+        )
         self.dist_plot.getPlotItem().addItem(self.dist_hint, ignoreBounds=True)
         self.dist_hint.setPos(0.5, 0.5)
         self.dist_plot.getPlotItem().getViewBox().setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
@@ -291,18 +303,27 @@ class MetricsView(QWidget):
         cp.invertY(True)
         cp.getAxis("left").setWidth(CLASS_AXIS_PX)
         # The mean as a dashed line with its value: inside the plot, so updating it never re-lays-out the plot.
-        self.mean_line = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen("#555555", width=1, style=Qt.PenStyle.DashLine),
-                                         label="", labelOpts={"position": 0.04, "color": "#333333",
-                                                              "fill": pg.mkBrush(255, 255, 255, 220),
-                                                              "anchors": [(1, 0), (1, 0)]})
+        self.mean_line = pg.InfiniteLine(
+            pos=0,
+            angle=90,
+            pen=pg.mkPen("#555555", width=1, style=Qt.PenStyle.DashLine),
+            label="",
+            labelOpts={
+                "position": 0.04,
+                "color": "#333333",
+                "fill": pg.mkBrush(255, 255, 255, 220),
+                "anchors": [(1, 0), (1, 0)],
+            },
+        )
         self.mean_line.setZValue(10)
         self.mean_line.setVisible(False)
         cp.addItem(self.mean_line, ignoreBounds=True)
 
         fp = self.conf_plot.getPlotItem()
         self.conf_image = pg.ImageItem()
-        self.conf_image.setColorMap(pg.ColorMap([0.0, 0.5, 1.0], [QColor("#f7fbff"), QColor("#6baed6"),
-                                                                  QColor("#08306b")]))
+        self.conf_image.setColorMap(
+            pg.ColorMap([0.0, 0.5, 1.0], [QColor("#f7fbff"), QColor("#6baed6"), QColor("#08306b")])
+        )
         fp.addItem(self.conf_image)
         fp.invertY(True)
         fp.setAspectLocked(True)
@@ -349,10 +370,20 @@ class MetricsView(QWidget):
         dp = self.dist_plot.getPlotItem()
         for c in self.dist_curves:
             dp.removeItem(c)
-        self.dist_curves = [dp.plot([], [], pen=pg.mkPen(self.colours[c], width=1.8), connect="finite",
-                                    symbol="o", symbolSize=4, symbolBrush=self.colours[c], symbolPen=None,
-                                    name=self.class_names[c])
-                            for c in range(k)]
+        self.dist_curves = [
+            dp.plot(
+                [],
+                [],
+                pen=pg.mkPen(self.colours[c], width=1.8),
+                connect="finite",
+                symbol="o",
+                symbolSize=4,
+                symbolBrush=self.colours[c],
+                symbolPen=None,
+                name=self.class_names[c],
+            )
+            for c in range(k)
+        ]
         cp = self.class_plot.getPlotItem()
         ax = cp.getAxis("left")
         ax.setWidth(_label_width(ax, self.class_names))
@@ -363,10 +394,11 @@ class MetricsView(QWidget):
         short = [n if len(n) <= 9 else n[:8] + "." for n in self.class_names]
         cols_named = all(len(n) <= 2 for n in self.class_names)
         fp.getAxis("left").setWidth(_label_width(fp.getAxis("left"), short, extra=28))
-        self._tick_names = {(self.class_plot, "left"): (0.0, list(self.class_names)),
-                            (self.conf_plot, "left"): (0.5, short),
-                            (self.conf_plot, "bottom"): (0.5, [n if cols_named else str(i)
-                                                               for i, n in enumerate(short)])}
+        self._tick_names = {
+            (self.class_plot, "left"): (0.0, list(self.class_names)),
+            (self.conf_plot, "left"): (0.5, short),
+            (self.conf_plot, "bottom"): (0.5, [n if cols_named else str(i) for i, n in enumerate(short)]),
+        }
         self._tick_every = {}
         fp.setLabel("bottom", "predicted" if cols_named else "predicted (class index)", **{"font-size": "9pt"})
         self.conf_labels.set_counts(np.zeros((k, k)), np.zeros((k, k)))
@@ -451,7 +483,7 @@ class MetricsView(QWidget):
         br.records = [r for r in br.records if r["epoch"] < e]
         br.records.append(m)
         br.dirty = True
-        for other in self.branches.values():    # forks anchored on this branch at or after e move with it
+        for other in self.branches.values():  # forks anchored on this branch at or after e move with it
             if other.parent == name and other.fork_epoch is not None and other.fork_epoch >= e:
                 other.dirty = True
         if name == self.current_branch:
@@ -527,9 +559,16 @@ class MetricsView(QWidget):
         for kind, colour, plot in (("train", TRAIN_COLOUR, ap), ("val", VAL_COLOUR, ap), ("total", TOTAL_COLOUR, lp)):
             shade = branch_shade(colour, i)
             width = CURRENT_WIDTH if name == self.current_branch else OTHER_WIDTH
-            c = plot.plot([], [], pen=pg.mkPen(shade, width=width, style=style), connect="finite",
-                          symbol=symbol if kind != "total" else None, symbolSize=5 if i else 4,
-                          symbolBrush=shade, symbolPen=None)
+            c = plot.plot(
+                [],
+                [],
+                pen=pg.mkPen(shade, width=width, style=style),
+                connect="finite",
+                symbol=symbol if kind != "total" else None,
+                symbolSize=5 if i else 4,
+                symbolBrush=shade,
+                symbolPen=None,
+            )
             c.setZValue(2 if name == self.current_branch else 1)
             br.curves[kind] = c
         self.acc_legend.addItem(br.curves["train"], "train")
@@ -547,7 +586,7 @@ class MetricsView(QWidget):
             for kind, c in br.curves.items():
                 legend = self.loss_legend if kind == "total" else self.acc_legend
                 label = legend.getLabel(c)
-                if label is not None:      # the legend sits over the curves: long names are shortened there
+                if label is not None:  # the legend sits over the curves: long names are shortened there
                     label.setText(f"{kind} {_short(br.name)}" if many else kind)
 
     def _lineage(self, name: str, _seen: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
@@ -560,8 +599,9 @@ class MetricsView(QWidget):
         if br.parent is None or br.fork_epoch is None or br.parent in _seen or br.parent not in self.branches:
             return own
         first = own[0]["epoch"] if own else math.inf
-        base = [r for r in self._lineage(br.parent, _seen | {name})
-                if r["epoch"] <= br.fork_epoch and r["epoch"] < first]
+        base = [
+            r for r in self._lineage(br.parent, _seen | {name}) if r["epoch"] <= br.fork_epoch and r["epoch"] < first
+        ]
         return base + own
 
     def _anchor(self, br: _Branch) -> dict[str, Any] | None:
@@ -600,17 +640,24 @@ class MetricsView(QWidget):
             return
         self.commit_epochs.append(x)
         for p in (self.loss_plot, self.acc_plot, self.dist_plot):
-            line = pg.InfiniteLine(pos=x, angle=90, pen=pg.mkPen(EDIT_LINE_COLOUR, width=1,
-                                                                 style=Qt.PenStyle.DashLine),
-                                   label="edit", labelOpts={"position": 0.93, "color": "#8a8a8a"})
+            line = pg.InfiniteLine(
+                pos=x,
+                angle=90,
+                pen=pg.mkPen(EDIT_LINE_COLOUR, width=1, style=Qt.PenStyle.DashLine),
+                label="edit",
+                labelOpts={"position": 0.93, "color": "#8a8a8a"},
+            )
             p.getPlotItem().addItem(line, ignoreBounds=True)
             self.edit_lines.append(line)
 
     def show_evaluation(self, m: dict[str, Any]) -> None:
         """An on-demand evaluation (val or test): show its per-class accuracy and confusion at once."""
         split = m.get("split", "val")
-        self._last_eval = {"per_class": m.get(f"{split}_per_class_accuracy"),
-                           "confusion": m.get(f"{split}_confusion"), "split": split}
+        self._last_eval = {
+            "per_class": m.get(f"{split}_per_class_accuracy"),
+            "confusion": m.get(f"{split}_confusion"),
+            "split": split,
+        }
         self._dirty = True
 
     # ------------------------------------------------------------------ drawing
@@ -647,8 +694,11 @@ class MetricsView(QWidget):
         per_class = conf = None
         title_split = "val"
         if self._last_eval is not None:
-            per_class, conf, title_split = (self._last_eval["per_class"], self._last_eval["confusion"],
-                                            self._last_eval["split"])
+            per_class, conf, title_split = (
+                self._last_eval["per_class"],
+                self._last_eval["confusion"],
+                self._last_eval["split"],
+            )
         elif self.epochs:
             per_class = self.epochs[-1].get("val_per_class_accuracy")
             conf = self.epochs[-1].get("val_confusion")
@@ -678,14 +728,21 @@ class MetricsView(QWidget):
 
     def _restyle_distances(self) -> None:
         for c, curve in enumerate(self.dist_curves):
-            strong = (c < len(self.edited) and self.edited[c]) or (c < len(self.point_classes) and
-                                                                   self.point_classes[c])
+            strong = (c < len(self.edited) and self.edited[c]) or (
+                c < len(self.point_classes) and self.point_classes[c]
+            )
             col = QColor(self.colours[c])
             if not strong and any(self.edited):
                 col.setAlpha(110)
-            curve.setPen(pg.mkPen(col, width=EDITED_WIDTH if strong else UNEDITED_WIDTH,
-                                  style=Qt.PenStyle.DashLine if c < len(self.point_classes) and
-                                  self.point_classes[c] else Qt.PenStyle.SolidLine))
+            curve.setPen(
+                pg.mkPen(
+                    col,
+                    width=EDITED_WIDTH if strong else UNEDITED_WIDTH,
+                    style=Qt.PenStyle.DashLine
+                    if c < len(self.point_classes) and self.point_classes[c]
+                    else Qt.PenStyle.SolidLine,
+                )
+            )
             curve.setSymbolBrush(col)
             curve.setZValue(3 if strong else 1)
 
@@ -710,7 +767,7 @@ class MetricsView(QWidget):
             return
         d = self.distance_matrix()
         have = bool(np.isfinite(d).any())
-        if not (have or self._dist_shown):     # nothing to clear before the first commit: skip 10 setData calls
+        if not (have or self._dist_shown):  # nothing to clear before the first commit: skip 10 setData calls
             return
         self.dist_hint.setVisible(not have)
         for c, curve in enumerate(self.dist_curves):
@@ -853,8 +910,14 @@ class MetricsView(QWidget):
         k = len(acc)
         brushes = [pg.mkBrush(c) for c in self.colours]
         if self.bars is None:
-            self.bars = pg.BarGraphItem(x0=np.zeros(k), y=np.arange(k), height=0.7, width=np.nan_to_num(acc),
-                                        brushes=brushes, pen=pg.mkPen(None))
+            self.bars = pg.BarGraphItem(
+                x0=np.zeros(k),
+                y=np.arange(k),
+                height=0.7,
+                width=np.nan_to_num(acc),
+                brushes=brushes,
+                pen=pg.mkPen(None),
+            )
             cp.addItem(self.bars)
         else:
             self.bars.setOpts(width=np.nan_to_num(acc))
@@ -870,10 +933,11 @@ class MetricsView(QWidget):
         # ImageItem is column-major (image[x, y]); x = predicted, y = true.
         self.conf_image.setImage(norm.T, levels=(0, 1), autoLevels=False)
         self.conf_labels.set_counts(conf, norm > 0.55)
-        if split != self._conf_split:           # a title change re-lays-out the plot: only when it changes
+        if split != self._conf_split:  # a title change re-lays-out the plot: only when it changes
             self._conf_split = split
             self.conf_plot.getPlotItem().setTitle(
-                f"<span style='font-size:{TITLE_PT}pt; font-weight:600; color:{FOREGROUND}'>Confusion ({split})</span>")
+                f"<span style='font-size:{TITLE_PT}pt; font-weight:600; color:{FOREGROUND}'>Confusion ({split})</span>"
+            )
 
 
 def ema(y: np.ndarray, weight: float) -> np.ndarray:
@@ -902,7 +966,7 @@ def scale_penalty(records: Sequence[dict[str, Any]]) -> np.ndarray:
             out[i] = float(pen)
             continue
         sc, lam = _num(r.get("train_scale")), _num(r.get("lam"))
-        if math.isfinite(sc) and sc > 0 and math.isfinite(lam):     # scale 0: no targets, the term was off
+        if math.isfinite(sc) and sc > 0 and math.isfinite(lam):  # scale 0: no targets, the term was off
             out[i] = lam * abs(1.0 - sc)
     return out
 
@@ -974,7 +1038,7 @@ class _Hover:
                 continue
             y = c.getData()[1][j[0]]
             if y is not None and math.isfinite(y):
-                rows.append((label, float(10 ** y if log else y)))
+                rows.append((label, float(10**y if log else y)))
         return best, rows
 
     def moved(self, pos: Any) -> None:

@@ -6,6 +6,7 @@ running run only after the dialog was accepted. Checked before accepting: the da
 set's files and they are readable, the model takes the data set's inputs (the model list shows only those
 that do), and every number is in range. The last accepted choice is remembered in QSettings.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,7 +51,10 @@ DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 # Input shape (no batch dimension) and class count of each data set, to check that a model fits before loading.
 INPUT_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
-    "digits": ((1, 8, 8), 10), "cifar10": ((3, 32, 32), 10), "pamap2": ((27, 171), 12), "synthetic": ((3, 32, 32), 10),
+    "digits": ((1, 8, 8), 10),
+    "cifar10": ((3, 32, 32), 10),
+    "pamap2": ((27, 171), 12),
+    "synthetic": ((3, 32, 32), 10),
 }
 CIFAR_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
 _SUBJECT = re.compile(r"^subject\d+\.dat$")
@@ -62,6 +66,7 @@ def model_problem(model: str, dataset: str) -> str | None:
     key = (model, dataset)
     if key not in _fits:
         from hill_app.engine.models import build_model
+
         shape, k = INPUT_SHAPES[dataset]
         try:
             build_model(model, shape, k)
@@ -79,8 +84,9 @@ def data_problem(dataset: str, root: str, download: bool) -> str | None:
     """None if ``root`` holds ``dataset``'s files (readable), else what is missing, in the window's words."""
     r = Path(root).expanduser()
     if not r.exists():
-        return f"data folder {r} does not exist" + (" (tick download to fetch CIFAR-10 into it)"
-                                                    if dataset == "cifar10" else "")
+        return f"data folder {r} does not exist" + (
+            " (tick download to fetch CIFAR-10 into it)" if dataset == "cifar10" else ""
+        )
     if not r.is_dir():
         return f"data folder {r} is a file, not a folder"
     if not os.access(r, os.R_OK | os.X_OK):
@@ -95,8 +101,10 @@ def data_problem(dataset: str, root: str, download: bool) -> str | None:
             return None if _readable(archive) else f"{archive} is not readable"
         if download:
             return None if os.access(r, os.W_OK) else f"data folder {r} is not writable (needed to download)"
-        return (f"CIFAR-10 not found in {r}: expected cifar-10-batches-py/ (data_batch_1..5, test_batch) or "
-                "cifar-10-python.tar.gz there; tick download to fetch it (170 MB, MD5-checked)")
+        return (
+            f"CIFAR-10 not found in {r}: expected cifar-10-batches-py/ (data_batch_1..5, test_batch) or "
+            "cifar-10-python.tar.gz there; tick download to fetch it (170 MB, MD5-checked)"
+        )
     if dataset == "pamap2":
         for folder in (r / "Protocol", r, r / "PAMAP2_Dataset" / "Protocol"):
             if folder.is_dir():
@@ -183,8 +191,10 @@ class NewRunDialog(QDialog):
         form.addRow("Epochs", self.epochs)
         self.pause_at = QLineEdit()
         self.pause_at.setPlaceholderText("e.g. 25, 30, 35, 40 (empty: no scheduled pauses)")
-        self.pause_at.setToolTip("Training pauses before each of these epochs (2..epochs) so you can edit "
-                                 "the latent space. You can also pause at any time with Space.")
+        self.pause_at.setToolTip(
+            "Training pauses before each of these epochs (2..epochs) so you can edit "
+            "the latent space. You can also pause at any time with Space."
+        )
         form.addRow("Pause before epochs", self.pause_at)
         self.alpha = QDoubleSpinBox()
         self.alpha.setRange(0.0, 1.0)
@@ -229,7 +239,7 @@ class NewRunDialog(QDialog):
         self.device.addItems(DEVICES)
         form.addRow("Device", self.device)
         self.seed = QSpinBox()
-        self.seed.setRange(0, 2 ** 31 - 1)
+        self.seed.setRange(0, 2**31 - 1)
         form.addRow("Seed", self.seed)
 
         self.run_dir_edit = QLineEdit()
@@ -303,10 +313,12 @@ class NewRunDialog(QDialog):
         self.optimizer.setCurrentIndex(max(0, self.optimizer.findData(opt)) if opt else 0)
         self.lr.setValue(float(s.value("new_run/lr", 0.0) or 0.0))
         self.batch_size.setValue(int(s.value("new_run/batch_size", 0) or 0))
-        self.view_size.setValue(int(s.value("new_run/view_size", -1) if s.value("new_run/view_size") not in
-                                    (None, "") else -1))
-        self.projection.setCurrentIndex(max(0, self.projection.findData(str(s.value("new_run/projection",
-                                                                                    d.projection)))))
+        self.view_size.setValue(
+            int(s.value("new_run/view_size", -1) if s.value("new_run/view_size") not in (None, "") else -1)
+        )
+        self.projection.setCurrentIndex(
+            max(0, self.projection.findData(str(s.value("new_run/projection", d.projection))))
+        )
         self._base = last_base(s)
         self.run_dir_edit.setText(str(new_run_dir(self._base, ds)))
 
@@ -388,14 +400,23 @@ class NewRunDialog(QDialog):
         """The config the form describes (raises ConfigError or ValueError if a field is wrong)."""
         ds = self.dataset.currentData()
         root = self.data_root.text().strip() if ds in NEEDS_FOLDER else None
-        return RunConfig(dataset=ds, data_root=root or None, download=ds == "cifar10" and self.download.isChecked(),
-                         model=self.model.currentData(), epochs=self.epochs.value(),
-                         pause_at=parse_epochs(self.pause_at.text()), alpha=self.alpha.value(), lam=self.lam.value(),
-                         seed=self.seed.value(), device=self.device.currentText(),
-                         optimizer=self.optimizer.currentData(), lr=self.lr.value() or None,
-                         batch_size=self.batch_size.value() or None,
-                         view_size=None if self.view_size.value() < 0 else self.view_size.value(),
-                         projection=self.projection.currentData())
+        return RunConfig(
+            dataset=ds,
+            data_root=root or None,
+            download=ds == "cifar10" and self.download.isChecked(),
+            model=self.model.currentData(),
+            epochs=self.epochs.value(),
+            pause_at=parse_epochs(self.pause_at.text()),
+            alpha=self.alpha.value(),
+            lam=self.lam.value(),
+            seed=self.seed.value(),
+            device=self.device.currentText(),
+            optimizer=self.optimizer.currentData(),
+            lr=self.lr.value() or None,
+            batch_size=self.batch_size.value() or None,
+            view_size=None if self.view_size.value() < 0 else self.view_size.value(),
+            projection=self.projection.currentData(),
+        )
 
     def run_dir(self) -> Path:
         return Path(self.run_dir_edit.text().strip()).expanduser()
@@ -412,8 +433,10 @@ class NewRunDialog(QDialog):
             out = [p for p in pauses if not 2 <= p <= self.epochs.value()]
             if out:
                 what = f"pause epoch {out[0]} is" if len(out) == 1 else f"pause epochs {', '.join(map(str, out))} are"
-                bad["pause_at"] = (f"{what} outside 2..{self.epochs.value()} (the 2D view is fitted after epoch 1, "
-                                   "so the first pause can be before epoch 2)")
+                bad["pause_at"] = (
+                    f"{what} outside 2..{self.epochs.value()} (the 2D view is fitted after epoch 1, "
+                    "so the first pause can be before epoch 2)"
+                )
         if ds in NEEDS_FOLDER:
             root = self.data_root.text().strip()
             if not root:
@@ -429,6 +452,7 @@ class NewRunDialog(QDialog):
         if self.device.currentText() == "cuda":
             if self._cuda is None:
                 import torch
+
                 self._cuda = torch.cuda.is_available()
             if not self._cuda:
                 bad["device"] = "this machine has no CUDA device; choose auto or cpu"
@@ -451,8 +475,13 @@ class NewRunDialog(QDialog):
     def validate(self) -> bool:
         """Show the first problem under the form, outline the fields at fault, enable Start only when valid."""
         bad = self.problems()
-        widgets = {"pause_at": self.pause_at, "data_root": self.data_root, "device": self.device,
-                   "run_dir": self.run_dir_edit, "model": self.model}
+        widgets = {
+            "pause_at": self.pause_at,
+            "data_root": self.data_root,
+            "device": self.device,
+            "run_dir": self.run_dir_edit,
+            "model": self.model,
+        }
         for key, w in widgets.items():
             w.setStyleSheet("border: 1px solid #c53030; border-radius: 3px;" if key in bad else "")
         self.error.setText("\n".join(bad.values()))

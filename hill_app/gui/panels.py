@@ -5,6 +5,7 @@ queue) and remembers the command's uuid. The window routes every "command" event
 that sent it shows the status (pending, running, success with the result, failed with the reason), so the
 status a user sees is the status that happened in the training thread.
 """
+
 from __future__ import annotations
 
 import html
@@ -31,7 +32,7 @@ from .command_log import LEVEL_COLOURS, LogConsole
 from .results import STATUS_COLOURS, describe_result
 from .widgets import WrapLabel
 
-SubmitFn = Callable[[str, dict], "str | None"]   # the command's uuid, or None when no run can take it
+SubmitFn = Callable[[str, dict], "str | None"]  # the command's uuid, or None when no run can take it
 
 
 class _ResultLabel(WrapLabel):
@@ -271,6 +272,7 @@ class ControlsPanel(QScrollArea):
         from .data_panel import DataPanel
         from .edit_panels import LatentEditsPanel, ProjectionPanel
         from .layers_panel import LayersPanel
+
         hooks = hooks or EditHooks(lambda e: False, lambda: (0, "no latent view"), lambda: [])
         self.setWidgetResizable(True)
         self.setFrameShape(QScrollArea.Shape.NoFrame)
@@ -287,17 +289,32 @@ class ControlsPanel(QScrollArea):
         self.loss = LossPanel(submit)
         self.data = DataPanel(submit, hooks.selected_train_indices)
         self.layers = LayersPanel(submit)
-        self.panels: list[CommandPanel] = [self.run, self.edits, self.projection, self.optimizer, self.clip,
-                                           self.loss, self.data, self.layers]
+        self.panels: list[CommandPanel] = [
+            self.run,
+            self.edits,
+            self.projection,
+            self.optimizer,
+            self.clip,
+            self.loss,
+            self.data,
+            self.layers,
+        ]
         for p in self.panels:
             lay.addWidget(p)
         lay.addStretch(1)
         self.setWidget(inner)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
         self.sections: dict[str, list[QWidget]] = {
-            "evaluate": [self.run.split, self.run.eval_btn], "stop": [self.run.stop_btn],
-            "latent": [self.edits], "projection": [self.projection], "optimizer": [self.optimizer],
-            "grad_clip": [self.clip], "loss": [self.loss], "data": [self.data], "layers": [self.layers]}
+            "evaluate": [self.run.split, self.run.eval_btn],
+            "stop": [self.run.stop_btn],
+            "latent": [self.edits],
+            "projection": [self.projection],
+            "optimizer": [self.optimizer],
+            "grad_clip": [self.clip],
+            "loss": [self.loss],
+            "data": [self.data],
+            "layers": [self.layers],
+        }
         self.set_active(False)
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt name)
@@ -315,8 +332,11 @@ class ControlsPanel(QScrollArea):
         self.run.setVisible(shows("evaluate") or shows("stop"))
 
     def visible_sections(self) -> list[str]:
-        return [n for n, ws in self.sections.items() if all(not w.isHidden() for w in ws)
-                and not (n in ("evaluate", "stop") and self.run.isHidden())]
+        return [
+            n
+            for n, ws in self.sections.items()
+            if all(not w.isHidden() for w in ws) and not (n in ("evaluate", "stop") and self.run.isHidden())
+        ]
 
     def set_active(self, on: bool) -> None:
         """Controls work only while a run is live (running or paused)."""
@@ -351,5 +371,16 @@ class ControlsPanel(QScrollArea):
         self.layers.set_model(info.get("model"))
 
 
-__all__ = ["CommandPanel", "ControlsPanel", "EditHooks", "GradClipPanel", "LEVEL_COLOURS", "LogConsole", "LossPanel",
-           "OptimizerPanel", "RunPanel", "STATUS_COLOURS", "describe_result"]
+__all__ = [
+    "CommandPanel",
+    "ControlsPanel",
+    "EditHooks",
+    "GradClipPanel",
+    "LEVEL_COLOURS",
+    "LogConsole",
+    "LossPanel",
+    "OptimizerPanel",
+    "RunPanel",
+    "STATUS_COLOURS",
+    "describe_result",
+]

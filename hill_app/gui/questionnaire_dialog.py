@@ -8,6 +8,7 @@ key only when the participant answered the comparisons rather than skipping them
 every UMUX-Lite item must be chosen and every TLX slider set (a click anywhere on a scale puts the rating
 there) before the participant can go on, so an untouched default never passes for an answer.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -34,7 +35,7 @@ from PySide6.QtWidgets import (
 
 from hill_app.studies.questionnaires import PAIRS, TLX_ITEMS, TLX_RANGE, TLX_SCALES, UMUX_LITE_ITEMS, UMUX_LITE_SCALE
 
-TLX_STEP = 5          # the paper scale has 21 marks: 0, 5, ..., 100
+TLX_STEP = 5  # the paper scale has 21 marks: 0, 5, ..., 100
 STEPS = ("umux", "tlx", "pairwise")
 
 TLX_ENDS = {s: ("Very low", "Very high") for s in TLX_SCALES}
@@ -87,10 +88,12 @@ class TlxSlider(QSlider):
         """(left edge of the handle's travel, its length, the handle's width) in widget pixels."""
         opt = QStyleOptionSlider()
         self.initStyleOption(opt)
-        groove = self.style().subControlRect(QStyle.ComplexControl.CC_Slider, opt,
-                                             QStyle.SubControl.SC_SliderGroove, self)
-        handle = self.style().subControlRect(QStyle.ComplexControl.CC_Slider, opt,
-                                             QStyle.SubControl.SC_SliderHandle, self)
+        groove = self.style().subControlRect(
+            QStyle.ComplexControl.CC_Slider, opt, QStyle.SubControl.SC_SliderGroove, self
+        )
+        handle = self.style().subControlRect(
+            QStyle.ComplexControl.CC_Slider, opt, QStyle.SubControl.SC_SliderHandle, self
+        )
         return groove.x(), max(1, groove.width() - handle.width()), handle.width()
 
     def value_at(self, x: float) -> int:
@@ -109,7 +112,7 @@ class TlxSlider(QSlider):
     def _set_from(self, x: float) -> None:
         v = self.value_at(x)
         if v != self.value():
-            self.setValue(v)          # _snap marks it
+            self.setValue(v)  # _snap marks it
         else:
             self._mark()
 
@@ -197,8 +200,12 @@ class QuestionnaireForm(QWidget):
         w = QWidget()
         lay = QVBoxLayout(w)
         lay.addWidget(_heading("Usability (UMUX-Lite)"))
-        lay.addWidget(_note("How much do you agree with each statement about the tool you just used? "
-                            "1 = strongly disagree, 7 = strongly agree."))
+        lay.addWidget(
+            _note(
+                "How much do you agree with each statement about the tool you just used? "
+                "1 = strongly disagree, 7 = strongly agree."
+            )
+        )
         lo, hi = UMUX_LITE_SCALE
         self.umux_groups: list[QButtonGroup] = []
         self.umux_buttons: list[list[QRadioButton]] = []
@@ -231,12 +238,16 @@ class QuestionnaireForm(QWidget):
         w = QWidget()
         lay = QVBoxLayout(w)
         lay.addWidget(_heading("Workload (NASA-TLX)"))
-        lay.addWidget(_note("Rate the task you just did on each scale: click on the scale where your rating lies "
-                            "(or drag the handle). Every scale must be set."))
+        lay.addWidget(
+            _note(
+                "Rate the task you just did on each scale: click on the scale where your rating lies "
+                "(or drag the handle). Every scale must be set."
+            )
+        )
         self.tlx_sliders: dict[str, TlxSlider] = {}
         self.tlx_values: dict[str, QLabel] = {}
         ends = [QLabel(t) for pair in TLX_ENDS.values() for t in pair]
-        end_w = max(lab.sizeHint().width() for lab in ends) + 4   # the same width, so the scales line up
+        end_w = max(lab.sizeHint().width() for lab in ends) + 4  # the same width, so the scales line up
         for s in TLX_SCALES:
             title, question = TLX_ITEMS[s]
             box = QFrame()
@@ -271,8 +282,12 @@ class QuestionnaireForm(QWidget):
         w = QWidget()
         lay = QVBoxLayout(w)
         lay.addWidget(_heading("Workload: which mattered more? (optional)"))
-        lay.addWidget(_note("For each pair, choose the factor that contributed more to the workload of the task. "
-                            "These 15 choices weight the scales in the weighted TLX score; you may skip them."))
+        lay.addWidget(
+            _note(
+                "For each pair, choose the factor that contributed more to the workload of the task. "
+                "These 15 choices weight the scales in the weighted TLX score; you may skip them."
+            )
+        )
         grid = QGridLayout()
         self.pair_groups: list[QButtonGroup] = []
         self.pair_buttons: list[tuple[QPushButton, QPushButton]] = []

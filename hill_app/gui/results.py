@@ -1,12 +1,17 @@
 """What became of a command, in words: one reading shared by the panels, the checkpoint tree and the log."""
+
 from __future__ import annotations
 
 from typing import Any
 
 STATUS_COLOURS = {
-    "requested": "#8a8a8a", "pending": "#b7791f", "running": "#2b6cb0", "success": "#2f855a", "failed": "#c53030",
+    "requested": "#8a8a8a",
+    "pending": "#b7791f",
+    "running": "#2b6cb0",
+    "success": "#2f855a",
+    "failed": "#c53030",
 }
-PERCENT_KEYS = ("accuracy",)     # result values that are fractions shown as percentages
+PERCENT_KEYS = ("accuracy",)  # result values that are fractions shown as percentages
 
 
 def fmt(v: Any) -> str:

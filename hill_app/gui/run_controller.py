@@ -7,6 +7,7 @@ source ``"window"``, whether the run trains in this process (:class:`LocalRunCli
 epoch, pause, log and checkpoint events to the view in order, and coalesces snapshots and step metrics: only
 the newest of a drain is drawn, and while training runs at most every ``DRAW_S``.
 """
+
 from __future__ import annotations
 
 import gc
@@ -27,9 +28,9 @@ if TYPE_CHECKING:
 
 POLL_HZ = 30
 MAX_EVENTS_PER_POLL = 1000
-STEP_DRAW_S = 0.1          # progress bar and step line: 10 Hz is smooth enough, and each repaint costs
-DRAW_S = 0.25              # while training: latent view and metric plots at most 4 times a second
-SLOW_MS = 50.0             # the main-thread stall budget
+STEP_DRAW_S = 0.1  # progress bar and step line: 10 Hz is smooth enough, and each repaint costs
+DRAW_S = 0.25  # while training: latent view and metric plots at most 4 times a second
+SLOW_MS = 50.0  # the main-thread stall budget
 
 
 @dataclass
@@ -39,7 +40,7 @@ class PollStats:
     count: int = 0
     max_ms: float = 0.0
     total_ms: float = 0.0
-    slow: list[tuple[float, dict]] = field(default_factory=list)   # polls over SLOW_MS, with their event kinds
+    slow: list[tuple[float, dict]] = field(default_factory=list)  # polls over SLOW_MS, with their event kinds
     worst: tuple[float, dict] = (0.0, {})
 
     def record(self, ms: float, kinds: dict[str, int]) -> None:
@@ -84,8 +85,8 @@ class RunController(QObject):
         self.view = view
         self.worker: TrainingWorker | None = None
         self.client: RunClient | None = None
-        self.attached = False            # a served job (RemoteRunClient); closing the window only detaches
-        self.target: str | None = None   # what was attached (URL or run folder), for re-attaching
+        self.attached = False  # a served job (RemoteRunClient); closing the window only detaches
+        self.target: str | None = None  # what was attached (URL or run folder), for re-attaching
         self.poll_stats = PollStats()
         self.ended = False
         self.paused = False
@@ -118,7 +119,7 @@ class RunController(QObject):
     def start_local(self, config: RunConfig, run_dir: Path) -> TrainingWorker:
         """Train ``config`` in ``run_dir`` in a worker thread of this process."""
         self._reset()
-        if self.worker is not None:       # the last run's thread has ended: let its session (model, data) go
+        if self.worker is not None:  # the last run's thread has ended: let its session (model, data) go
             self.worker.deleteLater()
         self.worker = w = TrainingWorker(config, run_dir, self)
         w.runFinished.connect(self._worker_finished)
@@ -167,6 +168,7 @@ class RunController(QObject):
         if w is None or w.session is None or self.client is not None:
             return
         from hill_app.client.local import LocalRunClient
+
         # Torch, Qt, pyqtgraph and the data are loaded now: ~400k long-lived objects that every full GC pass
         # would walk (100-250 ms with the GIL held, in whichever thread triggers it; measured). Freezing them
         # out of the collector keeps those passes short. Nothing frozen is ever garbage we'd want back.
@@ -219,15 +221,16 @@ class RunController(QObject):
             try:
                 self._dispatch(evs)
                 self.flush(force=self.paused or self.ended)
-            except Exception:   # a bug in a handler must not freeze the window: report it and go on
+            except Exception:  # a bug in a handler must not freeze the window: report it and go on
                 import traceback
+
                 self.view.report_bug(traceback.format_exc())
         self.poll_stats.record((time.perf_counter() - t0) * 1000.0, kinds)
 
     def _drain(self) -> list[tuple[str, dict[str, Any], float]]:
         c = self.client
         assert c is not None
-        timed = getattr(c, "poll_timed", None)   # both clients of this package have it; others may not
+        timed = getattr(c, "poll_timed", None)  # both clients of this package have it; others may not
         if timed is not None:
             return [(k, d, t) for k, d, t, _ in timed(MAX_EVENTS_PER_POLL)]
         now = time.time()

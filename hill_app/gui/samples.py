@@ -5,6 +5,7 @@ reads a tensor the training thread might touch. Images (digits 8x8 grey, CIFAR-1
 with nearest-neighbour so single pixels stay visible; signal windows (PAMAP2) become a small line plot of
 a few channels drawn with QPainter.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -17,7 +18,7 @@ from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPolygonF
 
 IMAGE_SIZE = 112
 SIGNAL_SIZE = (220, 132)
-AXIS_COLOURS = (QColor("#d62728"), QColor("#2ca02c"), QColor("#1f77b4"))   # x, y, z
+AXIS_COLOURS = (QColor("#d62728"), QColor("#2ca02c"), QColor("#1f77b4"))  # x, y, z
 
 
 def _signal_lanes(channel_names: Sequence[str] | None, n_channels: int) -> list[tuple[str, list[int]]]:
@@ -37,8 +38,9 @@ def _signal_lanes(channel_names: Sequence[str] | None, n_channels: int) -> list[
 class SampleSource:
     """The view set's raw inputs in a compact, Qt-free copy, and a cached renderer over it."""
 
-    def __init__(self, kind: str, x: np.ndarray, lanes: list[tuple[str, list[int]]] | None = None,
-                 cache_size: int = 256) -> None:
+    def __init__(
+        self, kind: str, x: np.ndarray, lanes: list[tuple[str, list[int]]] | None = None, cache_size: int = 256
+    ) -> None:
         self.kind = kind
         self.x = x
         self.lanes = lanes or []
@@ -97,12 +99,12 @@ def render_image(x: np.ndarray, size: int = IMAGE_SIZE) -> QImage:
         img = QImage(buf.data, w, h, 3 * w, QImage.Format.Format_RGB888)
     scale = max(1, size // max(h, w))
     # .scaled() makes a copy that owns its pixels, so ``buf`` may go away.
-    return img.scaled(w * scale, h * scale, Qt.AspectRatioMode.KeepAspectRatio,
-                      Qt.TransformationMode.FastTransformation)
+    return img.scaled(
+        w * scale, h * scale, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
+    )
 
 
-def render_signal(x: np.ndarray, lanes: list[tuple[str, list[int]]],
-                  size: tuple[int, int] = SIGNAL_SIZE) -> QImage:
+def render_signal(x: np.ndarray, lanes: list[tuple[str, list[int]]], size: tuple[int, int] = SIGNAL_SIZE) -> QImage:
     """(C, T) float -> a small multi-lane line plot: one lane per sensor, x/y/z in red/green/blue."""
     w, h = size
     img = QImage(w, h, QImage.Format.Format_ARGB32_Premultiplied)

@@ -21,6 +21,7 @@ depend on a second run competing for the CPU), so ``hill-app report`` treats int
 scripted ones. Closing the window mid-session stops what runs (the runs' journals end cleanly), writes
 ``session_aborted`` and leaves the session marked incomplete.
 """
+
 from __future__ import annotations
 
 import html
@@ -59,8 +60,8 @@ from .restrictions import Restrictions
 from .worker import _lower_thread_priority
 
 TICK_MS = 100
-GRACE_S = 3.0          # after a timed-out pause, resume without the edits if the commit did not go through
-MESSAGE_MS = 10000     # how long a refusal stays on screen
+GRACE_S = 3.0  # after a timed-out pause, resume without the edits if the commit did not go through
+MESSAGE_MS = 10000  # how long a refusal stays on screen
 WAIT_THREAD_MS = 60000
 
 PAGES = ("instructions", "training", "questionnaires", "thanks")
@@ -112,6 +113,7 @@ def _centered(inner: QWidget, max_width: int) -> QWidget:
 
 # ---------------------------------------------------------------- threads
 
+
 class _PauseClock:
     """Listens on the run's event channel (training thread): when the current pause began, engine time."""
 
@@ -147,7 +149,7 @@ class _ProgressStream:
     def __init__(self, worker: BaselineWorker) -> None:
         self.worker = worker
 
-    def isatty(self) -> bool:      # the progress bar then reports steps (at most 10 a second), not only epochs
+    def isatty(self) -> bool:  # the progress bar then reports steps (at most 10 a second), not only epochs
         return True
 
     def write(self, text: str) -> int:
@@ -167,12 +169,20 @@ class BaselineWorker(QThread):
     """After the hill run: its final snapshot (as the runner takes it), then the baseline condition through the
     runner's ``run_condition`` (same protocol, config, seed and data bundle; no edits)."""
 
-    progress = Signal(int, int, float)    # epoch, epochs, fraction done
-    done = Signal(object)                 # the baseline's summary (None when the protocol has no baseline)
-    failed = Signal(str, str)             # message, traceback
+    progress = Signal(int, int, float)  # epoch, epochs, fraction done
+    done = Signal(object)  # the baseline's summary (None when the protocol has no baseline)
+    failed = Signal(str, str)  # message, traceback
 
-    def __init__(self, protocol: Protocol, pdir: Path, log: StudyLog, cfg: Any, bundle: Any, hill_session: Any,
-                 parent: Any = None) -> None:
+    def __init__(
+        self,
+        protocol: Protocol,
+        pdir: Path,
+        log: StudyLog,
+        cfg: Any,
+        bundle: Any,
+        hill_session: Any,
+        parent: Any = None,
+    ) -> None:
         super().__init__(parent)
         self.protocol, self.pdir, self.log, self.cfg, self.bundle = protocol, pdir, log, cfg, bundle
         self.hill_session = hill_session
@@ -185,11 +195,19 @@ class BaselineWorker(QThread):
         _lower_thread_priority()
         try:
             if self.hill_session is not None:
-                self.hill_session.snapshot("final")     # the final layout, for the report's last 'after' panel
+                self.hill_session.snapshot("final")  # the final layout, for the report's last 'after' panel
             summary = None
             if "baseline" in self.protocol.conditions and not self.cancelled:
-                summary = run_condition(self.protocol, "baseline", self.pdir, self.log, self.cfg, self.bundle, [],
-                                        progress=_ProgressStream(self))
+                summary = run_condition(
+                    self.protocol,
+                    "baseline",
+                    self.pdir,
+                    self.log,
+                    self.cfg,
+                    self.bundle,
+                    [],
+                    progress=_ProgressStream(self),
+                )
         except BaseException as e:  # noqa: BLE001 - reported to the window, which logs it
             self.failed.emit(f"{type(e).__name__}: {e}", traceback.format_exc())
             return
@@ -209,6 +227,7 @@ class DataLoader(QThread):
 
     def run(self) -> None:
         from hill_app.datasets import load_dataset
+
         c = self.cfg
         try:
             bundle = load_dataset(c.dataset, c.data_root, download=False, synthetic_size=c.synthetic_size, seed=c.seed)
@@ -220,21 +239,28 @@ class DataLoader(QThread):
 
 # ---------------------------------------------------------------- the window
 
+
 class StudyWindow(QMainWindow):
     """One participant session of ``protocol`` in ``study_dir/participant``."""
 
-    sessionEnded = Signal(bool)        # complete?
+    sessionEnded = Signal(bool)  # complete?
 
-    def __init__(self, protocol: Protocol, participant: str, study_dir: str | Path, device: str | None = None,
-                 settings: QSettings | None = None) -> None:
+    def __init__(
+        self,
+        protocol: Protocol,
+        participant: str,
+        study_dir: str | Path,
+        device: str | None = None,
+        settings: QSettings | None = None,
+    ) -> None:
         super().__init__()
         check_participant(participant)
         self.protocol = protocol
         self.participant = participant
         self.study_dir = Path(study_dir)
         self.pdir = self.study_dir / participant
-        self.cfg = protocol.run_config(device)     # ConfigError for a bad device: the caller reports it
-        self.phase = "instructions"   # instructions, training, questionnaires, thanks, done, aborted, failed
+        self.cfg = protocol.run_config(device)  # ConfigError for a bad device: the caller reports it
+        self.phase = "instructions"  # instructions, training, questionnaires, thanks, done, aborted, failed
         self.log: StudyLog | None = None
         self.bundle: Any = None
         self.recorder: ConditionRecorder | None = None
@@ -246,7 +272,7 @@ class StudyWindow(QMainWindow):
         self.scores: dict | None = None
         self.baseline_worker: BaselineWorker | None = None
         self.ask_before_close = True
-        self._countdown_for: int | None = None     # the pause (clock.count) the countdown runs for
+        self._countdown_for: int | None = None  # the pause (clock.count) the countdown runs for
         self._expired_at: float | None = None
         self._auto_resumed_for: int | None = None
         self._fixing_edits = False
@@ -254,13 +280,16 @@ class StudyWindow(QMainWindow):
 
         # Qt appends the application's display name ("hill-app study"): the title does not repeat it.
         self.setWindowTitle(f"{protocol.name} \u2014 participant {participant}")
-        self.setStyleSheet(STYLE + """
+        self.setStyleSheet(
+            STYLE
+            + """
             QLabel#title { font-size: 16pt; font-weight: 700; color: #1a202c; }
             QFrame#studybar { background: #ffffff; border: 1px solid #dfe3ea; border-radius: 6px; }
             QLabel#clock { font-size: 20pt; font-weight: 700; font-family: monospace; }
             QLabel#message { background: #fef2f2; border: 1px solid #fecaca; color: #991b1b; border-radius: 4px;
                              padding: 4px 8px; }
-        """)
+        """
+        )
         self.pages = QStackedWidget()
         self.setCentralWidget(self.pages)
         self.pages.addWidget(self._build_instructions())
@@ -276,8 +305,9 @@ class StudyWindow(QMainWindow):
         self.resize(1500, 980)
 
         if session_exists(self.pdir):
-            self._instructions_error(f"{self.pdir} already holds a session; choose another participant id or "
-                                     "study folder")
+            self._instructions_error(
+                f"{self.pdir} already holds a session; choose another participant id or study folder"
+            )
         else:
             self.loader = DataLoader(self.cfg, self)
             self.loader.loaded.connect(self._data_loaded)
@@ -307,16 +337,21 @@ class StudyWindow(QMainWindow):
         self.instructions_text = QTextBrowser()
         self.instructions_text.setOpenExternalLinks(False)
         self.instructions_text.setHtml(instructions_html(p.instructions))
-        self.instructions_text.setStyleSheet("QTextBrowser { background: #ffffff; border: 1px solid #dfe3ea; "
-                                             "border-radius: 6px; padding: 16px 20px; font-size: 12pt; "
-                                             "color: #1a202c; }")
+        self.instructions_text.setStyleSheet(
+            "QTextBrowser { background: #ffffff; border: 1px solid #dfe3ea; "
+            "border-radius: 6px; padding: 16px 20px; font-size: 12pt; "
+            "color: #1a202c; }"
+        )
         outer.addWidget(self.instructions_text, 1)
         pauses = ", ".join(map(str, p.pause_at))
-        secs = f"{p.seconds_per_pause:g} seconds" if p.seconds_per_pause < 120 else \
-            f"{p.seconds_per_pause / 60:g} minutes"
+        secs = (
+            f"{p.seconds_per_pause:g} seconds" if p.seconds_per_pause < 120 else f"{p.seconds_per_pause / 60:g} minutes"
+        )
         plural = "s" if len(p.pause_at) > 1 else ""
-        facts = QLabel(f"{p.dataset} \u00b7 {p.epochs} epochs \u00b7 training pauses before epoch{plural} "
-                       f"{pauses} \u00b7 {secs} per pause \u00b7 then two short questionnaires")
+        facts = QLabel(
+            f"{p.dataset} \u00b7 {p.epochs} epochs \u00b7 training pauses before epoch{plural} "
+            f"{pauses} \u00b7 {secs} per pause \u00b7 then two short questionnaires"
+        )
         facts.setStyleSheet("color: #4a5568;")
         outer.addWidget(facts)
         row = QHBoxLayout()
@@ -365,7 +400,7 @@ class StudyWindow(QMainWindow):
         lay.addWidget(bar)
         self.win = MainWindow(settings, restrictions=Restrictions.from_protocol(self.protocol))
         self.win.setWindowFlags(Qt.WindowType.Widget)
-        self.win.setMinimumSize(0, 0)          # the study bar and margins come on top: the study window has its own
+        self.win.setMinimumSize(0, 0)  # the study bar and margins come on top: the study window has its own
         self.win.refused.connect(self._refused)
         self.win.view.editsChanged.connect(self._edits_changed)
         lay.addWidget(self.win, 1)
@@ -429,15 +464,27 @@ class StudyWindow(QMainWindow):
             self._instructions_error(f"{self.pdir} already holds a session; choose another participant id")
             return False
         from hill_app.studies.runner import _app_version
+
         p, cfg = self.protocol, self.cfg
         self.start_button.setEnabled(False)
         self.pdir.mkdir(parents=True, exist_ok=True)
         if p.text is not None:
             (self.pdir / "protocol.toml").write_text(p.text, encoding="utf-8")
         self.log = log = StudyLog(self.pdir)
-        log.write("session_started", participant=self.participant, mode="interactive", protocol=p.to_json(),
-                  protocol_text=p.text, scripted=None, interventions=[], conditions=list(p.conditions),
-                  seed=cfg.seed, class_names=list(self.bundle.class_names), hill_app=_app_version(), pid=os.getpid())
+        log.write(
+            "session_started",
+            participant=self.participant,
+            mode="interactive",
+            protocol=p.to_json(),
+            protocol_text=p.text,
+            scripted=None,
+            interventions=[],
+            conditions=list(p.conditions),
+            seed=cfg.seed,
+            class_names=list(self.bundle.class_names),
+            hill_app=_app_version(),
+            pid=os.getpid(),
+        )
         log.write("condition_started", condition="hill", run_dir="hill", config=cfg.to_json(), edits_scripted=0)
         self.phase = "training"
         self._show_page("training")
@@ -468,9 +515,11 @@ class StudyWindow(QMainWindow):
         self.countdown_bar.show()
         self.countdown_bar.setValue(int(1000 * max(0.0, min(1.0, remaining / total))))
         colour = "#e53e3e" if low else "#d69e2e"
-        self.countdown_bar.setStyleSheet(f"QProgressBar {{ border: 1px solid #e2e8f0; border-radius: 5px; "
-                                         f"background: #f7fafc; }} QProgressBar::chunk {{ background: {colour}; "
-                                         "border-radius: 5px; }")
+        self.countdown_bar.setStyleSheet(
+            f"QProgressBar {{ border: 1px solid #e2e8f0; border-radius: 5px; "
+            f"background: #f7fafc; }} QProgressBar::chunk {{ background: {colour}; "
+            "border-radius: 5px; }"
+        )
 
     def remaining_seconds(self) -> float | None:
         """Seconds left in the current pause (engine time), or None when not paused."""
@@ -488,23 +537,31 @@ class StudyWindow(QMainWindow):
             self._show_countdown(None)
             nxt = [e for e in self.protocol.pause_at if self.clock.epoch is None or e > self.clock.epoch]
             if win.state == "running":
-                self.phase_label.setText("Training\u2026 " + (f"the next pause comes before epoch {nxt[0]}" if nxt
-                                                              else "no more pauses"))
+                self.phase_label.setText(
+                    "Training\u2026 " + (f"the next pause comes before epoch {nxt[0]}" if nxt else "no more pauses")
+                )
             elif win.state == "loading":
                 self.phase_label.setText("Starting the training\u2026")
             return
         pause = self.clock.count
         self._show_countdown(rem, self.clock.epoch)
-        self.phase_label.setText(f"<b>Pause before epoch {self.clock.epoch}</b>: reshape the map, then "
-                                 "<b>Commit edits and resume</b> \u2014 when the time runs out your edits are "
-                                 "committed and training resumes by itself.")
+        self.phase_label.setText(
+            f"<b>Pause before epoch {self.clock.epoch}</b>: reshape the map, then "
+            "<b>Commit edits and resume</b> \u2014 when the time runs out your edits are "
+            "committed and training resumes by itself."
+        )
         if rem <= 0 and self._countdown_for != pause:
             self._countdown_for = pause
             self._expired_at = time.time()
-            if not win.commit_pending:   # else the participant's own commit is under way
+            if not win.commit_pending:  # else the participant's own commit is under way
                 self._time_out()
-        elif (self._countdown_for == pause and self._expired_at is not None and self._auto_resumed_for != pause
-              and time.time() - self._expired_at > GRACE_S and not win.commit_pending):
+        elif (
+            self._countdown_for == pause
+            and self._expired_at is not None
+            and self._auto_resumed_for != pause
+            and time.time() - self._expired_at > GRACE_S
+            and not win.commit_pending
+        ):
             # The commit was refused by the engine (its reason is in the banner): the time is up all the same.
             self._auto_resumed_for = pause
             self.win.log.add_log("warning", "the pause's time is up: resuming without the refused edits")
@@ -513,22 +570,35 @@ class StudyWindow(QMainWindow):
     def _time_out(self) -> None:
         win = self.win
         bad = win.disallowed_edits()
-        if bad:   # never committed; they are normally undone as soon as they are made
+        if bad:  # never committed; they are normally undone as soon as they are made
             keep = [e for i, e in enumerate(win.view.edits()) if i not in {b[0] for b in bad}]
             win.view.edit_stack.replace(keep)
         edits = win.view.edits()
         if self.log is not None:
-            self.log.write("pause_timed_out", condition="hill", epoch=self.clock.epoch,
-                           seconds_allowed=self.protocol.seconds_per_pause, edits=len(edits))
-        win.log.add_log("info", f"the pause's {self.protocol.seconds_per_pause:g} s are up: committing "
-                                f"{len(edits)} edit(s) and resuming")
+            self.log.write(
+                "pause_timed_out",
+                condition="hill",
+                epoch=self.clock.epoch,
+                seconds_allowed=self.protocol.seconds_per_pause,
+                edits=len(edits),
+            )
+        win.log.add_log(
+            "info",
+            f"the pause's {self.protocol.seconds_per_pause:g} s are up: committing {len(edits)} edit(s) and resuming",
+        )
         win.commit_and_resume()
 
     def _refused(self, kind: str, name: str, reason: str) -> None:
         self.show_message(f"Not allowed in this study: {reason}")
         if self.log is not None and self.phase == "training":
-            self.log.write("refused", condition="hill", kind=kind, name=name, reason=reason,
-                           pause_epoch=self.clock.epoch if self.clock.paused_at is not None else None)
+            self.log.write(
+                "refused",
+                condition="hill",
+                kind=kind,
+                name=name,
+                reason=reason,
+                pause_epoch=self.clock.epoch if self.clock.paused_at is not None else None,
+            )
 
     def show_message(self, text: str) -> None:
         self.message_label.setText(text)
@@ -565,20 +635,31 @@ class StudyWindow(QMainWindow):
         self._show_countdown(None)
         self.hill_summary = summary
         assert self.log is not None and self.recorder is not None
-        self.log.write("condition_finished", condition="hill", test_accuracy=summary["test_accuracy"],
-                       val_accuracy=summary["val_accuracy"], epochs=summary["epochs"], steps=summary["steps"],
-                       edits_applied=summary["edits_applied"], wall_seconds=summary["wall_seconds"],
-                       pauses=[{"epoch": p["epoch"], "seconds": p["seconds"]} for p in self.recorder.pauses])
+        self.log.write(
+            "condition_finished",
+            condition="hill",
+            test_accuracy=summary["test_accuracy"],
+            val_accuracy=summary["val_accuracy"],
+            epochs=summary["epochs"],
+            steps=summary["steps"],
+            edits_applied=summary["edits_applied"],
+            wall_seconds=summary["wall_seconds"],
+            pauses=[{"epoch": p["epoch"], "seconds": p["seconds"]} for p in self.recorder.pauses],
+        )
         self.phase = "questionnaires"
         acc = summary.get("test_accuracy")
         self.questionnaire.set_header(
             f"<b>Training finished</b> \u2014 your model's test accuracy: <b>{100 * acc:.1f}%</b>. "
-            "Please answer a few questions about the session." if isinstance(acc, (int, float)) else "")
+            "Please answer a few questions about the session."
+            if isinstance(acc, (int, float))
+            else ""
+        )
         self._show_page("questionnaires")
         # The worker thread sent its last signal and is returning; the hill session is no longer touched by it.
         self.win.worker.wait(WAIT_THREAD_MS)
-        self.baseline_worker = bw = BaselineWorker(self.protocol, self.pdir, self.log, self.cfg, self.bundle,
-                                                   self.win.session, self)
+        self.baseline_worker = bw = BaselineWorker(
+            self.protocol, self.pdir, self.log, self.cfg, self.bundle, self.win.session, self
+        )
         bw.progress.connect(self._baseline_progress)
         bw.done.connect(self._baseline_done)
         bw.failed.connect(self._baseline_failed)
@@ -592,8 +673,9 @@ class StudyWindow(QMainWindow):
     def _baseline_progress(self, epoch: int, epochs: int, frac: float) -> None:
         self.baseline_progress.setValue(int(1000 * frac))
         if "baseline" in self.protocol.conditions:
-            self.q_baseline.setText(f"Meanwhile the comparison run (same settings, no edits) is training: "
-                                    f"epoch {max(1, epoch)}/{epochs}")
+            self.q_baseline.setText(
+                f"Meanwhile the comparison run (same settings, no edits) is training: epoch {max(1, epoch)}/{epochs}"
+            )
         self._update_thanks()
 
     def _baseline_done(self, summary: Any) -> None:
@@ -618,7 +700,7 @@ class StudyWindow(QMainWindow):
             return
         try:
             scores = score_answers(answers, source="study window")
-        except AnswerError as e:     # the form only submits complete sheets; say so rather than lose them
+        except AnswerError as e:  # the form only submits complete sheets; say so rather than lose them
             self.show_message(str(e))
             return
         self.answers, self.scores = answers, scores
@@ -626,8 +708,11 @@ class StudyWindow(QMainWindow):
             if name in scores:
                 self.log.write("questionnaire", name=name, **scores[name], source="study window")
         if "nasa_tlx_pairwise" not in answers:
-            self.log.write("questionnaire_part_skipped", name="nasa_tlx_pairwise",
-                           reason="the participant skipped the pairwise comparisons")
+            self.log.write(
+                "questionnaire_part_skipped",
+                name="nasa_tlx_pairwise",
+                reason="the participant skipped the pairwise comparisons",
+            )
         self.phase = "thanks"
         self._show_page("thanks")
         self._update_thanks()
@@ -635,13 +720,17 @@ class StudyWindow(QMainWindow):
 
     def _update_thanks(self) -> None:
         if self.phase == "done":
-            self.thanks_label.setText(f"Your session is complete, {html.escape(self.participant)}. "
-                                      "Thank you for taking part. You can close this window now.")
+            self.thanks_label.setText(
+                f"Your session is complete, {html.escape(self.participant)}. "
+                "Thank you for taking part. You can close this window now."
+            )
             self.baseline_progress.hide()
             self.close_button.setEnabled(True)
         elif self.phase in ("thanks", "questionnaires"):
-            self.thanks_label.setText("Your answers are saved. Please wait a moment while the comparison run "
-                                      "(same settings, no edits) finishes \u2014 do not close the window yet.")
+            self.thanks_label.setText(
+                "Your answers are saved. Please wait a moment while the comparison run "
+                "(same settings, no edits) finishes \u2014 do not close the window yet."
+            )
 
     def _maybe_finish(self) -> None:
         if self.phase != "thanks" or not self.baseline_done or self.log is None:
@@ -677,8 +766,10 @@ class StudyWindow(QMainWindow):
                 pass
             self._end("failed")
         self.show_message(f"The session stopped: {reason}. Please call the researcher.")
-        self.thanks_label.setText(f"<span style='color:#c53030'>The session stopped: {html.escape(reason)}. "
-                                  "Please call the researcher.</span>")
+        self.thanks_label.setText(
+            f"<span style='color:#c53030'>The session stopped: {html.escape(reason)}. "
+            "Please call the researcher.</span>"
+        )
         self.close_button.setEnabled(True)
 
     # ------------------------------------------------------------------ closing
@@ -712,13 +803,19 @@ class StudyWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
         if self.in_progress:
-            where = {"training": "during training", "questionnaires": "before the questionnaires were answered",
-                     "thanks": "while the baseline condition was running"}[self.phase]
+            where = {
+                "training": "during training",
+                "questionnaires": "before the questionnaires were answered",
+                "thanks": "while the baseline condition was running",
+            }[self.phase]
             if self.ask_before_close:
                 ans = QMessageBox.question(
-                    self, "End the session?",
+                    self,
+                    "End the session?",
                     "The session is not finished. Closing now stops it and marks it incomplete. Close anyway?",
-                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                    QMessageBox.StandardButton.No,
+                )
                 if ans != QMessageBox.StandardButton.Yes:
                     event.ignore()
                     return
@@ -737,6 +834,7 @@ class StudyWindow(QMainWindow):
 def run_study_gui(protocol: Protocol, participant: str, study_dir: str | Path, device: str | None = None) -> int:
     """Open the study window and run the Qt event loop: 0 if the session completed, 1 if it did not."""
     from .app import AppError, make_app
+
     try:
         app = make_app(display_name="hill-app study")
     except AppError as e:

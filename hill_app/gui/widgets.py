@@ -4,6 +4,7 @@ A QLabel asks for the width of its text; one status line with a path or a uuid i
 window wider than the screen. :class:`ElidedLabel` asks for almost nothing and elides (the full text is in
 its tooltip); :class:`WrapLabel` wraps and breaks long words (paths, uuids) so they never set a width.
 """
+
 from __future__ import annotations
 
 import html
@@ -38,8 +39,13 @@ def plain_text(rich: str) -> str:
 class ElidedLabel(QLabel):
     """One line that elides on the right; it asks for ``min_chars`` characters at most."""
 
-    def __init__(self, text: str = "", parent: QWidget | None = None, min_chars: int = 6,
-                 mode: Qt.TextElideMode = Qt.TextElideMode.ElideRight) -> None:
+    def __init__(
+        self,
+        text: str = "",
+        parent: QWidget | None = None,
+        min_chars: int = 6,
+        mode: Qt.TextElideMode = Qt.TextElideMode.ElideRight,
+    ) -> None:
         super().__init__(parent)
         self._full = ""
         self._min_chars = min_chars

@@ -4,6 +4,7 @@ The main thread never waits on this thread. Events flow out through the session'
 which the window polls with a timer; the three signals here only say that the session exists, that the
 run ended, or that it failed (with the message a user can act on, and the traceback for the log).
 """
+
 from __future__ import annotations
 
 import traceback
@@ -20,6 +21,7 @@ def _user_message(e: BaseException) -> str:
     """Config and data errors already read as sentences; anything else gets its type name in front."""
     from hill_app.datasets import DataError
     from hill_app.engine.checkpoints import CheckpointError
+
     if isinstance(e, (ConfigError, DataError, CheckpointError)):
         return str(e)
     return f"{type(e).__name__}: {e}"
@@ -39,6 +41,7 @@ def _lower_thread_priority(niceness: int = TRAINING_NICENESS) -> None:
     """
     import os
     import threading
+
     try:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
@@ -49,9 +52,9 @@ def _lower_thread_priority(niceness: int = TRAINING_NICENESS) -> None:
 class TrainingWorker(QThread):
     """One run in one QThread. ``events`` exists before the session does, so polling can start at once."""
 
-    sessionReady = Signal(object)          # TrainingSession (constructed, about to run)
-    runFinished = Signal(dict)             # the run's summary
-    runFailed = Signal(str, str)           # message, traceback
+    sessionReady = Signal(object)  # TrainingSession (constructed, about to run)
+    runFinished = Signal(dict)  # the run's summary
+    runFailed = Signal(str, str)  # message, traceback
 
     def __init__(self, config: RunConfig, run_dir: str | Path, parent: Any = None) -> None:
         super().__init__(parent)
@@ -74,14 +77,16 @@ class TrainingWorker(QThread):
         from hill_app.engine.session import TrainingSession
 
         from .samples import SampleSource
+
         _lower_thread_priority()
         try:
             session = TrainingSession(self.config, self.run_dir, events=self.events)
             try:
                 self.samples = SampleSource.from_bundle(session.data, session.view_idx)
             except Exception:  # pictures are a nicety: a failure here must not stop the run
-                self.events.emit("log", level="warning",
-                                 message="cannot render samples for hover:\n" + traceback.format_exc())
+                self.events.emit(
+                    "log", level="warning", message="cannot render samples for hover:\n" + traceback.format_exc()
+                )
             # The window may notice ``session`` in its poll before the queued signal arrives; either works.
             self.session = session
             self.sessionReady.emit(session)

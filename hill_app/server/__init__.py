@@ -1,6 +1,7 @@
 """The control server: ``serve_session(session, "127.0.0.1:7007")`` serves a TrainingSession over HTTP +
 WebSocket from a daemon thread of the same process. API reference and security model: docs/control-server.md.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,8 +51,9 @@ def parse_address(address: str | int | tuple[str, int] | None) -> tuple[str, int
         try:
             port = int(port_text)
         except ValueError:
-            raise ServeError(f"{address!r}: port {port_text!r} is not a number (expected HOST:PORT, "
-                             "e.g. 127.0.0.1:7007)") from None
+            raise ServeError(
+                f"{address!r}: port {port_text!r} is not a number (expected HOST:PORT, e.g. 127.0.0.1:7007)"
+            ) from None
         host = host or DEFAULT_HOST
     if not 0 <= int(port) <= 65535:
         raise ServeError(f"{address!r}: port {port} outside 0..65535")
@@ -85,8 +87,11 @@ def _bind(host: str, port: int) -> socket.socket:
         except OSError as e:
             sock.close()
             last = e
-    hint = " (another job serving there? use --serve 127.0.0.1:0 for any free port)" if last and \
-        getattr(last, "errno", None) == 98 else ""
+    hint = (
+        " (another job serving there? use --serve 127.0.0.1:0 for any free port)"
+        if last and getattr(last, "errno", None) == 98
+        else ""
+    )
     raise ServeError(f"cannot listen on {host}:{port}: {last.strerror if last else 'no address'}{hint}")
 
 
@@ -117,8 +122,8 @@ class ServerHandle:
     _server: Any
     _thread: threading.Thread
     _hub: Any
-    guard: Any = None       # the gate's config (its refusal counts)
-    context: Any = None     # the server's context (mirror, hub), for tests and benchmarks
+    guard: Any = None  # the gate's config (its refusal counts)
+    context: Any = None  # the server's context (mirror, hub), for tests and benchmarks
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop serving; the run goes on. Removes control.json so nothing points at a closed server."""
@@ -140,9 +145,15 @@ class ServerHandle:
         self.close()
 
 
-def serve_session(session: Any, address: str | int | tuple[str, int] | None = None, *, open_events: bool = False,
-                  dashboard_dir: str | Path | None = None, step_rate: float = 20.0,
-                  client_queue: int = 2000) -> ServerHandle:
+def serve_session(
+    session: Any,
+    address: str | int | tuple[str, int] | None = None,
+    *,
+    open_events: bool = False,
+    dashboard_dir: str | Path | None = None,
+    step_rate: float = 20.0,
+    client_queue: int = 2000,
+) -> ServerHandle:
     """Serve ``session`` (call before ``session.run()``, from the thread that will run it or any other).
 
     Loopback only unless ``address`` names another host. Every request needs the token written to
@@ -160,8 +171,9 @@ def serve_session(session: Any, address: str | int | tuple[str, int] | None = No
     host, port = parse_address(address)
     dash = Path(dashboard_dir) if dashboard_dir is not None else None
     if dash is not None and not (dash / "index.html").is_file():
-        raise ServeError(f"dashboard folder {dash}: no index.html there (expected a built dashboard, e.g. "
-                         "interactive_training/dist)")
+        raise ServeError(
+            f"dashboard folder {dash}: no index.html there (expected a built dashboard, e.g. interactive_training/dist)"
+        )
     sock = _bind(host, port)
     port = sock.getsockname()[1]
     token = secrets.token_urlsafe(32)
@@ -173,23 +185,53 @@ def serve_session(session: Any, address: str | int | tuple[str, int] | None = No
     codec = peer.PeerCodec(mirror, pstate, lambda: peer.peer_model_tree(mirror.model_tree()))
     hub = Hub([mirror, pstate], {"native": NATIVE, "peer": codec}, step_rate=step_rate)
     ws_base = url.replace("http://", "ws://", 1)
-    urls = {"url": url, "api": f"{url}/api/v1", "events": f"{ws_base}/api/v1/events",
-            "peer_events": f"{ws_base}/ws/message/", "openapi": f"{url}/api/v1/openapi.json",
-            "docs": f"{url}/api/v1/docs"}
-    ctx = ServerContext(session=session, static=static, mirror=mirror, peer_state=pstate, peer_codec=codec, hub=hub,
-                        journal=JournalPager(static.run_dir / "journal.jsonl"),
-                        options=ServeOptions(open_events=open_events, step_rate=step_rate, client_queue=client_queue,
-                                             dashboard_dir=dash), urls=urls)
+    urls = {
+        "url": url,
+        "api": f"{url}/api/v1",
+        "events": f"{ws_base}/api/v1/events",
+        "peer_events": f"{ws_base}/ws/message/",
+        "openapi": f"{url}/api/v1/openapi.json",
+        "docs": f"{url}/api/v1/docs",
+    }
+    ctx = ServerContext(
+        session=session,
+        static=static,
+        mirror=mirror,
+        peer_state=pstate,
+        peer_codec=codec,
+        hub=hub,
+        journal=JournalPager(static.run_dir / "journal.jsonl"),
+        options=ServeOptions(
+            open_events=open_events, step_rate=step_rate, client_queue=client_queue, dashboard_dir=dash
+        ),
+        urls=urls,
+    )
     extra = frozenset() if _is_loopback(host) else frozenset({host.lower()})
-    guard = GuardConfig(token=token, cookie_name=f"hill_token_{port}", extra_hosts=extra,
-                        open_event_paths=frozenset({"/ws/message/", "/api/v1/events"}) if open_events else frozenset())
+    guard = GuardConfig(
+        token=token,
+        cookie_name=f"hill_token_{port}",
+        extra_hosts=extra,
+        open_event_paths=frozenset({"/ws/message/", "/api/v1/events"}) if open_events else frozenset(),
+    )
     app = Guard(build_app(ctx), guard)  # type: ignore[arg-type]  # FastAPI is an ASGI app
     session.events.subscribe(hub.listener)  # before the loop runs: events meanwhile wait in the hub's buffer
 
-    config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="on",
-                            loop="asyncio", ws_max_size=1 << 20, ws_per_message_deflate=False,
-                            ws_ping_interval=20.0, ws_ping_timeout=20.0, timeout_graceful_shutdown=2,
-                            limit_concurrency=200, proxy_headers=False, server_header=False)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        loop="asyncio",
+        ws_max_size=1 << 20,
+        ws_per_message_deflate=False,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=2,
+        limit_concurrency=200,
+        proxy_headers=False,
+        server_header=False,
+    )
     server = _make_server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="hill-app-server", daemon=True)
     thread.start()
@@ -202,11 +244,33 @@ def serve_session(session: Any, address: str | int | tuple[str, int] | None = No
             raise ServeError(f"the control server did not start on {url} (see the messages above)")
         time.sleep(0.01)
     control = Path(session.run_dir) / CONTROL_FILE
-    write_control_file(control, {"url": url, "token": token, "pid": os.getpid(), "host": host, "port": port,
-                                 "run_dir": str(Path(session.run_dir).resolve()), **urls,
-                                 "open_events": open_events, "started": time.time(), "api_version": 1})
-    return ServerHandle(url=url, token=token, host=host, port=port, control_path=control, _server=server,
-                        _thread=thread, _hub=hub, guard=guard, context=ctx)
+    write_control_file(
+        control,
+        {
+            "url": url,
+            "token": token,
+            "pid": os.getpid(),
+            "host": host,
+            "port": port,
+            "run_dir": str(Path(session.run_dir).resolve()),
+            **urls,
+            "open_events": open_events,
+            "started": time.time(),
+            "api_version": 1,
+        },
+    )
+    return ServerHandle(
+        url=url,
+        token=token,
+        host=host,
+        port=port,
+        control_path=control,
+        _server=server,
+        _thread=thread,
+        _hub=hub,
+        guard=guard,
+        context=ctx,
+    )
 
 
 def _make_server(config: Any) -> Any:

@@ -3,6 +3,7 @@
 Routes only read (the mirror, the run folder's files, the static facts) or submit commands; the only
 call into the session is ``session.submit``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,14 +41,14 @@ MAX_SAMPLES = 4096
 @dataclass
 class ServeOptions:
     open_events: bool = False
-    step_rate: float = 20.0          # step metrics per second per client
-    client_queue: int = 2000         # messages a client may fall behind before its oldest are dropped
+    step_rate: float = 20.0  # step metrics per second per client
+    client_queue: int = 2000  # messages a client may fall behind before its oldest are dropped
     dashboard_dir: Path | None = None
 
 
 @dataclass
 class ServerContext:
-    session: Any                      # only .submit is ever called
+    session: Any  # only .submit is ever called
     static: StaticFacts
     mirror: RunMirror
     peer_state: peer.PeerState
@@ -82,19 +83,26 @@ class NativeCodec:
         def make() -> str:
             data = encode_snapshot(ev.data) if ev.kind == "snapshot" else ev.data
             return dumps({"kind": ev.kind, "seq": seq, "time": ev.time, "data": data})
+
         return [OutMessage(make=make, lossy=ev.kind in LOSSY_KINDS, throttle=ev.kind == "step")]
 
     def dropped_notice(self, count: int) -> str:
-        return dumps({"kind": "dropped", "time": time.time(), "data": {"count": count,
-                      "note": "this client fell behind; its oldest events were dropped"}})
+        return dumps(
+            {
+                "kind": "dropped",
+                "time": time.time(),
+                "data": {"count": count, "note": "this client fell behind; its oldest events were dropped"},
+            }
+        )
 
 
 class CommandBody(BaseModel):
     command: str = Field(description="a declared command name (GET /api/v1/commands)")
     args: dict[str, Any] | None = Field(None, description="arguments as a JSON object, checked by the declaration")
     uuid: str | None = Field(None, description="your own id for the command; echoed on every status change")
-    source: str | None = Field(None, description="who sends it: 'window', 'script', 'agent:NAME' (default 'api'; "
-                                                 "or the X-Hill-Source header)")
+    source: str | None = Field(
+        None, description="who sends it: 'window', 'script', 'agent:NAME' (default 'api'; or the X-Hill-Source header)"
+    )
 
 
 class PeerCommandBody(BaseModel):
@@ -116,8 +124,9 @@ async def _json_body(request: Request) -> Any:
 def _source(request: Request, field_value: Any, default: str) -> str:
     src = field_value if field_value is not None else request.headers.get("x-hill-source", default)
     if not isinstance(src, str) or not SOURCE_RE.match(src) or src in RESERVED_SOURCES:
-        raise WireError(f"source {src!r} is not allowed: use 'window', 'script', 'api' or 'agent:NAME' "
-                        "(letters, digits, _ . @ -)")
+        raise WireError(
+            f"source {src!r} is not allowed: use 'window', 'script', 'api' or 'agent:NAME' (letters, digits, _ . @ -)"
+        )
     return src
 
 
@@ -126,25 +135,29 @@ class Submitted:
     uuid: str
     command: str
     source: str
-    refused: str | None       # the reason, when the command failed its checks at once (never queued)
+    refused: str | None  # the reason, when the command failed its checks at once (never queued)
 
 
 async def _submit(ctx: ServerContext, command: str, args: Any, source: str, uid: str | None) -> Submitted:
     """session.submit journals (with fsync) before it returns: run it off the event loop. What it answers is
     read at once: a queued command may already be running, or have failed in its handler, by the time we look,
     and that is reported on the event stream, not here. (The handler stamps ``step`` before it runs.)"""
+
     def call() -> Submitted:
         cmd = ctx.session.submit(command, args, source=source, uuid=uid)
         refused = cmd.reason if cmd.status == "failed" and cmd.step is None else None
         return Submitted(cmd.uuid, cmd.command, cmd.source, refused)
+
     return await run_in_threadpool(call)
 
 
 # ------------------------------------------------------------------ WebSocket pump
 
+
 async def pump(ws: WebSocket, hub: Hub, protocol: str, client: ClientQueue) -> None:
     """Send the client's outbox until it disconnects; read (and ignore) what it sends so pings and closes
     are seen."""
+
     async def sender() -> None:
         while not client.closed:
             for text in await client.take():
@@ -170,6 +183,7 @@ async def pump(ws: WebSocket, hub: Hub, protocol: str, client: ClientQueue) -> N
 
 # ------------------------------------------------------------------ the app
 
+
 def build_app(ctx: ServerContext) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -180,10 +194,16 @@ def build_app(ctx: ServerContext) -> FastAPI:
         ctx.hub.close()
         task.cancel()
 
-    app = FastAPI(title="hill-app control API", version="1",
-                  description="Steer a running hill-app job. Every request needs the run's token "
-                              "(RUN_DIR/control.json). See docs/control-server.md.",
-                  openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs", redoc_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title="hill-app control API",
+        version="1",
+        description="Steer a running hill-app job. Every request needs the run's token "
+        "(RUN_DIR/control.json). See docs/control-server.md.",
+        openapi_url=f"{API}/openapi.json",
+        docs_url=f"{API}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
     app.include_router(native_routes(ctx))
     app.include_router(peer_routes(ctx))
     add_root_routes(app, ctx)
@@ -197,11 +217,21 @@ def native_routes(ctx: ServerContext) -> APIRouter:
     @r.get("/info", summary="static facts of the run and its current state")
     async def get_info() -> Response:
         hub.drain()
-        return J({"run_dir": str(static.run_dir.resolve()), "run_name": static.run_name, "config": static.config,
-                  "device": static.device, "dataset": static.dataset, "model": mirror.model_tree(),
-                  "optimizer": {"name": static.optimizer_name, **static.optimizer},
-                  "state": mirror.state(), "server": dict(ctx.urls, open_events=ctx.options.open_events,
-                                                          step_rate=ctx.options.step_rate, api_version=1)})
+        return J(
+            {
+                "run_dir": str(static.run_dir.resolve()),
+                "run_name": static.run_name,
+                "config": static.config,
+                "device": static.device,
+                "dataset": static.dataset,
+                "model": mirror.model_tree(),
+                "optimizer": {"name": static.optimizer_name, **static.optimizer},
+                "state": mirror.state(),
+                "server": dict(
+                    ctx.urls, open_events=ctx.options.open_events, step_rate=ctx.options.step_rate, api_version=1
+                ),
+            }
+        )
 
     @r.get("/state", summary="where the run stands now (status, epoch, step, branch, hyperparameters)")
     async def get_state() -> Response:
@@ -220,10 +250,16 @@ def native_routes(ctx: ServerContext) -> APIRouter:
     async def list_commands() -> Response:
         return J({"commands": describe_commands()})
 
-    @r.post("/commands", status_code=202, summary="submit a command; its statuses arrive on /api/v1/events",
-            openapi_extra=_body_doc(CommandBody),
-            responses={202: {"description": "queued (status pending)"},
-                       422: {"description": "malformed request, or the command failed its checks (with reason)"}})
+    @r.post(
+        "/commands",
+        status_code=202,
+        summary="submit a command; its statuses arrive on /api/v1/events",
+        openapi_extra=_body_doc(CommandBody),
+        responses={
+            202: {"description": "queued (status pending)"},
+            422: {"description": "malformed request, or the command failed its checks (with reason)"},
+        },
+    )
     async def post_command(request: Request) -> Response:
         try:
             body = await _json_body(request)
@@ -257,12 +293,14 @@ def native_routes(ctx: ServerContext) -> APIRouter:
         return J(rec)
 
     @r.get("/metrics", summary="step, epoch or evaluation metrics, paged")
-    async def get_metrics(kind: str = Query("epoch", pattern="^(step|epoch|evaluation)$"),
-                          offset: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=50_000)) -> Response:
+    async def get_metrics(
+        kind: str = Query("epoch", pattern="^(step|epoch|evaluation)$"),
+        offset: int = Query(0, ge=0),
+        limit: int = Query(1000, ge=1, le=50_000),
+    ) -> Response:
         hub.drain()
         rows, total = mirror.page(kind, offset, limit)
-        return J({"kind": kind, "offset": offset, "total": total, "rows": rows,
-                  "steps_seen": mirror.steps_seen})
+        return J({"kind": kind, "offset": offset, "total": total, "rows": rows, "steps_seen": mirror.steps_seen})
 
     @r.get("/snapshot/latest", summary="the newest latent snapshot (arrays as base64)")
     async def latest_snapshot(kind: str = Query("any", pattern="^(any|pause)$")) -> Response:
@@ -303,8 +341,11 @@ def native_routes(ctx: ServerContext) -> APIRouter:
         return J({"labels": encode_array(static.view_labels), "view_indices": encode_array(static.view_idx)})
 
     @r.get("/view/samples", summary="raw inputs of view-set samples (for hover previews)")
-    async def view_samples(indices: str | None = Query(None, description="comma-separated view positions"),
-                           start: int = Query(0, ge=0), count: int = Query(0, ge=0, le=MAX_SAMPLES)) -> Response:
+    async def view_samples(
+        indices: str | None = Query(None, description="comma-separated view positions"),
+        start: int = Query(0, ge=0),
+        count: int = Query(0, ge=0, le=MAX_SAMPLES),
+    ) -> Response:
         n = len(static.view_idx)
         try:
             if indices is not None:
@@ -319,19 +360,28 @@ def native_routes(ctx: ServerContext) -> APIRouter:
         if bad:
             return error(422, f"view positions {bad[:10]} outside 0..{n - 1}")
         import torch
+
         rows = torch.from_numpy(static.view_idx[np.asarray(pos, dtype=np.int64)])
         x = static.view_inputs[rows].numpy()
-        return J({"positions": pos, "inputs": encode_array(np.asarray(x)), "kind": static.dataset["kind"],
-                  "channel_names": static.dataset["channel_names"]})
+        return J(
+            {
+                "positions": pos,
+                "inputs": encode_array(np.asarray(x)),
+                "kind": static.dataset["kind"],
+                "channel_names": static.dataset["channel_names"],
+            }
+        )
 
     @r.websocket("/events")
     async def events(ws: WebSocket) -> None:
         await ws.accept()
-        client = ClientQueue(NATIVE, asyncio.get_running_loop(), max_messages=ctx.options.client_queue,
-                             step_rate=ctx.options.step_rate)
+        client = ClientQueue(
+            NATIVE, asyncio.get_running_loop(), max_messages=ctx.options.client_queue, step_rate=ctx.options.step_rate
+        )
         hub.add_client("native", client)
-        client.offer(OutMessage(dumps({"kind": "hello", "seq": hub.seq, "time": time.time(),
-                                       "data": {"state": mirror.state()}})))
+        client.offer(
+            OutMessage(dumps({"kind": "hello", "seq": hub.seq, "time": time.time(), "data": {"state": mirror.state()}}))
+        )
         await pump(ws, hub, "native", client)
 
     return r
@@ -402,14 +452,19 @@ def add_root_routes(app: FastAPI, ctx: ServerContext) -> None:
     @app.websocket("/ws/message/")
     async def peer_events(ws: WebSocket) -> None:
         await ws.accept()
-        client = ClientQueue(ctx.peer_codec, asyncio.get_running_loop(), max_messages=ctx.options.client_queue,
-                             step_rate=ctx.options.step_rate)
+        client = ClientQueue(
+            ctx.peer_codec,
+            asyncio.get_running_loop(),
+            max_messages=ctx.options.client_queue,
+            step_rate=ctx.options.step_rate,
+        )
         ctx.hub.add_client("peer", client)
         await pump(ws, ctx.hub, "peer", client)
 
     dash = ctx.options.dashboard_dir
     if dash is not None:
         from starlette.staticfiles import StaticFiles
+
         if (dash / "assets").is_dir():
             app.mount("/assets", StaticFiles(directory=dash / "assets"), name="assets")
 
@@ -418,11 +473,14 @@ def add_root_routes(app: FastAPI, ctx: ServerContext) -> None:
             if path.startswith(("api/", "ws/")):
                 return error(404, f"no endpoint /{path}; see {API}/docs")
             return FileResponse(dash / "index.html")
+
         return
 
     @app.get("/", include_in_schema=False)
     async def home() -> Response:
         name = html.escape(ctx.static.run_name)
-        return HTMLResponse(f"<!doctype html><title>hill-app: {name}</title><h1>hill-app control server</h1>"
-                            f"<p>Run <b>{name}</b>. API reference: <a href='{API}/docs'>{API}/docs</a> "
-                            f"(OpenAPI: <a href='{API}/openapi.json'>{API}/openapi.json</a>).</p>")
+        return HTMLResponse(
+            f"<!doctype html><title>hill-app: {name}</title><h1>hill-app control server</h1>"
+            f"<p>Run <b>{name}</b>. API reference: <a href='{API}/docs'>{API}/docs</a> "
+            f"(OpenAPI: <a href='{API}/openapi.json'>{API}/openapi.json</a>).</p>"
+        )

@@ -3,6 +3,7 @@
 A pure ASGI middleware, so HTTP requests and WebSocket handshakes go through the same checks (the
 reasons are in docs/control-server.md, "Security model"). It adds no CORS headers, ever.
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,7 +21,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-MAX_BODY = 4 << 20          # 4 MiB: an edit list moving every one of 3,000 points is ~150 KiB
+MAX_BODY = 4 << 20  # 4 MiB: an edit list moving every one of 3,000 points is ~150 KiB
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -39,7 +40,7 @@ def host_name(header: str) -> str:
     """The name part of a Host header: 'localhost:7007' -> 'localhost', '[::1]:7007' -> '::1'."""
     header = header.strip().lower()
     if header.startswith("["):
-        return header[1:header.find("]")] if "]" in header else header
+        return header[1 : header.find("]")] if "]" in header else header
     if header.count(":") == 1:
         return header.split(":", 1)[0]
     return header
@@ -49,7 +50,7 @@ def host_name(header: str) -> str:
 class GuardConfig:
     token: str
     cookie_name: str
-    extra_hosts: frozenset[str] = frozenset()       # non-loopback names the user asked to serve on
+    extra_hosts: frozenset[str] = frozenset()  # non-loopback names the user asked to serve on
     open_event_paths: frozenset[str] = frozenset()  # read-only WebSocket paths open to loopback clients
     max_body: int = MAX_BODY
     refusals: dict[int, int] = field(default_factory=dict, compare=False)  # status -> count (for tests/state)
@@ -97,26 +98,48 @@ class Guard:
             return 403, "exactly one Host header is required", []
         name = host_name(hosts[0])
         if not (is_loopback_name(name) or name in self.cfg.extra_hosts):
-            return 403, (f"Host {hosts[0]!r} is not a loopback name (localhost, 127.0.0.1, ::1): refused to "
-                         "block DNS rebinding; connect to 127.0.0.1 or serve on that host explicitly"), []
+            return (
+                403,
+                (
+                    f"Host {hosts[0]!r} is not a loopback name (localhost, 127.0.0.1, ::1): refused to "
+                    "block DNS rebinding; connect to 127.0.0.1 or serve on that host explicitly"
+                ),
+                [],
+            )
         origin = headers.get("origin")
         if origin is not None:
             own = f"http://{hosts[0].strip().lower()}"
             if len(origin) != 1 or origin[0].strip().lower() != own:
-                return 403, (f"Origin {origin[0] if origin else ''!r} is not this server's own "
-                             f"(http://{hosts[0]}): browsers on other sites may not use this API"), []
+                return (
+                    403,
+                    (
+                        f"Origin {origin[0] if origin else ''!r} is not this server's own "
+                        f"(http://{hosts[0]}): browsers on other sites may not use this API"
+                    ),
+                    [],
+                )
         site = headers.get("sec-fetch-site")
         if site is not None and site[0].strip().lower() not in ("same-origin", "none"):
             return 403, f"cross-site request refused (Sec-Fetch-Site: {site[0]})", []
         if self._open_path(scope):
             return None
-        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] in ("GET", "HEAD") \
-                and "token" in parse_qs(scope.get("query_string", b"").decode("latin-1")):
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/"
+            and scope["method"] in ("GET", "HEAD")
+            and "token" in parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        ):
             return None  # the token in the query is checked by _token_in_query
         if not self._has_token(headers):
-            return 401, ("missing or wrong token: send 'Authorization: Bearer TOKEN' (TOKEN is in RUN_DIR/"
-                         "control.json), Basic auth with the token as password (~/.netrc), or open /?token=TOKEN "
-                         "once in a browser"), [("www-authenticate", 'Bearer realm="hill-app"')]
+            return (
+                401,
+                (
+                    "missing or wrong token: send 'Authorization: Bearer TOKEN' (TOKEN is in RUN_DIR/"
+                    "control.json), Basic auth with the token as password (~/.netrc), or open /?token=TOKEN "
+                    "once in a browser"
+                ),
+                [("www-authenticate", 'Bearer realm="hill-app"')],
+            )
         if scope["type"] == "http" and scope["method"] in BODY_METHODS:
             ctype = (headers.get("content-type") or [""])[0].split(";", 1)[0].strip().lower()
             if ctype != "application/json":
@@ -162,8 +185,9 @@ class Guard:
     def _equal(self, candidate: str) -> bool:
         return hmac.compare_digest(candidate.encode("utf-8", "replace"), self._token)
 
-    def _token_in_query(self, scope: Scope, headers: dict[str, list[str]]
-                        ) -> tuple[int, str, list[tuple[str, str]]] | None:
+    def _token_in_query(
+        self, scope: Scope, headers: dict[str, list[str]]
+    ) -> tuple[int, str, list[tuple[str, str]]] | None:
         """GET /?token=T: a right token sets the cookie and redirects to / (so the token leaves the address bar)."""
         if scope["path"] != "/" or scope["method"] not in ("GET", "HEAD"):
             return None
@@ -176,8 +200,9 @@ class Guard:
         cookie = f"{self.cfg.cookie_name}={self.cfg.token}; HttpOnly; SameSite=Strict; Path=/"
         return 303, "token accepted; cookie set", [("location", "/"), ("set-cookie", cookie)]
 
-    async def _read_body(self, scope: Scope, headers: dict[str, list[str]], receive: Receive,
-                         send: Send) -> Receive | None:
+    async def _read_body(
+        self, scope: Scope, headers: dict[str, list[str]], receive: Receive, send: Send
+    ) -> Receive | None:
         """Read the whole body (bounded), then hand the app a receive that replays it."""
         chunks, size = [], 0
         while True:
@@ -202,6 +227,7 @@ class Guard:
                 sent = True
                 return {"type": "http.request", "body": data, "more_body": False}
             return await receive()
+
         return replay
 
 
@@ -213,8 +239,9 @@ async def _respond(send: Send, status: int, detail: str, extra: list[tuple[str, 
     await send({"type": "http.response.body", "body": body})
 
 
-async def _refuse_websocket(scope: Scope, receive: Receive, send: Send, status: int, detail: str,
-                            extra: list[tuple[str, str]]) -> None:
+async def _refuse_websocket(
+    scope: Scope, receive: Receive, send: Send, status: int, detail: str, extra: list[tuple[str, str]]
+) -> None:
     """Refuse a handshake with a real HTTP status where the server supports it, else close before accepting
     (which the client sees as HTTP 403)."""
     msg = await receive()

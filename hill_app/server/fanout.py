@@ -7,6 +7,7 @@ mirrors, encodes each event once per protocol and offers it to each client's own
 told how many; step metrics are rate-limited per client. Every client sees the same events in the same
 order, because they are all fed from the one drained sequence.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,13 +28,19 @@ class OutMessage:
 
     __slots__ = ("_make", "_text", "lossy", "throttle")
 
-    def __init__(self, text: str | None = None, *, make: Callable[[], str] | None = None, lossy: bool = False,
-                 throttle: bool = False) -> None:
+    def __init__(
+        self,
+        text: str | None = None,
+        *,
+        make: Callable[[], str] | None = None,
+        lossy: bool = False,
+        throttle: bool = False,
+    ) -> None:
         if (text is None) == (make is None):
             raise ValueError("give the text or a function that makes it")
         self._text, self._make = text, make
-        self.lossy = lossy          # may be dropped first when the client falls behind
-        self.throttle = throttle    # step metrics: at most ``step_rate`` per second per client
+        self.lossy = lossy  # may be dropped first when the client falls behind
+        self.throttle = throttle  # step metrics: at most ``step_rate`` per second per client
 
     @property
     def text(self) -> str:
@@ -56,8 +63,15 @@ class Codec(Protocol):
 class ClientQueue:
     """One client's outbox: bounded in messages and bytes; drop-oldest (lossy kinds first); step rate limit."""
 
-    def __init__(self, codec: Codec, loop: asyncio.AbstractEventLoop, *, max_messages: int = 2000,
-                 max_bytes: int = 32 << 20, step_rate: float = 20.0) -> None:
+    def __init__(
+        self,
+        codec: Codec,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_messages: int = 2000,
+        max_bytes: int = 32 << 20,
+        step_rate: float = 20.0,
+    ) -> None:
         self.codec = codec
         self._loop = loop
         self.max_messages = max_messages
@@ -69,8 +83,8 @@ class ClientQueue:
         self._held: OutMessage | None = None
         self._held_timer: asyncio.TimerHandle | None = None
         self._next_step_at = 0.0
-        self.dropped = 0             # total, for the server's own state
-        self._unreported = 0         # not yet told to the client
+        self.dropped = 0  # total, for the server's own state
+        self._unreported = 0  # not yet told to the client
         self.sent = 0
         self.closed = False
 
@@ -81,13 +95,13 @@ class ClientQueue:
         if msg.throttle:
             now = time.monotonic()
             if now < self._next_step_at:
-                self._held = msg       # newest wins; sent when the interval has passed
+                self._held = msg  # newest wins; sent when the interval has passed
                 if self._held_timer is None:
                     self._held_timer = self._loop.call_later(self._next_step_at - now, self._release_held)
                 return
             self._held = None
             self._next_step_at = now + self._interval
-        elif self._held is not None:   # keep order: the held (older) step goes out before this message
+        elif self._held is not None:  # keep order: the held (older) step goes out before this message
             self._push(self._held)
             self._held = None
         self._push(msg)
@@ -151,8 +165,9 @@ class ClientQueue:
 class Hub:
     """The one place events cross from the emitting threads into the server's event loop."""
 
-    def __init__(self, observers: list[Observer], codecs: dict[str, Codec], maxlen: int = 50_000,
-                 step_rate: float = 20.0) -> None:
+    def __init__(
+        self, observers: list[Observer], codecs: dict[str, Codec], maxlen: int = 50_000, step_rate: float = 20.0
+    ) -> None:
         self.observers = observers
         self.codecs = codecs
         self.clients: dict[str, set[ClientQueue]] = {name: set() for name in codecs}
@@ -167,7 +182,7 @@ class Hub:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
         self._step_interval = 1.0 / step_rate if step_rate > 0 else 0.0
-        self._step_due = 0.0     # before this (monotonic) no client takes a step: a step does not wake the loop
+        self._step_due = 0.0  # before this (monotonic) no client takes a step: a step does not wake the loop
 
     # ------------------------------------------------------------------ any thread (the training thread)
 
@@ -218,7 +233,7 @@ class Hub:
                 obs.apply(ev)
             if ev.kind == "step":
                 if i != last_step:
-                    continue   # superseded within this batch: rate-limited clients would only hold it
+                    continue  # superseded within this batch: rate-limited clients would only hold it
                 self._step_due = time.monotonic() + self._step_interval
             for name, group in self.clients.items():
                 if not group:
@@ -245,9 +260,12 @@ class Hub:
         return sum(len(g) for g in self.clients.values())
 
     def stats(self) -> dict[str, Any]:
-        return {"clients": {k: len(v) for k, v in self.clients.items()}, "events": self.seq,
-                "lost_before_fanout": self.lost_total,
-                "dropped_per_client": [c.dropped for g in self.clients.values() for c in g]}
+        return {
+            "clients": {k: len(v) for k, v in self.clients.items()},
+            "events": self.seq,
+            "lost_before_fanout": self.lost_total,
+            "dropped_per_client": [c.dropped for g in self.clients.values() for c in g],
+        }
 
     async def periodic_drain(self, every: float = 0.1) -> None:
         while not self.closed:
@@ -259,4 +277,3 @@ class Hub:
         for group in self.clients.values():
             for c in group:
                 c.close()
-

@@ -5,6 +5,7 @@ with their source); events become the peer's ``{status, command, args, uuid, tim
 client names is looked up as an attribute: a peer operation without a declared hill-app meaning reaches
 the declaration as an invalid argument and fails with that reason.
 """
+
 from __future__ import annotations
 
 import collections
@@ -22,18 +23,24 @@ if TYPE_CHECKING:
     from .state import RunMirror
 
 PEER_STATUSES = ("pending", "running", "success", "failed")
-LOG_RATE = 20.0          # step points kept per second for get_logs (what a chart needs)
+LOG_RATE = 20.0  # step points kept per second for get_logs (what a chart needs)
 MAX_LOG_POINTS = 100_000
 
 
 def _message(command: str, args: Any, uid: str, t: float, status: str = "success", **extra: Any) -> str:
-    msg = {"status": status, "command": command, "args": args if isinstance(args, str) else dumps(args),
-           "uuid": uid, "time": t}
+    msg = {
+        "status": status,
+        "command": command,
+        "args": args if isinstance(args, str) else dumps(args),
+        "uuid": uid,
+        "time": t,
+    }
     msg.update(extra)
     return dumps(msg)
 
 
 # ------------------------------------------------------------------ requests
+
 
 def decode_args(raw: Any) -> dict[str, Any]:
     """The peer's ``args``: a JSON-encoded string (or null / ""); an object is accepted as well."""
@@ -80,6 +87,7 @@ def translate(command: str, args: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ state the peer's GET endpoints serve
 
+
 class PeerState:
     """Log points per branch, branch tree and the args text of commands posted through this protocol."""
 
@@ -88,10 +96,11 @@ class PeerState:
         self.local_step = 0
         self.logs: dict[str, list[dict[str, Any]]] = {mirror.branch: []}
         self.branch_info: dict[str, dict[str, Any]] = {
-            mirror.branch: {"id": mirror.branch, "wall_time": mirror.static.started, "parent": None}}
+            mirror.branch: {"id": mirror.branch, "wall_time": mirror.static.started, "parent": None}
+        }
         self.branch_tree: dict[str, list[str]] = {mirror.branch: []}
         self.args_text: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self.point: dict[str, Any] | None = None      # the log point made from the event being fanned out
+        self.point: dict[str, Any] | None = None  # the log point made from the event being fanned out
         self._next_kept = 0.0
         self._n_points = 0
 
@@ -116,26 +125,39 @@ class PeerState:
         if metrics is None:
             return
         self.local_step += 1
-        self.point = {"local_step": self.local_step, "wall_time": ev.time, "branch_id": self.mirror.branch,
-                      "metrics": metrics}
+        self.point = {
+            "local_step": self.local_step,
+            "wall_time": ev.time,
+            "branch_id": self.mirror.branch,
+            "metrics": metrics,
+        }
         keep = ev.kind != "step"
         if ev.kind == "step" and ev.time >= self._next_kept:
             keep, self._next_kept = True, ev.time + 1.0 / LOG_RATE
         if keep and self._n_points < MAX_LOG_POINTS:
             self.logs.setdefault(self.mirror.branch, []).append(
-                {k: self.point[k] for k in ("local_step", "wall_time", "metrics")})
+                {k: self.point[k] for k in ("local_step", "wall_time", "metrics")}
+            )
             self._n_points += 1
 
     def _metrics(self, ev: Event) -> dict[str, Any] | None:
         d = ev.data
         if ev.kind == "step":
             n = max(int(d.get("steps_in_epoch") or 1), 1)
-            return {"loss": d.get("loss"), "learning_rate": d.get("lr"), "grad_norm": d.get("grad_norm"),
-                    "epoch": (int(d.get("epoch", 1)) - 1) + int(d.get("index_in_epoch", 0)) / n,
-                    "global_step": d.get("step")}
+            return {
+                "loss": d.get("loss"),
+                "learning_rate": d.get("lr"),
+                "grad_norm": d.get("grad_norm"),
+                "epoch": (int(d.get("epoch", 1)) - 1) + int(d.get("index_in_epoch", 0)) / n,
+                "global_step": d.get("step"),
+            }
         if ev.kind == "epoch":
-            out = {"eval_loss": d.get("val_loss"), "eval_accuracy": d.get("val_accuracy"), "epoch": d.get("epoch"),
-                   "global_step": d.get("step")}
+            out = {
+                "eval_loss": d.get("val_loss"),
+                "eval_accuracy": d.get("val_accuracy"),
+                "epoch": d.get("epoch"),
+                "global_step": d.get("step"),
+            }
             for k in ("train_loss", "train_accuracy", "lr", "alpha", "lam"):
                 if isinstance(d.get(k), (int, float)):
                     out[k] = d[k]
@@ -143,22 +165,32 @@ class PeerState:
         if ev.kind == "evaluation":
             split = d.get("split", "val")
             prefix = "eval" if split == "val" else split
-            return {f"{prefix}_loss": d.get(f"{split}_loss"), f"{prefix}_accuracy": d.get(f"{split}_accuracy"),
-                    "epoch": d.get("epoch"), "global_step": d.get("step")}
+            return {
+                f"{prefix}_loss": d.get(f"{split}_loss"),
+                f"{prefix}_accuracy": d.get(f"{split}_accuracy"),
+                "epoch": d.get("epoch"),
+                "global_step": d.get("step"),
+            }
         return None
 
     def logs_json(self) -> dict[str, Any]:
-        return {"local_step": self.local_step, "branched_logs": self.logs, "current_branch": self.mirror.branch,
-                "branch_info": self.branch_info, "branch_tree": self.branch_tree}
+        return {
+            "local_step": self.local_step,
+            "branched_logs": self.logs,
+            "current_branch": self.mirror.branch,
+            "branch_info": self.branch_info,
+            "branch_tree": self.branch_tree,
+        }
 
 
 # ------------------------------------------------------------------ events -> peer messages
+
 
 class PeerCodec:
     def __init__(self, mirror: RunMirror, state: PeerState, peer_model: Any) -> None:
         self.mirror = mirror
         self.state = state
-        self.peer_model = peer_model     # callable -> the module tree in the peer's format
+        self.peer_model = peer_model  # callable -> the module tree in the peer's format
 
     def encode(self, ev: Event, seq: int) -> list[OutMessage]:
         d = ev.data
@@ -173,15 +205,20 @@ class PeerCodec:
             extra: dict[str, Any] = {"source": d.get("source")}
             if status == "failed":
                 extra["reason"] = d.get("reason")
-            out.append(OutMessage(_message(d.get("command", ""), self._echo_args(d, uid), uid, ev.time, status,
-                                           **extra)))
+            out.append(
+                OutMessage(_message(d.get("command", ""), self._echo_args(d, uid), uid, ev.time, status, **extra))
+            )
         elif ev.kind in ("step", "epoch", "evaluation") and self.state.point is not None:
             point = self.state.point
-            out.append(OutMessage(make=lambda: _message("log_update", point, _uuid.uuid4().hex, ev.time),
-                                  lossy=ev.kind == "step", throttle=ev.kind == "step"))
+            out.append(
+                OutMessage(
+                    make=lambda: _message("log_update", point, _uuid.uuid4().hex, ev.time),
+                    lossy=ev.kind == "step",
+                    throttle=ev.kind == "step",
+                )
+            )
         elif ev.kind == "checkpoint":
-            out.append(OutMessage(_message("checkpoint_info_update", self.checkpoint(d), _uuid.uuid4().hex,
-                                           ev.time)))
+            out.append(OutMessage(_message("checkpoint_info_update", self.checkpoint(d), _uuid.uuid4().hex, ev.time)))
         return out
 
     def _echo_args(self, d: dict[str, Any], uid: str) -> Any:
@@ -191,8 +228,9 @@ class PeerCodec:
         if name == "load_checkpoint" and d.get("status") == "success":
             res = d.get("result") or {}
             branch = str(res.get("branch") or "")
-            info = self.state.branch_info.get(branch, {"id": branch, "wall_time": time.time(),
-                                                       "parent": res.get("from_branch")})
+            info = self.state.branch_info.get(
+                branch, {"id": branch, "wall_time": time.time(), "parent": res.get("from_branch")}
+            )
             return {"uuid": args.get("uuid"), "branch_name": res.get("branch"), "branch_info": info}
         text = self.state.args_text.get(uid)
         if text is not None:
@@ -206,13 +244,23 @@ class PeerCodec:
 
     def checkpoint(self, node: dict[str, Any]) -> dict[str, Any]:
         folder = self.mirror.static.run_dir / "checkpoints"
-        return {"checkpoint_dir": str(folder / str(node.get("file", ""))), "global_step": node.get("step"),
-                "time": node.get("time"), "uuid": node.get("uuid"), "branch_id": node.get("branch"),
-                "epoch": node.get("epoch"), "note": node.get("note")}
+        return {
+            "checkpoint_dir": str(folder / str(node.get("file", ""))),
+            "global_step": node.get("step"),
+            "time": node.get("time"),
+            "uuid": node.get("uuid"),
+            "branch_id": node.get("branch"),
+            "epoch": node.get("epoch"),
+            "note": node.get("note"),
+        }
 
     def train_state(self) -> dict[str, Any]:
-        return {"model_infos": self.peer_model(), "optimizer_states": self.optimizer(),
-                "start_time": self.mirror.static.started, "run_name": self.mirror.static.run_name}
+        return {
+            "model_infos": self.peer_model(),
+            "optimizer_states": self.optimizer(),
+            "start_time": self.mirror.static.started,
+            "run_name": self.mirror.static.run_name,
+        }
 
     def optimizer(self) -> dict[str, Any]:
         hp = {k: v for k, v in self.mirror.optimizer.items() if isinstance(v, (int, float, bool, list))}
@@ -221,17 +269,23 @@ class PeerCodec:
 
 def peer_model_tree(native: dict[str, Any]) -> dict[str, Any]:
     """The native layer tree in the peer's shape; operations and settings are only the declared ones."""
+
     def node(n: dict[str, Any]) -> dict[str, Any]:
-        return {"name": n["name"] or "Model", "module_type": n["type"],
-                "children": [node(c) for c in n["children"]],
-                "operators": [{"name": op, "signature": []} for op in n["operations"]],
-                "hyperparameters": [{"name": k, "value": v, "type": "float"} for k, v in n["settings"].items()]}
+        return {
+            "name": n["name"] or "Model",
+            "module_type": n["type"],
+            "children": [node(c) for c in n["children"]],
+            "operators": [{"name": op, "signature": []} for op in n["operations"]],
+            "hyperparameters": [{"name": k, "value": v, "type": "float"} for k, v in n["settings"].items()],
+        }
+
     return node(native)
 
 
 def info(mirror: RunMirror) -> dict[str, Any]:
     status = {"init": "init", "running": "running", "paused": "paused", "stopping": "running"}.get(
-        mirror.status, mirror.status)
+        mirror.status, mirror.status
+    )
     return {"start_time": mirror.static.started, "status": status, "run_name": mirror.static.run_name}
 
 
@@ -249,8 +303,10 @@ def parse_request(body: Any) -> tuple[str, dict[str, Any], str, str]:
         raise WireError("the body must be a JSON object {command, args, time, uuid, status}")
     missing = [k for k in ("command", "time", "uuid", "status") if k not in body]
     if missing:
-        raise WireError(f"missing field(s) {', '.join(missing)}; required: command, time, uuid, status "
-                        "(args: a JSON-encoded string, optional)")
+        raise WireError(
+            f"missing field(s) {', '.join(missing)}; required: command, time, uuid, status "
+            "(args: a JSON-encoded string, optional)"
+        )
     command, uid = body["command"], body["uuid"]
     if not isinstance(command, str) or not command or len(command) > 100:
         raise WireError("'command' must be a non-empty string of at most 100 characters")

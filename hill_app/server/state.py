@@ -4,6 +4,7 @@ Three sources only: static facts captured once when serving starts (before train
 up to date from the session's events (:class:`RunMirror`, loop thread only), and the run folder's files
 (config.json, journal.jsonl, checkpoints/tree.json, snapshots.h5), read when asked.
 """
+
 from __future__ import annotations
 
 import collections
@@ -18,12 +19,13 @@ import numpy as np
 
 from hill_app.engine.events import Event
 
-MAX_STEPS = 50_000        # step metrics kept for /metrics (digits: 18 a epoch; CIFAR-10 on a GPU: 2 a epoch)
+MAX_STEPS = 50_000  # step metrics kept for /metrics (digits: 18 a epoch; CIFAR-10 on a GPU: 2 a epoch)
 MAX_EPOCHS = 100_000
 MAX_COMMANDS = 5_000
 
 
 # ------------------------------------------------------------------ static facts
+
 
 @dataclass
 class StaticFacts:
@@ -38,7 +40,7 @@ class StaticFacts:
     optimizer: dict[str, Any]
     view_idx: np.ndarray
     view_labels: np.ndarray
-    view_inputs: Any              # the training inputs tensor as it was at start; rows are read on request
+    view_inputs: Any  # the training inputs tensor as it was at start; rows are read on request
     initial: dict[str, Any]
 
 
@@ -48,7 +50,7 @@ def _module_tree(model: Any) -> dict[str, Any]:
 
     def node(name: str, m: torch.nn.Module) -> dict[str, Any]:
         params = list(m.parameters())
-        ops = (["reset_parameters"] if any(hasattr(x, "reset_parameters") for x in m.modules()) and params else [])
+        ops = ["reset_parameters"] if any(hasattr(x, "reset_parameters") for x in m.modules()) and params else []
         ops += ["freeze", "unfreeze"] if params else []
         settings: dict[str, float] = {}
         if isinstance(m, torch.nn.modules.dropout._DropoutNd):
@@ -56,16 +58,24 @@ def _module_tree(model: Any) -> dict[str, Any]:
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.momentum is not None:
             settings["momentum"] = float(m.momentum)
         kids = [node(f"{name}.{k}" if name else k, c) for k, c in m.named_children()]
-        return {"name": name, "type": type(m).__name__, "module": f"{type(m).__module__}.{type(m).__qualname__}",
-                "parameters": int(sum(p.numel() for p in params)),
-                "trainable": bool(params) and all(p.requires_grad for p in params),
-                "operations": ops if name else [], "settings": settings, "children": kids}
+        return {
+            "name": name,
+            "type": type(m).__name__,
+            "module": f"{type(m).__module__}.{type(m).__qualname__}",
+            "parameters": int(sum(p.numel() for p in params)),
+            "trainable": bool(params) and all(p.requires_grad for p in params),
+            "operations": ops if name else [],
+            "settings": settings,
+            "children": kids,
+        }
+
     return node("", model)
 
 
 def _optimizer_facts(opt: Any) -> tuple[str, dict[str, Any]]:
     """The optimiser's class and the hyperparameters update_optimizer can change (group 0)."""
     from hill_app.engine.commands import SPECS
+
     tunable = set(SPECS["update_optimizer"].schema.args) - {"group"}
     g = opt.param_groups[0]
     hp: dict[str, Any] = {}
@@ -85,25 +95,50 @@ def _optimizer_facts(opt: Any) -> tuple[str, dict[str, Any]]:
 def capture(session: Any) -> StaticFacts:
     """Read once, before training runs: the configuration, the data set, the model's layers, the optimiser."""
     d = session.data
-    dataset = {"name": d.name, "kind": d.kind, "num_classes": d.num_classes, "class_names": list(d.class_names),
-               "input_shape": list(d.input_shape), "n_train": int(session.n_train), "n_val": int(d.val_y.numel()),
-               "n_test": int(d.test_y.numel()), "view_size": len(session.view_idx),
-               "input_dtype": str(d.train_x.dtype).replace("torch.", ""),
-               "channel_names": list(d.meta.get("channel_names") or []),
-               "split_info": getattr(d, "split_info", None)}
+    dataset = {
+        "name": d.name,
+        "kind": d.kind,
+        "num_classes": d.num_classes,
+        "class_names": list(d.class_names),
+        "input_shape": list(d.input_shape),
+        "n_train": int(session.n_train),
+        "n_val": int(d.val_y.numel()),
+        "n_test": int(d.test_y.numel()),
+        "view_size": len(session.view_idx),
+        "input_dtype": str(d.train_x.dtype).replace("torch.", ""),
+        "channel_names": list(d.meta.get("channel_names") or []),
+        "split_info": getattr(d, "split_info", None),
+    }
     opt_name, opt = _optimizer_facts(session.optimizer)
     run_dir = Path(session.run_dir)
     return StaticFacts(
-        run_dir=run_dir, run_name=run_dir.resolve().name, started=time.time(), config=session.config.to_json(),
-        device=str(session.device), dataset=dataset, model=_module_tree(session.model), optimizer_name=opt_name,
-        optimizer=opt, view_idx=np.asarray(session.view_idx, dtype=np.int64).copy(),
-        view_labels=np.asarray(session.view_labels).copy(), view_inputs=d.train_x,
-        initial={"epoch": int(session.epoch), "step": int(session.step), "branch": str(session.branch),
-                 "alpha": float(session.alpha), "lam": float(session.lam), "grad_clip": session.grad_clip,
-                 "paused": bool(session.paused), "finished": bool(session.finished)})
+        run_dir=run_dir,
+        run_name=run_dir.resolve().name,
+        started=time.time(),
+        config=session.config.to_json(),
+        device=str(session.device),
+        dataset=dataset,
+        model=_module_tree(session.model),
+        optimizer_name=opt_name,
+        optimizer=opt,
+        view_idx=np.asarray(session.view_idx, dtype=np.int64).copy(),
+        view_labels=np.asarray(session.view_labels).copy(),
+        view_inputs=d.train_x,
+        initial={
+            "epoch": int(session.epoch),
+            "step": int(session.step),
+            "branch": str(session.branch),
+            "alpha": float(session.alpha),
+            "lam": float(session.lam),
+            "grad_clip": session.grad_clip,
+            "paused": bool(session.paused),
+            "finished": bool(session.finished),
+        },
+    )
 
 
 # ------------------------------------------------------------------ the mirror
+
 
 class RunMirror:
     """The run's state as the events tell it. Applied and read on the server's loop thread only."""
@@ -133,7 +168,7 @@ class RunMirror:
         self.summary: dict[str, Any] | None = None
         self.error: str | None = None
         self.started_running: float | None = None
-        self.just_started = False    # true while the event that first made the run 'running' is being fanned out
+        self.just_started = False  # true while the event that first made the run 'running' is being fanned out
 
     def apply(self, ev: Event) -> None:
         d, k = ev.data, ev.kind
@@ -141,8 +176,19 @@ class RunMirror:
         if k == "step":
             self._running(ev.time)
             self.step = d.get("step", self.step)
-            rec = {key: d.get(key) for key in ("epoch", "step", "index_in_epoch", "steps_in_epoch", "loss",
-                                                  "grad_norm", "lr", "images_per_s")}
+            rec = {
+                key: d.get(key)
+                for key in (
+                    "epoch",
+                    "step",
+                    "index_in_epoch",
+                    "steps_in_epoch",
+                    "loss",
+                    "grad_norm",
+                    "lr",
+                    "images_per_s",
+                )
+            }
             rec["branch"], rec["time"] = self.branch, ev.time
             self.last_step = rec
             self.steps.append(rec)
@@ -229,17 +275,31 @@ class RunMirror:
 
     def state(self) -> dict[str, Any]:
         last_epoch = self.epochs[-1] if self.epochs else None
-        return {"status": self.status, "paused": self.status == "paused", "epoch": self.epoch, "step": self.step,
-                "branch": self.branch, "epochs_total": self.static.config.get("epochs"),
-                "pause_reason": self.pause_reason, "pause_epoch": self.pause_epoch,
-                "last_step": self.last_step,
-                "last_epoch": None if last_epoch is None else {k: v for k, v in last_epoch.items()
-                                                               if not isinstance(v, list)},
-                "optimizer": dict(self.optimizer, name=self.static.optimizer_name),
-                "alpha": self.alpha, "lam": self.lam, "grad_clip": self.grad_clip,
-                "class_weights": self.class_weights, "layout_committed": self.layout_committed,
-                "checkpoints": len(self.checkpoints), "summary": self.summary, "error": self.error,
-                "started": self.static.started, "started_running": self.started_running}
+        return {
+            "status": self.status,
+            "paused": self.status == "paused",
+            "epoch": self.epoch,
+            "step": self.step,
+            "branch": self.branch,
+            "epochs_total": self.static.config.get("epochs"),
+            "pause_reason": self.pause_reason,
+            "pause_epoch": self.pause_epoch,
+            "last_step": self.last_step,
+            "last_epoch": None
+            if last_epoch is None
+            else {k: v for k, v in last_epoch.items() if not isinstance(v, list)},
+            "optimizer": dict(self.optimizer, name=self.static.optimizer_name),
+            "alpha": self.alpha,
+            "lam": self.lam,
+            "grad_clip": self.grad_clip,
+            "class_weights": self.class_weights,
+            "layout_committed": self.layout_committed,
+            "checkpoints": len(self.checkpoints),
+            "summary": self.summary,
+            "error": self.error,
+            "started": self.static.started,
+            "started_running": self.started_running,
+        }
 
     def model_tree(self) -> dict[str, Any]:
         """The static layer tree with what commands changed since (trainable, dropout p, batch-norm momentum)."""
@@ -251,8 +311,8 @@ class RunMirror:
             settings = {k: o.get(k, v) for k, v in n["settings"].items()}
             trainable = o.get("trainable", n["trainable"]) if n["parameters"] else False
             nxt = {"trainable": o["trainable"]} if "trainable" in o else {}
-            return dict(n, settings=settings, trainable=trainable,
-                        children=[walk(c, nxt) for c in n["children"]])
+            return dict(n, settings=settings, trainable=trainable, children=[walk(c, nxt) for c in n["children"]])
+
         return walk(self.static.model, {})
 
     def page(self, kind: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
@@ -260,13 +320,14 @@ class RunMirror:
         rows: Any = {"step": self.steps, "epoch": self.epochs, "evaluation": self.evaluations}[kind]
         total = len(rows)
         if kind == "step":
-            rows = list(rows)[offset:offset + limit]
+            rows = list(rows)[offset : offset + limit]
         else:
-            rows = rows[offset:offset + limit]
+            rows = rows[offset : offset + limit]
         return rows, total
 
 
 # ------------------------------------------------------------------ files of the run folder
+
 
 class JournalPager:
     """Pages of journal.jsonl by record number, with an index of line offsets extended as the file grows."""
@@ -303,7 +364,7 @@ class JournalPager:
         with self._lock:
             self._scan()
             total = len(self._offsets)
-            starts = self._offsets[offset:offset + limit]
+            starts = self._offsets[offset : offset + limit]
             end = self._offsets[offset + limit] if offset + limit < total else self._scanned
         if not starts:
             return [], total
@@ -315,8 +376,11 @@ class JournalPager:
             try:
                 rec = json.loads(line)
             except ValueError:
-                rec = {"type": "unreadable_record", "record": offset + i,
-                       "note": "torn line (the process was killed mid-write); skipped by replay"}
+                rec = {
+                    "type": "unreadable_record",
+                    "record": offset + i,
+                    "note": "torn line (the process was killed mid-write); skipped by replay",
+                }
             out.append(rec)
         return out, total
 
@@ -335,6 +399,7 @@ def read_checkpoint_tree(run_dir: Path) -> list[dict[str, Any]]:
 def list_snapshots(run_dir: Path) -> list[dict[str, Any]]:
     """The snapshots stored in snapshots.h5 (pauses, commits, loads), with their attributes."""
     import h5py
+
     path = Path(run_dir) / "snapshots.h5"
     if not path.exists():
         return []
@@ -348,6 +413,7 @@ def list_snapshots(run_dir: Path) -> list[dict[str, Any]]:
 
 def read_snapshot(run_dir: Path, name: str) -> dict[str, Any] | None:
     import h5py
+
     path = Path(run_dir) / "snapshots.h5"
     if not path.exists():
         return None
@@ -357,8 +423,16 @@ def read_snapshot(run_dir: Path, name: str) -> dict[str, Any] | None:
             return None
         g = root[name]
         snap: dict[str, Any] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in g.attrs.items()}
-        snap.update({"name": name, "z": g["z"][()], "labels": g["labels"][()], "preds": g["preds"][()],
-                     "view_indices": g["view_indices"][()], "layout": None})
+        snap.update(
+            {
+                "name": name,
+                "z": g["z"][()],
+                "labels": g["labels"][()],
+                "preds": g["preds"][()],
+                "view_indices": g["view_indices"][()],
+                "layout": None,
+            }
+        )
         if "target_centers" in g:
             snap["target_centers"] = g["target_centers"][()]
             snap["target_spreads"] = g["target_spreads"][()]

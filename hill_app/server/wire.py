@@ -2,6 +2,7 @@
 
 Shared by the server and ``hill_app.client.remote``; imports neither FastAPI nor torch.
 """
+
 from __future__ import annotations
 
 import base64
@@ -47,12 +48,24 @@ def encode_array(a: np.ndarray) -> dict[str, Any]:
     a = np.ascontiguousarray(a)
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
-    return {ARRAY_KEY: base64.b64encode(a.tobytes()).decode("ascii"), "dtype": a.dtype.str.lstrip("<|="),
-            "shape": list(a.shape)}
+    return {
+        ARRAY_KEY: base64.b64encode(a.tobytes()).decode("ascii"),
+        "dtype": a.dtype.str.lstrip("<|="),
+        "shape": list(a.shape),
+    }
 
 
-_DTYPES = {"f4": np.float32, "f8": np.float64, "i8": np.int64, "i4": np.int32, "i2": np.int16, "i1": np.int8,
-           "u1": np.uint8, "u2": np.uint16, "b1": np.bool_}
+_DTYPES = {
+    "f4": np.float32,
+    "f8": np.float64,
+    "i8": np.int64,
+    "i4": np.int32,
+    "i2": np.int16,
+    "i1": np.int8,
+    "u1": np.uint8,
+    "u2": np.uint16,
+    "b1": np.bool_,
+}
 
 
 def decode_array(d: dict[str, Any]) -> np.ndarray:

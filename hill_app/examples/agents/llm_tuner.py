@@ -7,6 +7,7 @@ the recent losses and asks for one JSON action, applies it through commands and 
 The model must answer {"explanation": "...", "action": "double" | "half" | "same" | "set_lr" | "stop",
 "lr": <number, for set_lr>}. An answer that is not such an object changes nothing (and says so).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,11 @@ import httpx
 from hill_app.client.remote import RemoteError, RemoteRunClient
 
 ACTIONS = ("double", "half", "same", "set_lr", "stop")
-SYSTEM = ("You tune the learning rate of a neural network while it trains. Reply with one JSON object: "
-          '{"explanation": "<one sentence>", "action": "double" | "half" | "same" | "set_lr" | "stop", '
-          '"lr": <number, only for set_lr>}.')
+SYSTEM = (
+    "You tune the learning rate of a neural network while it trains. Reply with one JSON object: "
+    '{"explanation": "<one sentence>", "action": "double" | "half" | "same" | "set_lr" | "stop", '
+    '"lr": <number, only for set_lr>}.'
+)
 
 
 class LLMError(RuntimeError):
@@ -45,14 +48,20 @@ class ChatEndpoint:
     def from_env(cls) -> ChatEndpoint:
         base, model = os.environ.get("HILL_LLM_BASE_URL"), os.environ.get("HILL_LLM_MODEL")
         if not base or not model:
-            raise LLMError("set HILL_LLM_BASE_URL (an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1) "
-                           "and HILL_LLM_MODEL (the model name it serves); HILL_LLM_API_KEY if it needs one")
+            raise LLMError(
+                "set HILL_LLM_BASE_URL (an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1) "
+                "and HILL_LLM_MODEL (the model name it serves); HILL_LLM_API_KEY if it needs one"
+            )
         return cls(base.rstrip("/"), model, os.environ.get("HILL_LLM_API_KEY") or None)
 
     def ask(self, prompt: str) -> str:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        body = {"model": self.model, "temperature": 0, "response_format": {"type": "json_object"},
-                "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]}
+        body = {
+            "model": self.model,
+            "temperature": 0,
+            "response_format": {"type": "json_object"},
+            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
+        }
         try:
             r = httpx.post(f"{self.base_url}/chat/completions", json=body, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as e:
@@ -68,7 +77,7 @@ class ChatEndpoint:
 def parse_action(text: str) -> dict[str, Any]:
     """The model's reply as {"action", "lr"?, "explanation"}; raises ValueError saying what is wrong."""
     t = text.strip()
-    if t.startswith("```"):   # some models wrap JSON in a code fence despite response_format
+    if t.startswith("```"):  # some models wrap JSON in a code fence despite response_format
         t = t.strip("`").removeprefix("json").strip()
     try:
         obj = json.loads(t)
@@ -87,13 +96,13 @@ def parse_action(text: str) -> dict[str, Any]:
 
 @dataclass
 class LLMTuner:
-    client: Any                          # a RunClient with wait() (RemoteRunClient)
-    llm: Any                             # has ask(prompt) -> str
+    client: Any  # a RunClient with wait() (RemoteRunClient)
+    llm: Any  # has ask(prompt) -> str
     max_decisions: int | None = None
     log: Callable[[str], None] = print
-    epochs_total: int | None = None      # no decision after the last epoch
+    epochs_total: int | None = None  # no decision after the last epoch
     lr: float | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)    # per epoch: epoch, step, train/val loss, lr
+    history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: epoch, step, train/val loss, lr
     decisions: list[dict[str, Any]] = field(default_factory=list)
     finished: bool = False
 
@@ -101,8 +110,9 @@ class LLMTuner:
         if kind == "step" and isinstance(data.get("lr"), (int, float)):
             self.lr = float(data["lr"])
         elif kind == "epoch":
-            self.history.append({k: data.get(k) for k in ("epoch", "step", "train_loss", "val_loss",
-                                                          "val_accuracy", "lr")})
+            self.history.append(
+                {k: data.get(k) for k in ("epoch", "step", "train_loss", "val_loss", "val_accuracy", "lr")}
+            )
             self.lr = data.get("lr", self.lr)
             last = self.epochs_total is not None and (data.get("epoch") or 0) >= self.epochs_total
             if not last and (self.max_decisions is None or len(self.decisions) < self.max_decisions):
@@ -113,14 +123,17 @@ class LLMTuner:
             self.finished = True
 
     def prompt(self) -> str:
-        rows = "\n".join(f"epoch {h['epoch']}: train loss {_f(h['train_loss'])}, validation loss {_f(h['val_loss'])}, "
-                         f"validation accuracy {_f(h['val_accuracy'])}, lr {_f(h['lr'])}" for h in self.history[-20:])
+        rows = "\n".join(
+            f"epoch {h['epoch']}: train loss {_f(h['train_loss'])}, validation loss {_f(h['val_loss'])}, "
+            f"validation accuracy {_f(h['val_accuracy'])}, lr {_f(h['lr'])}"
+            for h in self.history[-20:]
+        )
         return f"Training so far (newest last):\n{rows}\nCurrent learning rate: {_f(self.lr)}. What should change?"
 
     def decide(self) -> None:
         """Pause, ask, apply, resume. The job waits while the model thinks; a failure changes nothing."""
         pause = self.client.wait(self.client.submit("pause_training", {"reason": "llm tuner: asking the model"}))
-        ours = pause["status"] == "success"   # not ours when the run was paused already (a scheduled pause)
+        ours = pause["status"] == "success"  # not ours when the run was paused already (a scheduled pause)
         decision: dict[str, Any] = {"epoch": self.history[-1]["epoch"], "lr_before": self.lr}
         try:
             reply = self.llm.ask(self.prompt())
@@ -130,8 +143,11 @@ class LLMTuner:
             self.log(f"no change: {e}")
         else:
             decision.update(act)
-            new = {"double": None if self.lr is None else self.lr * 2, "half": None if self.lr is None else self.lr / 2,
-                   "set_lr": act.get("lr")}.get(act["action"])
+            new = {
+                "double": None if self.lr is None else self.lr * 2,
+                "half": None if self.lr is None else self.lr / 2,
+                "set_lr": act.get("lr"),
+            }.get(act["action"])
             if act["action"] == "stop":
                 self.client.submit("stop_training", {"reason": f"llm tuner: {act['explanation']}"})
                 self.finished = True

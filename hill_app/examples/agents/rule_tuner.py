@@ -5,6 +5,7 @@ loss spike pause, save a checkpoint, halve the learning rate and resume (or hold
 
 It uses only the public client API; every command it sends is journaled with source ``agent:NAME``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,22 +22,22 @@ from hill_app.client.remote import RemoteError, RemoteRunClient
 
 @dataclass
 class RuleTuner:
-    client: Any                          # a RunClient
-    spike_factor: float = 3.0            # a step loss this many times the recent median is a spike
-    window: int = 20                     # recent step losses kept for the median
-    min_improvement: float = 0.0         # validation loss must fall by this fraction, else the lr is halved
+    client: Any  # a RunClient
+    spike_factor: float = 3.0  # a step loss this many times the recent median is a spike
+    window: int = 20  # recent step losses kept for the median
+    min_improvement: float = 0.0  # validation loss must fall by this fraction, else the lr is halved
     min_lr: float = 1e-6
-    hold_on_spike: bool = False          # leave the run paused after a spike (a human decides)
-    resume_pauses: bool = False          # resume scheduled pauses (a headless served run has nobody else)
+    hold_on_spike: bool = False  # leave the run paused after a spike (a human decides)
+    resume_pauses: bool = False  # resume scheduled pauses (a headless served run has nobody else)
     log: Callable[[str], None] = print
-    epochs_total: int | None = None      # no lr change after the last epoch (nothing left to train)
+    epochs_total: int | None = None  # no lr change after the last epoch (nothing left to train)
     lr: float | None = None
     best_val: float | None = None
     actions: list[dict[str, Any]] = field(default_factory=list)
     finished: bool = False
     _recent: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
     _cooldown: int = 0
-    _mine: dict[str, str] = field(default_factory=dict)   # uuid -> command, to report outcomes
+    _mine: dict[str, str] = field(default_factory=dict)  # uuid -> command, to report outcomes
 
     def __post_init__(self) -> None:
         self._recent = collections.deque(maxlen=self.window)
@@ -52,14 +53,14 @@ class RuleTuner:
             name = self._mine.pop(data["uuid"])
             if data["status"] == "failed":
                 self.log(f"{name} failed: {data.get('reason')}")
-        elif kind in ("finished", "error"):   # the run ended (or its training thread failed)
+        elif kind in ("finished", "error"):  # the run ended (or its training thread failed)
             self.finished = True
 
     def _step(self, d: dict[str, Any]) -> None:
         if isinstance(d.get("lr"), (int, float)):
             self.lr = float(d["lr"])
         loss = d.get("loss")
-        if not isinstance(loss, (int, float)):   # non-finite: the run has paused itself; a human must step in
+        if not isinstance(loss, (int, float)):  # non-finite: the run has paused itself; a human must step in
             return
         if self._cooldown > 0:
             self._cooldown -= 1
@@ -77,8 +78,10 @@ class RuleTuner:
         if not isinstance(val, (int, float)) or (self.epochs_total and d.get("epoch", 0) >= self.epochs_total):
             return
         if self.best_val is not None and val > self.best_val * (1.0 - self.min_improvement):
-            self._halve(f"validation loss {val:.4f} did not improve on {self.best_val:.4f} "
-                        f"by {self.min_improvement:.0%} (epoch {d.get('epoch')})")
+            self._halve(
+                f"validation loss {val:.4f} did not improve on {self.best_val:.4f} "
+                f"by {self.min_improvement:.0%} (epoch {d.get('epoch')})"
+            )
         if self.best_val is None or val < self.best_val:
             self.best_val = float(val)
 
@@ -125,8 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="rule-tuner", help="recorded as source agent:NAME")
     p.add_argument("--token", help="for a URL (default: $HILL_APP_TOKEN or ~/.netrc)")
     p.add_argument("--spike", type=float, default=3.0, help="spike = step loss > SPIKE x recent median")
-    p.add_argument("--min-improvement", type=float, default=0.0,
-                   help="halve the lr unless validation loss falls by this fraction (default 0: any rise)")
+    p.add_argument(
+        "--min-improvement",
+        type=float,
+        default=0.0,
+        help="halve the lr unless validation loss falls by this fraction (default 0: any rise)",
+    )
     p.add_argument("--window", type=int, default=20, help="recent step losses the median is taken over")
     p.add_argument("--hold", action="store_true", help="stay paused after a spike")
     p.add_argument("--resume-pauses", action="store_true", help="resume scheduled pauses")
@@ -136,9 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     except RemoteError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    tuner = RuleTuner(client, spike_factor=a.spike, window=a.window, min_improvement=a.min_improvement,
-                      hold_on_spike=a.hold, resume_pauses=a.resume_pauses,
-                      log=lambda m: print(f"[{a.name}] {m}", flush=True))
+    tuner = RuleTuner(
+        client,
+        spike_factor=a.spike,
+        window=a.window,
+        min_improvement=a.min_improvement,
+        hold_on_spike=a.hold,
+        resume_pauses=a.resume_pauses,
+        log=lambda m: print(f"[{a.name}] {m}", flush=True),
+    )
     try:
         run(tuner)
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@ Everything here is a plain function of a :class:`Scene` (what is drawn, in view 
 scale) and a :class:`Pointer` (where the mouse is, in pixels and in view units), so it is unit-tested
 without a window. The Qt view turns mouse events into pointers and draws what a :class:`Drag` says.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,15 +14,15 @@ from typing import Any
 import numpy as np
 
 # Pixel sizes of the interaction (device-independent pixels of the viewport).
-HANDLE_SIZE = 16          # handle diameter
-HANDLE_HIT = 11           # a press this close to a handle's centre grabs it
-RING_HIT = 5              # ... this close to a ring's edge grabs the ring
-POINT_HIT = 7             # ... this close to a point picks it (hover and click)
-MERGE_SNAP = 14           # dropping a handle this close to another class's handle merges them
-DRAG_START = 3            # a press that moves less than this is a click, not a drag
+HANDLE_SIZE = 16  # handle diameter
+HANDLE_HIT = 11  # a press this close to a handle's centre grabs it
+RING_HIT = 5  # ... this close to a ring's edge grabs the ring
+POINT_HIT = 7  # ... this close to a point picks it (hover and click)
+MERGE_SNAP = 14  # dropping a handle this close to another class's handle merges them
+DRAG_START = 3  # a press that moves less than this is a click, not a drag
 MIN_RING_PX = HANDLE_HIT  # a ring drawn smaller than this cannot be grabbed (the handle covers it)
-MIN_FACTOR = 0.05         # one ring drag scales a spread by at least this ...
-MAX_FACTOR = 10.0         # ... and at most this (the edit's own limit)
+MIN_FACTOR = 0.05  # one ring drag scales a spread by at least this ...
+MAX_FACTOR = 10.0  # ... and at most this (the edit's own limit)
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Hit:
 class Drag:
     """A press that may become a drag; ``value`` is its live result (a centre, a factor, a delta)."""
 
-    kind: str                                   # 'center' | 'ring' | 'points' | 'rubber'
+    kind: str  # 'center' | 'ring' | 'points' | 'rubber'
     press: Pointer
     cls: int = -1
     members: list[int] = field(default_factory=list)
@@ -76,14 +77,14 @@ class Drag:
     base_pos: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     start_center: np.ndarray = field(default_factory=lambda: np.zeros(2))
     start_centers: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
-    r0: float = 1.0                             # the ring's spread at the press (view units)
-    r_press: float = 1.0                        # the press's distance to the centre (view units)
+    r0: float = 1.0  # the ring's spread at the press (view units)
+    r_press: float = 1.0  # the press's distance to the centre (view units)
     moved: bool = False
     merge_target: int = -1
     value: Any = None
-    toggle_off: int = -1                        # shift-click on a selected point: unselect it on a click release
-    point_under: int = -1                       # the point under a ring press: a click there selects it
-    add: bool = False                           # rubber band with shift: add to the selection
+    toggle_off: int = -1  # shift-click on a selected point: unselect it on a click release
+    point_under: int = -1  # the point under a ring press: a click there selects it
+    add: bool = False  # rubber band with shift: add to the selection
     last: Pointer | None = None
 
     # -------------------------------------------------------------- live geometry
@@ -121,8 +122,9 @@ def _px_dist(scene: Scene, a: np.ndarray, at: np.ndarray) -> np.ndarray:
     return np.hypot((a[..., 0] - at[0]) * kx, (a[..., 1] - at[1]) * ky)
 
 
-def nearest_point(scene: Scene, at: tuple[float, float] | np.ndarray, among: np.ndarray | None = None,
-                  radius: float = POINT_HIT) -> int:
+def nearest_point(
+    scene: Scene, at: tuple[float, float] | np.ndarray, among: np.ndarray | None = None, radius: float = POINT_HIT
+) -> int:
     """The view index nearest to ``at`` within ``radius`` pixels (``among``: only these indices), or -1."""
     pts = scene.points
     idx = None
@@ -216,31 +218,48 @@ def begin(scene: Scene, ptr: Pointer, select_mode: bool = False) -> tuple[Drag |
         c = hit.index
         members = [int(m) for m in np.flatnonzero(scene.group == scene.group[c])]
         idx = _free_points(scene, members)
-        return Drag("center", ptr, cls=c, members=members, idx=idx, base_pos=scene.points[idx].copy(),
-                    start_center=scene.centers[c].copy(), start_centers=scene.centers[members].copy(),
-                    last=ptr), sel
+        return Drag(
+            "center",
+            ptr,
+            cls=c,
+            members=members,
+            idx=idx,
+            base_pos=scene.points[idx].copy(),
+            start_center=scene.centers[c].copy(),
+            start_centers=scene.centers[members].copy(),
+            last=ptr,
+        ), sel
     if hit is not None and hit.kind == "ring":
         c = hit.index
         idx = _free_points(scene, [c])
         ctr = scene.centers[c].copy()
         r_press = float(np.hypot(*(v - ctr)))
-        return Drag("ring", ptr, cls=c, idx=idx, base_pos=scene.points[idx].copy(), start_center=ctr,
-                    start_centers=ctr[None].copy(), r0=float(scene.spreads[c]), r_press=r_press,
-                    point_under=nearest_point(scene, v), last=ptr), sel
+        return Drag(
+            "ring",
+            ptr,
+            cls=c,
+            idx=idx,
+            base_pos=scene.points[idx].copy(),
+            start_center=ctr,
+            start_centers=ctr[None].copy(),
+            r0=float(scene.spreads[c]),
+            r_press=r_press,
+            point_under=nearest_point(scene, v),
+            last=ptr,
+        ), sel
     if hit is not None and hit.kind == "point":
         i = hit.index
         in_sel = bool(np.isin(i, sel))
         toggle_off = -1
         if ptr.shift:
             if in_sel:
-                toggle_off = i      # unselect on release if it was a click, keep it if a drag follows
+                toggle_off = i  # unselect on release if it was a click, keep it if a drag follows
             else:
                 sel = np.union1d(sel, [i]).astype(np.int64)
         elif not in_sel:
             sel = np.array([i], dtype=np.int64)
         idx = np.asarray(sel, dtype=np.int64).copy()
-        return Drag("points", ptr, idx=idx, base_pos=scene.points[idx].copy(), toggle_off=toggle_off,
-                    last=ptr), sel
+        return Drag("points", ptr, idx=idx, base_pos=scene.points[idx].copy(), toggle_off=toggle_off, last=ptr), sel
     if ptr.ctrl or select_mode:
         return Drag("rubber", ptr, add=ptr.shift, last=ptr), sel
     return None, sel
@@ -289,8 +308,12 @@ def finish(drag: Drag, scene: Scene, ptr: Pointer) -> Outcome:
         drop = [float(to[0]), float(to[1])]
         if drag.merge_target >= 0:
             # Merged where it was dropped: merge alone would put the pair at the midpoint of the two centres.
-            return Outcome([{"op": "merge", "classes": [int(drag.cls), int(drag.merge_target)]},
-                            {"op": "move_center", "class": int(drag.cls), "to": drop}])
+            return Outcome(
+                [
+                    {"op": "merge", "classes": [int(drag.cls), int(drag.merge_target)]},
+                    {"op": "move_center", "class": int(drag.cls), "to": drop},
+                ]
+            )
         return Outcome([{"op": "move_center", "class": int(drag.cls), "to": drop}])
     if drag.kind == "ring":
         if drag.moved and drag.value is not None and abs(drag.value - 1.0) > 1e-4:
@@ -303,8 +326,15 @@ def finish(drag: Drag, scene: Scene, ptr: Pointer) -> Outcome:
     if drag.kind == "points":
         if drag.moved and len(drag.idx):
             to = drag.live_points()
-            return Outcome([{"op": "move_points", "indices": [int(i) for i in drag.idx],
-                             "to": [[float(x), float(y)] for x, y in to]}])
+            return Outcome(
+                [
+                    {
+                        "op": "move_points",
+                        "indices": [int(i) for i in drag.idx],
+                        "to": [[float(x), float(y)] for x, y in to],
+                    }
+                ]
+            )
         if drag.toggle_off >= 0:
             return Outcome([], scene.selection[scene.selection != drag.toggle_off])
         return Outcome([])

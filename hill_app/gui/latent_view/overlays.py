@@ -1,5 +1,6 @@
 """What is drawn over the points: class handles and spread rings, labels, pending-edit arrows, committed
 targets (ghosts), moved-point guide lines, and the legend. Drawn in pixel units, so sizes hold at any zoom."""
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,8 @@ from hill_app.losses import TargetLayout
 from ..palette import darker
 from .interaction import HANDLE_SIZE
 
-MAX_POINT_LINES = 3000    # moved-point guide lines drawn at most
-GHOST_RADIUS = 7.0        # committed-target marker radius (px)
+MAX_POINT_LINES = 3000  # moved-point guide lines drawn at most
+GHOST_RADIUS = 7.0  # committed-target marker radius (px)
 
 
 def rgb_color(rgb: tuple[int, int, int], alpha: int = 255) -> QColor:
@@ -61,8 +62,13 @@ class OverlayLayer(pg.GraphicsObject):
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self.setAcceptHoverEvents(False)
 
-    def set_content(self, segments: list, markers: list, lines: np.ndarray,
-                    labels: list[tuple[float, float, str, bool]] | None = None) -> None:
+    def set_content(
+        self,
+        segments: list,
+        markers: list,
+        lines: np.ndarray,
+        labels: list[tuple[float, float, str, bool]] | None = None,
+    ) -> None:
         """segments: (x0, y0, x1, y1, pen, arrow_head, shorten_end_px); markers: (x, y, pen, brush, radius_px);
         lines: (M, 4) thin guide lines (moved points: where they are -> where they were dropped);
         labels: (x, y, text, below) class names drawn just above (x, y), or below it where an arrow
@@ -74,8 +80,9 @@ class OverlayLayer(pg.GraphicsObject):
         for lab in self._labels:
             if lab[2] not in self._text_w:
                 self._text_w[lab[2]] = self._fm.horizontalAdvance(lab[2])
-        self._pad_px = max([16.0, 36.0 if self._labels else 0.0] +
-                           [self._text_w[lab[2]] / 2 + 8 for lab in self._labels])
+        self._pad_px = max(
+            [16.0, 36.0 if self._labels else 0.0] + [self._text_w[lab[2]] / 2 + 8 for lab in self._labels]
+        )
         xs: list[float] = [lab[0] for lab in self._labels]
         ys: list[float] = [lab[1] for lab in self._labels]
         for s in segments:
@@ -144,8 +151,9 @@ class OverlayLayer(pg.GraphicsObject):
             hl, hw = 10.0, 4.5
             base = QPointF(tip.x() - ux * hl, tip.y() - uy * hl)
             end = base if head else tip
-            poly = QPolygonF([tip, QPointF(base.x() - uy * hw, base.y() + ux * hw),
-                              QPointF(base.x() + uy * hw, base.y() - ux * hw)])
+            poly = QPolygonF(
+                [tip, QPointF(base.x() - uy * hw, base.y() + ux * hw), QPointF(base.x() + uy * hw, base.y() - ux * hw)]
+            )
             # A white halo first, so an arrow stays readable across a dense cluster of its own colour.
             halo = QPen(self._halo)
             halo.setWidthF(pen.widthF() + 3.0)
@@ -165,9 +173,17 @@ class OverlayLayer(pg.GraphicsObject):
             p.drawEllipse(c, r, r)
 
 
-def overlay_content(base: TargetLayout, lay: TargetLayout, centers: np.ndarray, present: np.ndarray,
-                    committed: TargetLayout | None, names: list[str], colors: list[tuple[int, int, int]],
-                    z: np.ndarray, pos: np.ndarray) -> tuple[list, list, np.ndarray, list]:
+def overlay_content(
+    base: TargetLayout,
+    lay: TargetLayout,
+    centers: np.ndarray,
+    present: np.ndarray,
+    committed: TargetLayout | None,
+    names: list[str],
+    colors: list[tuple[int, int, int]],
+    z: np.ndarray,
+    pos: np.ndarray,
+) -> tuple[list, list, np.ndarray, list]:
     """What :meth:`OverlayLayer.set_content` draws for a layout: labels (one per merged group), arrows from
     where each class stands (``base``) to its edited centre (``centers``, live during a drag), committed
     ghosts with dashed arrows, and guide lines from moved points' snapshot positions ``z`` to ``pos``."""
@@ -176,10 +192,10 @@ def overlay_content(base: TargetLayout, lay: TargetLayout, centers: np.ndarray, 
     labels: list[tuple[float, float, str, bool]] = []
     seen: set[int] = set()
 
-    def from_above(v: np.ndarray) -> bool:   # an arrow along v (away from the handle) runs up through the label
+    def from_above(v: np.ndarray) -> bool:  # an arrow along v (away from the handle) runs up through the label
         return bool(v[1] > 1e-12 and v[1] > 0.35 * abs(v[0]))
 
-    for c in range(len(names)):                  # merged classes share a centre: one label "a + b"
+    for c in range(len(names)):  # merged classes share a centre: one label "a + b"
         g = int(lay.group[c])
         if g in seen or not present[c]:
             continue
@@ -232,8 +248,9 @@ class ClassMarkers:
             self.plot.removeItem(it)
         self.handles, self.rings, self._colors = [], [], list(colors)
         for rgb in colors:
-            h = pg.ScatterPlotItem(pxMode=True, symbol="o", size=HANDLE_SIZE, brush=pg.mkBrush(*rgb),
-                                   pen=pg.mkPen("#1e1e1e", width=1.6))
+            h = pg.ScatterPlotItem(
+                pxMode=True, symbol="o", size=HANDLE_SIZE, brush=pg.mkBrush(*rgb), pen=pg.mkPen("#1e1e1e", width=1.6)
+            )
             h.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
             h.setZValue(30)
             self.plot.addItem(h, ignoreBounds=True)
@@ -242,7 +259,7 @@ class ClassMarkers:
             pen = QPen(rgb_color(darker(rgb, 0.8), 230), 1.5)
             pen.setCosmetic(True)
             ring.setPen(pen)
-            ring.setBrush(QBrush(Qt.BrushStyle.NoBrush))   # filled only while hovered or dragged (fills cost)
+            ring.setBrush(QBrush(Qt.BrushStyle.NoBrush))  # filled only while hovered or dragged (fills cost)
             ring.setZValue(15)
             ring.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
             self.plot.addItem(ring, ignoreBounds=True)
@@ -284,7 +301,7 @@ class Legend(QWidget):
         f.setPointSizeF(8.5)
         self.setFont(f)
         self.setCursor(Qt.CursorShape.ArrowCursor)
-        self.hide()                 # an empty box until a snapshot names the classes
+        self.hide()  # an empty box until a snapshot names the classes
         viewport.installEventFilter(self)
 
     def set_entries(self, entries: list[tuple[str, tuple[int, int, int], str]]) -> None:
@@ -335,4 +352,3 @@ class Legend(QWidget):
             p.setPen(QColor(45, 45, 45))
             p.drawText(QPointF(26, cy + (fm.ascent() - fm.descent()) / 2), text)
         p.end()
-

@@ -1,4 +1,5 @@
 """The hover popup: the sample's picture, its label and the model's prediction, next to the cursor."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -54,4 +55,3 @@ class HoverPopup(QFrame):
         self.move(pos)
         self.show()
         self.raise_()
-

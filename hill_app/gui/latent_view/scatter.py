@@ -4,6 +4,7 @@ Styles are fixed per snapshot, so pens, brushes and atlas cells are computed onc
 (2K of them) and spread to the points with numpy indexing, instead of ``setData``'s Python loop per
 point (~50 ms at 10,000 points). During a drag only the positions change, written in place.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,10 +30,11 @@ class PointScatter:
         self.tables: dict[str, Any] = {}
         self.style_id = np.zeros(0, dtype=np.int64)
         self.order = np.zeros(0, dtype=np.int64)
-        self.fast = True      # write the record array directly (falls back to setData for good if that fails)
+        self.fast = True  # write the record array directly (falls back to setData for good if that fails)
 
-    def set_styles(self, labels: np.ndarray, miss: np.ndarray, colors: list[tuple[int, int, int]],
-                   classes_changed: bool) -> None:
+    def set_styles(
+        self, labels: np.ndarray, miss: np.ndarray, colors: list[tuple[int, int, int]], classes_changed: bool
+    ) -> None:
         """A new snapshot: draw order (misclassified last, so never buried) and per-point style ids."""
         k = len(colors)
         self.order = np.argsort(miss, kind="stable")
@@ -78,8 +80,14 @@ class PointScatter:
             except Exception:  # pyqtgraph internals changed: use the public (slower) path from now on
                 self.fast = False
         t, sid = self.tables, self.style_id
-        sc.setData(x=xy[:, 0], y=xy[:, 1], symbol=t["sym"][sid], size=t["size"][sid], pen=t["pens"][sid],
-                   brush=t["brushes"][sid])
+        sc.setData(
+            x=xy[:, 0],
+            y=xy[:, 1],
+            symbol=t["sym"][sid],
+            size=t["size"][sid],
+            pen=t["pens"][sid],
+            brush=t["brushes"][sid],
+        )
 
     def _fill(self, xy: np.ndarray) -> None:
         """What ``setData(x, y, symbol=, size=, pen=, brush=)`` does, with the per-style work done once."""
@@ -97,7 +105,7 @@ class PointScatter:
         data["visible"] = True
         data["hovered"] = False
         sr = data["sourceRect"]
-        for j, name in enumerate(sr.dtype.names):   # atlas cells are (y, x, h, w) tuples stored positionally
+        for j, name in enumerate(sr.dtype.names):  # atlas cells are (y, x, h, w) tuples stored positionally
             sr[name] = coords[sid, j]
         sc.data = data
         sc.prepareGeometryChange()

@@ -5,6 +5,7 @@ the teacher a commit would send. Mouse events become :mod:`.interaction` pointer
 pushes its edits as one undoable step when it finishes. Hit-testing is numpy in pixel units, never
 ``ScatterPlotItem.pointsAt`` (a Python object per point).
 """
+
 from __future__ import annotations
 
 import math
@@ -60,7 +61,7 @@ from .scatter import PointScatter
 
 SampleRenderer = Callable[[int], "QImage | QPixmap | None"]
 
-HOVER_MS = 30             # hover hit-tests are coalesced to one per this many ms
+HOVER_MS = 30  # hover hit-tests are coalesced to one per this many ms
 AXIS_LABELS = ("latent axis 1", "latent axis 2")
 
 
@@ -127,7 +128,7 @@ class LatentView(QWidget):
         self._hover_px: QPointF | None = None
         self._hover_ring = -1
         self._fitted = False
-        self._user_ranged = False     # the user panned or zoomed since the last fit: leave the range alone
+        self._user_ranged = False  # the user panned or zoomed since the last fit: leave the range alone
         self._menu: QMenu | None = None
 
         lay = QVBoxLayout(self)
@@ -139,7 +140,7 @@ class LatentView(QWidget):
         self.plot.setAntialiasing(True)
         pi = self.plot.getPlotItem()
         pi.hideButtons()
-        pi.setMenuEnabled(False)    # our own menus: pyqtgraph's could switch auto-range on behind our back
+        pi.setMenuEnabled(False)  # our own menus: pyqtgraph's could switch auto-range on behind our back
         # No grid: pyqtgraph draws it inside the axis items, and replaying it costs more than the 10k points.
         for name in ("left", "bottom"):
             ax = pi.getAxis(name)
@@ -156,10 +157,12 @@ class LatentView(QWidget):
         self.scatter = self.points.item
         self.plot.addItem(self.scatter)
 
-        self.selection_item = pg.ScatterPlotItem(pxMode=True, symbol="o", size=11, brush=None,
-                                                 pen=pg.mkPen("#111111", width=1.6))
-        self.hover_item = pg.ScatterPlotItem(pxMode=True, symbol="o", size=13, brush=None,
-                                             pen=pg.mkPen("#111111", width=2.0))
+        self.selection_item = pg.ScatterPlotItem(
+            pxMode=True, symbol="o", size=11, brush=None, pen=pg.mkPen("#111111", width=1.6)
+        )
+        self.hover_item = pg.ScatterPlotItem(
+            pxMode=True, symbol="o", size=13, brush=None, pen=pg.mkPen("#111111", width=2.0)
+        )
         for z, it in ((25, self.selection_item), (26, self.hover_item)):
             it.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
             it.setZValue(z)
@@ -193,10 +196,12 @@ class LatentView(QWidget):
     def _build_toolbar(self) -> QWidget:
         bar = QWidget(self)
         bar.setObjectName("latentToolbar")
-        bar.setStyleSheet("#latentToolbar { background: #f6f6f6; border-bottom: 1px solid #dddddd; }"
-                          " QToolButton { padding: 2px 8px; border: 1px solid transparent; border-radius: 3px; }"
-                          " QToolButton:hover { border-color: #c8c8c8; background: #ffffff; }"
-                          " QToolButton:checked { border-color: #9ab; background: #e3ecf5; }")
+        bar.setStyleSheet(
+            "#latentToolbar { background: #f6f6f6; border-bottom: 1px solid #dddddd; }"
+            " QToolButton { padding: 2px 8px; border: 1px solid transparent; border-radius: 3px; }"
+            " QToolButton:hover { border-color: #c8c8c8; background: #ffffff; }"
+            " QToolButton:checked { border-color: #9ab; background: #e3ecf5; }"
+        )
         h = QHBoxLayout(bar)
         h.setContentsMargins(6, 3, 6, 3)
         h.setSpacing(2)
@@ -211,9 +216,12 @@ class LatentView(QWidget):
             h.addWidget(b)
             return b
 
-        self.select_button = button("Select", "Rubber-band select points by dragging on empty space "
-                                              "(or hold Ctrl while dragging)",
-                                    lambda: self.set_select_mode(self.select_button.isChecked()), checkable=True)
+        self.select_button = button(
+            "Select",
+            "Rubber-band select points by dragging on empty space (or hold Ctrl while dragging)",
+            lambda: self.set_select_mode(self.select_button.isChecked()),
+            checkable=True,
+        )
         self.undo_button = button("Undo", "Undo the last edit (Ctrl+Z)", self._user_undo)
         self.redo_button = button("Redo", "Redo (Ctrl+Shift+Z or Ctrl+Y)", self._user_redo)
         self.reset_button = button("Reset edits", "Drop all edits made at this pause (undoable)", self._user_reset)
@@ -292,8 +300,16 @@ class LatentView(QWidget):
         pi = self.plot.getPlotItem()
         return pi.getAxis("bottom").labelText, pi.getAxis("left").labelText
 
-    def set_snapshot(self, z: np.ndarray, labels: np.ndarray, preds: np.ndarray, class_names: list[str],
-                     committed_layout: dict | None = None, *, keep_edits: bool = False) -> None:
+    def set_snapshot(
+        self,
+        z: np.ndarray,
+        labels: np.ndarray,
+        preds: np.ndarray,
+        class_names: list[str],
+        committed_layout: dict | None = None,
+        *,
+        keep_edits: bool = False,
+    ) -> None:
         """Show a new snapshot (a pause or an epoch). The edit stack's base becomes this snapshot's layout;
         uncommitted edits are dropped unless ``keep_edits``. The view auto-ranges on the first snapshot only."""
         z = np.asarray(z, dtype=np.float64)
@@ -472,8 +488,9 @@ class LatentView(QWidget):
             return
         lo, hi = allp.min(axis=0), allp.max(axis=0)
         span = np.maximum(hi - lo, 1e-6)
-        self.vb.setRange(xRange=(lo[0], lo[0] + span[0]), yRange=(lo[1], lo[1] + span[1]), padding=0.05,
-                         disableAutoRange=True)
+        self.vb.setRange(
+            xRange=(lo[0], lo[0] + span[0]), yRange=(lo[1], lo[1] + span[1]), padding=0.05, disableAutoRange=True
+        )
 
     def _on_manual_range(self, *_: Any) -> None:
         self._user_ranged = True
@@ -566,8 +583,7 @@ class LatentView(QWidget):
         apart.setEnabled(self._editable)
         menu.addSeparator()
         reset = menu.addAction("Reset this class")
-        touched = bool(lay.edited is not None and lay.edited[c]) or \
-            any(self._labels[i] == c for i in lay.points)
+        touched = bool(lay.edited is not None and lay.edited[c]) or any(self._labels[i] == c for i in lay.points)
         reset.setEnabled(self._editable and touched)
         reset.triggered.connect(lambda _=False: self.reset_class(c))
         return menu
@@ -584,9 +600,11 @@ class LatentView(QWidget):
         clear = menu.addAction("Clear selection", lambda: self.set_selection([]))
         clear.setEnabled(len(self._selection) > 0)
         menu.addSeparator()
-        for text, slot, ok in (("Undo", self._user_undo, self._stack.can_undo()),
-                               ("Redo", self._user_redo, self._stack.can_redo()),
-                               ("Reset edits", self._user_reset, len(self._stack) > 0)):
+        for text, slot, ok in (
+            ("Undo", self._user_undo, self._stack.can_undo()),
+            ("Redo", self._user_redo, self._stack.can_redo()),
+            ("Reset edits", self._user_reset, len(self._stack) > 0),
+        ):
             a = menu.addAction(text, slot)
             a.setEnabled(self._editable and ok)
         return menu
@@ -605,8 +623,9 @@ class LatentView(QWidget):
         return QIcon(pm)
 
     def _build_legend(self) -> None:
-        entries: list[tuple[str, tuple[int, int, int], str]] = [("class", rgb, self._names[c])
-                                                                 for c, rgb in enumerate(self._colors)]
+        entries: list[tuple[str, tuple[int, int, int], str]] = [
+            ("class", rgb, self._names[c]) for c, rgb in enumerate(self._colors)
+        ]
         if self._mis.any():
             entries.append(("miss", (150, 150, 150), "misclassified"))
         if self._committed is not None:
@@ -644,8 +663,17 @@ class LatentView(QWidget):
         """Labels, pending-edit arrows, committed ghosts and moved-point lines; ``live``: the class centres as
         drawn during a drag (default: the layout's)."""
         assert self._base is not None and self._z is not None
-        content = overlay_content(self._base, lay, lay.centers if live is None else live, self._present,
-                                  self._committed, self._names, self._colors, self._z, self._pos)
+        content = overlay_content(
+            self._base,
+            lay,
+            lay.centers if live is None else live,
+            self._present,
+            self._committed,
+            self._names,
+            self._colors,
+            self._z,
+            self._pos,
+        )
         self.overlay.set_content(*content)
 
     def _update_selection_item(self) -> None:
@@ -678,16 +706,27 @@ class LatentView(QWidget):
         moved = np.zeros(len(self._pos), dtype=bool)
         if lay.points:
             moved[np.fromiter(lay.points.keys(), dtype=np.int64, count=len(lay.points))] = True
-        return Scene(centers=lay.centers, spreads=lay.spreads, group=lay.group, present=self._present,
-                     points=self._pos, labels=self._labels, moved=moved, selection=self._selection,
-                     scale=self._px_per_unit())
+        return Scene(
+            centers=lay.centers,
+            spreads=lay.spreads,
+            group=lay.group,
+            present=self._present,
+            points=self._pos,
+            labels=self._labels,
+            moved=moved,
+            selection=self._selection,
+            scale=self._px_per_unit(),
+        )
 
     def _pointer(self, ev: QMouseEvent) -> Pointer:
         pos = ev.position()
         mods = ev.modifiers()
-        return Pointer((pos.x(), pos.y()), self.widget_to_view(pos),
-                       shift=bool(mods & Qt.KeyboardModifier.ShiftModifier),
-                       ctrl=bool(mods & Qt.KeyboardModifier.ControlModifier))
+        return Pointer(
+            (pos.x(), pos.y()),
+            self.widget_to_view(pos),
+            shift=bool(mods & Qt.KeyboardModifier.ShiftModifier),
+            ctrl=bool(mods & Qt.KeyboardModifier.ControlModifier),
+        )
 
     def _hit(self, pos: QPointF, points: bool = True) -> tuple[str, int] | None:
         """What is under a viewport pixel, as :func:`interaction.hit_test` orders it, or None."""
@@ -731,8 +770,12 @@ class LatentView(QWidget):
         return super().eventFilter(obj, ev)
 
     def _key_action(self, ev: QKeyEvent) -> Callable[[], Any] | None:
-        mods = ev.modifiers() & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier |
-                                 Qt.KeyboardModifier.AltModifier | Qt.KeyboardModifier.MetaModifier)
+        mods = ev.modifiers() & (
+            Qt.KeyboardModifier.ControlModifier
+            | Qt.KeyboardModifier.ShiftModifier
+            | Qt.KeyboardModifier.AltModifier
+            | Qt.KeyboardModifier.MetaModifier
+        )
         ctrl = Qt.KeyboardModifier.ControlModifier
         shift = Qt.KeyboardModifier.ShiftModifier
         key = ev.key()
@@ -740,8 +783,11 @@ class LatentView(QWidget):
             return self._user_undo
         if (key == Qt.Key.Key_Z and mods == (ctrl | shift)) or (key == Qt.Key.Key_Y and mods == ctrl):
             return self._user_redo
-        if key == Qt.Key.Key_Escape and mods == Qt.KeyboardModifier.NoModifier and \
-                (self._drag is not None or len(self._selection)):
+        if (
+            key == Qt.Key.Key_Escape
+            and mods == Qt.KeyboardModifier.NoModifier
+            and (self._drag is not None or len(self._selection))
+        ):
             return self._escape
         return None
 
@@ -777,7 +823,7 @@ class LatentView(QWidget):
                 self._menu.popup(self.plot.viewport().mapToGlobal(pos.toPoint()))
                 return True
             self._right_press = QPointF(pos)
-            return False            # a right drag still zooms
+            return False  # a right drag still zooms
         if ev.button() != Qt.MouseButton.LeftButton:
             return False
         self.plot.setFocus(Qt.FocusReason.MouseFocusReason)
@@ -790,7 +836,7 @@ class LatentView(QWidget):
         drag, sel = ix.begin(scene, self._pointer(ev), select_mode=self._select_mode)
         if drag is None:
             self._empty_press = QPointF(pos)
-            return False            # pan / zoom stay pyqtgraph's
+            return False  # pan / zoom stay pyqtgraph's
         self._drag = drag
         if drag.kind == "center":
             self.markers.highlight_handle(drag.cls, True)
@@ -803,8 +849,9 @@ class LatentView(QWidget):
         elif drag.kind == "rubber":
             self._band.setGeometry(QRect(pos.toPoint(), QSize()))
             self._band.show()
-        self.plot.viewport().setCursor(Qt.CursorShape.ClosedHandCursor if drag.kind != "rubber"
-                                       else Qt.CursorShape.CrossCursor)
+        self.plot.viewport().setCursor(
+            Qt.CursorShape.ClosedHandCursor if drag.kind != "rubber" else Qt.CursorShape.CrossCursor
+        )
         self.dragActive.emit(True)
         return True
 
@@ -859,8 +906,11 @@ class LatentView(QWidget):
         if d is None:
             if self._empty_press is not None and ev.button() == Qt.MouseButton.LeftButton:
                 p = ev.position()
-                if math.hypot(p.x() - self._empty_press.x(), p.y() - self._empty_press.y()) < DRAG_START and \
-                        not (ev.modifiers() & Qt.KeyboardModifier.ShiftModifier) and len(self._selection):
+                if (
+                    math.hypot(p.x() - self._empty_press.x(), p.y() - self._empty_press.y()) < DRAG_START
+                    and not (ev.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+                    and len(self._selection)
+                ):
                     self.set_selection([])
             self._empty_press = None
             return False
@@ -908,16 +958,19 @@ class LatentView(QWidget):
                 self.markers.highlight_ring(ring, True)
             self._hover_ring = ring
         if hit is None:
-            vp.setCursor(Qt.CursorShape.CrossCursor if self._select_mode and self._editable
-                         else Qt.CursorShape.ArrowCursor)
+            vp.setCursor(
+                Qt.CursorShape.CrossCursor if self._select_mode and self._editable else Qt.CursorShape.ArrowCursor
+            )
             vp.setToolTip("")
         elif not self._editable:
             vp.setCursor(Qt.CursorShape.ForbiddenCursor)
             vp.setToolTip("Editing is locked while training runs: pause to edit")
         elif hit[0] == "handle":
             vp.setCursor(Qt.CursorShape.OpenHandCursor)
-            vp.setToolTip(f"{self._names[hit[1]]}: drag to move the class, drop on another centre to merge there, "
-                          "right-click for more")
+            vp.setToolTip(
+                f"{self._names[hit[1]]}: drag to move the class, drop on another centre to merge there, "
+                "right-click for more"
+            )
         else:
             vp.setCursor(Qt.CursorShape.SizeFDiagCursor)
             vp.setToolTip(f"{self._names[hit[1]]}: drag the ring to grow or shrink the class's spread")
@@ -957,7 +1010,7 @@ class LatentView(QWidget):
             return self._image_cache[i]
         try:
             img = self._renderer(i)
-        except Exception:   # a broken renderer must not break hovering
+        except Exception:  # a broken renderer must not break hovering
             img = None
         pm: QPixmap | None = None
         if isinstance(img, QImage) and not img.isNull():
@@ -966,10 +1019,11 @@ class LatentView(QWidget):
             pm = img
         if pm is not None:
             w, h = pm.width(), pm.height()
-            if max(w, h) < 96:          # small images (8x8 digits, 32x32 CIFAR): crisp nearest-neighbour upscale
+            if max(w, h) < 96:  # small images (8x8 digits, 32x32 CIFAR): crisp nearest-neighbour upscale
                 s = max(1, 96 // max(w, h))
-                pm = pm.scaled(w * s, h * s, Qt.AspectRatioMode.KeepAspectRatio,
-                               Qt.TransformationMode.FastTransformation)
+                pm = pm.scaled(
+                    w * s, h * s, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
+                )
             elif max(w, h) > 220:
                 pm = pm.scaled(220, 220, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
         self._image_cache[i] = pm
@@ -983,8 +1037,10 @@ class LatentView(QWidget):
         ok = lab == pred
         pc = "#1a7f37" if ok else "#c0392b"
         mark = "" if ok else " (wrong)"
-        return (f"<b>{self._names[lab]}</b> <span style='color:#777'>#{i}</span><br>"
-                f"predicted: <span style='color:{pc}'><b>{self._names[pred]}</b>{mark}</span>")
+        return (
+            f"<b>{self._names[lab]}</b> <span style='color:#777'>#{i}</span><br>"
+            f"predicted: <span style='color:{pc}'><b>{self._names[pred]}</b>{mark}</span>"
+        )
 
     def _show_popup(self, i: int) -> None:
         if self._hover_px is None:
