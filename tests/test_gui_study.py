@@ -357,8 +357,9 @@ def test_instructions_text_is_reflowed():
 
 
 def test_closing_stops_the_baseline_and_leaves_its_journal_readable(qtbot, tmp_path):
-    """The baseline runs in the runner's run_condition; a cancel (the window closing) stops it at its next
-    progress report with an error record, and every journal stays readable."""
+    """The baseline runs in the runner's run_condition with the worker's event channel (progress) and cancel token;
+    a cancel (the window closing) stops it at its next step with a checkpoint and a 'stopped' record, and every
+    journal stays readable."""
     from hill_app.datasets import load_dataset
     from hill_app.gui.study_window import BaselineWorker
     from hill_app.studies.session_log import StudyLog
@@ -385,7 +386,8 @@ def test_closing_stops_the_baseline_and_leaves_its_journal_readable(qtbot, tmp_p
     assert failed[0].startswith("StudyCancelled")
     log.close()
     recs = list(read_journal(pdir / "baseline" / "journal.jsonl"))
-    assert recs[-1]["type"] == "error" and "StudyCancelled" in recs[-1]["message"]
+    stopped = [r for r in recs if r["type"] == "stopped"]
+    assert len(stopped) == 1 and stopped[0]["reason"] == "cancelled" and not [r for r in recs if r["type"] == "error"]
     assert 1 <= max(r["epoch"] for r in recs if r["type"] == "epoch") < 200
     types = [r["type"] for r in study_log(pdir)]
     assert types[0] == "condition_started" and "condition_finished" not in types

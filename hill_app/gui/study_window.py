@@ -28,6 +28,7 @@ import html
 import os
 import re
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -49,10 +50,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from hill_app.engine.events import EventChannel
 from hill_app.studies.protocol import Protocol
 from hill_app.studies.questionnaires import AnswerError, score_answers
-from hill_app.studies.runner import check_participant, run_condition, write_session_h5
-from hill_app.studies.session_log import ConditionRecorder, StudyLog
+from hill_app.studies.runner import ConditionCancelled, check_participant, run_condition, write_session_h5
+from hill_app.studies.session_log import ConditionRecorder, StudyLog, session_started
 
 from .main_window import STYLE, MainWindow
 from .questionnaire_dialog import QuestionnaireForm
@@ -136,33 +138,7 @@ class StudyWindowError(RuntimeError):
 
 
 class StudyCancelled(Exception):
-    """The participant closed the window while the baseline ran: it stops at its next progress report."""
-
-
-class _ProgressStream:
-    """The text stream ``run_condition`` writes its progress bar to: parsed into numbers, and the place where a
-    cancel takes effect (``run_condition`` offers no other handle on its session)."""
-
-    PROGRESS = re.compile(r"epoch (\d+)/(\d+) step (\d+)/(\d+)")
-    EPOCH = re.compile(r"epoch (\d+)/(\d+) loss")
-
-    def __init__(self, worker: BaselineWorker) -> None:
-        self.worker = worker
-
-    def isatty(self) -> bool:  # the progress bar then reports steps (at most 10 a second), not only epochs
-        return True
-
-    def write(self, text: str) -> int:
-        if self.worker.cancelled:
-            raise StudyCancelled("the participant closed the study window")
-        m = self.PROGRESS.search(text)
-        if m:
-            e, n, i, k = map(int, m.groups())
-            self.worker.progress.emit(e, n, (e - 1 + i / max(1, k)) / max(1, n))
-        return len(text)
-
-    def flush(self) -> None:
-        pass
+    """The participant closed the window while the baseline ran: it stopped at its next step."""
 
 
 class BaselineWorker(QThread):
@@ -186,10 +162,27 @@ class BaselineWorker(QThread):
         super().__init__(parent)
         self.protocol, self.pdir, self.log, self.cfg, self.bundle = protocol, pdir, log, cfg, bundle
         self.hill_session = hill_session
-        self.cancelled = False
+        self._cancel = threading.Event()
+        self._last_progress = 0.0
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
 
     def cancel(self) -> None:
-        self.cancelled = True
+        """From any thread: the baseline stops at its next step (a checkpoint and a 'stopped' record)."""
+        self._cancel.set()
+
+    def _on_event(self, ev: Any) -> None:
+        """On the training thread: step events become the progress signal, at most 10 a second."""
+        if ev.kind != "step":
+            return
+        d, now = ev.data, time.monotonic()
+        if now - self._last_progress < 0.1 and d["index_in_epoch"] != d["steps_in_epoch"]:
+            return
+        self._last_progress = now
+        n = max(1, int(self.cfg.epochs))
+        self.progress.emit(d["epoch"], n, (d["epoch"] - 1 + d["index_in_epoch"] / max(1, d["steps_in_epoch"])) / n)
 
     def run(self) -> None:  # noqa: D401 - QThread entry point
         _lower_thread_priority()
@@ -198,6 +191,8 @@ class BaselineWorker(QThread):
                 self.hill_session.snapshot("final")  # the final layout, for the report's last 'after' panel
             summary = None
             if "baseline" in self.protocol.conditions and not self.cancelled:
+                events = EventChannel()
+                events.subscribe(self._on_event)
                 summary = run_condition(
                     self.protocol,
                     "baseline",
@@ -206,8 +201,12 @@ class BaselineWorker(QThread):
                     self.cfg,
                     self.bundle,
                     [],
-                    progress=_ProgressStream(self),
+                    events=events,
+                    cancel=self._cancel,
                 )
+        except ConditionCancelled as e:
+            self.failed.emit(f"StudyCancelled: the participant closed the study window ({e})", "")
+            return
         except BaseException as e:  # noqa: BLE001 - reported to the window, which logs it
             self.failed.emit(f"{type(e).__name__}: {e}", traceback.format_exc())
             return
@@ -471,21 +470,18 @@ class StudyWindow(QMainWindow):
         if p.text is not None:
             (self.pdir / "protocol.toml").write_text(p.text, encoding="utf-8")
         self.log = log = StudyLog(self.pdir)
-        log.write(
-            "session_started",
+        session_started(
+            log,
             participant=self.participant,
             mode="interactive",
-            protocol=p.to_json(),
-            protocol_text=p.text,
-            scripted=None,
-            interventions=[],
-            conditions=list(p.conditions),
+            protocol=p,
             seed=cfg.seed,
             class_names=list(self.bundle.class_names),
-            hill_app=_app_version(),
+            app_version=_app_version(),
             pid=os.getpid(),
         )
-        log.write("condition_started", condition="hill", run_dir="hill", config=cfg.to_json(), edits_scripted=0)
+        self.recorder = ConditionRecorder(log, "hill", p.seconds_per_pause)
+        self.recorder.condition_started(cfg.to_json(), 0)
         self.phase = "training"
         self._show_page("training")
         win = self.win
@@ -493,7 +489,6 @@ class StudyWindow(QMainWindow):
             self._fail("the hill run could not start" + (f": {win.last_error}" if win.last_error else ""))
             return False
         # The recorder listens in the training thread; the thread is still loading its data, far from any pause.
-        self.recorder = ConditionRecorder(log, "hill", p.seconds_per_pause)
         win.worker.events.subscribe(self.recorder)
         win.worker.events.subscribe(self.clock)
         win.worker.runFinished.connect(self._hill_finished)
@@ -635,17 +630,7 @@ class StudyWindow(QMainWindow):
         self._show_countdown(None)
         self.hill_summary = summary
         assert self.log is not None and self.recorder is not None
-        self.log.write(
-            "condition_finished",
-            condition="hill",
-            test_accuracy=summary["test_accuracy"],
-            val_accuracy=summary["val_accuracy"],
-            epochs=summary["epochs"],
-            steps=summary["steps"],
-            edits_applied=summary["edits_applied"],
-            wall_seconds=summary["wall_seconds"],
-            pauses=[{"epoch": p["epoch"], "seconds": p["seconds"]} for p in self.recorder.pauses],
-        )
+        self.recorder.condition_finished(summary)
         self.phase = "questionnaires"
         acc = summary.get("test_accuracy")
         self.questionnaire.set_header(
