@@ -214,3 +214,44 @@ def test_default_projection_shows_digits_classes_better(digits_features):
     for ep in (4,):
         s_def, s_oth = silhouette(maps[default], feats[ep], labels), silhouette(maps[other], feats[ep], labels)
         assert s_def > s_oth, f"epoch {ep}: silhouette {default} {s_def:.3f} <= {other} {s_oth:.3f}"
+
+
+def test_pca_equals_scikit_learns_full_svd_pca():
+    """The view's PCA is computed without importing scikit-learn (its import is most of a run's start-up); it
+    must give scikit-learn's axes, signs included."""
+    from sklearn.decomposition import PCA
+
+    from hill_app.engine.projection import _pca2
+
+    rng = np.random.default_rng(3)
+    for n, d in [(300, 64), (500, 512), (40, 128)]:
+        x = rng.normal(size=(n, d)) @ rng.normal(size=(d, d))
+        w, mean = _pca2(x)
+        ref = PCA(n_components=2, svd_solver="full").fit(x)
+        np.testing.assert_allclose(w, ref.components_, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(mean, ref.mean_, rtol=0, atol=1e-12)
+
+
+def test_digits_are_scikit_learns_digits():
+    from sklearn.datasets import load_digits
+
+    from hill_app.datasets.digits import _read_digits
+
+    images, target = _read_digits()
+    ref = load_digits()
+    assert np.array_equal(images, ref.images) and np.array_equal(target, ref.target)
+
+
+def test_a_run_does_not_import_scikit_learn_for_pca(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from hill_app.cli import main; "
+        "rc = main(['train', '--epochs', '2', '--pause-at', 'none', '--device', 'cpu', "
+        f"'--out', {str(tmp_path / 'r')!r}]); "
+        "print('SKLEARN', 'sklearn' in sys.modules); sys.exit(rc)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "SKLEARN False" in r.stdout

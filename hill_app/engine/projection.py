@@ -11,8 +11,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
-from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 Method = Literal["lda", "pca"]
 METHODS: tuple[str, ...] = ("lda", "pca")
@@ -46,6 +44,16 @@ class Projection:
         return cls(d["weight"].float(), d["bias"].float(), str(d["method"]), int(d["fitted_epoch"]))
 
 
+def _pca2(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first two principal axes and the mean, as scikit-learn's full-SVD PCA gives them (each axis signed so
+    its largest coefficient is positive), without importing scikit-learn (most of a run's start-up)."""
+    mean = x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    vt = vt[:2]
+    signs = np.sign(vt[np.arange(vt.shape[0]), np.argmax(np.abs(vt), axis=1)])
+    return vt * signs[:, None], mean
+
+
 def fit_projection(features: np.ndarray, labels: np.ndarray, method: Method = "pca", epoch: int = 1) -> Projection:
     """Fit a linear 2D map on the view set's features and normalise it to RMS radius 1.
 
@@ -64,9 +72,10 @@ def fit_projection(features: np.ndarray, labels: np.ndarray, method: Method = "p
     if float(np.ptp(x, axis=0).max()) <= 0:
         raise ValueError("the features do not vary on the view set; cannot fit a projection")
     if method == "pca":
-        pca = PCA(n_components=2, svd_solver="full").fit(x)
-        w, mean = pca.components_, pca.mean_
+        w, mean = _pca2(x)
     elif method == "lda":
+        from sklearn.discriminant_analysis import LinearDiscriminantAnalysis  # 0.9 s to import: only for LDA
+
         n_classes = len(np.unique(labels))
         if n_classes < 3:  # LDA gives at most n_classes - 1 directions; fall back loudly is not allowed
             raise ValueError(
