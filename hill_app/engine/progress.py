@@ -9,6 +9,11 @@ from typing import TextIO
 from .events import Event
 
 
+def run_fraction(step: dict, total_epochs: int) -> float:
+    """How much of the run a 'step' event's data says is done (0..1): whole epochs plus this epoch's part."""
+    return (step["epoch"] - 1 + step["index_in_epoch"] / max(1, step["steps_in_epoch"])) / max(1, total_epochs)
+
+
 class ProgressBar:
     def __init__(self, total_epochs: int, stream: TextIO | None = None, width: int = 24):
         self.total = total_epochs
@@ -25,7 +30,7 @@ class ProgressBar:
             if now - self._last < 0.1 and d["index_in_epoch"] != d["steps_in_epoch"]:
                 return
             self._last = now
-            done = (d["epoch"] - 1 + d["index_in_epoch"] / d["steps_in_epoch"]) / self.total
+            done = run_fraction(d, self.total)
             bar = "#" * int(done * self.width)
             val = "" if self._val is None else f" val {self._val:.3f}"
             self.stream.write(

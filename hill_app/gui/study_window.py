@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
 )
 
 from hill_app.engine.events import EventChannel
+from hill_app.engine.progress import run_fraction
 from hill_app.studies.protocol import Protocol
 from hill_app.studies.questionnaires import AnswerError, score_answers
 from hill_app.studies.runner import ConditionCancelled, check_participant, run_condition, write_session_h5
@@ -137,10 +138,6 @@ class StudyWindowError(RuntimeError):
     """The study window cannot open in this process; the message says why."""
 
 
-class StudyCancelled(Exception):
-    """The participant closed the window while the baseline ran: it stopped at its next step."""
-
-
 class BaselineWorker(QThread):
     """After the hill run: its final snapshot (as the runner takes it), then the baseline condition through the
     runner's ``run_condition`` (same protocol, config, seed and data bundle; no edits)."""
@@ -181,8 +178,8 @@ class BaselineWorker(QThread):
         if now - self._last_progress < 0.1 and d["index_in_epoch"] != d["steps_in_epoch"]:
             return
         self._last_progress = now
-        n = max(1, int(self.cfg.epochs))
-        self.progress.emit(d["epoch"], n, (d["epoch"] - 1 + d["index_in_epoch"] / max(1, d["steps_in_epoch"])) / n)
+        n = int(self.cfg.epochs)
+        self.progress.emit(d["epoch"], n, run_fraction(d, n))
 
     def run(self) -> None:  # noqa: D401 - QThread entry point
         _lower_thread_priority()
