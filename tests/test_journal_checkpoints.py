@@ -13,7 +13,9 @@ import torch
 from hill_app.engine import files
 from hill_app.engine.branches import CheckpointTree, sanitize_branch
 from hill_app.engine.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from hill_app.engine.config import RunConfig
 from hill_app.engine.journal import Journal, read_journal
+from hill_app.engine.session import TrainingSession
 
 
 def records(path):
@@ -62,6 +64,43 @@ def test_every_record_is_fsynced(tmp_path, monkeypatch):
         )
         assert synced.count(b"\n") == i + 1
     j.close()
+
+
+def test_unsynced_records_reach_the_disk_with_the_next_synced_one_or_sync(tmp_path, monkeypatch):
+    """A command's requested/pending records are written with sync=False: in the file at once (a kill keeps
+    them), fsynced by the next synced record, by sync() (before a checkpoint counts them) or by close()."""
+    p = tmp_path / "j.jsonl"
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(p.read_bytes().count(b"\n")), real(fd))[1])
+    j = Journal(p)
+    j.write("a", sync=False)
+    j.write("b", sync=False)
+    assert synced == [] and p.read_bytes().count(b"\n") == 2  # flushed, not fsynced
+    j.write("c")
+    assert synced == [3]  # one fsync takes all three
+    j.sync()
+    assert synced == [3]  # nothing left to sync: no extra fsync
+    j.write("d", sync=False)
+    j.sync()
+    assert synced == [3, 4]
+    j.write("e", sync=False)
+    j.close()
+    assert synced == [3, 4, 5]
+
+
+def test_a_checkpoint_syncs_the_journal_records_it_counts(tmp_path, monkeypatch):
+    """A checkpoint records the journal's length; a power loss must not leave it counting records that were
+    only in the OS, or the resume would refuse the folder as cut short."""
+    s = TrainingSession(RunConfig(epochs=1, pause_at=[], seed=0, device="cpu"), tmp_path / "run")
+    s.submit("set_alpha", {"alpha": 0.3})  # requested + pending: not synced yet
+    jfd = s.journal._f.fileno()
+    order: list[str] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (order.append("journal" if fd == jfd else "other"), real(fd))[1])
+    s.save_checkpoint(note="now")
+    assert order[0] == "journal", order  # the journal is on the disk before the checkpoint file is
+    s.close()
 
 
 def test_seq_continues_after_reopening(tmp_path):

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APPLIES",
     "Command",
+    "END_OF_EPOCH",
     "CommandContext",
     "CommandError",
     "CommandSpec",
@@ -35,9 +36,14 @@ __all__ = [
 # When a command takes effect. Every command waits in the one queue and is applied by the training thread.
 APPLIES = {
     "step": "at the next step boundary (also while paused)",
+    "settings": "at the next step boundary, or between the batches of the end-of-epoch evaluation "
+    "(it sets only what later steps read)",
     "epoch": "at the next epoch boundary, or at once while paused",
     "pause": "only while paused; refused while training runs",
 }
+
+
+END_OF_EPOCH = "end_of_epoch"  # the phase of a "settings" command applied during the end-of-epoch work
 
 
 @dataclass
@@ -53,9 +59,10 @@ class Command:
     step: int | None = None  # global step at which it was applied (for replay)
     epoch: int | None = None
     branch: str | None = None
+    phase: str | None = None  # "end_of_epoch": applied between the batches of the end-of-epoch work
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        d = {
             "command": self.command,
             "args": self.args,
             "uuid": self.uuid,
@@ -67,6 +74,9 @@ class Command:
             "step": self.step,
             "epoch": self.epoch,
         }
+        if self.phase is not None:
+            d["phase"] = self.phase
+        return d
 
 
 Handler = Callable[["TrainingSession", dict[str, Any]], "dict[str, Any] | None"]

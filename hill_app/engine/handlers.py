@@ -118,6 +118,7 @@ def _check_optimizer(a: dict[str, Any], ctx: CommandContext) -> None:
 
 @command(
     "update_optimizer",
+    applies="settings",
     doc="change optimiser hyperparameters (all parameter groups, or one)",
     check=_check_optimizer,
     lr=Arg(Number(0, 100, lo_open=True)),
@@ -161,6 +162,7 @@ def update_optimizer(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
 
 @command(
     "set_grad_clip",
+    applies="settings",
     doc="clip the gradient norm (null: no clipping)",
     max_norm=Arg(Nullable(Number(0, lo_open=True)), required=True),
 )
@@ -169,7 +171,7 @@ def set_grad_clip(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     return {"old": old, "new": s.grad_clip}
 
 
-@command("pause_training", doc="pause at the next step boundary", reason=Arg(Text(500)))
+@command("pause_training", applies="settings", doc="pause at the next step boundary", reason=Arg(Text(500)))
 def pause_training(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     if s.paused:
         raise CommandError("pause_training: already paused")
@@ -193,7 +195,12 @@ def resume_training(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-@command("stop_training", doc="stop at the next step boundary and save a final checkpoint", reason=Arg(Text(500)))
+@command(
+    "stop_training",
+    applies="settings",
+    doc="stop at the next step boundary and save a final checkpoint",
+    reason=Arg(Text(500)),
+)
 def stop_training(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     s.stop_requested = True
     s.paused = False
@@ -434,13 +441,18 @@ def clear_latent_targets(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any
     return {"cleared": had}
 
 
-@command("set_alpha", doc="blend of cross-entropy and the human terms", alpha=Arg(Number(0, 1), required=True))
+@command(
+    "set_alpha",
+    applies="settings",
+    doc="blend of cross-entropy and the human terms",
+    alpha=Arg(Number(0, 1), required=True),
+)
 def set_alpha(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     old, s.alpha = s.alpha, float(a["alpha"])
     return {"old": old, "new": s.alpha}
 
 
-@command("set_lambda", doc="weight of the scale term", lam=Arg(Number(0, 100), required=True))
+@command("set_lambda", applies="settings", doc="weight of the scale term", lam=Arg(Number(0, 100), required=True))
 def set_lambda(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     old, s.lam = s.lam, float(a["lam"])
     return {"old": old, "new": s.lam}

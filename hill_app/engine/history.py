@@ -67,6 +67,7 @@ def effective_commands(
             epoch=r.get("epoch"),
             branch=r.get("branch", "main"),
             result=result,
+            phase=r.get("phase"),
         )
         out.append(c)
     return out

@@ -1,4 +1,6 @@
-"""The run's append-only journal: one JSON object a line, flushed and fsynced per record.
+"""The run's append-only journal: one JSON object a line, flushed to the OS per record and fsynced per record
+unless the writer marks it ``sync=False`` (a command's ``requested`` and ``pending``: the next synced record or
+:meth:`Journal.sync` takes them to the disk, so only a power loss can drop them, and only from the end).
 
 It is the source of truth for replay and studies. A kill loses at most the record being written; the
 reader skips a torn line (a record cut short) and names any other unreadable line as corruption. Every
@@ -24,6 +26,7 @@ class Journal:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fsync = fsync
+        self._unsynced = False  # records flushed to the OS but not yet fsynced
         self._lock = threading.Lock()
         self._seq = sum(1 for _ in read_journal(self.path)) if self.path.exists() else 0
         self._repair_tail()
@@ -37,19 +40,32 @@ class Journal:
                 if f.read(1) != b"\n":
                     f.write(b"\n")
 
-    def write(self, type_: str, **fields: Any) -> dict:
+    def write(self, type_: str, /, *, sync: bool = True, **fields: Any) -> dict:
+        """Append one record. It survives a kill at once (flushed to the OS); with ``sync`` it is also on the
+        disk (with every record before it) when this returns."""
         with self._lock:
             rec = {**fields, "seq": self._seq, "type": type_, "time": time.time()}
             line = json.dumps(rec, separators=(",", ":"), allow_nan=True)
             try:
                 self._f.write(line + "\n")
                 self._f.flush()  # into the OS first, then to the disk: fsync before flush would sync nothing
-                if self._fsync:
+                if self._fsync and sync:
                     os.fsync(self._f.fileno())
+                self._unsynced = self._fsync and not sync
             except OSError as e:  # a full disk: say which file
                 raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
             self._seq += 1
             return rec
+
+    def sync(self) -> None:
+        """Put every record written so far on the disk (before a checkpoint that counts them)."""
+        with self._lock:
+            if self._unsynced and not self._f.closed:
+                try:
+                    os.fsync(self._f.fileno())
+                except OSError as e:
+                    raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
+                self._unsynced = False
 
     @property
     def seq(self) -> int:
@@ -61,6 +77,7 @@ class Journal:
         return self._f.closed
 
     def close(self) -> None:
+        self.sync()
         with self._lock:
             if not self._f.closed:
                 self._f.close()

@@ -8,6 +8,7 @@ paused (a pause waits on the queue). Every command status change, edit and epoch
 
 from __future__ import annotations
 
+import collections
 import json
 import queue
 import threading
@@ -28,7 +29,7 @@ from hill_app.losses import LatentTargets, LossWeights, TargetLayout, apply_edit
 
 from . import handlers
 from .branches import CheckpointTree
-from .commands import SPECS, Command, CommandError
+from .commands import END_OF_EPOCH, SPECS, Command, CommandError
 from .config import ConfigError, RunConfig
 from .events import EventChannel
 from .history import completed_pauses, effective_commands, interrupted_pauses
@@ -194,6 +195,9 @@ class TrainingSession:
         self.tree = plan.tree if plan is not None else CheckpointTree(self.run_dir / "checkpoints")
         self.snapshots = SnapshotStore(self.run_dir / "snapshots.h5")
         self._queue: queue.Queue[Command] = queue.Queue()
+        # taken from the queue during the end-of-epoch work but not applied there: they go first next time
+        self._held: collections.deque[Command] = collections.deque()
+        self._settings_open = False  # between the batches of the end-of-epoch work, before anything else waits
         self._lock = threading.Lock()
         self.commands: dict[str, Command] = {}
 
@@ -425,10 +429,13 @@ class TrainingSession:
         rec["requested_time"] = rec.pop("time")
         rec["branch"] = self.branch if hasattr(self, "branch") else "main"
         if not self.journal.closed:  # after the run has finished the journal is closed; the event still goes out
+            # requested and pending reach the disk with the next record the training thread writes (running,
+            # or failed): the answer to a client does not wait for the disk twice
+            sync = status not in ("requested", "pending")
             if status == "requested" or (status == "pending" and args_changed):
-                self.journal.write("command", **rec)
+                self.journal.write("command", sync=sync, **rec)
             else:  # the arguments are journaled once (a large edit list would otherwise be written four times)
-                self.journal.write("command", **{k: v for k, v in rec.items() if k != "args"})
+                self.journal.write("command", sync=sync, **{k: v for k, v in rec.items() if k != "args"})
         self.events.emit("command", **rec)
 
     def _apply(self, cmd: Command, at_epoch_boundary: bool) -> bool:
@@ -472,7 +479,7 @@ class TrainingSession:
         deferred = []
         while True:
             try:
-                cmd = self._queue.get_nowait()
+                cmd = self._held.popleft() if self._held else self._queue.get_nowait()
             except queue.Empty:
                 break
             if not self._apply(cmd, at_epoch_boundary or self.paused):
@@ -480,8 +487,35 @@ class TrainingSession:
         for cmd in deferred:
             self._queue.put(cmd)
 
-    def _apply_schedule(self) -> None:
-        while self.schedule and self.schedule[0].step == self.step and self.schedule[0].branch == self.branch:
+    def _settings_point(self) -> None:
+        """Between the batches of the end-of-epoch work (validation, the view), apply queued commands that set
+        only what later steps read (``applies="settings"``: the learning rate, alpha, clipping, pause, stop),
+        so that a command does not wait out the whole evaluation. They are journaled with phase
+        ``end_of_epoch``; a replay or resume applies them at the first such point, which is the same for the
+        training math because nothing measured there reads them. The first command of any other kind ends
+        this for the epoch: it, and everything after it, waits for the step boundary, in order."""
+        if self.schedule:
+            self._apply_schedule(phase=END_OF_EPOCH)
+        while self._settings_open:
+            try:
+                cmd = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if SPECS[cmd.command].applies != "settings":
+                self._held.append(cmd)
+                self._settings_open = False
+                return
+            cmd.phase = END_OF_EPOCH
+            self._apply(cmd, False)
+
+    def _apply_schedule(self, phase: str | None = None) -> None:
+        """Re-apply the journaled commands due at this (branch, step); with ``phase``, only those of that phase."""
+        while (
+            self.schedule
+            and self.schedule[0].step == self.step
+            and self.schedule[0].branch == self.branch
+            and (phase is None or self.schedule[0].phase == phase)
+        ):
             cmd = self.schedule.pop(0)
             args = dict(cmd.args)
             result = cmd.result if isinstance(cmd.result, dict) else {}
@@ -499,7 +533,7 @@ class TrainingSession:
                     args["path"] = str(stored_path(self.source_dir, result["stored"]))
                 except CommandError as e:
                     raise ResumeFailed(f"update_dataset at step {cmd.step}: {e}") from None
-            new = Command(cmd.command, args, source="replay")
+            new = Command(cmd.command, args, source="replay", phase=cmd.phase)
             self._set_status(new, "requested")
             self._set_status(new, "pending")
             self._apply(new, True)
@@ -540,7 +574,7 @@ class TrainingSession:
         while self.paused and not self.stop_requested:
             self._check_signal()
             try:
-                cmd = self._queue.get(timeout=0.05)
+                cmd = self._held.popleft() if self._held else self._queue.get(timeout=0.05)
             except queue.Empty:
                 continue
             self._apply(cmd, True)
@@ -636,10 +670,11 @@ class TrainingSession:
 
     @torch.no_grad()
     def _forward_all(
-        self, x: torch.Tensor, batch: int = 1024, batch_stats: bool = False
+        self, x: torch.Tensor, batch: int = 1024, batch_stats: bool = False, between: Callable[[], None] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and features of ``x`` without dropout. With ``batch_stats``, batch norm normalises with each
-        chunk's own statistics, as in a training step (running statistics are left untouched)."""
+        chunk's own statistics, as in a training step (running statistics are left untouched). ``between`` is
+        called after each chunk (the end-of-epoch work applies settings commands there)."""
         was = self.model.training
         self.model.eval()
         saved = []
@@ -661,6 +696,8 @@ class TrainingSession:
                     lo, fe = self.model(self._prep(x[i : i + size], augment=False))
                 logits.append(lo.float())
                 feats.append(fe.float())
+                if between is not None:
+                    between()
         finally:
             for m, mom, nbt in saved:
                 m.momentum = mom
@@ -669,12 +706,12 @@ class TrainingSession:
             self.model.train(was)
         return torch.cat(logits), torch.cat(feats)
 
-    def evaluate(self, split: str = "val") -> dict[str, Any]:
+    def evaluate(self, split: str = "val", between: Callable[[], None] | None = None) -> dict[str, Any]:
         x, y = (self.val_x, self.val_y) if split == "val" else (self.test_x, self.test_y)
         k = self.data.num_classes
         if y.numel() == 0:
             return {f"{split}_accuracy": float("nan"), f"{split}_loss": float("nan")}
-        logits, _ = self._forward_all(x)
+        logits, _ = self._forward_all(x, between=between)
         pred = logits.argmax(dim=1)
         conf = torch.bincount(y * k + pred, minlength=k * k).view(k, k).cpu()
         per_class = conf.diag().double() / conf.sum(dim=1).clamp(min=1).double()
@@ -685,7 +722,7 @@ class TrainingSession:
             f"{split}_confusion": conf.tolist(),
         }
 
-    def view_features(self) -> tuple[np.ndarray, np.ndarray]:
+    def view_features(self, between: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Penultimate features of the view set as the training step sees them, and the model's predictions.
 
         The features are taken with batch-norm batch statistics (dropout off): the HILL loss acts on
@@ -694,14 +731,14 @@ class TrainingSession:
         a layout the step never produces. Predictions are the model's own, in eval mode.
         """
         x = self.train_x[self._view_idx_t]
-        _, feats = self._forward_all(x, batch_stats=True)
-        logits, _ = self._forward_all(x)
+        _, feats = self._forward_all(x, batch_stats=True, between=between)
+        logits, _ = self._forward_all(x, between=between)
         return feats.cpu().numpy(), logits.argmax(dim=1).cpu().numpy()
 
-    def view_points(self) -> ViewPoints:
+    def view_points(self, between: Callable[[], None] | None = None) -> ViewPoints:
         """The view set's features, predictions and positions through the frozen map, as the model stands."""
         assert self.projection is not None  # fitted after epoch 1
-        feats, preds = self.view_features()
+        feats, preds = self.view_features(between)
         return ViewPoints(feats, preds, self.projection(torch.from_numpy(feats)).numpy())
 
     def snapshot(self, kind: str = "epoch", points: ViewPoints | None = None) -> dict[str, Any] | None:
@@ -737,8 +774,8 @@ class TrainingSession:
         assert self.projection is not None  # fitted after epoch 1
         return with_metric(layout, z, self.view_labels, self.projection.weight.cpu().numpy(), radius)
 
-    def fit_projection(self, method: str | None = None) -> Projection:
-        feats, _ = self.view_features()
+    def fit_projection(self, method: str | None = None, between: Callable[[], None] | None = None) -> Projection:
+        feats, _ = self.view_features(between)
         self.projection = fit_projection(
             feats,
             self.view_labels,
@@ -788,6 +825,7 @@ class TrainingSession:
             "wall_seconds": self._wall + self._segment_seconds(),
             "journal_seq": self.journal.seq,  # the records before this checkpoint: a resume needs them all
         }
+        self.journal.sync()  # so they are on the disk before the checkpoint that counts them
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -930,13 +968,20 @@ class TrainingSession:
     def _end_of_epoch(self, train_metrics: dict[str, float]) -> None:
         self.epoch += 1
         m: dict[str, Any] = {"epoch": self.epoch, "step": self.step, "branch": self.branch, **train_metrics}
-        m.update(self.evaluate("val"))
+        # what the epoch trained with, read before a settings command below can change it
         m["lr"] = self.optimizer.param_groups[0]["lr"]
         m["alpha"], m["lam"] = self.alpha, self.lam
-        if self.projection is None and self.epoch >= 1:
-            self.fit_projection()
-        next_pause = (self.epoch + 1) in self.config.pause_at and self.epoch < self.config.epochs
-        snap = self.snapshot("pause" if next_pause else "epoch")
+        self._settings_open = not self._held
+        try:
+            self._settings_point()
+            m.update(self.evaluate("val", between=self._settings_point))
+            if self.projection is None and self.epoch >= 1:
+                self.fit_projection(between=self._settings_point)
+            next_pause = (self.epoch + 1) in self.config.pause_at and self.epoch < self.config.epochs
+            points = self.view_points(between=self._settings_point) if self.projection is not None else None
+        finally:
+            self._settings_open = False
+        snap = self.snapshot("pause" if next_pause else "epoch", points)
         if snap is not None and "target_distance" in snap:
             m["target_distance"] = snap["target_distance"]
         self.last_metrics = m
@@ -1010,7 +1055,7 @@ class TrainingSession:
         node = self.save_checkpoint(note="final")
         stop = None
         if self.stop_requested:
-            stop = {
+            stop: dict[str, Any] = {
                 "cause": self.stop_cause or "command",
                 "reason": self.stop_reason or "stop requested",
                 "epoch": self.epoch + 1 if self.epoch < self.config.epochs else self.epoch,
