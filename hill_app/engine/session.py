@@ -1053,9 +1053,9 @@ class TrainingSession:
     def _finish(self) -> dict[str, Any]:
         self._process_commands(at_epoch_boundary=True)
         node = self.save_checkpoint(note="final")
-        stop = None
+        stop: dict[str, Any] | None = None
         if self.stop_requested:
-            stop: dict[str, Any] = {
+            stop = {
                 "cause": self.stop_cause or "command",
                 "reason": self.stop_reason or "stop requested",
                 "epoch": self.epoch + 1 if self.epoch < self.config.epochs else self.epoch,
