@@ -11,6 +11,7 @@ which pins both paths against autograd.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,24 +161,30 @@ def _grad_torch(saved: tuple, g: torch.Tensor) -> torch.Tensor:
 
 
 def _numpy_constants(targets: LatentTargets, project: tuple[torch.Tensor, torch.Tensor] | None) -> tuple:
-    """The targets (and the frozen map folded into the metric) as float64 arrays, cached on the targets:
-    committed targets and a frozen projection do not change, and a step should not convert them again."""
+    """The targets (and the frozen map folded into the metric) as arrays and Python floats, cached on the
+    targets: committed targets and a frozen projection do not change, and a step should not convert them
+    again. The map is kept as float32 tensors with a third output that is always 1 (``[u, 1] = x A^T + c``),
+    so one matrix product gives the batch in loss space and, through the one-hot matrix, the class counts."""
     key = None if project is None else tuple((p.data_ptr(), p._version) for p in project)
     cached = getattr(targets, "_numpy", None)
     if cached is not None and cached[0] == key:
         return cached[1]
     m = targets.metric.double().numpy()
     a, c = (m, np.zeros(2)) if project is None else (m @ project[0].double().numpy(), m @ project[1].double().numpy())
+    at_aug = np.zeros((a.shape[1], 3))
+    at_aug[:, :2] = a.T
     k = targets.centers.shape[0]
+    sep_min = targets.sep_min.double().numpy()
+    pairs = targets.sep_pairs.double().numpy()
     consts = (
-        a,
-        c,
+        torch.from_numpy(a.astype(np.float32)),
+        torch.from_numpy(at_aug.astype(np.float32)),
+        torch.tensor([c[0], c[1], 1.0], dtype=torch.float32),
         np.eye(k),
-        targets.centers.double().numpy(),
-        targets.spreads.double().numpy(),
-        targets.class_mask.double().numpy(),
-        targets.sep_min.double().numpy(),
-        targets.sep_pairs.double().numpy(),
+        targets.centers.double().tolist(),
+        targets.spreads.double().tolist(),
+        targets.class_mask.double().tolist(),
+        [(i, j, float(sep_min[i, j]), float(pairs[i, j])) for i, j in zip(*np.nonzero(pairs))],
         targets.point_pos.double().numpy(),
         targets.point_mask.double().numpy(),
         float(targets.ref_radius),
@@ -187,50 +194,87 @@ def _numpy_constants(targets: LatentTargets, project: tuple[torch.Tensor, torch.
 
 
 def _terms_numpy(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, consts: tuple) -> tuple[np.ndarray, tuple]:
-    """The terms of :func:`_terms_torch` in float64 numpy with ``u = x @ a.T + c``; per-class sums as products
-    with the batch's one-hot matrix (a few large calls cost less than many small ones)."""
-    a, c, eye, centers, spreads, class_mask, sep_min, sep_pairs, point_pos, point_mask, r0 = consts
-    un = x.detach().numpy() @ a.T + c
+    """The terms of :func:`_terms_torch`, in float64 after the map (one float32 product in torch, as on the
+    device path): the per-sample work in a few numpy calls (per-class sums as products with the batch's
+    one-hot matrix), the per-class, per-pair and per-moved-point work (a handful of values) in Python floats.
+    Right after the model's forward pass the caches hold the model, and each numpy call then costs several
+    times what it costs in a loop (docs/speed.md): fewer calls is what counts. The spread uses
+    sum |u|^2 / n - |mu|^2 (float64, clamped at 0) instead of a second pass over the batch."""
+    _, at_aug, c_aug, eye, centers, spreads, class_mask, sep, point_pos, point_mask, r0 = consts
+    b = x.shape[0]
+    ua = torch.addmm(c_aug, x.detach(), at_aug).numpy().astype(np.float64)  # [u, 1] per sample
     oh = eye[y.numpy()]
-    n = oh.sum(0)
-    ncl = np.maximum(n, 1.0)
-    mu = (oh.T @ un) / ncl[:, None]
-    d = un - oh @ mu
-    rms = np.sqrt((oh.T @ np.einsum("ij,ij->i", d, d)) / ncl + _EPS)
-    pres = n > 0
-    has = pres * class_mask
-    hs = (n > 1) * class_mask
-    ec = mu - centers
-    sr = rms - spreads
-    dm = mu[:, None, :] - mu[None, :, :]
-    dist = np.sqrt(np.einsum("ijk,ijk->ij", dm, dm) + _EPS)
-    pair = np.outer(pres, pres) * sep_pairs
-    short = np.maximum(sep_min - dist, 0.0)
-    sp = short * pair
+    m1 = (oh.T @ ua).tolist()  # per class: sum of u (2), count
+    m2 = (oh.T @ (ua * ua)).tolist()  # per class: sum of u_x^2, u_y^2
+    cls = []  # per class: n (at least 1), mu, rms, has, hs, ec, sr
+    num_c = num_s = den_c = den_s = sum_q = 0.0
+    for k, (sx, sy, n) in enumerate(m1):
+        ncl = n if n > 1.0 else 1.0
+        mx, my = sx / ncl, sy / ncl
+        q = m2[k][0] + m2[k][1]
+        sum_q += q
+        var = q / ncl - (mx * mx + my * my)
+        rms = math.sqrt((var if var > 0.0 else 0.0) + _EPS)
+        has = class_mask[k] if n > 0.0 else 0.0
+        hs = class_mask[k] if n > 1.0 else 0.0
+        ecx, ecy = mx - centers[k][0], my - centers[k][1]
+        sr = rms - spreads[k]
+        num_c += has * (ecx * ecx + ecy * ecy)
+        den_c += has
+        num_s += hs * sr * sr
+        den_s += hs
+        cls.append((ncl, mx, my, rms, has, hs, ecx, ecy, sr))
+    num_sep = den_sep = 0.0
+    short_pairs = []  # (k, l, weight * short / dist, mu_k - mu_l)
+    for k, l_, m, wpair in sep:
+        if m1[k][2] > 0.0 and m1[l_][2] > 0.0:
+            dx, dy = cls[k][1] - cls[l_][1], cls[k][2] - cls[l_][2]
+            dist = math.sqrt(dx * dx + dy * dy + _EPS)
+            short = m - dist
+            den_sep += wpair
+            if short > 0.0:
+                num_sep += wpair * short * short
+                short_pairs.append((k, l_, wpair * short / dist, dx, dy))
     idn = idx.numpy()
     pm = point_mask[idn]
-    dp = un - point_pos[idn]
-    den = np.maximum([has.sum(), hs.sum(), pair.sum(), pm.sum()], 1.0)
-    num = np.array(
-        [np.einsum("ij,ij,i->", ec, ec, has), (sr * sr) @ hs, np.vdot(short, sp), np.einsum("ij,ij,i->", dp, dp, pm)]
-    )
-    r = np.sqrt(np.einsum("ij,ij->", un, un) / un.shape[0] + _EPS)
+    moved = []  # (row in the batch, weight, u - p)
+    num_p = den_p = 0.0
+    for i in np.flatnonzero(pm).tolist():
+        w, (px, py) = float(pm[i]), point_pos[idn[i]].tolist()
+        dx, dy = float(ua[i, 0]) - px, float(ua[i, 1]) - py
+        num_p += w * (dx * dx + dy * dy)
+        den_p += w
+        moved.append((i, w, dx, dy))
+    r = math.sqrt(sum_q / b + _EPS)
     scale = r / r0
-    out = np.concatenate([num / den, [scale, abs(1.0 - scale)]])
-    return out, (un, oh, ncl, mu, d, rms, has, hs, ec, sr, dist, sp, pm, dp, den, r, r0, scale, a)
+    den = (max(den_c, 1.0), max(den_s, 1.0), max(den_sep, 1.0), max(den_p, 1.0))
+    out = np.array([num_c / den[0], num_s / den[1], num_sep / den[2], num_p / den[3], scale, abs(1.0 - scale)])
+    return out, (ua, oh, cls, short_pairs, moved, den, r, r0, scale, consts[0])
 
 
-def _grad_numpy(saved: tuple, g: np.ndarray) -> np.ndarray:
-    """d(g . terms)/dx for the terms of :func:`_terms_numpy`."""
-    un, oh, ncl, mu, d, rms, has, hs, ec, sr, dist, sp, pm, dp, den, r, r0, scale, a = saved
-    c = 2.0 * g[:4] / den
-    w = sp / dist * -c[2]
-    w = w + w.T
-    gmu = (c[0] * has)[:, None] * ec + w.sum(1)[:, None] * mu - w @ mu
-    cr = c[1] * hs * sr / rms
-    gs = (g[4] + g[5] * np.sign(scale - 1.0)) / (un.shape[0] * r * r0)
-    gu = oh @ (gmu / ncl[:, None]) + (oh @ (cr / ncl))[:, None] * d + (c[3] * pm)[:, None] * dp + gs * un
-    return gu @ a
+def _grad_numpy(saved: tuple, g: np.ndarray) -> torch.Tensor:
+    """d(g . terms)/dx for the terms of :func:`_terms_numpy`, as a float32 tensor. Per class k the batch
+    gradient is ``gmu_k / n_k + (cr_k / n_k) (u_i - mu_k)``: one (K, 3) table gathered by the one-hot matrix."""
+    ua, oh, cls, short_pairs, moved, den, r, r0, scale, a = saved
+    c0, c1, c2, c3 = (2.0 * float(g[i]) / den[i] for i in range(4))
+    gm = [[c0 * h * ex, c0 * h * ey] for (_, _, _, _, h, _, ex, ey, _) in cls]
+    for k, l_, ws, dx, dy in short_pairs:  # d relu(m - |mu_k - mu_l|)^2 / d mu_k = -2 short (mu_k - mu_l) / dist
+        w = -c2 * ws
+        gm[k][0] += w * dx
+        gm[k][1] += w * dy
+        gm[l_][0] -= w * dx
+        gm[l_][1] -= w * dy
+    rows = []
+    for (ncl, mx, my, rms, _, hs, _, _, sr), (gx_, gy_) in zip(cls, gm):
+        cr = c1 * hs * sr / rms / ncl
+        rows.append((gx_ / ncl - cr * mx, gy_ / ncl - cr * my, cr))
+    gs = (float(g[4]) + float(g[5]) * float(np.sign(scale - 1.0))) / (ua.shape[0] * r * r0)
+    per = oh @ np.array(rows)
+    gu = per[:, :2] + (per[:, 2:] + gs) * ua[:, :2]
+    for i, w, dx, dy in moved:
+        gu[i, 0] += c3 * w * dx
+        gu[i, 1] += c3 * w * dy
+    return torch.from_numpy(gu.astype(np.float32)) @ a
 
 
 class _HillLossNumpy(torch.autograd.Function):
@@ -278,7 +322,7 @@ class _HillLossNumpy(torch.autograd.Function):
             gln = float(gl)
             g += gln * ctx.coef
             gce += gln * ctx.ce_coef
-        gx = torch.from_numpy(_grad_numpy(ctx.saved, g).astype(np.float32))
+        gx = _grad_numpy(ctx.saved, g)
         return (torch.tensor(gce, dtype=torch.float32), gx) + (None,) * 7
 
 
