@@ -165,7 +165,7 @@ def _numpy_constants(targets: LatentTargets, project: tuple[torch.Tensor, torch.
     targets: committed targets and a frozen projection do not change, and a step should not convert them
     again. The map is kept as float32 tensors with a third output that is always 1 (``[u, 1] = x A^T + c``),
     so one matrix product gives the batch in loss space and, through the one-hot matrix, the class counts."""
-    key = None if project is None else tuple((p.data_ptr(), p._version) for p in project)
+    key = None if project is None else (project[0].data_ptr(), project[0]._version, project[1]._version)
     cached = getattr(targets, "_numpy", None)
     if cached is not None and cached[0] == key:
         return cached[1]
@@ -203,7 +203,8 @@ def _terms_numpy(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, consts: tu
     _, at_aug, c_aug, eye, centers, spreads, class_mask, sep, point_pos, point_mask, r0 = consts
     b = x.shape[0]
     ua = torch.addmm(c_aug, x.detach(), at_aug).numpy().astype(np.float64)  # [u, 1] per sample
-    oh = eye[y.numpy()]
+    yn = y.numpy()
+    oh = eye[yn]
     m1 = (oh.T @ ua).tolist()  # per class: sum of u (2), count
     m2 = (oh.T @ (ua * ua)).tolist()  # per class: sum of u_x^2, u_y^2
     cls = []  # per class: n (at least 1), mu, rms, has, hs, ec, sr
@@ -249,13 +250,13 @@ def _terms_numpy(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, consts: tu
     scale = r / r0
     den = (max(den_c, 1.0), max(den_s, 1.0), max(den_sep, 1.0), max(den_p, 1.0))
     out = np.array([num_c / den[0], num_s / den[1], num_sep / den[2], num_p / den[3], scale, abs(1.0 - scale)])
-    return out, (ua, oh, cls, short_pairs, moved, den, r, r0, scale, consts[0])
+    return out, (ua, yn, cls, short_pairs, moved, den, r, r0, scale, consts[0])
 
 
 def _grad_numpy(saved: tuple, g: np.ndarray) -> torch.Tensor:
     """d(g . terms)/dx for the terms of :func:`_terms_numpy`, as a float32 tensor. Per class k the batch
-    gradient is ``gmu_k / n_k + (cr_k / n_k) (u_i - mu_k)``: one (K, 3) table gathered by the one-hot matrix."""
-    ua, oh, cls, short_pairs, moved, den, r, r0, scale, a = saved
+    gradient is ``gmu_k / n_k + (cr_k / n_k) (u_i - mu_k)``: one (K, 3) table gathered by the labels."""
+    ua, yn, cls, short_pairs, moved, den, r, r0, scale, a = saved
     c0, c1, c2, c3 = (2.0 * float(g[i]) / den[i] for i in range(4))
     gm = [[c0 * h * ex, c0 * h * ey] for (_, _, _, _, h, _, ex, ey, _) in cls]
     for k, l_, ws, dx, dy in short_pairs:  # d relu(m - |mu_k - mu_l|)^2 / d mu_k = -2 short (mu_k - mu_l) / dist
@@ -264,13 +265,14 @@ def _grad_numpy(saved: tuple, g: np.ndarray) -> torch.Tensor:
         gm[k][1] += w * dy
         gm[l_][0] -= w * dx
         gm[l_][1] -= w * dy
+    sign = 1.0 if scale > 1.0 else (-1.0 if scale < 1.0 else 0.0)
+    gs = (float(g[4]) + float(g[5]) * sign) / (ua.shape[0] * r * r0)  # the scale terms: gs * u_i for every i
     rows = []
     for (ncl, mx, my, rms, _, hs, _, _, sr), (gx_, gy_) in zip(cls, gm):
         cr = c1 * hs * sr / rms / ncl
-        rows.append((gx_ / ncl - cr * mx, gy_ / ncl - cr * my, cr))
-    gs = (float(g[4]) + float(g[5]) * float(np.sign(scale - 1.0))) / (ua.shape[0] * r * r0)
-    per = oh @ np.array(rows)
-    gu = per[:, :2] + (per[:, 2:] + gs) * ua[:, :2]
+        rows.append((gx_ / ncl - cr * mx, gy_ / ncl - cr * my, cr + gs))
+    per = np.array(rows)[yn]  # each sample's class row
+    gu = per[:, :2] + per[:, 2:] * ua[:, :2]
     for i, w, dx, dy in moved:
         gu[i, 0] += c3 * w * dx
         gu[i, 1] += c3 * w * dy
