@@ -11,7 +11,9 @@
     the ``success`` event arrives), alternating ``set_alpha`` (a settings command: it applies at the next
     step boundary or between the batches of the end-of-epoch evaluation) and ``clear_latent_targets`` (a
     step command: it waits out the end-of-epoch evaluation and view), and event latency (emitted on the
-    training thread to decoded in the client), p50 and p99. Goal: p99 under 20 ms.
+    training thread to decoded in the client), p50 and p99, of the events sent at once (commands, epochs,
+    checkpoints) and of all of them (step metrics are rate-limited per client by design). Goal: p99 under
+    20 ms.
 (3) A 3,000-point latent snapshot (synthetic 8x8 data, view set of 3,000): emitted to decoded in a
     RemoteRunClient (the event), and a GET /api/v1/snapshot/latest round trip. Goal: under 100 ms.
 
@@ -59,6 +61,7 @@ def client_main(a: argparse.Namespace) -> int:
                 out["snapshot_points"] = int(d["z"].shape[0])
             elif k in ("step", "epoch", "command", "checkpoint"):
                 out["event_ms"].append((recv - sent) * 1e3)
+                out.setdefault("event_ms_by_kind", {}).setdefault(k, []).append((recv - sent) * 1e3)
         return evs
 
     finished = False
@@ -240,6 +243,7 @@ def bench_latency(a: argparse.Namespace, tmp: Path) -> list[str]:
     h.close()
     r = json.loads((tmp / "latency.json").read_text())
     ev = r["event_ms"]
+    now = [x for k, v in r.get("event_ms_by_kind", {}).items() if k != "step" for x in v]
     lines = [f"(2) loopback, training running (digits, CPU): {a.commands} commands of each kind, {len(ev)} events"]
     for name, what in (
         ("set_alpha", "a settings command, applied also between the batches of the end-of-epoch evaluation"),
@@ -263,7 +267,15 @@ def bench_latency(a: argparse.Namespace, tmp: Path) -> list[str]:
             + " ms",
         ]
     return lines + [
-        f"    event latency       p50 {pct(ev, 50):.2f} ms  p99 {pct(ev, 99):.2f} ms  max {max(ev):.2f} ms",
+        f"    event latency (command, epoch, checkpoint)  p50 {pct(now, 50):.2f} ms  p99 {pct(now, 99):.2f} ms  "
+        f"max {max(now):.2f} ms",
+        f"    all events incl. step metrics, which each client gets at most 20 per second (the newest waits for its "
+        f"slot, up to 50 ms): p50 {pct(ev, 50):.2f} ms  p99 {pct(ev, 99):.2f} ms",
+        "      by kind: "
+        + ", ".join(
+            f"{k} p50 {pct(v, 50):.2f} / p99 {pct(v, 99):.2f} (n={len(v)})"
+            for k, v in sorted(r.get("event_ms_by_kind", {}).items())
+        ),
         f"    events dropped for this client: {r['dropped']}",
     ]
 
