@@ -12,6 +12,7 @@ which pins both paths against autograd.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,7 +178,7 @@ def _numpy_constants(targets: LatentTargets, project: tuple[torch.Tensor, torch.
     sep_min = targets.sep_min.double().numpy()
     pairs = targets.sep_pairs.double().numpy()
     consts = (
-        torch.from_numpy(a.astype(np.float32)),
+        a.astype(np.float32),
         torch.from_numpy(at_aug.astype(np.float32)),
         torch.tensor([c[0], c[1], 1.0], dtype=torch.float32),
         np.eye(k),
@@ -193,7 +194,7 @@ def _numpy_constants(targets: LatentTargets, project: tuple[torch.Tensor, torch.
     return consts
 
 
-def _terms_numpy(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, consts: tuple) -> tuple[np.ndarray, tuple]:
+def _terms_numpy(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, consts: tuple) -> tuple[list[float], tuple]:
     """The terms of :func:`_terms_torch`, in float64 after the map (one float32 product in torch, as on the
     device path): the per-sample work in a few numpy calls (per-class sums as products with the batch's
     one-hot matrix), the per-class, per-pair and per-moved-point work (a handful of values) in Python floats.
@@ -202,9 +203,9 @@ def _terms_numpy(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, consts: tu
     sum |u|^2 / n - |mu|^2 (float64, clamped at 0) instead of a second pass over the batch."""
     _, at_aug, c_aug, eye, centers, spreads, class_mask, sep, point_pos, point_mask, r0 = consts
     b = x.shape[0]
-    ua = torch.addmm(c_aug, x.detach(), at_aug).numpy().astype(np.float64)  # [u, 1] per sample
+    ua = torch.addmm(c_aug, x.detach(), at_aug).double().numpy()  # [u, 1] per sample
     yn = y.numpy()
-    oh = eye[yn]
+    oh = eye.take(yn, 0)
     m1 = (oh.T @ ua).tolist()  # per class: sum of u (2), count
     m2 = (oh.T @ (ua * ua)).tolist()  # per class: sum of u_x^2, u_y^2
     cls = []  # per class: n (at least 1), mu, rms, has, hs, ec, sr
@@ -240,7 +241,7 @@ def _terms_numpy(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, consts: tu
     pm = point_mask[idn]
     moved = []  # (row in the batch, weight, u - p)
     num_p = den_p = 0.0
-    for i in np.flatnonzero(pm).tolist():
+    for i in pm.nonzero()[0].tolist():
         w, (px, py) = float(pm[i]), point_pos[idn[i]].tolist()
         dx, dy = float(ua[i, 0]) - px, float(ua[i, 1]) - py
         num_p += w * (dx * dx + dy * dy)
@@ -249,11 +250,11 @@ def _terms_numpy(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, consts: tu
     r = math.sqrt(sum_q / b + _EPS)
     scale = r / r0
     den = (max(den_c, 1.0), max(den_s, 1.0), max(den_sep, 1.0), max(den_p, 1.0))
-    out = np.array([num_c / den[0], num_s / den[1], num_sep / den[2], num_p / den[3], scale, abs(1.0 - scale)])
+    out = [num_c / den[0], num_s / den[1], num_sep / den[2], num_p / den[3], scale, abs(1.0 - scale)]
     return out, (ua, yn, cls, short_pairs, moved, den, r, r0, scale, consts[0])
 
 
-def _grad_numpy(saved: tuple, g: np.ndarray) -> torch.Tensor:
+def _grad_numpy(saved: tuple, g: Sequence[float]) -> np.ndarray:
     """d(g . terms)/dx for the terms of :func:`_terms_numpy`, as a float32 tensor. Per class k the batch
     gradient is ``gmu_k / n_k + (cr_k / n_k) (u_i - mu_k)``: one (K, 3) table gathered by the labels."""
     ua, yn, cls, short_pairs, moved, den, r, r0, scale, a = saved
@@ -271,12 +272,12 @@ def _grad_numpy(saved: tuple, g: np.ndarray) -> torch.Tensor:
     for (ncl, mx, my, rms, _, hs, _, _, sr), (gx_, gy_) in zip(cls, gm):
         cr = c1 * hs * sr / rms / ncl
         rows.append((gx_ / ncl - cr * mx, gy_ / ncl - cr * my, cr + gs))
-    per = np.array(rows)[yn]  # each sample's class row
+    per = np.array(rows).take(yn, 0)  # each sample's class row
     gu = per[:, :2] + per[:, 2:] * ua[:, :2]
     for i, w, dx, dy in moved:
         gu[i, 0] += c3 * w * dx
         gu[i, 1] += c3 * w * dy
-    return torch.from_numpy(gu.astype(np.float32)) @ a
+    return gu.astype(np.float32) @ a
 
 
 class _HillLossNumpy(torch.autograd.Function):
@@ -303,28 +304,31 @@ class _HillLossNumpy(torch.autograd.Function):
         t, ctx.saved = _terms_numpy(x, y, idx, consts)
         cef = float(ce)
         w = weights
-        ctx.coef = np.array([alpha * w.center, alpha * w.spread, alpha * w.sep, alpha * w.point, 0.0, lam])
+        coef = (alpha * w.center, alpha * w.spread, alpha * w.sep, alpha * w.point, 0.0, lam)
         ctx.ce_coef = 1.0 if full else 1.0 - alpha
         ctx.set_materialize_grads(False)
-        loss = ctx.ce_coef * cef + float(ctx.coef @ t)
+        # d loss / dx now, while what it reads is in the cache; the backward only scales it
+        ctx.gx_loss = torch.from_numpy(_grad_numpy(ctx.saved, coef)) if any(coef) else None
+        loss = ctx.ce_coef * cef + sum(c * v for c, v in zip(coef, t))
         stats = np.empty(6, dtype=np.float32)
         stats[0], stats[1:] = cef, t[:5]
         return torch.tensor(loss, dtype=torch.float32), torch.from_numpy(stats)
 
     @staticmethod
     def backward(ctx, gl: torch.Tensor | None, gs: torch.Tensor | None) -> tuple:  # type: ignore[override]
-        # each term's gradient: its own upstream gradient plus the loss's times d loss / d term
-        g = np.zeros(6)
+        # the loss's gradient times its upstream gradient, plus each reported term's own
+        gx = None
         gce = 0.0
-        if gs is not None:
-            gsn = gs.numpy()
-            g[:5] = gsn[1:]
-            gce = float(gsn[0])
         if gl is not None:
             gln = float(gl)
-            g += gln * ctx.coef
-            gce += gln * ctx.ce_coef
-        gx = _grad_numpy(ctx.saved, g)
+            gce = gln * ctx.ce_coef
+            if ctx.gx_loss is not None:
+                gx = ctx.gx_loss if gln == 1.0 else ctx.gx_loss * gln
+        if gs is not None:
+            gsn = gs.tolist()
+            gce += gsn[0]
+            gt = torch.from_numpy(_grad_numpy(ctx.saved, (*gsn[1:], 0.0)))
+            gx = gt if gx is None else gx + gt
         return (torch.tensor(gce, dtype=torch.float32), gx) + (None,) * 7
 
 
