@@ -348,10 +348,13 @@ def cmd_train(a: argparse.Namespace) -> int:
             if getattr(session, "error_recorded", False)
             else "the journal had no room for the error record"
         )
-        _say(
-            f"error: training stopped at epoch {session.epoch + 1}, step {session.step}: {one_line(e)} ({where}; "
-            f"continue from the last checkpoint with: hill-app train --resume {run_dir})"
-        )
+        from hill_app.engine.projection import ProjectionError
+
+        if isinstance(e, ProjectionError):  # the run's own state: a resume meets it again
+            then = f"a resume would stop here again; start a new run with a lower --lr (this run: {session.config.lr})"
+        else:
+            then = f"continue from the last checkpoint with: hill-app train --resume {run_dir}"
+        _say(f"error: training stopped {session.position()}: {one_line(e)} ({where}; {then})")
         return EXIT_FAILED
     finally:
         session.close()

@@ -156,11 +156,12 @@ def _judge(
         # journal holds the error and its traceback, the last line names the step and says so
         errors = [r for r in recs if r["type"] == "error"]
         assert len(errors) == 1, (recs[-3:], err[-2000:])
-        assert (
-            lines[-1].startswith("error: training stopped at epoch ")
-            and f", step {errors[0]['step']}: " in lines[-1]
-            and "record 'error'" in lines[-1]
-        ), lines[-1]
+        step = errors[0]["step"]
+        in_epoch = lines[-1].startswith("error: training stopped at epoch ") and f", step {step}: " in lines[-1]
+        at_end = (
+            lines[-1].startswith("error: training stopped at the end of epoch ") and f"(step {step}): " in lines[-1]
+        )
+        assert (in_epoch or at_end) and "record 'error'" in lines[-1], lines[-1]
         return "failed"
     assert rc == 2, (rc, err[-3000:])
     assert len(lines) == 1, f"expected one line, got {len(lines)}:\n{err[-3000:]}"

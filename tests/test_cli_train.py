@@ -440,3 +440,18 @@ def test_resume_of_a_folder_without_a_run(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "config.json" in err
+
+
+def test_features_that_collapse_name_the_end_of_the_epoch_and_do_not_suggest_a_resume(tmp_path, capsys):
+    """lr 3 on digits kills the units in epoch 1, so no 2D view can be fitted at its end. The message says so
+    (the end of epoch 1, not 'epoch 2'), and since a resume from the same state would stop there again, it
+    asks for a new run with a lower lr instead of suggesting one."""
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "digits", "--lr", "3", "--epochs", "3", "--pause-at", "", "--seed", "0"]
+    assert main([*args, "--device", "cpu", "--out", str(out)]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    errors = [r for r in journal(out) if r["type"] == "error"]
+    assert len(errors) == 1 and errors[0]["epoch"] == 1, errors
+    assert last.startswith(f"error: training stopped at the end of epoch 1 (step {errors[0]['step']}): "), last
+    assert "cannot fit a projection" in last and "lower --lr (this run: 3.0)" in last, last
+    assert "--resume" not in last, last

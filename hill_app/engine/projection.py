@@ -54,6 +54,14 @@ def _pca2(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return vt * signs[:, None], mean
 
 
+class ProjectionError(ValueError):
+    """The model's features cannot give a 2D view: a property of the training so far, not of the machine, so
+    a resume from the same state meets it again."""
+
+
+_DIVERGED = "the network gives every view point the same or non-finite features: training diverged or its units died"
+
+
 def fit_projection(features: np.ndarray, labels: np.ndarray, method: Method = "pca", epoch: int = 1) -> Projection:
     """Fit a linear 2D map on the view set's features and normalise it to RMS radius 1.
 
@@ -68,9 +76,9 @@ def fit_projection(features: np.ndarray, labels: np.ndarray, method: Method = "p
     if x.ndim != 2 or x.shape[0] < 3:
         raise ValueError(f"need a (N, D) feature matrix with N >= 3, got shape {x.shape}")
     if not np.isfinite(x).all():
-        raise ValueError("the features hold NaN or inf; cannot fit a projection")
+        raise ProjectionError(f"the features hold NaN or inf; cannot fit a projection ({_DIVERGED})")
     if float(np.ptp(x, axis=0).max()) <= 0:
-        raise ValueError("the features do not vary on the view set; cannot fit a projection")
+        raise ProjectionError(f"the features do not vary on the view set; cannot fit a projection ({_DIVERGED})")
     if method == "pca":
         w, mean = _pca2(x)
     elif method == "lda":
@@ -94,7 +102,7 @@ def fit_projection(features: np.ndarray, labels: np.ndarray, method: Method = "p
     z = (x - mean) @ w.T
     rms = float(np.sqrt((z**2).sum(axis=1).mean()))
     if not np.isfinite(rms) or rms < 1e-12:
-        raise ValueError("the features do not vary on the view set; cannot fit a projection")
+        raise ProjectionError(f"the features do not vary on the view set; cannot fit a projection ({_DIVERGED})")
     w = w / rms
     bias = -(mean @ w.T)
     return Projection(torch.tensor(w, dtype=torch.float32), torch.tensor(bias, dtype=torch.float32), method, epoch)

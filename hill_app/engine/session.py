@@ -241,6 +241,7 @@ class TrainingSession:
         self._completed_pauses: set[tuple[str, int]] = set()
         self._pause_done: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self._ep: EpochProgress | None = None
+        self.in_end_of_epoch = False  # evaluating and snapshotting the epoch just trained (self.epoch)
         self._pending: list[torch.Tensor] = []
         self._paused_for: set[tuple[str, int]] = set()
         self._wall = 0.0
@@ -972,6 +973,7 @@ class TrainingSession:
         m["lr"] = self.optimizer.param_groups[0]["lr"]
         m["alpha"], m["lam"] = self.alpha, self.lam
         self._settings_open = not self._held
+        self.in_end_of_epoch = True
         try:
             self._settings_point()
             m.update(self.evaluate("val", between=self._settings_point))
@@ -990,6 +992,7 @@ class TrainingSession:
         every = self.config.checkpoint_every
         if next_pause or (every and self.epoch % every == 0):
             self.save_checkpoint(note="pause" if next_pause else "periodic")
+        self.in_end_of_epoch = False
 
     def run(self) -> dict[str, Any]:
         """Train to the end (or a stop), then evaluate on test and write summary.json."""
@@ -1046,6 +1049,12 @@ class TrainingSession:
         except BaseException:
             self.close()
             raise
+
+    def position(self) -> str:
+        """Where training stands, for a message: 'at epoch 3, step 40' or 'at the end of epoch 2 (step 36)'."""
+        if self.in_end_of_epoch:
+            return f"at the end of epoch {self.epoch} (step {self.step})"
+        return f"at epoch {self.epoch + 1}, step {self.step}"
 
     def _segment_seconds(self) -> float:
         return 0.0 if self._t_start is None else time.perf_counter() - self._t_start
