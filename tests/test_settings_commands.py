@@ -151,3 +151,49 @@ def test_resume_after_a_crash_re_applies_them_at_the_same_point(tmp_path):
         if r["type"] == "epoch"
     ]
     assert metrics[4:] == metrics[:4] and len(metrics) == 8
+
+
+def during_the_evaluation_of(epoch: int, session: TrainingSession, send) -> None:
+    """Call ``send(session)`` when the validation pass of ``epoch``'s end starts, so the command arrives in the
+    middle of the end-of-epoch work (after the first settings point has passed)."""
+    real = session.evaluate
+    done = {"sent": False}
+
+    def evaluate(split="val", between=None):
+        if split == "val" and session.in_end_of_epoch and session.epoch == epoch and not done["sent"]:
+            done["sent"] = True
+            send(session)
+        return real(split, between)
+
+    session.evaluate = evaluate  # type: ignore[method-assign]
+
+
+def reset_head(s: TrainingSession) -> None:
+    s.submit("model_layer_operation", {"layer_name": "head", "operation": "reset_parameters"}, source="script")
+
+
+def test_a_step_command_during_the_evaluation_applies_at_once_and_the_epoch_is_evaluated_again(tmp_path):
+    """Resetting the classifier mid-evaluation: applied before the epoch's record (phase end_of_epoch), and
+    that record measures the reset model, as a replay (which applies it before its one evaluation) does too."""
+    cfg = RunConfig(epochs=4, pause_at=[], checkpoint_every=1, seed=6, device="cpu")
+    run = tmp_path / "run"
+    s = TrainingSession(cfg, run)
+    during_the_evaluation_of(3, s, reset_head)
+    s.run()
+    (rec,) = command_records(run, "model_layer_operation")
+    assert rec["phase"] == END_OF_EPOCH and rec["epoch"] == 3 and rec["seq"] < seq_of(run, "epoch", epoch=3)
+    acc = {r["epoch"]: r["val_accuracy"] for r in read_journal(run / "journal.jsonl") if r["type"] == "epoch"}
+    assert acc[2] > 0.8 and acc[3] < 0.5, acc  # epoch 3's record is of the reset head, not of the trained one
+    _, diffs = replay_run(run, tmp_path / "replay")
+    assert diffs == []
+
+
+def test_a_checkpoint_asked_for_during_the_evaluation_waits_for_the_epoch_record(tmp_path):
+    run = tmp_path / "run"
+    s = TrainingSession(RunConfig(epochs=3, pause_at=[], seed=2, device="cpu"), run)
+    during_the_evaluation_of(2, s, lambda s: s.submit("save_checkpoint", {"note": "mid"}, source="script"))
+    s.run()
+    (ck,) = command_records(run, "save_checkpoint")
+    assert "phase" not in ck and seq_of(run, "epoch", epoch=2) < ck["seq"]
+    node = next(r for r in read_journal(run / "journal.jsonl") if r["type"] == "checkpoint" and r["note"] == "mid")
+    assert node["epoch"] == 2 and node["metrics"]["val_accuracy"] > 0  # holds the epoch's own record

@@ -35,7 +35,8 @@ __all__ = [
 
 # When a command takes effect. Every command waits in the one queue and is applied by the training thread.
 APPLIES = {
-    "step": "at the next step boundary (also while paused)",
+    "step": "at the next step boundary (also while paused); during the end-of-epoch evaluation, at once, and the "
+    "evaluation is done again",
     "settings": "at the next step boundary, or between the batches of the end-of-epoch evaluation "
     "(it sets only what later steps read)",
     "epoch": "at the next epoch boundary, or at once while paused",
@@ -91,6 +92,9 @@ class CommandSpec:
     doc: str
     handler: Handler
     check: Check | None = None  # cross-argument rules (e.g. 'drop' needs 'indices')
+    # a step command that reads the epoch's own bookkeeping (its record, counters) waits until the end-of-epoch
+    # work is done; any other step command arriving then is applied at once and the evaluation done again
+    after_epoch_end: bool = False
 
     @property
     def boundary(self) -> str:
@@ -145,7 +149,13 @@ SPECS: dict[str, CommandSpec] = {}
 
 
 def command(
-    name: str, *, applies: str = "step", doc: str, check: Check | None = None, **args: Arg
+    name: str,
+    *,
+    applies: str = "step",
+    doc: str,
+    check: Check | None = None,
+    after_epoch_end: bool = False,
+    **args: Arg,
 ) -> Callable[[Handler], Handler]:
     """Declare a command next to its handler: ``@command("set_alpha", doc=..., alpha=Arg(Number(0, 1), True))``."""
     if applies not in APPLIES:
@@ -154,7 +164,7 @@ def command(
     def register(fn: Handler) -> Handler:
         if name in SPECS:
             raise ValueError(f"command {name!r} declared twice")
-        SPECS[name] = CommandSpec(name, ArgSchema(dict(args)), applies, doc, fn, check)
+        SPECS[name] = CommandSpec(name, ArgSchema(dict(args)), applies, doc, fn, check, after_epoch_end)
         return fn
 
     return register

@@ -207,7 +207,7 @@ def stop_training(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     return {"reason": a["reason"]} if "reason" in a else {}
 
 
-@command("save_checkpoint", doc="save a checkpoint now", note=Arg(Text(500)))
+@command("save_checkpoint", doc="save a checkpoint now", after_epoch_end=True, note=Arg(Text(500)))
 def save_checkpoint(s: TrainingSession, a: dict[str, Any]) -> dict[str, Any]:
     node = s.save_checkpoint(note=a.get("note", "manual"))
     return {"uuid": node["uuid"], "branch": node["branch"], "step": node["step"], "epoch": node["epoch"]}

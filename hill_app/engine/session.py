@@ -50,6 +50,10 @@ from .step import STEP_STATS, TrainStep
 from .training_data import TrainingData
 
 
+class _MeasureAgain(Exception):
+    """Raised between the batches of the end-of-epoch evaluation when a step command is to be applied first."""
+
+
 def resolve_device(spec: str) -> torch.device:
     """'auto' takes CUDA where there is one; naming CUDA where there is none is an error, not a fallback."""
     if spec == "auto":
@@ -198,6 +202,7 @@ class TrainingSession:
         # taken from the queue during the end-of-epoch work but not applied there: they go first next time
         self._held: collections.deque[Command] = collections.deque()
         self._settings_open = False  # between the batches of the end-of-epoch work, before anything else waits
+        self._restart_ok = False  # ... and a step command may still cut the evaluation short (once an epoch)
         self._lock = threading.Lock()
         self.commands: dict[str, Command] = {}
 
@@ -502,9 +507,28 @@ class TrainingSession:
                 cmd = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if SPECS[cmd.command].applies != "settings":
+            spec = SPECS[cmd.command]
+            if spec.applies != "settings":
                 self._held.append(cmd)
+                if self._restart_ok and spec.applies == "step" and not spec.after_epoch_end:
+                    raise _MeasureAgain()
                 self._settings_open = False
+                return
+            cmd.phase = END_OF_EPOCH
+            self._apply(cmd, False)
+
+    def _apply_held_during_end_of_epoch(self) -> None:
+        """The evaluation was cut short for a step command: apply it and the step and settings commands queued
+        behind it, until one that must wait. Journaled with phase ``end_of_epoch``: a replay applies them
+        before its one evaluation, which is what the original measured after its restart."""
+        while True:
+            try:
+                cmd = self._held.popleft() if self._held else self._queue.get_nowait()
+            except queue.Empty:
+                return
+            spec = SPECS[cmd.command]
+            if spec.applies not in ("step", "settings") or spec.after_epoch_end:
+                self._held.appendleft(cmd)
                 return
             cmd.phase = END_OF_EPOCH
             self._apply(cmd, False)
@@ -972,17 +996,27 @@ class TrainingSession:
         # what the epoch trained with, read before a settings command below can change it
         m["lr"] = self.optimizer.param_groups[0]["lr"]
         m["alpha"], m["lam"] = self.alpha, self.lam
-        self._settings_open = not self._held
         self.in_end_of_epoch = True
-        try:
-            self._settings_point()
-            m.update(self.evaluate("val", between=self._settings_point))
-            if self.projection is None and self.epoch >= 1:
-                self.fit_projection(between=self._settings_point)
-            next_pause = (self.epoch + 1) in self.config.pause_at and self.epoch < self.config.epochs
-            points = self.view_points(between=self._settings_point) if self.projection is not None else None
-        finally:
-            self._settings_open = False
+        # once per epoch, and once the view exists (a command such as set_latent_targets needs it), a step
+        # command arriving now is applied at once and the evaluation starts again
+        restart_ok = self.projection is not None
+        while True:
+            self._settings_open = not self._held
+            self._restart_ok = restart_ok
+            try:
+                self._settings_point()
+                m.update(self.evaluate("val", between=self._settings_point))
+                if self.projection is None and self.epoch >= 1:
+                    self.fit_projection(between=self._settings_point)
+                next_pause = (self.epoch + 1) in self.config.pause_at and self.epoch < self.config.epochs
+                points = self.view_points(between=self._settings_point) if self.projection is not None else None
+                break
+            except _MeasureAgain:
+                restart_ok = False
+                self._settings_open = self._restart_ok = False
+                self._apply_held_during_end_of_epoch()
+            finally:
+                self._settings_open = self._restart_ok = False
         snap = self.snapshot("pause" if next_pause else "epoch", points)
         if snap is not None and "target_distance" in snap:
             m["target_distance"] = snap["target_distance"]
