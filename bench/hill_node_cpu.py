@@ -1,0 +1,89 @@
+"""Where the HILL step's extra time goes on a CPU: the loss node's forward and backward timed inside real
+training steps, and the step with and without the HILL terms, interleaved in one process.
+
+    OMP_NUM_THREADS=1 python bench/hill_node_cpu.py            # digits, about 30 s
+    OMP_NUM_THREADS=1 python bench/hill_node_cpu.py --rounds 60
+
+Inside a step the node's numpy calls run with caches the model's forward pass has just filled, so they cost
+several times what the same calls cost in a loop (docs/speed.md): this times them where they run. The same
+edits as bench/engine_overhead.py are committed after epoch 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine_overhead import edits_for  # noqa: E402
+
+from hill_app.engine.config import RunConfig  # noqa: E402
+from hill_app.engine.session import TrainingSession  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=40, help="interleaved rounds of one epoch per arm")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    hl = importlib.import_module("hill_app.losses.hill_loss")
+    with tempfile.TemporaryDirectory() as d:
+        s = TrainingSession(RunConfig(dataset="digits", epochs=5, pause_at=[], device="cpu", seed=0), Path(d))
+        s._end_of_epoch(s._train_epoch())  # fits the projection
+        cmd = s.submit("set_latent_targets", {"edits": edits_for(len(s.view_idx))})
+        s._process_commands(True)
+        if cmd.status != "success":
+            print(f"the edits were refused: {cmd.reason}", file=sys.stderr)
+            return 1
+        order = torch.randperm(s.n_train, generator=torch.Generator().manual_seed(0))
+        bs = s.config.batch_size
+        assert bs is not None
+        batches = [order[i * bs : (i + 1) * bs] for i in range(s.n_train // bs)]
+        node: dict[str, list[float]] = {"forward": [], "backward": []}
+        fn = hl._HillLossNumpy
+        fwd, bwd = fn.forward, fn.backward
+
+        def timed(f, key):
+            def call(*args):
+                t = time.perf_counter()
+                out = f(*args)
+                node[key].append(time.perf_counter() - t)
+                return out
+
+            return staticmethod(call)
+
+        fn.forward, fn.backward = timed(fwd, "forward"), timed(bwd, "backward")
+        alpha = s.alpha
+        epoch: dict[str, list[float]] = {"plain": [], "hill": []}
+        for r in range(a.rounds):
+            for arm in ("plain", "hill") if r % 2 == 0 else ("hill", "plain"):
+                s.alpha = alpha if arm == "hill" else 0.0
+                t = time.thread_time()
+                for idx in batches:
+                    s._train_step(idx)
+                epoch[arm].append(time.thread_time() - t)
+        s.alpha = alpha
+        fn.forward, fn.backward = fwd, bwd
+        s.close()
+    p, h = statistics.median(epoch["plain"]), statistics.median(epoch["hill"])
+    n = len(batches)
+    print(
+        f"digits, batch {bs}, {n} steps an epoch, {a.rounds} interleaved rounds, {a.threads} thread(s), thread CPU time"
+    )
+    print(f"  step: plain {p / n * 1e3:.3f} ms, HILL {h / n * 1e3:.3f} ms, HILL/plain {h / p:.3f}")
+    print(f"  extra per HILL step {(h - p) / n * 1e6:.0f} us, of which the node (in the step, wall):")
+    for k, v in node.items():
+        print(f"    {k:8s} median {statistics.median(v) * 1e6:.1f} us (n={len(v)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
