@@ -478,6 +478,13 @@ class TrainingSession:
             where = f"epoch {self.epoch + 1}, step {self.step}"
             self.submit("stop_training", {"reason": f"{self._signal_stop} received at {where}"}, source="signal")
 
+    def _next_command(self, timeout: float | None = None) -> Command:
+        """The next command to apply: one held back during the end-of-epoch work first, then the queue's
+        (waiting up to ``timeout`` seconds; without one, raising queue.Empty at once when there is none)."""
+        if self._held:
+            return self._held.popleft()
+        return self._queue.get_nowait() if timeout is None else self._queue.get(timeout=timeout)
+
     def _process_commands(self, at_epoch_boundary: bool) -> None:
         self._check_signal()
         if self.schedule:
@@ -485,7 +492,7 @@ class TrainingSession:
         deferred = []
         while True:
             try:
-                cmd = self._held.popleft() if self._held else self._queue.get_nowait()
+                cmd = self._next_command()
             except queue.Empty:
                 break
             if not self._apply(cmd, at_epoch_boundary or self.paused):
@@ -523,7 +530,7 @@ class TrainingSession:
         before its one evaluation, which is what the original measured after its restart."""
         while True:
             try:
-                cmd = self._held.popleft() if self._held else self._queue.get_nowait()
+                cmd = self._next_command()
             except queue.Empty:
                 return
             spec = SPECS[cmd.command]
@@ -599,7 +606,7 @@ class TrainingSession:
         while self.paused and not self.stop_requested:
             self._check_signal()
             try:
-                cmd = self._held.popleft() if self._held else self._queue.get(timeout=0.05)
+                cmd = self._next_command(timeout=0.05)
             except queue.Empty:
                 continue
             self._apply(cmd, True)
@@ -999,24 +1006,23 @@ class TrainingSession:
         self.in_end_of_epoch = True
         # once per epoch, and once the view exists (a command such as set_latent_targets needs it), a step
         # command arriving now is applied at once and the evaluation starts again
-        restart_ok = self.projection is not None
-        while True:
-            self._settings_open = not self._held
-            self._restart_ok = restart_ok
-            try:
-                self._settings_point()
-                m.update(self.evaluate("val", between=self._settings_point))
-                if self.projection is None and self.epoch >= 1:
-                    self.fit_projection(between=self._settings_point)
-                next_pause = (self.epoch + 1) in self.config.pause_at and self.epoch < self.config.epochs
-                points = self.view_points(between=self._settings_point) if self.projection is not None else None
-                break
-            except _MeasureAgain:
-                restart_ok = False
-                self._settings_open = self._restart_ok = False
-                self._apply_held_during_end_of_epoch()
-            finally:
-                self._settings_open = self._restart_ok = False
+        self._restart_ok = self.projection is not None
+        try:
+            while True:
+                self._settings_open = not self._held
+                try:
+                    self._settings_point()
+                    m.update(self.evaluate("val", between=self._settings_point))
+                    if self.projection is None and self.epoch >= 1:
+                        self.fit_projection(between=self._settings_point)
+                    next_pause = (self.epoch + 1) in self.config.pause_at and self.epoch < self.config.epochs
+                    points = self.view_points(between=self._settings_point) if self.projection is not None else None
+                    break
+                except _MeasureAgain:
+                    self._restart_ok = False
+                    self._apply_held_during_end_of_epoch()
+        finally:
+            self._settings_open = self._restart_ok = False
         snap = self.snapshot("pause" if next_pause else "epoch", points)
         if snap is not None and "target_distance" in snap:
             m["target_distance"] = snap["target_distance"]
