@@ -7,12 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 SRC=${SRC:-.carry/src}
 OUTDIR=$1; shift
-SHIM=/tmp/shim
-rm -rf "$SHIM" && mkdir -p "$SHIM"
-cp -r "$SRC/hill_app" "$SHIM/hill_app"
-cp -r "$SRC/losses" "$SHIM/hill_app/losses"; cp -r "$SRC/datasets" "$SHIM/hill_app/datasets"
-cp -r "$SRC/studies" "$SHIM/hill_app/studies"
-export PYTHONPATH=$SHIM PYTHONUNBUFFERED=1
+source bench/gpu_shim.sh "$SRC"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.device_count())"
 (cd /tmp && python3 -m hill_app.studies.compare "$@" --out "$OUTDIR")

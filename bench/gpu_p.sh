@@ -6,12 +6,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
-SHIM=/tmp/shim
-rm -rf "$SHIM" && mkdir -p "$SHIM"
-cp -r hill_app "$SHIM/hill_app"
-cp -r losses "$SHIM/hill_app/losses"; cp -r datasets "$SHIM/hill_app/datasets"; cp -r studies "$SHIM/hill_app/studies"
+source bench/gpu_shim.sh
 tar xzf .whl/airbench-0.1.8.tar.gz -C /tmp
-export PYTHONPATH=$SHIM PYTHONUNBUFFERED=1 TORCHINDUCTOR_CACHE_DIR=/tmp/inductor-cache
+export TORCHINDUCTOR_CACHE_DIR=/tmp/inductor-cache
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 python -c "import torch, os; print('torch', torch.__version__, 'cpus', os.cpu_count())" | tee -a "$OUT/device.txt"

@@ -6,12 +6,9 @@
 # and their dependencies for the GPU image's Python; the image has no network).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-SHIM=/tmp/shim
-rm -rf "$SHIM" && mkdir -p "$SHIM"
-cp -r hill_app "$SHIM/hill_app"
-cp -r losses "$SHIM/hill_app/losses"; cp -r datasets "$SHIM/hill_app/datasets"; cp -r studies "$SHIM/hill_app/studies"
+source bench/gpu_shim.sh
 python -m pip install -q --no-index --find-links .carry/whl --target /tmp/pydeps fastapi uvicorn websockets httpx 2>&1 | tail -3
-export PYTHONPATH=$SHIM:/tmp/pydeps PYTHONUNBUFFERED=1 TORCHINDUCTOR_CACHE_DIR=/tmp/inductor-cache
+export PYTHONPATH=$SHIM:/tmp/pydeps TORCHINDUCTOR_CACHE_DIR=/tmp/inductor-cache
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 python -c "import torch, os, fastapi, uvicorn; print('torch', torch.__version__, 'cpus', os.cpu_count(), 'fastapi', fastapi.__version__, 'uvicorn', uvicorn.__version__)" | tee -a "$OUT/device.txt"

@@ -1,14 +1,9 @@
 #!/usr/bin/env bash
 # One pass on a lent GPU machine with PyTorch preinstalled: the engine benchmark (GPU and CPU) and the
-# tests that exercise CUDA paths. The package is put on the path through a shim folder, because the
-# mapped packages (losses -> hill_app.losses, ...) need an install, and the image's setuptools may be old.
+# tests that exercise CUDA paths (the package on the path through bench/gpu_shim.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-SHIM=/tmp/shim
-rm -rf "$SHIM" && mkdir -p "$SHIM"
-cp -r hill_app "$SHIM/hill_app"
-cp -r losses "$SHIM/hill_app/losses"; cp -r datasets "$SHIM/hill_app/datasets"; cp -r studies "$SHIM/hill_app/studies"
-export PYTHONPATH=$SHIM PYTHONUNBUFFERED=1
+source bench/gpu_shim.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
