@@ -98,7 +98,7 @@ def imports() -> list[tuple[str, float]]:
     code = (
         "import hill_app.cli, hill_app.engine.session, hill_app.engine.edits_file, hill_app.engine.progress, "
         "hill_app.datasets; from hill_app.datasets import load_dataset; load_dataset('digits'); "
-        "import torch.optim; torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)"
+        "import torch; from hill_app.engine.optimizers import SGD; SGD([torch.zeros(1, requires_grad=True)], lr=0.1)"
     )
     p = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code],

@@ -35,6 +35,7 @@ from .events import EventChannel
 from .history import completed_pauses, effective_commands, interrupted_pauses
 from .journal import Journal
 from .models import build_model
+from .optimizers import make_optimizer
 from .projection import Projection, fit_projection
 from .resume import (
     ResumePlan,
@@ -364,17 +365,8 @@ class TrainingSession:
         return active[pick]
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        cfg = self.config
-        assert cfg.lr is not None and cfg.momentum is not None and cfg.weight_decay is not None  # resolved()
-        params = [p for p in self.model.parameters()]
-        if cfg.optimizer == "sgd":
-            return torch.optim.SGD(
-                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0
-            )
         cap = self.device.type == "cuda" and self.use_compile  # CUDA-graph capture of the step needs it
-        if cfg.optimizer == "adam":
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, capturable=cap)
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, capturable=cap)
+        return make_optimizer(self.config, self.model.parameters(), capturable=cap)
 
     @property
     def autocast(self) -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from hill_app.engine.events import Event
+from hill_app.engine.optimizers import torch_class
 
 MAX_STEPS = 50_000  # step metrics kept for /metrics (digits: 18 a epoch; CIFAR-10 on a GPU: 2 a epoch)
 MAX_EPOCHS = 100_000
@@ -88,7 +89,7 @@ def _optimizer_facts(opt: Any) -> tuple[str, dict[str, Any]]:
             v = list(v)
         if isinstance(v, (bool, int, float, list)) or v is None:
             hp[k] = v
-    cls = type(opt)
+    cls = torch_class(opt)
     return f"{cls.__module__}.{cls.__qualname__}", hp
 
 
