@@ -17,7 +17,10 @@ setup() {
     if ! command -v nvidia-smi >/dev/null 2>&1; then cons=(-c constraints-cpu.txt); fi
     # setuptools warns, boxed, that an editable install of package-dir packages can be shadowed by folders of
     # the same name in the working directory: true of any editable install, and nothing a user can act on.
-    PYTHONWARNINGS="ignore::UserWarning" "$VENV/bin/python" -m pip install -q "${cons[@]}" -e ".[dev]" >&2
+    # pip compiles the installed files to bytecode on one core; compileall does the same on all of them (torch
+    # alone is ~20 s of CPU). The bytecode matters: with PYTHONDONTWRITEBYTECODE set nothing is cached later.
+    PYTHONWARNINGS="ignore::UserWarning" "$VENV/bin/python" -m pip install -q --no-compile "${cons[@]}" -e ".[dev]" >&2
+    "$VENV/bin/python" -m compileall -q -j 0 "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null || true
     rm -f "$VENV"/.installed-*
     touch "$stamp"
 }
