@@ -312,7 +312,7 @@ class _HillLossNumpy(torch.autograd.Function):
         loss = ctx.ce_coef * cef + sum(c * v for c, v in zip(coef, t))
         stats = np.empty(6, dtype=np.float32)
         stats[0], stats[1:] = cef, t[:5]
-        return torch.tensor(loss, dtype=torch.float32), torch.from_numpy(stats)
+        return torch.scalar_tensor(loss, dtype=torch.float32), torch.from_numpy(stats)  # (torch.tensor: 2x slower)
 
     @staticmethod
     def backward(ctx, gl: torch.Tensor | None, gs: torch.Tensor | None) -> tuple:  # type: ignore[override]
@@ -329,7 +329,7 @@ class _HillLossNumpy(torch.autograd.Function):
             gce += gsn[0]
             gt = torch.from_numpy(_grad_numpy(ctx.saved, (*gsn[1:], 0.0)))
             gx = gt if gx is None else gx + gt
-        return (torch.tensor(gce, dtype=torch.float32), gx) + (None,) * 7
+        return (torch.scalar_tensor(gce, dtype=torch.float32), gx) + (None,) * 7
 
 
 class _HillLossTorch(torch.autograd.Function):
