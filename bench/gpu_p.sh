@@ -20,12 +20,12 @@ stage() { echo "== $1 ($(( $(date +%s) - T0 )) s)"; }
 stage nan_repro
 on nan && timeout 75 python bench/nan_repro.py cuda --net 2>&1 | grep -v "Warning\|warn\|detach" | tee "$OUT/nan_repro.txt"
 stage gpu_vs_airbench
-on gpu && timeout ${P_GPU_TIMEOUT:-190} python bench/gpu_vs_airbench.py --airbench-path /tmp/airbench-0.1.8 --modes "$MODES" 2>&1 | grep -v "UserWarning\|warnings.warn" | tee "$OUT/gpu_vs_airbench.txt"
+on gpu && timeout ${P_GPU_TIMEOUT:-190} python bench/gpu_vs_airbench.py --airbench-path /tmp/airbench-0.1.8 --modes "$MODES" --epochs ${P_EPOCHS:-4} 2>&1 | grep -v "UserWarning\|warnings.warn" | tee "$OUT/gpu_vs_airbench.txt"
 stage cifar_accuracy
 on accuracy && timeout 60 python bench/cifar_cpu.py accuracy --data-root .data_p/cifar10-real --device cuda --seeds 0,1,2 2>&1 | tee "$OUT/cifar_accuracy.txt"
 stage engine_cpu
 on cpu && timeout 30 python bench/engine_overhead.py --device cpu --epochs 15 2>&1 | tee "$OUT/engine_cpu_device.txt"
 stage cuda_tests
 on tests || exit 0
-(cd tests && timeout 75 python -m pytest -q -x -p no:cacheprovider --rootdir=. test_step.py test_models.py -m cuda ${P_TESTK:+-k "$P_TESTK"} 2>&1 | tail -6) | tee "$OUT/pytest_cuda.txt"
+(cd tests && timeout ${P_TEST_TIMEOUT:-75} python -m pytest -q -x -p no:cacheprovider --rootdir=. test_step.py test_models.py test_optimizers.py test_augment.py -m cuda ${P_TESTK:+-k "$P_TESTK"} 2>&1 | tail -6) | tee "$OUT/pytest_cuda.txt"
 stage done
