@@ -1,11 +1,12 @@
 """What the HILL terms add to a compiled GPU step, kernel by kernel, and a candidate formulation beside the current.
 
-    python bench/gpu_hill_kernels.py [--epochs 8] [--variants current,onepass]
+    python bench/gpu_hill_kernels.py [--epochs 8] [--variants gemm,sums,sums+onepass]
 
 The default CUDA mode (loss and model compiled, the step in one CUDA graph, bf16 autocast) on 50,000 synthetic
-CIFAR-shaped images, batch 1024 (as bench/gpu_vs_airbench.py). For each variant of the device path's formula
-(``current``: losses/hill_loss.py as it is; ``onepass``: per-class sums of u, 1 and |u|^2 in one scatter, the
-spread from sum |u|^2 / n - |mu|^2 and the batch radius from the same sums, the gradient as one table per class
+CIFAR-shaped images, batch 1024 (as bench/gpu_vs_airbench.py). For each variant of the device path (``sums``:
+losses/hill_loss.py as it is, its 2-wide products as sums under torch.compile; ``gemm``: those products as
+GEMMs, ``SMALL_PRODUCTS_AS_SUMS`` off; ``+onepass``: per-class sums of u, 1 and |u|^2 in one scatter, the spread
+from sum |u|^2 / n - |mu|^2 and the batch radius from the same sums, the gradient as one table per class
 gathered by label), it times plain and HILL epochs interleaved (CUDA graphs on, the users' path), then profiles
 one epoch of each with the graphs off, so that the kernels show, and prints the kernels a HILL step adds.
 """
@@ -68,7 +69,7 @@ def _grad_onepass(saved: tuple, g: torch.Tensor) -> torch.Tensor:
     c = 2.0 * g[:4] / den
     w = sp / dist * -c[2]
     w = w + w.t()
-    gmu = (c[0] * has).unsqueeze(1) * ec + w.sum(1, keepdim=True) * mu - w @ mu
+    gmu = (c[0] * has).unsqueeze(1) * ec + w.sum(1, keepdim=True) * mu - hl._mm(w, mu)
     cr = c[1] * hs * sr / rms / ncl
     gs = (g[4] + g[5] * torch.sign(scale - 1.0)) / (u.shape[0] * r * r0)
     table = torch.cat([gmu / ncl.unsqueeze(1) - cr.unsqueeze(1) * mu, (cr + gs).unsqueeze(1)], 1)  # (K, 3)
@@ -76,7 +77,12 @@ def _grad_onepass(saved: tuple, g: torch.Tensor) -> torch.Tensor:
     return per[:, :2] + per[:, 2:] * u + (c[3] * pm).unsqueeze(1) * dp
 
 
-VARIANTS = {"current": (hl._terms_torch, hl._grad_torch), "onepass": (_terms_onepass, _grad_onepass)}
+CURRENT = (hl._terms_torch, hl._grad_torch)
+VARIANTS = {  # name: (terms, gradient, SMALL_PRODUCTS_AS_SUMS)
+    "gemm": (*CURRENT, False),
+    "sums": (*CURRENT, True),
+    "sums+onepass": (_terms_onepass, _grad_onepass, True),
+}
 
 
 def kernels(v: EngineVariant) -> tuple[collections.Counter, dict[str, float], int]:
@@ -103,7 +109,7 @@ def kernels(v: EngineVariant) -> tuple[collections.Counter, dict[str, float], in
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--variants", default="current,onepass")
+    ap.add_argument("--variants", default="gemm,sums,sums+onepass")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         print("needs a CUDA device", file=sys.stderr)
@@ -119,7 +125,7 @@ def main() -> int:
     plain = EngineVariant(prob, True, None, False, root / "plain")
     base = kernels(plain)
     for name in [v.strip() for v in a.variants.split(",") if v.strip()]:
-        hl._terms_torch, hl._grad_torch = VARIANTS[name]
+        hl._terms_torch, hl._grad_torch, hl.SMALL_PRODUCTS_AS_SUMS = VARIANTS[name]
         t0 = time.perf_counter()
         hill = EngineVariant(prob, True, None, True, root / f"hill-{name}")
         times = time_interleaved({"plain": plain.epoch, "hill": hill.epoch}, 2, a.epochs, dev)
@@ -150,7 +156,7 @@ def main() -> int:
         hill.s.journal.close()
         del hill
         torch.cuda.empty_cache()
-    hl._terms_torch, hl._grad_torch = VARIANTS["current"]
+    hl._terms_torch, hl._grad_torch, hl.SMALL_PRODUCTS_AS_SUMS = VARIANTS["sums"]
     return 0
 
 

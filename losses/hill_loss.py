@@ -111,6 +111,31 @@ def _numpy_path(z: torch.Tensor) -> bool:
     return NUMPY_ON_CPU and z.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
+SMALL_PRODUCTS_AS_SUMS = True  # bench/gpu_hill_kernels.py switches it off to measure what it saves
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b``; under torch.compile as products and a sum, which Inductor fuses into the kernels around it.
+
+    The device path's products are 2 wide (the map into loss space and the gradient back), and for those
+    cuBLAS launches split-K GEMMs that cost an H200 step more than all the terms' other kernels together
+    (docs/speed.md, bench/gpu_hill_kernels.py). Eager, one GEMM is the cheaper launch.
+    """
+    if SMALL_PRODUCTS_AS_SUMS and torch.compiler.is_compiling():
+        return (a.unsqueeze(-1) * b.unsqueeze(0)).sum(-2)
+    return a @ b
+
+
+def _loss_map(
+    metric: torch.Tensor, project: tuple[torch.Tensor, torch.Tensor] | None, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, c) with loss-space u = x A^T + c: the frozen map (if any) folded into the metric, so one product."""
+    if project is None:
+        return metric, metric.new_zeros(metric.shape[0])
+    w, b = project[0].to(like), project[1].to(like)
+    return _mm(metric, w), (metric * b).sum(1)
+
+
 def _target_tensors(t: LatentTargets) -> tuple[torch.Tensor, ...]:
     return t.centers, t.spreads, t.class_mask, t.sep_min, t.sep_pairs, t.point_pos, t.point_mask, t.ref_radius
 
@@ -154,7 +179,7 @@ def _grad_torch(saved: tuple, g: torch.Tensor) -> torch.Tensor:
     c = 2.0 * g[:4] / den
     w = sp / dist * -c[2]
     w = w + w.t()
-    gmu = (c[0] * has).unsqueeze(1) * ec + w.sum(1, keepdim=True) * mu - w @ mu
+    gmu = (c[0] * has).unsqueeze(1) * ec + w.sum(1, keepdim=True) * mu - _mm(w, mu)
     cr = (c[1] * hs * sr / rms).unsqueeze(1)
     per = (torch.cat([gmu, cr], 1) / ncl).index_select(0, y)
     gs = (g[4] + g[5] * torch.sign(scale - 1.0)) / (u.shape[0] * r * r0)
@@ -334,13 +359,14 @@ class _HillLossNumpy(torch.autograd.Function):
 
 class _HillLossTorch(torch.autograd.Function):
     """The device path (and the path torch.compile traces): the same 7 values as one tensor (loss, then the
-    6 terms), each differentiable, from tensor ops only, so that CUDA graphs capture it."""
+    6 terms), each differentiable, from tensor ops only, so that CUDA graphs capture it. ``x`` maps to loss
+    space as ``x a^T + c`` (:func:`_loss_map`)."""
 
     @staticmethod
     def forward(
         ctx,
         ce: torch.Tensor,
-        z: torch.Tensor,
+        x: torch.Tensor,
         y: torch.Tensor,
         idx: torch.Tensor,  # type: ignore[override]
         alpha: torch.Tensor,
@@ -350,24 +376,25 @@ class _HillLossTorch(torch.autograd.Function):
         wsep: float,
         wp: float,
         full: bool,
-        metric: torch.Tensor,
+        a: torch.Tensor,
+        c: torch.Tensor,
         *tt: torch.Tensor,
     ) -> torch.Tensor:
         ctx.w, ctx.full = (wc, ws, wsep, wp), full
-        t, saved = _terms_torch(z @ metric.t(), y, idx, tt)
-        ctx.save_for_backward(alpha, lam, metric, *saved)
+        t, saved = _terms_torch(_mm(x, a.t()) + c, y, idx, tt)
+        ctx.save_for_backward(alpha, lam, a, *saved)
         loss = combine_terms(ce, t, LossWeights(wc, ws, wsep, wp), alpha, lam, "full" if full else "blend")
         return torch.cat([loss.view(1), t])
 
     @staticmethod
     def backward(ctx, g: torch.Tensor) -> tuple:  # type: ignore[override]
         wc, ws, wsep, wp = ctx.w
-        alpha, lam, metric, *saved = ctx.saved_tensors
+        alpha, lam, a, *saved = ctx.saved_tensors
         gl = g[0]
         coef = torch.stack([alpha * wc, alpha * ws, alpha * wsep, alpha * wp, torch.zeros_like(alpha), lam])
-        gz = _grad_torch(tuple(saved), g[1:] + gl * coef.to(g.dtype)) @ metric
+        gx = _mm(_grad_torch(tuple(saved), g[1:] + gl * coef.to(g.dtype)), a)
         gce = gl if ctx.full else gl * (1.0 - alpha)
-        return (gce, gz) + (None,) * 18
+        return (gce, gx) + (None,) * 19
 
 
 def _hill_node(
@@ -391,8 +418,7 @@ def _hill_node(
         return _HillLossNumpy.apply(
             ce, x, y, idx, float(alpha), float(lam), weights, full, _numpy_constants(targets, project)
         )
-    if project is not None:
-        x = torch.addmm(project[1].to(x), x, project[0].to(x).t())
+    a, c = _loss_map(targets.metric, project, x)
     # constants as device scalars: torch.full is a fill, not a host copy, so a CUDA graph can capture it
     alpha = alpha if isinstance(alpha, torch.Tensor) else torch.full((), float(alpha), device=x.device)
     lam = lam if isinstance(lam, torch.Tensor) else torch.full((), float(lam), device=x.device)
@@ -408,7 +434,8 @@ def _hill_node(
         float(weights.sep),
         float(weights.point),
         full,
-        targets.metric,
+        a,
+        c,
         *_target_tensors(targets),
     )
     return out[0], torch.cat([ce.detach().view(1), out[1:6]])
@@ -525,15 +552,13 @@ class GraphedHillLoss:
         full: bool,
         project: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> tuple[torch.Tensor, ...]:
-        m = targets.metric
-        a = m if project is None else m @ project[0]
-        z = x if project is None else torch.addmm(project[1], x, project[0].t())
-        t, saved = _terms_torch(z @ m.t(), y, idx, _target_tensors(targets))
+        a, c = _loss_map(targets.metric, project, x)
+        t, saved = _terms_torch(_mm(x, a.t()) + c, y, idx, _target_tensors(targets))
         loss = combine_terms(ce, t, w, alpha, lam, "full" if full else "blend")
         coef = torch.stack(
             [alpha * w.center, alpha * w.spread, alpha * w.sep, alpha * w.point, torch.zeros_like(alpha), lam]
         )
-        gx = _grad_torch(saved, coef) @ a
+        gx = _mm(_grad_torch(saved, coef), a)
         gce = torch.ones_like(alpha) if full else 1.0 - alpha
         return loss, torch.cat([ce.view(1), t[:5]]), gce, gx
 

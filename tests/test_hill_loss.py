@@ -2,6 +2,7 @@
 fused node (numpy on a CPU, tensor ops elsewhere) gives the values and gradients of the written-out formula."""
 
 import importlib
+import operator
 
 import numpy as np
 import pytest
@@ -260,6 +261,36 @@ def test_loss_value_and_gradients_are_the_written_out_formula(path, seed, ce_wei
     loss.backward()
     assert _rel(loss, want) < 1e-6
     assert _rel(stats[0], F.cross_entropy(logits, y)) < 1e-6
+    assert _rel(stats[1:], want_t[:5]) < 1e-6
+    assert _rel(f32.grad, f64.grad) < 1e-5
+    assert _rel(l32.grad, l64.grad) < 1e-5
+
+
+def test_under_torch_compile_the_loss_and_gradients_are_the_written_out_formula():
+    """Traced by torch.compile, the device path computes its 2-wide products as sums (``_mm``); the eager
+    backend runs exactly what was traced, so this pins that form against the definition."""
+    feats, y, idx, (w, b), targets = random_problem(8)
+    logits = torch.randn(feats.shape[0], 10, dtype=torch.float64)
+    weights = LossWeights(center=1.0, spread=2.0, sep=0.5, point=1.5)
+    f64, l64 = feats.clone().requires_grad_(), logits.clone().requires_grad_()
+    want, want_t = reference_loss(l64, f64 @ w.T + b, y, idx, targets, weights, 0.3, 0.2, "blend")
+    want.backward()
+    traced = []
+
+    def backend(gm, example_inputs):
+        traced.append(gm)
+        return gm.forward
+
+    compiled = torch.compile(hill_loss, backend=backend, fullgraph=True)
+    f32, l32 = feats.float().requires_grad_(), logits.float().requires_grad_()
+    alpha, lam = torch.tensor(0.3), torch.tensor(0.2)
+    loss, stats = compiled(l32, f32, y, idx, targets, alpha, lam, weights=weights, project=(w.float(), b.float()))
+    loss.backward()
+    products = {operator.matmul, torch.matmul, torch.mm, torch.addmm, torch.Tensor.matmul}
+    nodes = [n for gm in traced for m in gm.modules() if isinstance(m, torch.fx.GraphModule) for n in m.graph.nodes]
+    assert any(n.target is torch.Tensor.sum or n.target == "sum" for n in nodes)  # the traced node is in there
+    assert not [n for n in nodes if n.target in products]
+    assert _rel(loss, want) < 1e-6
     assert _rel(stats[1:], want_t[:5]) < 1e-6
     assert _rel(f32.grad, f64.grad) < 1e-5
     assert _rel(l32.grad, l64.grad) < 1e-5
