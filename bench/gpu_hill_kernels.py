@@ -1,14 +1,15 @@
-"""What the HILL terms add to a compiled GPU step, kernel by kernel, and a candidate formulation beside the current.
+"""What the HILL terms add to a compiled GPU step, kernel by kernel, for the device formula and its alternatives.
 
-    python bench/gpu_hill_kernels.py [--epochs 8] [--variants gemm,sums,sums+onepass]
+    python bench/gpu_hill_kernels.py [--epochs 8] [--variants twopass,gemm,sums]
 
 The default CUDA mode (loss and model compiled, the step in one CUDA graph, bf16 autocast) on 50,000 synthetic
-CIFAR-shaped images, batch 1024 (as bench/gpu_vs_airbench.py). For each variant of the device path (``sums``:
-losses/hill_loss.py as it is, its 2-wide products as sums under torch.compile; ``gemm``: those products as
-GEMMs, ``SMALL_PRODUCTS_AS_SUMS`` off; ``+onepass``: per-class sums of u, 1 and |u|^2 in one scatter, the spread
-from sum |u|^2 / n - |mu|^2 and the batch radius from the same sums, the gradient as one table per class
-gathered by label), it times plain and HILL epochs interleaved (CUDA graphs on, the users' path), then profiles
-one epoch of each with the graphs off, so that the kernels show, and prints the kernels a HILL step adds.
+CIFAR-shaped images, batch 1024 (as bench/gpu_vs_airbench.py). Variants of the device path: ``sums``
+(losses/hill_loss.py as it is: one pass over the batch, per-class sums of u, 1 and |u|^2 in one scatter, its
+2-wide products as sums under torch.compile), ``gemm`` (the same with those products as GEMMs,
+``SMALL_PRODUCTS_AS_SUMS`` off) and ``twopass`` (the formula before 2026-12-05, kept here: centroids first,
+then a second pass for the squared deviations, products as sums). For each it times plain and HILL epochs
+interleaved (CUDA graphs on, the users' path), then profiles one epoch of each with the graphs off, so that the
+kernels show, and prints the kernels a HILL step adds.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_overhead import EngineVariant, Problem, time_interleaved  # noqa: E402
@@ -32,16 +34,18 @@ hl = importlib.import_module("hill_app.losses.hill_loss")
 _EPS = hl._EPS
 
 
-def _terms_onepass(u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, tt: tuple) -> tuple[torch.Tensor, tuple]:
+def _terms_twopass(
+    u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, tt: tuple[torch.Tensor, ...]
+) -> tuple[torch.Tensor, tuple]:
     centers, spreads, class_mask, sep_min, sep_pairs, point_pos, point_mask, ref_radius = tt
     b, k = u.shape[0], centers.shape[0]
-    q = (u * u).sum(1, keepdim=True)
-    s = u.new_zeros(k, 4).index_add_(0, y, torch.cat([u, torch.ones_like(q), q], 1))
+    s = u.new_zeros(k, 3).index_add_(0, y, F.pad(u, (0, 1), value=1.0))  # per-class sums and counts
     n = s[:, 2]
-    ncl = n.clamp(min=1.0)
-    mu = s[:, :2] / ncl.unsqueeze(1)
-    var = (s[:, 3] / ncl - (mu * mu).sum(1)).clamp(min=0.0)
-    rms = torch.sqrt(var + _EPS)
+    ncl = n.clamp(min=1.0).unsqueeze(1)
+    mu = s[:, :2] / ncl
+    d = u - mu.index_select(0, y)
+    ss = u.new_zeros(k).index_add_(0, y, (d * d).sum(1))
+    rms = torch.sqrt(ss / ncl.squeeze(1) + _EPS)
     pres = (n > 0).to(u.dtype)
     has = pres * class_mask
     hs = (n > 1) * class_mask
@@ -58,30 +62,29 @@ def _terms_onepass(u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, tt: tupl
         [((ec * ec).sum(1) * has).sum(), (sr * sr * hs).sum(), (short * sp).sum(), ((dp * dp).sum(1) * pm).sum()]
     )
     den = torch.stack([has.sum(), hs.sum(), pair.sum(), pm.sum()]).clamp(min=1.0)
-    r = torch.sqrt(s[:, 3].sum() / b + _EPS)
+    r = torch.sqrt((u * u).sum() / b + _EPS)
     scale = r / ref_radius
     out = torch.cat([num / den, scale.view(1), (1.0 - scale).abs().view(1)])
-    return out, (u, y, ncl, mu, rms, has, hs, ec, sr, dist, sp, pm, dp, den, r, ref_radius, scale)
+    return out, (u, y, ncl, mu, d, rms, has, hs, ec, sr, dist, sp, pm, dp, den, r, ref_radius, scale)
 
 
-def _grad_onepass(saved: tuple, g: torch.Tensor) -> torch.Tensor:
-    u, y, ncl, mu, rms, has, hs, ec, sr, dist, sp, pm, dp, den, r, r0, scale = saved
+def _grad_twopass(saved: tuple, g: torch.Tensor) -> torch.Tensor:
+    u, y, ncl, mu, d, rms, has, hs, ec, sr, dist, sp, pm, dp, den, r, r0, scale = saved
     c = 2.0 * g[:4] / den
     w = sp / dist * -c[2]
     w = w + w.t()
     gmu = (c[0] * has).unsqueeze(1) * ec + w.sum(1, keepdim=True) * mu - hl._mm(w, mu)
-    cr = c[1] * hs * sr / rms / ncl
+    cr = (c[1] * hs * sr / rms).unsqueeze(1)
+    per = (torch.cat([gmu, cr], 1) / ncl).index_select(0, y)
     gs = (g[4] + g[5] * torch.sign(scale - 1.0)) / (u.shape[0] * r * r0)
-    table = torch.cat([gmu / ncl.unsqueeze(1) - cr.unsqueeze(1) * mu, (cr + gs).unsqueeze(1)], 1)  # (K, 3)
-    per = table.index_select(0, y)
-    return per[:, :2] + per[:, 2:] * u + (c[3] * pm).unsqueeze(1) * dp
+    return per[:, :2] + per[:, 2:] * d + (c[3] * pm).unsqueeze(1) * dp + gs * u
 
 
 CURRENT = (hl._terms_torch, hl._grad_torch)
 VARIANTS = {  # name: (terms, gradient, SMALL_PRODUCTS_AS_SUMS)
     "gemm": (*CURRENT, False),
     "sums": (*CURRENT, True),
-    "sums+onepass": (_terms_onepass, _grad_onepass, True),
+    "twopass": (_terms_twopass, _grad_twopass, True),
 }
 
 
@@ -109,7 +112,7 @@ def kernels(v: EngineVariant) -> tuple[collections.Counter, dict[str, float], in
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--variants", default="gemm,sums,sums+onepass")
+    ap.add_argument("--variants", default="twopass,gemm,sums")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         print("needs a CUDA device", file=sys.stderr)

@@ -143,15 +143,19 @@ def _target_tensors(t: LatentTargets) -> tuple[torch.Tensor, ...]:
 def _terms_torch(
     u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, tt: tuple[torch.Tensor, ...]
 ) -> tuple[torch.Tensor, tuple]:
+    """The terms from one pass over the batch: per-class sums of u, 1 and |u|^2 in one scatter, the spread
+    from ``sum |u|^2 / n - |mu|^2`` (clamped at 0) and the batch radius from the same sums. Fewest kernels
+    of the formulations measured, and on an H100 the only one Inductor did not fuse into a slow reduction
+    (docs/speed.md, bench/gpu_hill_kernels.py)."""
     centers, spreads, class_mask, sep_min, sep_pairs, point_pos, point_mask, ref_radius = tt
     b, k = u.shape[0], centers.shape[0]
-    s = u.new_zeros(k, 3).index_add_(0, y, F.pad(u, (0, 1), value=1.0))  # per-class sums and counts
+    q = (u * u).sum(1, keepdim=True)
+    s = u.new_zeros(k, 4).index_add_(0, y, torch.cat([u, torch.ones_like(q), q], 1))
     n = s[:, 2]
-    ncl = n.clamp(min=1.0).unsqueeze(1)
-    mu = s[:, :2] / ncl
-    d = u - mu.index_select(0, y)
-    ss = u.new_zeros(k).index_add_(0, y, (d * d).sum(1))
-    rms = torch.sqrt(ss / ncl.squeeze(1) + _EPS)
+    ncl = n.clamp(min=1.0)
+    mu = s[:, :2] / ncl.unsqueeze(1)
+    var = (s[:, 3] / ncl - (mu * mu).sum(1)).clamp(min=0.0)
+    rms = torch.sqrt(var + _EPS)
     pres = (n > 0).to(u.dtype)
     has = pres * class_mask
     hs = (n > 1) * class_mask
@@ -168,22 +172,25 @@ def _terms_torch(
         [((ec * ec).sum(1) * has).sum(), (sr * sr * hs).sum(), (short * sp).sum(), ((dp * dp).sum(1) * pm).sum()]
     )
     den = torch.stack([has.sum(), hs.sum(), pair.sum(), pm.sum()]).clamp(min=1.0)
-    r = torch.sqrt((u * u).sum() / b + _EPS)
+    r = torch.sqrt(s[:, 3].sum() / b + _EPS)
     scale = r / ref_radius
     out = torch.cat([num / den, scale.view(1), (1.0 - scale).abs().view(1)])
-    return out, (u, y, ncl, mu, d, rms, has, hs, ec, sr, dist, sp, pm, dp, den, r, ref_radius, scale)
+    return out, (u, y, ncl, mu, rms, has, hs, ec, sr, dist, sp, pm, dp, den, r, ref_radius, scale)
 
 
 def _grad_torch(saved: tuple, g: torch.Tensor) -> torch.Tensor:
-    u, y, ncl, mu, d, rms, has, hs, ec, sr, dist, sp, pm, dp, den, r, r0, scale = saved
+    """d(g . terms)/du. Per class k the batch gradient is ``gmu_k / n_k + (cr_k / n_k) (u_i - mu_k)``: one
+    (K, 3) table gathered by the labels, plus the moved points' and the scale's own terms."""
+    u, y, ncl, mu, rms, has, hs, ec, sr, dist, sp, pm, dp, den, r, r0, scale = saved
     c = 2.0 * g[:4] / den
     w = sp / dist * -c[2]
     w = w + w.t()
     gmu = (c[0] * has).unsqueeze(1) * ec + w.sum(1, keepdim=True) * mu - _mm(w, mu)
-    cr = (c[1] * hs * sr / rms).unsqueeze(1)
-    per = (torch.cat([gmu, cr], 1) / ncl).index_select(0, y)
+    cr = c[1] * hs * sr / rms / ncl
     gs = (g[4] + g[5] * torch.sign(scale - 1.0)) / (u.shape[0] * r * r0)
-    return per[:, :2] + per[:, 2:] * d + (c[3] * pm).unsqueeze(1) * dp + gs * u
+    table = torch.cat([gmu / ncl.unsqueeze(1) - cr.unsqueeze(1) * mu, (cr + gs).unsqueeze(1)], 1)
+    per = table.index_select(0, y)
+    return per[:, :2] + per[:, 2:] * u + (c[3] * pm).unsqueeze(1) * dp
 
 
 def _numpy_constants(targets: LatentTargets, project: tuple[torch.Tensor, torch.Tensor] | None) -> tuple:

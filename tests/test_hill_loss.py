@@ -360,3 +360,25 @@ def test_graphed_loss_body_gives_the_loss_and_its_gradients(ce_weight):
     assert torch.allclose(got_stats, stats, rtol=1e-5, atol=1e-6)
     assert float(gce) == pytest.approx(1.0 if ce_weight == "full" else 0.7)
     assert torch.allclose(gx, fx.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_a_class_of_coincident_points_has_a_finite_spread_and_gradient(path):
+    """The spread comes from sum |u|^2 / n - |mu|^2 in one pass; for a class of identical points rounding can
+    make that slightly negative, and the clamp at 0 must keep the root and its gradient finite."""
+    pts = torch.tensor([[-2.711764335632324, -1.7418513298034668], [-3.710681438446045, -2.5181517601013184]])
+    pts = torch.cat([pts, torch.tensor([[-2.062119960784912, 2.523751735687256]])])  # float32: var < 0 unclamped
+    y = torch.tensor([0] * 8 + [1] * 6 + [2] * 6)
+    z = pts[y].clone().requires_grad_()
+    layout = TargetLayout(
+        centers=pts.double().numpy(),
+        spreads=np.full(K, 0.5),
+        sep_min=np.zeros((K, K)),
+        group=np.arange(K),
+        ref_radius=1.0,
+    )
+    targets = layout.to_tensors(np.arange(len(y)), len(y))
+    t = hill_terms(z, y, torch.arange(len(y)), targets)
+    t.sum().backward()
+    want = reference_terms(z.detach().double().requires_grad_(), y, torch.arange(len(y)), targets)
+    assert torch.isfinite(t).all() and torch.isfinite(z.grad).all()
+    assert abs(float(t[1]) - float(want[1])) < 1e-3 * float(want[1])  # (0 - 0.5)^2: every class has rms ~ 0
