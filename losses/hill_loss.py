@@ -145,8 +145,8 @@ def _terms_torch(
 ) -> tuple[torch.Tensor, tuple]:
     """The terms from one pass over the batch: per-class sums of u, 1 and |u|^2 in one scatter, the spread
     from ``sum |u|^2 / n - |mu|^2`` (clamped at 0) and the batch radius from the same sums. Fewest kernels
-    of the formulations measured, and on an H100 the only one Inductor did not fuse into a slow reduction
-    (docs/speed.md, bench/gpu_hill_kernels.py)."""
+    and GPU time of the formulations measured; on an H100 Inductor fused the two-pass formula's product into
+    one slow reduction (docs/speed.md, bench/gpu_hill_kernels.py)."""
     centers, spreads, class_mask, sep_min, sep_pairs, point_pos, point_mask, ref_radius = tt
     b, k = u.shape[0], centers.shape[0]
     q = (u * u).sum(1, keepdim=True)
