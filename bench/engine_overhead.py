@@ -12,8 +12,8 @@ For each device it prints, side by side from one run:
 (b) the engine's HILL epoch (edits committed through ``submit('set_latent_targets', ...)`` after epoch 1 fitted
     the projection) against the engine's plain epoch.
 
-GPU targets: (a) <= 1.10, (b) <= 1.05. CPU: digits (sklearn) with digits_cnn; GPU: 50,000 synthetic
-CIFAR-10-shaped images (uint8, 3x32x32) with airbench, flip_crop augmentation, batch 1000.
+GPU targets: (a) <= 1.10, (b) <= 1.05; on a CPU (b) <= 1.05 (issue 11). CPU: digits (sklearn) with digits_cnn;
+GPU: 50,000 synthetic CIFAR-10-shaped images (uint8, 3x32x32) with airbench, flip_crop augmentation, batch 1000.
 
 Engine modes: ``eager`` (plain PyTorch, the default config), ``graphs`` (eager kernels, the whole step captured
 in one CUDA graph), ``compiled`` (``config.compile``: the loss compiled with torch.compile, and on CUDA the
@@ -406,14 +406,14 @@ def run_mode(
     a = med["engine plain"] / bare_t
     b = med["engine HILL"] / med["engine plain"]
 
-    def verdict(r: float, target: float) -> str:
-        if dev.type != "cuda":
+    def verdict(r: float, target: float, on_cpu: bool = False) -> str:
+        if dev.type != "cuda" and not on_cpu:
             return f"GPU target <= {target:.2f}; not one on cpu"
         return f"target <= {target:.2f}: {'ok' if r <= target else 'MISSED'}"
 
     line = (
         f"  [{dev.type} {mode:>8}] (a) engine/bare {a:5.3f} ({verdict(a, TARGET_A)})   "
-        f"(b) HILL/plain {b:5.3f} ({verdict(b, TARGET_B)})   "
+        f"(b) HILL/plain {b:5.3f} ({verdict(b, TARGET_B, on_cpu=True)})   "
         f"engine plain {prob.images / med['engine plain']:,.0f} img/s, "
         f"HILL {prob.images / med['engine HILL']:,.0f} img/s, bare {prob.images / bare_t:,.0f} img/s"
     )

@@ -4,7 +4,8 @@ training steps, and the step with and without the HILL terms, interleaved in one
     OMP_NUM_THREADS=1 python bench/hill_node_cpu.py            # digits, about 30 s
     OMP_NUM_THREADS=1 python bench/hill_node_cpu.py --rounds 60
 
-Inside a step the node's numpy calls run with caches the model's forward pass has just filled, so they cost
+Both CPU kernels of the node (the C kernel and numpy) are timed, interleaved with the plain step. Inside a
+step the node's numpy calls run with caches the model's forward pass has just filled, so they cost
 several times what the same calls cost in a loop (docs/speed.md): this times them where they run. The same
 edits as bench/engine_overhead.py are committed after epoch 1.
 """
@@ -26,6 +27,7 @@ from engine_overhead import edits_for  # noqa: E402
 
 from hill_app.engine.config import RunConfig  # noqa: E402
 from hill_app.engine.session import TrainingSession  # noqa: E402
+from hill_app.losses import hill_native  # noqa: E402
 
 
 def main() -> int:
@@ -47,69 +49,81 @@ def main() -> int:
         bs = s.config.batch_size
         assert bs is not None
         batches = [order[i * bs : (i + 1) * bs] for i in range(s.n_train // bs)]
-        node: dict[str, list[float]] = {"forward": [], "backward": []}
-        fn = hl._HillLossNumpy
+        kernels = ["native", "numpy"] if hill_native.available()[0] else ["numpy"]
+        if not hill_native.available()[0]:
+            print(f"the C kernel is not available: {hill_native.available()[1]}", file=sys.stderr)
+        node: dict[str, list[float]] = {f"{k} {p}": [] for k in kernels for p in ("forward", "backward")}
+        fn = hl._HillLossCpu
         fwd, bwd = fn.forward, fn.backward
 
-        def timed(f, key):
+        def timed(f, part):
             def call(*args):
                 t = time.perf_counter()
                 out = f(*args)
-                node[key].append(time.perf_counter() - t)
+                node[f"{s.hill_cpu_kernel} {part}"].append(time.perf_counter() - t)
                 return out
 
             return staticmethod(call)
 
         fn.forward, fn.backward = timed(fwd, "forward"), timed(bwd, "backward")
         alpha = s.alpha
-        epoch: dict[str, list[float]] = {"plain": [], "hill": []}
+        arms = ["plain", *kernels]
+        epoch: dict[str, list[float]] = {arm: [] for arm in arms}
         for r in range(a.rounds):
-            for arm in ("plain", "hill") if r % 2 == 0 else ("hill", "plain"):
-                s.alpha = alpha if arm == "hill" else 0.0
+            for arm in arms[r % len(arms) :] + arms[: r % len(arms)]:  # the order rotates every round
+                s.alpha = alpha if arm != "plain" else 0.0
+                s.hill_cpu_kernel = arm if arm != "plain" else kernels[0]
                 t = time.thread_time()
                 for idx in batches:
                     s._train_step(idx)
                 epoch[arm].append(time.thread_time() - t)
         s.alpha = alpha
         fn.forward, fn.backward = fwd, bwd
-        passes = cold_and_warm(s, batches, hl)
+        passes = {k: cold_and_warm(s, batches, hl, k) for k in kernels}
         s.close()
-    p, h = statistics.median(epoch["plain"]), statistics.median(epoch["hill"])
+    p = statistics.median(epoch["plain"])
     n = len(batches)
     print(
         f"digits, batch {bs}, {n} steps an epoch, {a.rounds} interleaved rounds, {a.threads} thread(s), thread CPU time"
     )
-    print(f"  step: plain {p / n * 1e3:.3f} ms, HILL {h / n * 1e3:.3f} ms, HILL/plain {h / p:.3f}")
-    print(f"  extra per HILL step {(h - p) / n * 1e6:.0f} us, of which the node (in the step, wall):")
-    for k, v in node.items():
-        print(f"    {k:8s} median {statistics.median(v) * 1e6:.1f} us (n={len(v)})")
+    print(f"  step: plain {p / n * 1e3:.3f} ms")
+    for k in kernels:
+        h = statistics.median(epoch[k])
+        print(f"  HILL, {k} kernel: {h / n * 1e3:.3f} ms, HILL/plain {h / p:.3f}, extra {(h - p) / n * 1e6:.0f} us")
+    print("  the node in the step, wall:")
+    for key, v in node.items():
+        print(f"    {key:16s} median {statistics.median(v) * 1e6:.1f} us (n={len(v)})")
     print("  the node's arithmetic (terms and d loss / dx) three times in a row inside the step, wall:")
-    for i, v in enumerate(passes):
-        print(f"    pass {i + 1}  median {statistics.median(v) * 1e6:.1f} us (n={len(v)})")
+    for k, kp in passes.items():
+        print(f"    {k:7s}" + "".join(f"  pass {i + 1} {statistics.median(v) * 1e6:.1f} us" for i, v in enumerate(kp)))
     return 0
 
 
-def cold_and_warm(s: TrainingSession, batches: list, hl) -> list[list[float]]:
+def cold_and_warm(s: TrainingSession, batches: list, hl, kernel: str) -> list[list[float]]:
     """The node's forward arithmetic run three times where the node runs (right after the model's forward): the
     first pass pays for the caches the forward pass filled, the later ones show the same calls warm."""
     passes: list[list[float]] = [[], [], []]
-    fwd = hl._HillLossNumpy.forward
+    fwd = hl._HillLossCpu.forward
+    s.hill_cpu_kernel = kernel
 
     def thrice(ctx, ce, x, y, idx, alpha, lam, w, full, consts):
         coef = (alpha * w.center, alpha * w.spread, alpha * w.sep, alpha * w.point, 0.0, lam)
         for times in passes:
             t = time.perf_counter()
-            hl._grad_numpy(hl._terms_numpy(x, y, idx, consts)[1], coef)
+            if kernel == "native":
+                hill_native.terms_grad(x.detach(), y, idx, consts, coef)
+            else:
+                hl._grad_numpy(hl._terms_numpy(x, y, idx, consts)[1], coef)
             times.append(time.perf_counter() - t)
         return fwd(ctx, ce, x, y, idx, alpha, lam, w, full, consts)
 
-    hl._HillLossNumpy.forward = staticmethod(thrice)
+    hl._HillLossCpu.forward = staticmethod(thrice)
     try:
         for _ in range(10):
             for idx in batches:
                 s._train_step(idx)
     finally:
-        hl._HillLossNumpy.forward = fwd
+        hl._HillLossCpu.forward = fwd
     return passes
 
 

@@ -1,6 +1,6 @@
 """The HILL loss: pull the model's own latent layout toward the user's edited one.
 
-The terms are one autograd node (:class:`_HillLossTorch`; :class:`_HillLossNumpy` on a CPU) with a
+The terms are one autograd node (:class:`_HillLossTorch`; :class:`_HillLossCpu` on a CPU) with a
 hand-written backward: a few dozen tensor ops with fixed shapes (index_add, masks, no boolean indexing, no
 Python loop over classes or samples), so torch.compile and CUDA graphs take it as it is, and eager mode
 launches a fraction of the kernels that autograd through the same formula would. On a CPU outside
@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from . import hill_native
 
 TERM_NAMES = ("ce", "center", "spread", "sep", "point", "scale")
 CE_WEIGHTS = ("blend", "full")
@@ -104,11 +106,21 @@ def class_stats(z: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[tor
 # d|mu_k - mu_l| / d mu_k = (mu_k - mu_l) / |mu_k - mu_l|, d scale / d u_i = u_i / (B r r_0).
 
 
-NUMPY_ON_CPU = True  # tests switch it off to run the torch path on a CPU
+CPU_KERNELS = ("native", "numpy", "torch")
+CPU_KERNEL: str | None = None  # the default of hill_loss's cpu_kernel; tests set it to run each path
 
 
-def _numpy_path(z: torch.Tensor) -> bool:
-    return NUMPY_ON_CPU and z.device.type == "cpu" and not torch.compiler.is_compiling()
+def cpu_kernel(requested: str | None = None) -> str:
+    """The CPU path's kernel: ``requested`` (or :data:`CPU_KERNEL`) if given, else the C kernel where it can
+    be built (:func:`hill_native.available`), else numpy. "torch" runs the device path's tensor ops."""
+    k = requested or CPU_KERNEL
+    if k is None:
+        return "native" if hill_native.available()[0] else "numpy"
+    if k not in CPU_KERNELS:
+        raise ValueError(f"cpu_kernel: expected one of {', '.join(CPU_KERNELS)}, got {k!r}")
+    if k == "native" and not hill_native.available()[0]:
+        raise RuntimeError(f"cpu_kernel 'native': the HILL C kernel is not available ({hill_native.available()[1]})")
+    return k
 
 
 SMALL_PRODUCTS_AS_SUMS = True  # bench/gpu_hill_kernels.py switches it off to measure what it saves
@@ -226,6 +238,24 @@ def _numpy_constants(targets: LatentTargets, project: tuple[torch.Tensor, torch.
     return consts
 
 
+def _native_constants(
+    targets: LatentTargets, project: tuple[torch.Tensor, torch.Tensor] | None
+) -> hill_native.Constants:
+    """The targets and the folded map for the C kernel, cached on the targets as :func:`_numpy_constants` is."""
+    key = None if project is None else (project[0].data_ptr(), project[0]._version, project[1]._version)
+    cached = getattr(targets, "_native", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    m = targets.metric.double()
+    if project is None:
+        a, c = m, torch.zeros(2, dtype=torch.float64)
+    else:
+        a, c = m @ project[0].double(), m @ project[1].double()
+    consts = hill_native.Constants(a.numpy(), c.numpy(), targets)
+    targets._native = (key, consts)  # type: ignore[attr-defined]
+    return consts
+
+
 def _terms_numpy(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, consts: tuple) -> tuple[list[float], tuple]:
     """The terms of :func:`_terms_torch`, in float64 after the map (one float32 product in torch, as on the
     device path): the per-sample work in a few numpy calls (per-class sums as products with the batch's
@@ -312,8 +342,9 @@ def _grad_numpy(saved: tuple, g: Sequence[float]) -> np.ndarray:
     return gu.astype(np.float32) @ a
 
 
-class _HillLossNumpy(torch.autograd.Function):
-    """The CPU path: one autograd node, float64 numpy inside, its own backward.
+class _HillLossCpu(torch.autograd.Function):
+    """The CPU path: one autograd node, float64 inside, its own backward; the arithmetic in one C call
+    (:mod:`hill_native`) or, where that cannot be built, in numpy.
 
     Returns the loss and the stats (ce, center, spread, sep, point, scale), each differentiable. ``x`` is the
     projected batch z, or with ``project = (W, b)`` the features that map to it (z = x W^T + b), so the
@@ -331,16 +362,20 @@ class _HillLossNumpy(torch.autograd.Function):
         lam: float,
         weights: LossWeights,
         full: bool,
-        consts: tuple,
+        consts: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        t, ctx.saved = _terms_numpy(x, y, idx, consts)
-        cef = float(ce)
         w = weights
         coef = (alpha * w.center, alpha * w.spread, alpha * w.sep, alpha * w.point, 0.0, lam)
+        # d loss / dx now, while what it reads is in the cache; the backward only scales it
+        if isinstance(consts, hill_native.Constants):
+            ctx.saved = (x.detach(), y, idx, consts)
+            t, ctx.gx_loss = hill_native.terms_grad(x.detach(), y, idx, consts, coef if any(coef) else None)
+        else:
+            t, ctx.saved = _terms_numpy(x, y, idx, consts)
+            ctx.gx_loss = torch.from_numpy(_grad_numpy(ctx.saved, coef)) if any(coef) else None
+        cef = float(ce)
         ctx.ce_coef = 1.0 if full else 1.0 - alpha
         ctx.set_materialize_grads(False)
-        # d loss / dx now, while what it reads is in the cache; the backward only scales it
-        ctx.gx_loss = torch.from_numpy(_grad_numpy(ctx.saved, coef)) if any(coef) else None
         loss = ctx.ce_coef * cef + sum(c * v for c, v in zip(coef, t))
         stats = np.empty(6, dtype=np.float32)
         stats[0], stats[1:] = cef, t[:5]
@@ -359,9 +394,20 @@ class _HillLossNumpy(torch.autograd.Function):
         if gs is not None:
             gsn = gs.tolist()
             gce += gsn[0]
-            gt = torch.from_numpy(_grad_numpy(ctx.saved, (*gsn[1:], 0.0)))
+            g = (*gsn[1:], 0.0)
+            if isinstance(ctx.saved[-1], hill_native.Constants):
+                xs, ys, ids, cs = ctx.saved
+                gt = hill_native.terms_grad(xs, ys, ids, cs, g)[1]
+            else:
+                gt = torch.from_numpy(_grad_numpy(ctx.saved, g))
             gx = gt if gx is None else gx + gt
         return (torch.scalar_tensor(gce, dtype=torch.float32), gx) + (None,) * 7
+
+
+# Function.apply binds the arguments to forward's signature and maps a pytree over them for functorch before
+# it calls the C++ apply: ~20 us a step, a tenth of the CPU HILL step's cost. The node takes no functorch
+# transform (numpy and C inside), so it calls the C++ apply directly.
+_apply_cpu = super(torch.autograd.Function, _HillLossCpu).apply
 
 
 class _HillLossTorch(torch.autograd.Function):
@@ -415,16 +461,18 @@ def _hill_node(
     weights: LossWeights,
     ce_weight: str,
     project: tuple[torch.Tensor, torch.Tensor] | None = None,
+    kernel: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, stats: ce and the 5 terms) through the one node that fits the device."""
     if ce_weight not in CE_WEIGHTS:
         raise ValueError(f"ce_weight: expected one of {', '.join(CE_WEIGHTS)}, got {ce_weight!r}")
     x = x.float()
     full = ce_weight == "full"
-    if _numpy_path(x):
-        return _HillLossNumpy.apply(
-            ce, x, y, idx, float(alpha), float(lam), weights, full, _numpy_constants(targets, project)
-        )
+    if x.device.type == "cpu" and not torch.compiler.is_compiling():
+        k = cpu_kernel(kernel)
+        if k != "torch":
+            consts = _native_constants(targets, project) if k == "native" else _numpy_constants(targets, project)
+            return _apply_cpu(ce, x, y, idx, float(alpha), float(lam), weights, full, consts)
     a, c = _loss_map(targets.metric, project, x)
     # constants as device scalars: torch.full is a fill, not a host copy, so a CUDA graph can capture it
     alpha = alpha if isinstance(alpha, torch.Tensor) else torch.full((), float(alpha), device=x.device)
@@ -485,6 +533,7 @@ def hill_loss(
     weights: LossWeights | None = None,
     ce_weight: str = "blend",
     project: tuple[torch.Tensor, torch.Tensor] | None = None,
+    cpu_kernel: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The global loss the training step trains on, and its terms (6, in TERM_NAMES order, detached).
 
@@ -495,6 +544,8 @@ def hill_loss(
     active only together with them (this makes alpha = 0 plain training). ``weights`` default to
     ``targets.weights``; ``ce_weight`` as in :func:`combine_terms`. ``alpha`` and ``lam`` may be device
     scalars (the step keeps them so, so that changing them neither recompiles nor recaptures).
+    ``cpu_kernel`` picks the CPU path's arithmetic (:func:`cpu_kernel`); a run records it, since the C
+    kernel and numpy round differently and exact replay needs the same one.
     """
     if ce_weight not in CE_WEIGHTS:
         raise ValueError(f"ce_weight: expected one of {', '.join(CE_WEIGHTS)}, got {ce_weight!r}")
@@ -502,8 +553,9 @@ def hill_loss(
     if targets is None or z is None or (not isinstance(alpha, torch.Tensor) and alpha == 0.0):
         return ce, torch.cat([ce.detach().view(1), ce.new_zeros(5)])
     loss, stats = _hill_node(
-        ce, z, y, idx, targets, alpha, lam, weights if weights is not None else targets.weights, ce_weight, project
-    )
+        ce, z, y, idx, targets, alpha, lam, weights if weights is not None else targets.weights, ce_weight, project,
+        cpu_kernel,
+    )  # fmt: skip
     return loss, stats.detach()
 
 

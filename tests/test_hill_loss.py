@@ -1,5 +1,5 @@
 """The HILL loss terms each move a model the right way on a fixed batch, and reduce to CE without edits; the
-fused node (numpy on a CPU, tensor ops elsewhere) gives the values and gradients of the written-out formula."""
+fused node (C or numpy on a CPU, tensor ops elsewhere) gives the values and gradients of the written-out formula."""
 
 import importlib
 import operator
@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 from hill_reference import reference_loss, reference_terms
 
-from hill_app.losses import LossWeights, TargetLayout, class_stats, hill_loss, hill_terms, layout_from_points
+from hill_app.losses import (
+    LossWeights,
+    TargetLayout,
+    class_stats,
+    hill_loss,
+    hill_native,
+    hill_terms,
+    layout_from_points,
+)
 
 H = importlib.import_module("hill_app.losses.hill_loss")  # the module (the package exports a function of that name)
 
@@ -169,10 +177,13 @@ def test_terms_ignore_classes_absent_from_batch():
     assert t[0].item() == pytest.approx(0.0, abs=1e-6)
 
 
-@pytest.fixture(params=["numpy", "torch"])
+@pytest.fixture(params=["native", "numpy", "torch"])
 def path(request, monkeypatch):
-    """Run a test through the CPU's numpy path and through the tensor-op path (the one CUDA and compile use)."""
-    monkeypatch.setattr(H, "NUMPY_ON_CPU", request.param == "numpy")
+    """Run a test through the CPU's C kernel, its numpy path and the tensor-op path (the one CUDA and compile
+    use)."""
+    if request.param == "native" and not hill_native.available()[0]:
+        pytest.skip(f"the HILL C kernel cannot be built here: {hill_native.available()[1]}")
+    monkeypatch.setattr(H, "CPU_KERNEL", request.param)
     return request.param
 
 
@@ -323,21 +334,19 @@ def test_unknown_ce_weight_is_refused_with_the_value():
         hill_loss(torch.randn(64, 10), (feats @ w.T + b).float(), y, idx, targets, 0.5, 0.1, ce_weight="half")
 
 
-def test_numpy_and_tensor_paths_agree():
+def test_the_cpu_kernels_and_the_tensor_path_agree(monkeypatch):
     feats, y, idx, (w, b), targets = random_problem(7)
     z = (feats @ w.T + b).float()
-    out = []
-    for numpy_path in (True, False):
-        H.NUMPY_ON_CPU = numpy_path
-        try:
-            zz = z.clone().requires_grad_()
-            t = hill_terms(zz, y, idx, targets)
-            t.sum().backward()
-            out.append((t.detach(), zz.grad))
-        finally:
-            H.NUMPY_ON_CPU = True
-    assert torch.allclose(out[0][0], out[1][0], rtol=1e-5, atol=1e-6)
-    assert torch.allclose(out[0][1], out[1][1], rtol=1e-4, atol=1e-6)
+    out = {}
+    for kernel in ("native", "numpy", "torch") if hill_native.available()[0] else ("numpy", "torch"):
+        monkeypatch.setattr(H, "CPU_KERNEL", kernel)
+        zz = z.clone().requires_grad_()
+        t = hill_terms(zz, y, idx, targets)
+        t.sum().backward()
+        out[kernel] = (t.detach(), zz.grad)
+    for kernel, (t, g) in out.items():
+        assert torch.allclose(t, out["torch"][0], rtol=1e-5, atol=1e-6), kernel
+        assert torch.allclose(g, out["torch"][1], rtol=1e-4, atol=1e-6), kernel
 
 
 @pytest.mark.parametrize("ce_weight", ["blend", "full"])

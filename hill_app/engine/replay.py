@@ -36,7 +36,8 @@ def replay_run(
         torch.set_num_threads(started["threads"])
     cfg = RunConfig.load(run_dir / "config.json")
     cfg.device = device
-    session = TrainingSession(cfg, out, events=events)
+    kernel = started.get("hill_cpu_kernel") if device == "cpu" else None
+    session = TrainingSession(cfg, out, events=events, cpu_kernel=kernel if isinstance(kernel, str) else None)
     session.replaying = True
     session.source_dir = run_dir  # files the run added are read from its own copies
     session.schedule = effective_commands(records)

@@ -25,7 +25,15 @@ import torch.nn.functional as F
 
 from hill_app.datasets import DataBundle, load_dataset, stratified_split
 from hill_app.datasets.augment import flip_crop
-from hill_app.losses import LatentTargets, LossWeights, TargetLayout, apply_edits, layout_from_points, with_metric
+from hill_app.losses import (
+    LatentTargets,
+    LossWeights,
+    TargetLayout,
+    apply_edits,
+    hill_native,
+    layout_from_points,
+    with_metric,
+)
 
 from . import handlers
 from .branches import CheckpointTree
@@ -164,10 +172,14 @@ class TrainingSession:
         pause_handler: Callable[[TrainingSession, PauseInfo], None] | None = None,
         resume: bool = False,
         lock: RunLock | None = None,
+        cpu_kernel: str | None = None,
     ):
         """``lock``: the folder's RunLock when the caller took it first (to write files before the run starts);
         else the session takes it. It is held until the run ends or :meth:`close`; a second session on the
-        folder (another process, or another session here) is refused with the holder's pid."""
+        folder (another process, or another session here) is refused with the holder's pid. ``cpu_kernel``:
+        the HILL loss's CPU arithmetic ("native" or "numpy"; a replay passes the one its run recorded), else
+        the one the run recorded when resuming, else the fastest available."""
+        self._cpu_kernel_wanted = cpu_kernel
         self.config = config.resolved()
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -256,6 +268,8 @@ class TrainingSession:
         self.train_step = TrainStep(self)
         self._nonfinite = False
         self.report_every = 1 if self.device.type == "cpu" else 50
+        recorded = plan.started.get("hill_cpu_kernel") if plan is not None and plan.started else None
+        self.hill_cpu_kernel = self._pick_cpu_kernel(self._cpu_kernel_wanted or recorded)
 
         if plan is not None:
             state, node, notes = self._pick_checkpoint(plan)
@@ -274,6 +288,8 @@ class TrainingSession:
         extra: dict[str, Any] = {"split": split} if split else {}
         if cleaned:
             extra["removed_temp_files"] = cleaned
+        if self.hill_cpu_kernel:
+            extra["hill_cpu_kernel"] = self.hill_cpu_kernel
         self.journal.write(
             "run_started",
             config=self.config.to_json(),
@@ -285,6 +301,28 @@ class TrainingSession:
             inputs=input_hashes(self.run_dir),
             **extra,
         )
+
+    def _pick_cpu_kernel(self, wanted: str | None) -> str | None:
+        """The HILL loss's CPU arithmetic for this run (None on other devices). The C kernel and numpy round
+        differently in the last bits, so a resumed or replayed run keeps the one its run recorded; where that
+        one cannot be had here, say so and use the other."""
+        if self.device.type != "cpu":
+            return None
+        native, why = hill_native.available()
+        if wanted == "numpy" or (wanted in (None, "native") and native):
+            return wanted or "native"
+        if wanted == "native":
+            self.events.emit(
+                "log",
+                level="warning",
+                message=f"this run's HILL loss used the C kernel, which is not available here ({why}); using "
+                "numpy: losses may differ from the recorded run's in the last bits",
+            )
+        elif wanted is not None:
+            raise ValueError(f"cpu_kernel: expected 'native' or 'numpy', got {wanted!r}")
+        else:
+            self.events.emit("log", level="info", message=f"HILL loss on the CPU in numpy: {why}")
+        return "numpy"
 
     def close(self) -> None:
         """Release the run folder (the run's end does this; call it for a session that is never run)."""

@@ -35,6 +35,7 @@ class StepInputs(Protocol):
     grad_clip: float | None
     alpha: float
     lam: float
+    hill_cpu_kernel: str | None  # the HILL loss's CPU arithmetic (hill_app.losses.hill_loss.cpu_kernel)
     events: EventChannel
 
     @property
@@ -215,6 +216,7 @@ class TrainStep:
                 weights=s.weights,
                 ce_weight=ce_weight,
                 project=(pr.weight, pr.bias),
+                cpu_kernel=s.hill_cpu_kernel,
             )
         else:
             loss, terms = hill_loss(logits, None, y, idx, None, alpha, lam)
