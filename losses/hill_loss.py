@@ -4,9 +4,10 @@ The terms are one autograd node (:class:`_HillLossTorch`; :class:`_HillLossCpu` 
 hand-written backward: a few dozen tensor ops with fixed shapes (index_add, masks, no boolean indexing, no
 Python loop over classes or samples), so torch.compile and CUDA graphs take it as it is, and eager mode
 launches a fraction of the kernels that autograd through the same formula would. On a CPU outside
-torch.compile the same formula runs in float64 numpy, whose small-array calls cost a fraction of torch's
-dispatch (docs/speed.md has the numbers). The formula itself is written out in tests/hill_reference.py,
-which pins both paths against autograd.
+torch.compile the same formula runs in float64, in one call into C (:mod:`hill_native`) or, where that
+cannot be built, in numpy, whose small-array calls cost a fraction of torch's dispatch (docs/speed.md has the
+numbers). The formula itself is written out in tests/hill_reference.py, which pins every path against
+autograd.
 """
 
 from __future__ import annotations
