@@ -81,7 +81,8 @@ def _load() -> tuple[Any, str | None]:
         _build(cc, path)
         return _bind(ctypes.CDLL(str(path))), None
     except (OSError, AttributeError, subprocess.SubprocessError) as e:
-        return None, f"building {SOURCE.name} into {path.parent} failed: {str(e).strip().splitlines()[0][:300]}"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        return None, f"building {SOURCE.name} into {path.parent} failed: {first}"
 
 
 def _build(cc: str, path: Path) -> None:

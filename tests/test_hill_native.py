@@ -229,3 +229,17 @@ def test_a_replay_where_the_recorded_kernel_is_missing_says_so_and_uses_numpy(tm
     assert _started(tmp_path / "replay")["hill_cpu_kernel"] == "numpy"
     (warning,) = [e for e in logs if "C kernel" in e.get("message", "")]
     assert warning["level"] == "warning" and "HILL_NATIVE=0 is set" in warning["message"]
+
+
+@needs_compiler
+def test_a_cache_folder_that_cannot_be_made_is_reported(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("HILL_NATIVE_CACHE", str(blocker / "native"))
+    hill_native.reset()
+    try:
+        ok, why = hill_native.available()
+        assert not ok and why.startswith(f"building hill_native.c into {blocker / 'native'} failed: ")
+        assert H.cpu_kernel() == "numpy"
+    finally:
+        hill_native.reset()
