@@ -243,3 +243,18 @@ def test_a_cache_folder_that_cannot_be_made_is_reported(monkeypatch, tmp_path):
         assert H.cpu_kernel() == "numpy"
     finally:
         hill_native.reset()
+
+
+def test_a_run_without_the_c_kernel_says_so_and_records_numpy(tmp_path, fresh_cache, monkeypatch):
+    from hill_app.engine.config import RunConfig
+    from hill_app.engine.events import EventChannel
+    from hill_app.engine.session import TrainingSession
+
+    monkeypatch.setenv("HILL_NATIVE", "0")
+    events = EventChannel()
+    logs = []
+    events.subscribe(lambda ev: logs.append(ev.data) if ev.kind == "log" else None)
+    s = TrainingSession(RunConfig(epochs=2, pause_at=[], seed=0, device="cpu"), tmp_path / "run", events=events)
+    s.close()
+    assert _started(tmp_path / "run")["hill_cpu_kernel"] == "numpy"
+    assert {"level": "info", "message": "HILL loss on the CPU in numpy: HILL_NATIVE=0 is set"} in logs
